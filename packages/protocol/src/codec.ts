@@ -1,0 +1,106 @@
+import { Packr } from 'msgpackr';
+import type { z } from 'zod';
+import { DEFAULT_MAX_FRAME_BYTES } from './constants.ts';
+import { ErrorCode, ProtocolError } from './errors.ts';
+import { ClientFrame, NodeFrame } from './frames.ts';
+
+/** Options of a frame codec. */
+export interface CodecOptions {
+  /**
+   * Largest frame accepted on decode and produced on encode, in bytes.
+   * @default DEFAULT_MAX_FRAME_BYTES (16 MiB)
+   */
+  maxFrameBytes?: number;
+}
+
+/** Encodes frames to msgpack and decodes them back, validating every decoded frame with zod. */
+export interface Codec {
+  readonly maxFrameBytes: number;
+  /** Packs a frame. Throws FRAME_TOO_LARGE when the result exceeds maxFrameBytes. */
+  encode(frame: ClientFrame | NodeFrame): Uint8Array;
+  /** Unpacks and validates a frame sent by a client. Binary fields are views into `data`. */
+  decodeClientFrame(data: Uint8Array): ClientFrame;
+  /** Unpacks and validates a frame sent by a node. Binary fields are views into `data`. */
+  decodeNodeFrame(data: Uint8Array): NodeFrame;
+  /** Best-effort request id of a frame that failed validation, so the error reply can name it (0 if none). */
+  peekRequestId(data: Uint8Array): number;
+}
+
+/** Creates a codec. One codec per process is enough: it keeps no per-connection state. */
+export function createCodec(options: CodecOptions = {}): Codec {
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  // useRecords: false keeps frames plain msgpack maps, readable by any msgpack implementation;
+  // int64AsType 'number' so a hostile 64-bit integer becomes a number that zod rejects, not a bigint.
+  const packr = new Packr({ useRecords: false, int64AsType: 'number', mapsAsObjects: true });
+
+  function unpack(data: Uint8Array): unknown {
+    if (!(data instanceof Uint8Array)) {
+      throw new ProtocolError(ErrorCode.MalformedFrame, 'frame must be binary');
+    }
+    if (data.length > maxFrameBytes) {
+      throw new ProtocolError(
+        ErrorCode.FrameTooLarge,
+        `frame of ${data.length} bytes exceeds the limit of ${maxFrameBytes}; send smaller batches`,
+        { details: { size: data.length, maxFrameBytes } },
+      );
+    }
+    if (data.length === 0) {
+      throw new ProtocolError(ErrorCode.TruncatedFrame, 'empty frame');
+    }
+    try {
+      return packr.unpack(data);
+    } catch (error) {
+      const incomplete =
+        typeof error === 'object' && error !== null && (error as { incomplete?: boolean }).incomplete;
+      if (incomplete || (error instanceof RangeError && /beyond|bounds/i.test(error.message))) {
+        throw new ProtocolError(ErrorCode.TruncatedFrame, 'frame ends before its msgpack value does', {
+          cause: error,
+        });
+      }
+      throw new ProtocolError(ErrorCode.MalformedFrame, 'frame is not a single msgpack value', {
+        cause: error,
+      });
+    }
+  }
+
+  function validate<T>(schema: z.ZodType<T>, value: unknown): T {
+    const result = schema.safeParse(value);
+    if (!result.success) {
+      throw new ProtocolError(ErrorCode.InvalidFrame, 'frame does not match the protocol schema', {
+        details: {
+          issues: result.error.issues.slice(0, 5).map((i) => ({
+            path: i.path.map(String).join('.'),
+            message: i.message,
+          })),
+        },
+      });
+    }
+    return result.data;
+  }
+
+  return {
+    maxFrameBytes,
+    encode(frame) {
+      const data = packr.pack(frame);
+      if (data.length > maxFrameBytes) {
+        throw new ProtocolError(
+          ErrorCode.FrameTooLarge,
+          `encoded frame of ${data.length} bytes exceeds the limit of ${maxFrameBytes}`,
+          { details: { size: data.length, maxFrameBytes } },
+        );
+      }
+      return data;
+    },
+    decodeClientFrame: (data) => validate(ClientFrame, unpack(data)),
+    decodeNodeFrame: (data) => validate(NodeFrame, unpack(data)),
+    peekRequestId(data) {
+      try {
+        const value = packr.unpack(data) as { id?: unknown } | null;
+        const id = typeof value === 'object' && value !== null ? value.id : undefined;
+        return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff ? id : 0;
+      } catch {
+        return 0;
+      }
+    },
+  };
+}

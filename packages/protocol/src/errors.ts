@@ -1,0 +1,152 @@
+/**
+ * Stable error codes shared by nodes and clients. Callers branch on these, never on message text.
+ */
+export const ErrorCode = {
+  /** The bytes are not a msgpack value, or carry trailing garbage. */
+  MalformedFrame: 'MALFORMED_FRAME',
+  /** The bytes end before the msgpack value does. */
+  TruncatedFrame: 'TRUNCATED_FRAME',
+  /** The frame is larger than the configured maximum. */
+  FrameTooLarge: 'FRAME_TOO_LARGE',
+  /** The frame decodes but does not match any schema (missing field, wrong type, unknown `t`). */
+  InvalidFrame: 'INVALID_FRAME',
+  /** The peer speaks another protocol version. */
+  VersionMismatch: 'VERSION_MISMATCH',
+  /** An op arrived before the handshake. */
+  HandshakeRequired: 'HANDSHAKE_REQUIRED',
+  /** The pool does not exist or belongs to another identity (the two are indistinguishable on purpose). */
+  UnknownPool: 'UNKNOWN_POOL',
+  /** A pool page size that is not a power of two in range, or a page whose length differs from its pool's. */
+  BadPageSize: 'BAD_PAGE_SIZE',
+  /** An argument is out of range: an object id too long or empty, an index that is not a u32. */
+  BadArgument: 'BAD_ARGUMENT',
+  /** No reply arrived within the operation timeout; the op may or may not have taken effect. */
+  Timeout: 'TIMEOUT',
+  /** The connection closed before the reply arrived; the op may or may not have taken effect. */
+  ConnectionLost: 'CONNECTION_LOST',
+  /** The client was closed by the application. */
+  ClientClosed: 'CLIENT_CLOSED',
+  /** No node could be reached. */
+  NoNodes: 'NO_NODES',
+  /** The node is shutting down and takes no new work. */
+  ShuttingDown: 'SHUTTING_DOWN',
+  /** A bug on the node; the op changed nothing that a later op could observe half-done. */
+  Internal: 'INTERNAL',
+} as const;
+
+/** One of the stable error codes. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** True when `code` is one of the codes this version knows. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return KNOWN_CODES.has(code);
+}
+
+/** Options common to every tmem error. */
+export interface TmemErrorOptions {
+  /** Machine-readable facts about the failure (limits, offending values). */
+  details?: Record<string, unknown>;
+  /** The lower-level error that caused this one. */
+  cause?: unknown;
+}
+
+/** Base class of every error this project raises; `code` is stable, `message` says what to change. */
+export class TmemError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: TmemErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TmemError';
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** A frame could not be decoded or validated. */
+export class ProtocolError extends TmemError {
+  constructor(code: ErrorCode, message: string, options: TmemErrorOptions = {}) {
+    super(code, message, options);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** No reply within the operation timeout. The op is in doubt: it may have been applied. */
+export class TimeoutError extends TmemError {
+  readonly timeoutMs: number;
+  constructor(timeoutMs: number, options: TmemErrorOptions = {}) {
+    super(ErrorCode.Timeout, `no reply within ${timeoutMs} ms; raise timeoutMs or check the node`, {
+      ...options,
+      details: { timeoutMs, ...options.details },
+    });
+    this.name = 'TimeoutError';
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The connection dropped before the reply. The op is in doubt: it may have been applied. */
+export class ConnectionLostError extends TmemError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.ConnectionLost, message, options);
+    this.name = 'ConnectionLostError';
+  }
+}
+
+/** The pool does not exist for this identity (never created, destroyed, or someone else's). */
+export class UnknownPoolError extends TmemError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.UnknownPool, message, options);
+    this.name = 'UnknownPoolError';
+  }
+}
+
+/** A page size that is not allowed, or a page that is not exactly its pool's page size. */
+export class BadPageSizeError extends TmemError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.BadPageSize, message, options);
+    this.name = 'BadPageSizeError';
+  }
+}
+
+/** The wire shape of an error reply. */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown> | undefined;
+}
+
+/** Turns an error into its wire shape; errors that are not TmemErrors become INTERNAL without leaking internals. */
+export function errorToWire(error: unknown): WireError {
+  if (error instanceof TmemError) {
+    return { code: error.code, message: error.message, details: error.details };
+  }
+  return { code: ErrorCode.Internal, message: 'internal error on the node' };
+}
+
+const PROTOCOL_CODES = new Set<string>([
+  ErrorCode.MalformedFrame,
+  ErrorCode.TruncatedFrame,
+  ErrorCode.FrameTooLarge,
+  ErrorCode.InvalidFrame,
+  ErrorCode.VersionMismatch,
+  ErrorCode.HandshakeRequired,
+]);
+
+/** Maps a wire error back to the typed class callers branch on. Unknown codes become INTERNAL. */
+export function errorFromWire(wire: WireError): TmemError {
+  const options = { details: { ...wire.details, remote: true } };
+  const code = isErrorCode(wire.code) ? wire.code : ErrorCode.Internal;
+  if (PROTOCOL_CODES.has(code)) return new ProtocolError(code, wire.message, options);
+  switch (code) {
+    case ErrorCode.UnknownPool:
+      return new UnknownPoolError(wire.message, options);
+    case ErrorCode.BadPageSize:
+      return new BadPageSizeError(wire.message, options);
+    case ErrorCode.ConnectionLost:
+      return new ConnectionLostError(wire.message, options);
+    default:
+      return new TmemError(code, wire.message, options);
+  }
+}

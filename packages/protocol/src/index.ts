@@ -1,0 +1,6 @@
+// Public API of @tmem/protocol: frames, codec, errors, handles and hashing shared by nodes and clients.
+export * from './constants.ts';
+export * from './errors.ts';
+export * from './frames.ts';
+export * from './codec.ts';
+export * from './handle.ts';
