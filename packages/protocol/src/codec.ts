@@ -33,6 +33,23 @@ export function createCodec(options: CodecOptions = {}): Codec {
   // int64AsType 'number' so a hostile 64-bit integer becomes a number that zod rejects, not a bigint.
   const packr = new Packr({ useRecords: false, int64AsType: 'number', mapsAsObjects: true });
 
+  /**
+   * Reads the msgpack value at the start of `data` and where it ends. unpackMultiple stops after the first
+   * value, so trailing bytes are found by comparing `end` with the length: plain `unpack` rejects them too,
+   * but only after JSON-stringifying the whole decoded value for its error message, which costs seconds of
+   * CPU for a 16 MiB frame with one byte too many.
+   */
+  function unpackFirst(data: Uint8Array): { value: unknown; end: number } {
+    let value: unknown;
+    let end = -1;
+    packr.unpackMultiple(data, (first: unknown, _start?: number, firstEnd?: number) => {
+      value = first;
+      end = firstEnd ?? -1;
+      return false;
+    });
+    return { value, end };
+  }
+
   function unpack(data: Uint8Array): unknown {
     if (!(data instanceof Uint8Array)) {
       throw new ProtocolError(ErrorCode.MalformedFrame, 'frame must be binary');
@@ -47,12 +64,16 @@ export function createCodec(options: CodecOptions = {}): Codec {
     if (data.length === 0) {
       throw new ProtocolError(ErrorCode.TruncatedFrame, 'empty frame');
     }
+    let first;
     try {
-      return packr.unpack(data);
+      first = unpackFirst(data);
     } catch (error) {
+      // msgpackr flags every RangeError as `incomplete`, including a stack overflow on deeply nested garbage;
+      // only a read past the end of the bytes means the frame was cut short.
+      const outOfBounds = error instanceof RangeError && /beyond|bounds/i.test(error.message);
       const incomplete =
         typeof error === 'object' && error !== null && (error as { incomplete?: boolean }).incomplete;
-      if (incomplete || (error instanceof RangeError && /beyond|bounds/i.test(error.message))) {
+      if (outOfBounds || (incomplete && !(error instanceof RangeError))) {
         throw new ProtocolError(ErrorCode.TruncatedFrame, 'frame ends before its msgpack value does', {
           cause: error,
         });
@@ -61,6 +82,12 @@ export function createCodec(options: CodecOptions = {}): Codec {
         cause: error,
       });
     }
+    if (first.end !== data.length) {
+      throw new ProtocolError(ErrorCode.MalformedFrame, 'frame carries bytes after its msgpack value', {
+        details: { size: data.length, valueBytes: first.end },
+      });
+    }
+    return first.value;
   }
 
   function validate<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -95,7 +122,9 @@ export function createCodec(options: CodecOptions = {}): Codec {
     decodeNodeFrame: (data) => validate(NodeFrame, unpack(data)),
     peekRequestId(data) {
       try {
-        const value = packr.unpack(data) as { id?: unknown } | null;
+        const { value: first, end } = unpackFirst(data);
+        if (end !== data.length) return 0;
+        const value = first as { id?: unknown } | null;
         const id = typeof value === 'object' && value !== null ? value.id : undefined;
         return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff ? id : 0;
       } catch {

@@ -1,0 +1,13 @@
+// Public API of @tmem/memnode: embed a memory node, or run one with the `tmem` CLI.
+export { createMemnode, type Memnode, type MemnodeOptions } from './memnode.ts';
+export {
+  createPageStore,
+  PAGE_META_BYTES,
+  type PageStore,
+  type PageStoreOptions,
+  type PoolSpec,
+  type PutResult,
+  type StoreStats,
+} from './page-store.ts';
+export { parseByteSize } from './size.ts';
+export { createNodeLogger, silentLogger, type Logger } from './logger.ts';

@@ -1,0 +1,116 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { DEFAULT_MAX_FRAME_BYTES, createCodec } from '@tmem/protocol';
+import { silentLogger, type Logger } from './logger.ts';
+import { createPageStore, type PageStore } from './page-store.ts';
+import { CloseCode, serveSession } from './session.ts';
+
+/** Options of one memory node. */
+export interface MemnodeOptions {
+  /** Bytes of page data the node may hold. */
+  capacityBytes: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** 0 picks a free port. @default 0 */
+  port?: number;
+  /** @default a random UUID */
+  nodeId?: string;
+  /** Largest frame accepted from a peer. @default DEFAULT_MAX_FRAME_BYTES (16 MiB) */
+  maxFrameBytes?: number;
+  /** How long a graceful close waits for clients to close their sockets before cutting them. @default 2000 */
+  closeGraceMs?: number;
+  /** @default a silent logger */
+  logger?: Logger;
+}
+
+/** A running memory node. */
+export interface Memnode {
+  readonly nodeId: string;
+  /** ws://host:port that clients connect to. */
+  readonly url: string;
+  readonly port: number;
+  readonly store: PageStore;
+  /** Stops taking connections, closes every client socket (1001) and the listener. Idempotent. */
+  close(): Promise<void>;
+}
+
+// Frames up to the codec limit are read and answered with FRAME_TOO_LARGE; far beyond it ws itself cuts the
+// connection (close code 1009) so a hostile peer cannot make the node buffer unbounded data.
+const WS_PAYLOAD_SLACK_BYTES = 64 * 1024;
+
+/** Starts a memory node listening on host:port. Resolves once it accepts connections. */
+export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
+  const nodeId = options.nodeId ?? randomUUID();
+  const logger = options.logger ?? silentLogger();
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const codec = createCodec({ maxFrameBytes });
+  const store = createPageStore({ capacityBytes: options.capacityBytes });
+  const closeGraceMs = options.closeGraceMs ?? 2000;
+  let lastPoolId = 0;
+  let closing: Promise<void> | undefined;
+
+  const http: Server = createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
+  });
+  const wss = new WebSocketServer({
+    server: http,
+    perMessageDeflate: false,
+    maxPayload: maxFrameBytes + WS_PAYLOAD_SLACK_BYTES,
+  });
+  wss.on('connection', (socket: WebSocket) =>
+    serveSession(socket, {
+      nodeId,
+      codec,
+      store,
+      logger,
+      nextPoolId: () => ++lastPoolId,
+      isClosing: () => closing !== undefined,
+    }),
+  );
+  wss.on('error', (error) => logger.error({ err: error }, 'websocket server error'));
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const address = http.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `ws://${host}:${address.port}`;
+  logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
+
+  async function shutdown(): Promise<void> {
+    logger.info('closing');
+    // ws's close() stops accepting but leaves open sockets alone; close each one ourselves.
+    const sockets = [...wss.clients];
+    await Promise.all(
+      sockets.map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            if (socket.readyState === socket.CLOSED) return resolve();
+            const timer = setTimeout(() => socket.terminate(), closeGraceMs);
+            socket.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            socket.close(CloseCode.GoingAway, 'node shutting down');
+          }),
+      ),
+    );
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    logger.info('closed');
+  }
+
+  return {
+    nodeId,
+    url,
+    port: address.port,
+    store,
+    close: () => (closing ??= shutdown()),
+  };
+}

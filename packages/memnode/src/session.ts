@@ -1,0 +1,118 @@
+import type { WebSocket, RawData } from 'ws';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  TmemError,
+  errorToWire,
+  type Codec,
+  type NodeFrame,
+} from '@tmem/protocol';
+import type { Logger } from './logger.ts';
+import { handleFrame } from './request-handler.ts';
+import type { PageStore } from './page-store.ts';
+
+/** WebSocket close codes the node uses, from RFC 6455. */
+export const CloseCode = {
+  /** The node is shutting down. */
+  GoingAway: 1001,
+  /** The peer broke the protocol: garbage bytes, a text frame, a wrong version. */
+  ProtocolViolation: 1002,
+  /** An op before the handshake. */
+  PolicyViolation: 1008,
+} as const;
+
+/** What a session shares with its node. */
+export interface SessionDeps {
+  nodeId: string;
+  codec: Codec;
+  store: PageStore;
+  logger: Logger;
+  nextPoolId(): number;
+  /** True once the node is shutting down: new requests are answered SHUTTING_DOWN. */
+  isClosing(): boolean;
+}
+
+/** Frame errors after which the byte stream cannot be trusted, so the connection is closed. */
+const FATAL_FRAME_ERRORS = new Set<string>([
+  ErrorCode.MalformedFrame,
+  ErrorCode.TruncatedFrame,
+  ErrorCode.FrameTooLarge,
+]);
+
+/**
+ * Serves one client connection: the handshake first, then one reply frame per request frame. Nothing a peer
+ * sends can throw out of here; a bad frame gets an error reply, and garbage also closes the connection.
+ */
+export function serveSession(socket: WebSocket, deps: SessionDeps): void {
+  let identity: string | undefined;
+  const log = deps.logger.child({ component: 'session' });
+
+  function send(frame: NodeFrame): void {
+    if (socket.readyState !== socket.OPEN) return;
+    socket.send(deps.codec.encode(frame), { binary: true });
+  }
+
+  function sendError(id: number, error: unknown): void {
+    send({ t: 'error', id, ...errorToWire(error) });
+  }
+
+  function onMessage(data: RawData, isBinary: boolean): void {
+    if (!isBinary || !(data instanceof Buffer)) {
+      sendError(0, new ProtocolError(ErrorCode.MalformedFrame, 'frames must be binary msgpack messages'));
+      socket.close(CloseCode.ProtocolViolation, 'binary frames only');
+      return;
+    }
+    let frame;
+    try {
+      frame = deps.codec.decodeClientFrame(data);
+    } catch (error) {
+      const code = error instanceof TmemError ? error.code : ErrorCode.Internal;
+      log.warn({ code, size: data.length }, 'bad frame');
+      sendError(deps.codec.peekRequestId(data), error);
+      if (FATAL_FRAME_ERRORS.has(code)) socket.close(CloseCode.ProtocolViolation, code);
+      return;
+    }
+    if (identity === undefined) {
+      if (frame.t !== 'hello') {
+        sendError(frame.id, new TmemError(ErrorCode.HandshakeRequired, 'send hello before any other frame'));
+        socket.close(CloseCode.PolicyViolation, ErrorCode.HandshakeRequired);
+        return;
+      }
+      if (frame.protocol !== PROTOCOL_VERSION) {
+        sendError(
+          frame.id,
+          new ProtocolError(
+            ErrorCode.VersionMismatch,
+            `node speaks protocol ${PROTOCOL_VERSION}, client sent ${frame.protocol}; upgrade the older side`,
+            { details: { nodeProtocol: PROTOCOL_VERSION, clientProtocol: frame.protocol } },
+          ),
+        );
+        socket.close(CloseCode.ProtocolViolation, ErrorCode.VersionMismatch);
+        return;
+      }
+      identity = frame.identity;
+      log.debug({ identity }, 'handshake');
+      send({ t: 'welcome', id: frame.id, protocol: PROTOCOL_VERSION, nodeId: deps.nodeId });
+      return;
+    }
+    if (deps.isClosing()) {
+      sendError(frame.id, new TmemError(ErrorCode.ShuttingDown, 'node is shutting down; use another node'));
+      return;
+    }
+    send(
+      handleFrame({ nodeId: deps.nodeId, identity, store: deps.store, nextPoolId: deps.nextPoolId }, frame),
+    );
+  }
+
+  socket.on('message', (data, isBinary) => {
+    try {
+      onMessage(data, isBinary);
+    } catch (error) {
+      // Only a bug gets here; the node must stay up for everyone else.
+      log.error({ err: error }, 'unexpected error serving a frame');
+      socket.close(CloseCode.ProtocolViolation, ErrorCode.Internal);
+    }
+  });
+  socket.on('error', (error) => log.debug({ err: error }, 'socket error'));
+}

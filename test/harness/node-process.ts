@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../packages/memnode/src/cli.ts', import.meta.url));
+
+/** Options of a node process started for a test. */
+export interface StartNodeOptions {
+  /** @default '64MiB' */
+  capacity?: string;
+  /** Extra CLI arguments after `tmem node`. */
+  args?: string[];
+  /** How long to wait for the `listening` line. @default 20_000 */
+  readyTimeoutMs?: number;
+}
+
+/** How a process ended. */
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A real memory-node process, as tests see it. */
+export interface NodeProcess {
+  readonly url: string;
+  readonly nodeId: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<Exit>;
+  /** Everything the node logged to stderr so far (for failure messages). */
+  stderr(): string;
+  /** Sends a signal without waiting. */
+  signal(signal: NodeJS.Signals): void;
+  /** SIGKILL and wait for the exit. */
+  kill(): Promise<Exit>;
+  /** SIGTERM and wait for the exit (a graceful stop). */
+  stop(): Promise<Exit>;
+}
+
+const running = new Set<NodeProcess>();
+
+/**
+ * Starts `tmem node` as a child process on port 0 and resolves once it printed its `listening` line. Rejects
+ * if the process exits first or the line does not come in time; the process is then killed. Every process
+ * started here is registered for killAllNodes().
+ */
+export async function startNode(options: StartNodeOptions = {}): Promise<NodeProcess> {
+  const args = [
+    '--import',
+    'tsx',
+    CLI,
+    'node',
+    '--port',
+    '0',
+    '--capacity',
+    options.capacity ?? '64MiB',
+    ...(options.args ?? []),
+  ];
+  // The IPC channel makes the node exit when this process dies, so no orphan survives a crashed test run.
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    env: { ...process.env, TMEM_LOG_LEVEL: process.env['TMEM_LOG_LEVEL'] ?? 'info' },
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-64 * 1024);
+  });
+  const exited = new Promise<Exit>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+
+  const ready = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const event = JSON.parse(line) as { event?: string; url?: string; nodeId?: string };
+        if (event.event === 'listening' && event.url && event.nodeId) {
+          resolve({ url: event.url, nodeId: event.nodeId });
+        }
+      } catch {
+        // not our line
+      }
+    });
+    void exited.then((exit) =>
+      reject(new Error(`node exited before listening (${JSON.stringify(exit)}):\n${stderr}`)),
+    );
+    setTimeout(
+      () => reject(new Error(`node not listening after ${options.readyTimeoutMs ?? 20_000} ms:\n${stderr}`)),
+      options.readyTimeoutMs ?? 20_000,
+    ).unref();
+  });
+
+  const node: NodeProcess = {
+    url: '',
+    nodeId: '',
+    pid: child.pid!,
+    child,
+    exited,
+    stderr: () => stderr,
+    signal(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    async kill() {
+      // A stopped process still dies on SIGKILL; no SIGCONT needed.
+      node.signal('SIGKILL');
+      return exited;
+    },
+    async stop() {
+      node.signal('SIGCONT');
+      node.signal('SIGTERM');
+      return exited;
+    },
+  };
+  running.add(node);
+  void exited.then(() => running.delete(node));
+  try {
+    const { url, nodeId } = await ready;
+    return Object.assign(node, { url, nodeId });
+  } catch (error) {
+    await node.kill();
+    throw error;
+  }
+}
+
+/** SIGKILLs every node process still running; call it in afterEach so failed tests leave nothing behind. */
+export async function killAllNodes(): Promise<void> {
+  await Promise.all([...running].map((node) => node.kill()));
+}
