@@ -1,3 +1,4 @@
-// Shared test harness: real node processes, fault injection and condition polling.
+// Shared test harness: real node processes, raw protocol peers and condition polling.
 export * from './node-process.ts';
+export * from './raw-peer.ts';
 export * from './wait-for.ts';

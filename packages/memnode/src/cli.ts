@@ -70,7 +70,12 @@ export function buildCli(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .requiredOption('-c, --capacity <size>', 'bytes of page data to hold, e.g. 256MiB', byteSize)
     .option('--node-id <id>', 'stable node id (default: random)')
-    .option('--max-frame-bytes <size>', 'largest frame accepted from a peer', byteSize, DEFAULT_MAX_FRAME_BYTES)
+    .option(
+      '--max-frame-bytes <size>',
+      'largest frame accepted from a peer',
+      byteSize,
+      DEFAULT_MAX_FRAME_BYTES,
+    )
     .action((options: NodeCommandOptions) => runNode(options));
   return program;
 }

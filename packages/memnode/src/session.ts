@@ -101,7 +101,10 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       return;
     }
     send(
-      handleFrame({ nodeId: deps.nodeId, identity, store: deps.store, nextPoolId: deps.nextPoolId }, frame),
+      handleFrame(
+        { nodeId: deps.nodeId, identity, store: deps.store, nextPoolId: () => deps.nextPoolId() },
+        frame,
+      ),
     );
   }
 

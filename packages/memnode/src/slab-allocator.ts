@@ -62,13 +62,13 @@ export interface SlabAllocator {
   /** Copies `src` (exactly slotSize bytes) into the slot. */
   write(ref: SlotRef, src: Uint8Array): void;
   /** A fresh copy of the slot's bytes: the slot may be reused or moved right after. */
-  read(ref: SlotRef): Uint8Array;
+  read(ref: SlotRef): Uint8Array<ArrayBuffer>;
   /** The owner of a live slot (for invariant checks). Throws if the slot is not allocated. */
   ownerOf(ref: SlotRef): number;
 }
 
 interface Slab {
-  readonly bytes: Uint8Array;
+  readonly bytes: Uint8Array<ArrayBuffer>;
   /** Owner per slot, FREE when the slot is free. */
   readonly owners: Int32Array;
   /** Stack of free slot numbers, `freeTop` entries deep. */

@@ -16,7 +16,10 @@ export const MAX_OID_BYTES = 256;
 /** Longest client identity accepted in the handshake, in characters. */
 export const MAX_IDENTITY_LENGTH = 128;
 
-/** Largest frame a peer may send by default, in bytes: room for a full batch of 64 KiB pages. */
+/**
+ * Largest frame a peer may send by default, in bytes: a full batch of 4 KiB pages fits; batches of larger pages
+ * are split by bytes as well as by op count.
+ */
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Most ops one batch frame may carry. */
 export const MAX_BATCH_OPS = 1024;

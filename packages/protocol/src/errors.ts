@@ -79,7 +79,8 @@ export class TimeoutError extends TmemError {
   constructor(timeoutMs: number, options: TmemErrorOptions = {}) {
     super(ErrorCode.Timeout, `no reply within ${timeoutMs} ms; raise timeoutMs or check the node`, {
       ...options,
-      details: { timeoutMs, ...options.details },
+      // timeoutMs last: details.timeoutMs always agrees with the field.
+      details: { ...options.details, timeoutMs },
     });
     this.name = 'TimeoutError';
     this.timeoutMs = timeoutMs;

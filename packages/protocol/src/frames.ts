@@ -13,7 +13,8 @@ import {
 const u32 = z.number().int().min(0).max(U32_MAX);
 /** Request ids are u32; 0 is reserved for replies to frames whose id could not be read. */
 const requestId = u32;
-const bytes = z.instanceof(Uint8Array);
+// z.custom rather than z.instanceof: the latter narrows to Uint8Array<ArrayBuffer>, which Buffers are not typed as.
+const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, { message: 'expected binary' });
 const oid = bytes.refine((b) => b.length >= 1 && b.length <= MAX_OID_BYTES, {
   message: `object id must be 1 to ${MAX_OID_BYTES} bytes`,
 });

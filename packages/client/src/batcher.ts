@@ -1,0 +1,122 @@
+import type { PageRequest } from './requests.ts';
+
+/**
+ * Upper bound of the msgpack bytes one page op adds to a batch frame besides its oid and page: a map of six
+ * short keys, the longest op name, four u32 fields and two binary headers (61 bytes), rounded up.
+ */
+export const OP_OVERHEAD_BYTES = 64;
+/** Upper bound of a batch frame's bytes besides its ops: the map, `t`, `id` and the array header. */
+export const BATCH_OVERHEAD_BYTES = 32;
+
+/**
+ * The bytes a page op costs a batch: its own wire bytes plus, for a get, the page its reply will carry.
+ * Counting both directions keeps the batch frame and its reply frame within the same bound.
+ */
+export function pageOpWeight(op: PageRequest, pageSize: number): number {
+  switch (op.t) {
+    case 'put':
+      return OP_OVERHEAD_BYTES + op.oid.length + op.page.length;
+    case 'get':
+      return OP_OVERHEAD_BYTES + op.oid.length + pageSize;
+    case 'flushPage':
+    case 'flushObject':
+      return OP_OVERHEAD_BYTES + op.oid.length;
+  }
+}
+
+/** What the queue needs to know of an op. */
+export interface QueuedOp {
+  /** Bytes counted against maxBytes (see pageOpWeight); ignored for ops that travel alone. */
+  readonly weight: number;
+  /** True for page ops, which share batch frames; other ops travel in a frame of their own. */
+  readonly batchable: boolean;
+}
+
+/** Bounds of one batch frame. */
+export interface BatchLimits {
+  maxOps: number;
+  /** Bound of BATCH_OVERHEAD_BYTES plus the weights of the frame's ops. */
+  maxBytes: number;
+}
+
+/** Ops waiting for a frame slot on one connection, cut into frames in the order they were issued. */
+export interface OpQueue<T extends QueuedOp> {
+  /** Ops waiting, not counting removed ones. */
+  readonly length: number;
+  push(op: T): void;
+  /** Drops an op that no longer needs sending (it timed out while queued). */
+  remove(op: T): void;
+  /**
+   * The ops of the next frame: one op that travels alone, or a run of batchable ops within the limits (at
+   * least one, so an op heavier than maxBytes still goes, alone). Undefined when the queue is empty.
+   */
+  nextFrame(): T[] | undefined;
+  /** Takes every waiting op out, to reject them all. */
+  drain(): T[];
+}
+
+/** Creates an empty op queue. Every operation is amortised O(1) per op. */
+export function createOpQueue<T extends QueuedOp>(limits: BatchLimits): OpQueue<T> {
+  let items: T[] = [];
+  let head = 0;
+  // Removed ops stay in `items` until they reach the head or a compaction; this set says which to skip.
+  const removed = new Set<T>();
+
+  function compactIfWorthIt(): void {
+    const waiting = items.length - head;
+    if (removed.size > 64 && removed.size * 2 > waiting) {
+      items = items.slice(head).filter((op) => !removed.has(op));
+      head = 0;
+      removed.clear();
+    } else if (head > 1024 && head * 2 > items.length) {
+      items = items.slice(head);
+      head = 0;
+    }
+  }
+
+  /** The first op still wanted, skipping removed ones; undefined when none is left. */
+  function peek(): T | undefined {
+    while (head < items.length) {
+      const op = items[head] as T;
+      if (!removed.delete(op)) return op;
+      head++;
+    }
+    return undefined;
+  }
+
+  return {
+    get length() {
+      return items.length - head - removed.size;
+    },
+    push(op) {
+      items.push(op);
+    },
+    remove(op) {
+      removed.add(op);
+      compactIfWorthIt();
+    },
+    nextFrame() {
+      const first = peek();
+      if (first === undefined) return undefined;
+      head++;
+      if (!first.batchable) return [first];
+      const frame = [first];
+      let bytes = BATCH_OVERHEAD_BYTES + first.weight;
+      for (let op = peek(); op !== undefined && op.batchable; op = peek()) {
+        if (frame.length >= limits.maxOps || bytes + op.weight > limits.maxBytes) break;
+        frame.push(op);
+        bytes += op.weight;
+        head++;
+      }
+      compactIfWorthIt();
+      return frame;
+    },
+    drain() {
+      const rest = items.slice(head).filter((op) => !removed.has(op));
+      items = [];
+      head = 0;
+      removed.clear();
+      return rest;
+    },
+  };
+}

@@ -1,0 +1,21 @@
+// Public API of @tmem/client: connect to a tmem cluster, create pools, copy pages in and out.
+export { connect } from './client.ts';
+export type { CreatePoolOptions, TmemClient } from './client.ts';
+export type { ConnectOptions, Logger } from './options.ts';
+export type { Pool } from './pool.ts';
+export type { SeedFailure } from './seeds.ts';
+export {
+  BadPageSizeError,
+  ConnectionLostError,
+  DEFAULT_PAGE_SIZE,
+  ErrorCode,
+  MAX_OID_BYTES,
+  MAX_PAGE_SIZE,
+  MIN_PAGE_SIZE,
+  ProtocolError,
+  TimeoutError,
+  TmemError,
+  UnknownPoolError,
+  isValidPageSize,
+} from '@tmem/protocol';
+export type { NodeStats, ObjectId, PoolKind, TmemErrorOptions } from '@tmem/protocol';

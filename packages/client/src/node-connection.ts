@@ -1,0 +1,454 @@
+import { WebSocket, type RawData } from 'ws';
+import {
+  ConnectionLostError,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  TimeoutError,
+  TmemError,
+  errorFromWire,
+  type ClientFrame,
+  type Codec,
+  type NodeFrame,
+  type PageOp,
+} from '@tmem/protocol';
+import { createOpQueue, pageOpWeight } from './batcher.ts';
+import { now } from './deadline.ts';
+import type { Logger } from './options.ts';
+import { createRequestIds } from './request-ids.ts';
+import { isExpectedReply, isPageRequest, type ReplyTo, type Request } from './requests.ts';
+
+/** WebSocket close codes the client sends, from RFC 6455. */
+const CloseCode = { Normal: 1000, ProtocolViolation: 1002 } as const;
+
+/** How long a closing socket may wait for the node's close frame before it is torn down, in milliseconds. */
+const CLOSE_GRACE_MS = 1000;
+
+/** What one connection needs; the client passes its resolved options. */
+export interface NodeConnectionOptions {
+  /** ws:// URL of the node. */
+  url: string;
+  /** Identity sent in the handshake. */
+  identity: string;
+  codec: Codec;
+  logger: Logger;
+  /** Time to open the socket and complete the handshake, in milliseconds. */
+  connectTimeoutMs: number;
+  /** The op budget deadlines were computed from; reported in TimeoutErrors. */
+  timeoutMs: number;
+  maxBatchOps: number;
+  maxBatchBytes: number;
+  maxFramesInFlight: number;
+  /** Aborting while the connection is being opened rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called once when an open connection closes, with the error its pending ops were rejected with. */
+  onClose?: (connection: NodeConnection, error: TmemError) => void;
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** When the op gives up with TimeoutError, on the `now` clock. */
+  deadline: number;
+  /** Page size of the op's pool: a get's reply carries a page, which counts against maxBatchBytes. */
+  pageSize?: number;
+}
+
+/** One WebSocket to one node, past its handshake. */
+export interface NodeConnection {
+  readonly url: string;
+  /** The node's id from its welcome. */
+  readonly nodeId: string;
+  /** False once the connection closed for any reason; a closed connection never reopens. */
+  readonly isOpen: boolean;
+  /** Frames sent and not yet answered. */
+  readonly framesInFlight: number;
+  /** Ops waiting in the client for a frame slot. */
+  readonly queuedOps: number;
+  /**
+   * Sends one request and resolves with its reply. Page ops issued in the same tick share batch frames.
+   * Rejects with the node's typed error for an error reply, TimeoutError at the deadline, ConnectionLostError
+   * when the connection closes first, ProtocolError when the node sends something undecodable.
+   */
+  request<R extends Request>(request: R, options: RequestOptions): Promise<ReplyTo<R>>;
+  /** Rejects every waiting op with `error` and closes the socket; resolves once it is closed. */
+  close(error: TmemError): Promise<void>;
+}
+
+interface PendingOp {
+  readonly request: Request;
+  readonly weight: number;
+  readonly batchable: boolean;
+  readonly resolve: (reply: NodeFrame) => void;
+  readonly reject: (error: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  /** Request id once sent; 0 while queued. */
+  id: number;
+  /** Id of the frame that carried it; equal to `id` for an op that travelled alone. */
+  frameId: number;
+  /** Settled: answered, failed or timed out. */
+  done: boolean;
+}
+
+interface InFlightFrame {
+  readonly id: number;
+  readonly batch: boolean;
+  readonly ops: readonly PendingOp[];
+}
+
+function asProtocolError(error: unknown, url: string): TmemError {
+  if (error instanceof TmemError) return error;
+  return new ProtocolError(ErrorCode.MalformedFrame, `node ${url} sent a frame that could not be decoded`, {
+    cause: error,
+  });
+}
+
+/** The error an aborted connect rejects with: the abort reason when it is a TmemError (CLIENT_CLOSED). */
+function abortError(reason: unknown): TmemError {
+  if (reason instanceof TmemError) return reason;
+  return new TmemError(ErrorCode.ClientClosed, 'connecting was aborted', { cause: reason });
+}
+
+/**
+ * Opens a WebSocket to one node and completes the handshake. Rejects with the node's typed error when it
+ * refuses the hello (VERSION_MISMATCH, ...), with CONNECTION_LOST when the socket fails, with TIMEOUT after
+ * connectTimeoutMs.
+ */
+export function openNodeConnection(options: NodeConnectionOptions): Promise<NodeConnection> {
+  const { url, codec, timeoutMs, logger: log, signal } = options;
+  if (signal?.aborted) return Promise.reject(abortError(signal.reason));
+
+  const queue = createOpQueue<PendingOp>({ maxOps: options.maxBatchOps, maxBytes: options.maxBatchBytes });
+  /** Sent ops awaiting their reply, by request id. */
+  const pending = new Map<number, PendingOp>();
+  /** Sent frames awaiting their reply, by frame id; its size is what maxFramesInFlight bounds. */
+  const frames = new Map<number, InFlightFrame>();
+  const ids = createRequestIds((id) => pending.has(id) || frames.has(id));
+  let state: 'connecting' | 'open' | 'closed' = 'connecting';
+  let nodeId = '';
+  let helloId = 0;
+  let flushHandle: NodeJS.Immediate | undefined;
+
+  let resolveOpen!: (connection: NodeConnection) => void;
+  let rejectOpen!: (error: TmemError) => void;
+  const opened = new Promise<NodeConnection>((resolve, reject) => {
+    resolveOpen = resolve;
+    rejectOpen = reject;
+  });
+
+  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: codec.maxFrameBytes });
+  ws.binaryType = 'nodebuffer';
+  const socketClosed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+
+  const connectTimer = setTimeout(() => {
+    fail(
+      new TmemError(
+        ErrorCode.Timeout,
+        `no handshake with ${url} within ${options.connectTimeoutMs} ms; raise connectTimeoutMs or check the node`,
+        { details: { node: url, connectTimeoutMs: options.connectTimeoutMs } },
+      ),
+    );
+  }, options.connectTimeoutMs);
+  const onAbort = (): void => fail(abortError(signal?.reason), CloseCode.Normal);
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  const connection: NodeConnection = {
+    url,
+    get nodeId() {
+      return nodeId;
+    },
+    get isOpen() {
+      return state === 'open';
+    },
+    get framesInFlight() {
+      return frames.size;
+    },
+    get queuedOps() {
+      return queue.length;
+    },
+    request,
+    async close(error) {
+      fail(error, CloseCode.Normal);
+      await socketClosed;
+    },
+  };
+
+  ws.on('open', () => {
+    if (state !== 'connecting') return;
+    helloId = ids.next();
+    ws.send(
+      codec.encode({ t: 'hello', id: helloId, protocol: PROTOCOL_VERSION, identity: options.identity }),
+    );
+  });
+  ws.on('message', onMessage);
+  ws.on('error', (error: Error & { code?: unknown }) => {
+    // ws reports a node that breaks the WebSocket framing with WS_ERR_* codes; anything else is the network.
+    if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
+      const code =
+        error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? ErrorCode.FrameTooLarge
+          : ErrorCode.MalformedFrame;
+      fail(
+        new ProtocolError(code, `node ${url} broke the WebSocket protocol: ${error.message}`, {
+          cause: error,
+          details: { node: url },
+        }),
+        CloseCode.ProtocolViolation,
+      );
+      return;
+    }
+    fail(
+      new ConnectionLostError(`connection to ${url} failed: ${error.message}`, {
+        cause: error,
+        details: { node: url },
+      }),
+    );
+  });
+  ws.on('close', (code: number, reason: Buffer) => {
+    fail(
+      new ConnectionLostError(`connection to ${url} closed (code ${code})`, {
+        details: { node: url, code, reason: reason.toString() },
+      }),
+    );
+  });
+
+  function onMessage(data: RawData, isBinary: boolean): void {
+    if (state === 'closed') return;
+    if (!isBinary || !(data instanceof Uint8Array)) {
+      fail(
+        new ProtocolError(
+          ErrorCode.MalformedFrame,
+          `node ${url} sent a text frame; frames are binary msgpack`,
+        ),
+        CloseCode.ProtocolViolation,
+      );
+      return;
+    }
+    let frame: NodeFrame;
+    try {
+      frame = codec.decodeNodeFrame(data);
+    } catch (error) {
+      // After one undecodable frame nothing later on this stream can be trusted.
+      fail(asProtocolError(error, url), CloseCode.ProtocolViolation);
+      return;
+    }
+    if (state === 'connecting') onHandshakeReply(frame);
+    else onReply(frame);
+  }
+
+  function onHandshakeReply(frame: NodeFrame): void {
+    if (frame.id !== helloId) {
+      fail(
+        new ProtocolError(ErrorCode.InvalidFrame, `node ${url} sent a ${frame.t} frame before its welcome`),
+        CloseCode.ProtocolViolation,
+      );
+    } else if (frame.t === 'error') {
+      fail(errorFromWire(frame), CloseCode.Normal);
+    } else if (frame.t !== 'welcome') {
+      fail(
+        new ProtocolError(ErrorCode.InvalidFrame, `node ${url} answered hello with ${frame.t}`),
+        CloseCode.ProtocolViolation,
+      );
+    } else if (frame.protocol !== PROTOCOL_VERSION) {
+      fail(
+        new ProtocolError(
+          ErrorCode.VersionMismatch,
+          `node ${url} speaks protocol ${frame.protocol}, this client ${PROTOCOL_VERSION}; upgrade the older side`,
+          { details: { node: url, nodeProtocol: frame.protocol, clientProtocol: PROTOCOL_VERSION } },
+        ),
+        CloseCode.ProtocolViolation,
+      );
+    } else {
+      state = 'open';
+      nodeId = frame.nodeId;
+      clearTimeout(connectTimer);
+      signal?.removeEventListener('abort', onAbort);
+      log.info({ node: url, nodeId }, 'connected');
+      resolveOpen(connection);
+    }
+  }
+
+  function onReply(frame: NodeFrame): void {
+    const sent = frames.get(frame.id);
+    if (sent === undefined) {
+      // Most likely the reply to a frame whose ops all timed out before the connection was replaced.
+      log.debug({ node: url, id: frame.id, t: frame.t }, 'reply to an unknown request ignored');
+      return;
+    }
+    frames.delete(frame.id);
+    if (!sent.batch) {
+      settle(sent.ops[0] as PendingOp, frame);
+    } else if (frame.t === 'batch') {
+      for (const reply of frame.replies) {
+        const op = pending.get(reply.id);
+        // The frame check keeps a late reply from answering a newer op that reused the id after a wrap.
+        if (op === undefined || op.frameId !== sent.id) {
+          log.debug({ node: url, id: reply.id, t: reply.t }, 'batch reply to an unknown op ignored');
+          continue;
+        }
+        settle(op, reply);
+      }
+      const missing = new ProtocolError(
+        ErrorCode.InvalidFrame,
+        `node ${url} left an op of a batch unanswered`,
+      );
+      for (const op of sent.ops) failOp(op, missing);
+    } else {
+      // The whole batch was refused (a frame-level error such as INVALID_FRAME): every op shares the answer.
+      const error =
+        frame.t === 'error'
+          ? errorFromWire(frame)
+          : new ProtocolError(ErrorCode.InvalidFrame, `node ${url} answered a batch with ${frame.t}`);
+      for (const op of sent.ops) failOp(op, error);
+    }
+    // A slot is free: ops queued behind the limit may go now.
+    flush();
+  }
+
+  function settle(op: PendingOp, reply: NodeFrame): void {
+    if (op.done) return;
+    finish(op);
+    if (reply.t === 'error') {
+      op.reject(errorFromWire(reply));
+    } else if (isExpectedReply(op.request.t, reply.t)) {
+      op.resolve(reply);
+    } else {
+      op.reject(
+        new ProtocolError(ErrorCode.InvalidFrame, `node ${url} answered ${op.request.t} with ${reply.t}`),
+      );
+    }
+  }
+
+  function failOp(op: PendingOp, error: unknown): void {
+    if (op.done) return;
+    finish(op);
+    op.reject(error);
+  }
+
+  function finish(op: PendingOp): void {
+    op.done = true;
+    clearTimeout(op.timer);
+    if (op.id !== 0 && pending.get(op.id) === op) pending.delete(op.id);
+  }
+
+  function onTimeout(op: PendingOp): void {
+    if (op.done) return;
+    const queued = op.id === 0;
+    if (queued) queue.remove(op);
+    // A sent op keeps its frame's slot until the reply: a stalled node must not be sent ever more frames.
+    failOp(op, new TimeoutError(timeoutMs, { details: { node: url, queued } }));
+  }
+
+  function request<R extends Request>(req: R, requestOptions: RequestOptions): Promise<ReplyTo<R>> {
+    if (state !== 'open') {
+      return Promise.reject(
+        new ConnectionLostError(`connection to ${url} is closed`, { details: { node: url } }),
+      );
+    }
+    return new Promise<ReplyTo<R>>((resolve, reject) => {
+      const batchable = isPageRequest(req);
+      const remaining = requestOptions.deadline - now();
+      if (remaining <= 0) {
+        reject(new TimeoutError(timeoutMs, { details: { node: url, queued: true } }));
+        return;
+      }
+      const op: PendingOp = {
+        request: req,
+        weight: batchable ? pageOpWeight(req, requestOptions.pageSize ?? 0) : 0,
+        batchable,
+        // Sound because settle() resolves only with replies isExpectedReply allows for this request.
+        resolve: resolve as (reply: NodeFrame) => void,
+        reject,
+        timer: undefined,
+        id: 0,
+        frameId: 0,
+        done: false,
+      };
+      op.timer = setTimeout(onTimeout, remaining, op);
+      queue.push(op);
+      // setImmediate, not a microtask: every op issued in this turn of the event loop, even after a few
+      // awaits, joins the same batch.
+      flushHandle ??= setImmediate(flush);
+    });
+  }
+
+  function flush(): void {
+    if (flushHandle !== undefined) clearImmediate(flushHandle);
+    flushHandle = undefined;
+    while (state === 'open' && frames.size < options.maxFramesInFlight) {
+      const ops = queue.nextFrame();
+      if (ops === undefined) return;
+      send(ops);
+    }
+  }
+
+  function send(ops: PendingOp[]): void {
+    const first = ops[0] as PendingOp;
+    const id = ids.next();
+    const sent: InFlightFrame = { id, batch: first.batchable, ops };
+    frames.set(id, sent);
+    let frame: ClientFrame;
+    if (first.batchable) {
+      const wireOps = ops.map((op) => {
+        op.id = ids.next();
+        op.frameId = id;
+        pending.set(op.id, op);
+        return { ...op.request, id: op.id } as PageOp;
+      });
+      frame = { t: 'batch', id, ops: wireOps };
+    } else {
+      first.id = id;
+      first.frameId = id;
+      pending.set(id, first);
+      frame = { ...first.request, id };
+    }
+    let data: Uint8Array;
+    try {
+      data = codec.encode(frame);
+    } catch (error) {
+      // Only a frame over the codec's limit gets here; it fails its own ops and takes no slot.
+      frames.delete(id);
+      for (const op of ops) failOp(op, error);
+      return;
+    }
+    // msgpackr never reuses the bytes it returned, so the socket may hold on to `data` while it drains.
+    ws.send(data);
+  }
+
+  /** Closes the connection once: every op still waiting is rejected with `error`. */
+  function fail(error: TmemError, closeCode?: number): void {
+    if (state === 'closed') return;
+    const wasOpen = state === 'open';
+    state = 'closed';
+    clearTimeout(connectTimer);
+    signal?.removeEventListener('abort', onAbort);
+    if (flushHandle !== undefined) clearImmediate(flushHandle);
+    flushHandle = undefined;
+    const waiting = [...queue.drain(), ...pending.values()];
+    pending.clear();
+    frames.clear();
+    for (const op of waiting) failOp(op, error);
+    closeSocket(closeCode);
+    if (wasOpen) {
+      const level = error.code === ErrorCode.ClientClosed ? 'info' : 'warn';
+      log[level]({ node: url, nodeId, code: error.code }, 'connection closed');
+      options.onClose?.(connection, error);
+    } else {
+      rejectOpen(error);
+    }
+  }
+
+  function closeSocket(closeCode: number | undefined): void {
+    if (ws.readyState === WebSocket.CLOSED) return;
+    if (closeCode === undefined || ws.readyState !== WebSocket.OPEN) {
+      ws.terminate();
+      return;
+    }
+    ws.close(closeCode);
+    // A node that never answers the close frame must not hold the socket for ws's 30 s close timeout.
+    const killer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    killer.unref();
+    ws.once('close', () => clearTimeout(killer));
+  }
+
+  return opened;
+}

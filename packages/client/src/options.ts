@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  ErrorCode,
+  MAX_BATCH_OPS,
+  MAX_IDENTITY_LENGTH,
+  TmemError,
+} from '@tmem/protocol';
+
+/** A structured logger; pino's loggers fit. Fields come first, the message second. */
+export interface Logger {
+  debug(fields: object, message?: string): void;
+  info(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  error(fields: object, message?: string): void;
+}
+
+/** Options of `connect`. */
+export interface ConnectOptions {
+  /**
+   * WebSocket URLs of memory nodes (`ws://host:port`), tried in order; the first that completes the handshake
+   * is used. Reconnections go through the same list.
+   */
+  seeds: string[];
+  /**
+   * The client identity that owns this client's private pools; another identity can never see them.
+   * @default `client-${randomUUID()}`
+   */
+  identity?: string;
+  /**
+   * Time each operation may take, in milliseconds, counted from the call: queueing, reconnecting and retries
+   * all spend from it. An op that runs out rejects with TimeoutError (code TIMEOUT) and is never retried.
+   * @default 5000
+   */
+  timeoutMs?: number;
+  /**
+   * Time to open a connection to one seed and complete the handshake, in milliseconds.
+   * @default 5000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Most page ops coalesced into one batch frame (1..MAX_BATCH_OPS).
+   * @default 256
+   */
+  maxBatchOps?: number;
+  /**
+   * Most bytes of pages and object ids one batch frame may carry, counting a get's page in its reply, so that
+   * neither the batch nor its reply exceeds it. An op larger than this travels alone.
+   * @default 1048576 (1 MiB)
+   */
+  maxBatchBytes?: number;
+  /**
+   * Most frames awaiting a reply on one connection; further ops wait in the client until a reply frees a slot.
+   * @default 16
+   */
+  maxFramesInFlight?: number;
+  /**
+   * How many times an op whose connection was lost is retried on a new connection, within its timeout.
+   * Error replies from a node and timeouts are never retried.
+   * @default 2
+   */
+  retries?: number;
+  /**
+   * Where the client logs connection changes (info, warn) and late replies (debug).
+   * @default none: the library is silent
+   */
+  logger?: Logger;
+}
+
+/** ConnectOptions with every default filled in and every value checked. */
+export interface ResolvedOptions {
+  seeds: readonly string[];
+  identity: string;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  maxBatchOps: number;
+  maxBatchBytes: number;
+  maxFramesInFlight: number;
+  retries: number;
+  logger: Logger;
+}
+
+/** Longest delay setTimeout honours; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function noop(): void {}
+
+/** A logger that drops everything: the library stays silent unless the application passes its own. */
+export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop };
+
+function badOption(name: string, rule: string, value: unknown): TmemError {
+  return new TmemError(ErrorCode.BadArgument, `option ${name} must be ${rule}`, {
+    details: { option: name, value },
+  });
+}
+
+function integerIn(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw badOption(name, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+function isWebSocketUrl(url: unknown): boolean {
+  if (typeof url !== 'string') return false;
+  try {
+    const { protocol } = new URL(url);
+    return protocol === 'ws:' || protocol === 'wss:';
+  } catch {
+    return false;
+  }
+}
+
+/** Fills in defaults and checks every option; throws BAD_ARGUMENT naming the option to change. */
+export function resolveOptions(options: ConnectOptions): ResolvedOptions {
+  const seeds: unknown = options.seeds;
+  if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every(isWebSocketUrl)) {
+    throw badOption('seeds', 'a non-empty array of ws:// or wss:// URLs', seeds);
+  }
+  const identity = options.identity ?? `client-${randomUUID()}`;
+  if (typeof identity !== 'string' || identity.length === 0 || identity.length > MAX_IDENTITY_LENGTH) {
+    throw badOption('identity', `a string of 1 to ${MAX_IDENTITY_LENGTH} characters`, identity);
+  }
+  return {
+    seeds: [...(seeds as string[])],
+    identity,
+    timeoutMs: integerIn('timeoutMs', options.timeoutMs ?? 5000, 1, MAX_TIMER_MS),
+    connectTimeoutMs: integerIn('connectTimeoutMs', options.connectTimeoutMs ?? 5000, 1, MAX_TIMER_MS),
+    maxBatchOps: integerIn('maxBatchOps', options.maxBatchOps ?? 256, 1, MAX_BATCH_OPS),
+    // A batch and its reply must stay within the frame limit that nodes and this client decode.
+    maxBatchBytes: integerIn(
+      'maxBatchBytes',
+      options.maxBatchBytes ?? 1024 * 1024,
+      1,
+      DEFAULT_MAX_FRAME_BYTES,
+    ),
+    maxFramesInFlight: integerIn('maxFramesInFlight', options.maxFramesInFlight ?? 16, 1, 1_000_000),
+    retries: integerIn('retries', options.retries ?? 2, 0, 1000),
+    logger: options.logger ?? silentLogger,
+  };
+}

@@ -1,0 +1,116 @@
+import {
+  BadPageSizeError,
+  ErrorCode,
+  ProtocolError,
+  checkIndex,
+  toOidBytes,
+  type ObjectId,
+  type PoolKind,
+} from '@tmem/protocol';
+import type { ReplyTo, Request } from './requests.ts';
+
+/** A pool of pages on the cluster. Every op validates its arguments before anything is sent. */
+export interface Pool {
+  /** The pool id the node assigned. */
+  readonly id: number;
+  /** Ephemeral pages may vanish at any time; persistent puts may be refused but accepted pages stay. */
+  readonly kind: PoolKind;
+  /** Bytes in every page of this pool. */
+  readonly pageSize: number;
+  /**
+   * Stores a copy of `page` (exactly pageSize bytes; the caller may reuse its buffer at once). Resolves true
+   * when accepted, false when refused: refused is an answer, and any older page at the handle is gone too.
+   */
+  put(oid: ObjectId, index: number, page: Uint8Array): Promise<boolean>;
+  /** Reads a page into a new array the caller owns; null on a miss. */
+  get(oid: ObjectId, index: number): Promise<Uint8Array | null>;
+  /** Removes one page; resolves even when nothing was there. */
+  flushPage(oid: ObjectId, index: number): Promise<void>;
+  /** Removes every page of an object; resolves even when nothing was there. */
+  flushObject(oid: ObjectId): Promise<void>;
+  /** Destroys the pool and its pages; later ops on it reject with UnknownPoolError. */
+  destroy(): Promise<void>;
+}
+
+/** What the client tells its pools about a pool. */
+export interface PoolInfo {
+  id: number;
+  kind: PoolKind;
+  pageSize: number;
+}
+
+/** How an op is run by the client. */
+export interface ExecuteOptions {
+  /** True for ops that are safe to send again after a lost connection. */
+  retry: boolean;
+  /** The pool's page size, for batch accounting. */
+  pageSize?: number;
+}
+
+/** Runs one request on the right node, with the client's timeout and retry policy. */
+export type Execute = <R extends Request>(request: R, options: ExecuteOptions) => Promise<ReplyTo<R>>;
+
+/**
+ * An object id as bytes the client owns: ops are encoded when their batch leaves, which may be after the
+ * caller has reused its buffer.
+ */
+function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(toOidBytes(oid));
+}
+
+/** Creates the Pool handle for a pool the node created. */
+export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
+  const { id, kind, pageSize } = info;
+  const pageOp = { retry: true, pageSize };
+
+  function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {
+    if (!(page instanceof Uint8Array) || page.length !== pageSize) {
+      const length = page instanceof Uint8Array ? page.length : undefined;
+      throw new BadPageSizeError(
+        `page must be a Uint8Array of exactly ${pageSize} bytes, the pool's page size; got ${length ?? typeof page}`,
+        { details: { pageSize, length } },
+      );
+    }
+    // A copy, like the oid: `new Uint8Array(x)` copies even when x is a Buffer, whose slice() would not.
+    return new Uint8Array(page);
+  }
+
+  return {
+    id,
+    kind,
+    pageSize,
+    async put(oid, index, page) {
+      const reply = await execute(
+        { t: 'put', pool: id, oid: ownedOid(oid), index: checkIndex(index), page: ownedPage(page) },
+        pageOp,
+      );
+      return reply.t === 'accepted';
+    },
+    async get(oid, index) {
+      const reply = await execute(
+        { t: 'get', pool: id, oid: ownedOid(oid), index: checkIndex(index) },
+        pageOp,
+      );
+      if (reply.t === 'miss') return null;
+      if (reply.page.length !== pageSize) {
+        throw new ProtocolError(
+          ErrorCode.InvalidFrame,
+          `node returned a page of ${reply.page.length} bytes from a pool of ${pageSize}-byte pages`,
+        );
+      }
+      // A copy: the decoded page is a view into the reply frame, shared with the other pages of its batch;
+      // handing it out would keep that whole frame alive for as long as the caller keeps one page.
+      return new Uint8Array(reply.page);
+    },
+    async flushPage(oid, index) {
+      await execute({ t: 'flushPage', pool: id, oid: ownedOid(oid), index: checkIndex(index) }, pageOp);
+    },
+    async flushObject(oid) {
+      await execute({ t: 'flushObject', pool: id, oid: ownedOid(oid) }, pageOp);
+    },
+    async destroy() {
+      // Not retried: had the first attempt destroyed the pool, the retry would fail with UNKNOWN_POOL.
+      await execute({ t: 'destroyPool', pool: id }, { retry: false });
+    },
+  };
+}

@@ -1,0 +1,181 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ConnectionLostError,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  TmemError,
+  createCodec,
+  type ClientFrame,
+} from '@tmem/protocol';
+import { now } from '../src/deadline.ts';
+import {
+  openNodeConnection,
+  type NodeConnection,
+  type NodeConnectionOptions,
+} from '../src/node-connection.ts';
+import { silentLogger } from '../src/options.ts';
+import { startFakeNode, startSilentServer, type FakeNodeOptions } from './fake-node.ts';
+import { closeAll, defer, rejectionOf, track, waitFor } from './support.ts';
+
+afterEach(closeAll);
+
+const codec = createCodec();
+
+function options(url: string, overrides: Partial<NodeConnectionOptions> = {}): NodeConnectionOptions {
+  return {
+    url,
+    identity: 'tester',
+    codec,
+    logger: silentLogger,
+    connectTimeoutMs: 2000,
+    timeoutMs: 2000,
+    maxBatchOps: 256,
+    maxBatchBytes: 1 << 20,
+    maxFramesInFlight: 16,
+    ...overrides,
+  };
+}
+
+async function open(url: string, overrides: Partial<NodeConnectionOptions> = {}): Promise<NodeConnection> {
+  const connection = await openNodeConnection(options(url, overrides));
+  defer(() => connection.close(new TmemError(ErrorCode.ClientClosed, 'test over')));
+  return connection;
+}
+
+async function fakeNode(fakeOptions: FakeNodeOptions = {}) {
+  return track(await startFakeNode(fakeOptions));
+}
+
+const deadline = (): number => now() + 2000;
+
+describe('node connection handshake', () => {
+  it('sends hello with the protocol version and identity, and learns the node id', async () => {
+    const fake = await fakeNode({ nodeId: 'n1' });
+    const connection = await open(fake.url);
+    expect(connection.nodeId).toBe('n1');
+    expect(connection.isOpen).toBe(true);
+    expect(fake.received[0]?.frame).toEqual({
+      t: 'hello',
+      id: 1,
+      protocol: PROTOCOL_VERSION,
+      identity: 'tester',
+    });
+  });
+
+  it('rejects with VERSION_MISMATCH when the node refuses the version', async () => {
+    const fake = await fakeNode({
+      onHello: (hello) => ({
+        t: 'error',
+        id: hello.id,
+        code: ErrorCode.VersionMismatch,
+        message: 'node speaks 2',
+        details: { nodeProtocol: 2 },
+      }),
+    });
+    const error = await rejectionOf(openNodeConnection(options(fake.url)));
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error).toMatchObject({
+      code: ErrorCode.VersionMismatch,
+      details: { nodeProtocol: 2, remote: true },
+    });
+  });
+
+  it('rejects with VERSION_MISMATCH when the welcome names another version', async () => {
+    const fake = await fakeNode({
+      onHello: (hello) => ({ t: 'welcome', id: hello.id, protocol: PROTOCOL_VERSION + 1, nodeId: 'n' }),
+    });
+    const error = await rejectionOf(openNodeConnection(options(fake.url)));
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error).toMatchObject({ code: ErrorCode.VersionMismatch });
+    await waitFor(() => fake.sockets.size === 0, 'the socket to close');
+  });
+
+  it('rejects with TIMEOUT when the handshake does not complete within connectTimeoutMs', async () => {
+    const silent = track(await startSilentServer());
+    const error = await rejectionOf(openNodeConnection(options(silent.url, { connectTimeoutMs: 100 })));
+    expect(error).toMatchObject({ code: ErrorCode.Timeout, details: { connectTimeoutMs: 100 } });
+  });
+
+  it('rejects with the abort reason when aborted while connecting', async () => {
+    const silent = track(await startSilentServer());
+    const controller = new AbortController();
+    const reason = new TmemError(ErrorCode.ClientClosed, 'closed');
+    const opening = rejectionOf(openNodeConnection(options(silent.url, { signal: controller.signal })));
+    controller.abort(reason);
+    expect(await opening).toBe(reason);
+  });
+});
+
+describe('node connection requests', () => {
+  it('gives every op of a batch its own id, distinct from the frame id and never 0', async () => {
+    const fake = await fakeNode();
+    const connection = await open(fake.url);
+    const pool = (
+      await connection.request({ t: 'newPool', kind: 'ephemeral', pageSize: 512 }, { deadline: deadline() })
+    ).pool;
+    const oid = Uint8Array.of(1);
+    const replies = await Promise.all(
+      [0, 1, 2].map((index) => connection.request({ t: 'get', pool, oid, index }, { deadline: deadline() })),
+    );
+    expect(replies.map((r) => r.t)).toEqual(['miss', 'miss', 'miss']);
+    const [batch] = fake.batches();
+    const ids = [batch?.id, ...(batch?.ops.map((op) => op.id) ?? [])];
+    expect(new Set(ids).size).toBe(4);
+    expect(ids).not.toContain(0);
+  });
+
+  it('rejects an op answered with the wrong reply type with INVALID_FRAME', async () => {
+    const fake = await fakeNode({ onPageOp: (op) => ({ t: 'hit', id: op.id, page: new Uint8Array(512) }) });
+    const connection = await open(fake.url);
+    const error = await rejectionOf(
+      connection.request(
+        { t: 'put', pool: 1, oid: Uint8Array.of(1), index: 0, page: new Uint8Array(512) },
+        { deadline: deadline() },
+      ),
+    );
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error).toMatchObject({ code: ErrorCode.InvalidFrame });
+  });
+
+  it('rejects ops left unanswered in a batch reply with INVALID_FRAME', async () => {
+    const fake = await fakeNode({
+      onFrame: (frame: ClientFrame) =>
+        frame.t === 'batch' ? { t: 'batch', id: frame.id, replies: [] } : undefined,
+    });
+    const connection = await open(fake.url);
+    const error = await rejectionOf(
+      connection.request({ t: 'flushObject', pool: 1, oid: Uint8Array.of(1) }, { deadline: deadline() }),
+    );
+    expect(error).toMatchObject({ code: ErrorCode.InvalidFrame });
+    expect(connection.isOpen).toBe(true);
+  });
+
+  it('close() rejects waiting ops with the given error, calls onClose once and closes the socket', async () => {
+    const fake = await fakeNode();
+    const closes: TmemError[] = [];
+    const connection = await openNodeConnection(
+      options(fake.url, { onClose: (_connection, error) => closes.push(error) }),
+    );
+    fake.hold = true;
+    const op = rejectionOf(
+      connection.request({ t: 'flushObject', pool: 1, oid: Uint8Array.of(1) }, { deadline: deadline() }),
+    );
+    await waitFor(() => fake.held === 1, 'the op to reach the node');
+    const reason = new TmemError(ErrorCode.ClientClosed, 'bye');
+    await connection.close(reason);
+    expect(await op).toBe(reason);
+    expect(closes).toEqual([reason]);
+    expect(connection.isOpen).toBe(false);
+    await waitFor(() => fake.sockets.size === 0, 'the socket to close');
+    const late = await rejectionOf(connection.request({ t: 'stats' }, { deadline: deadline() }));
+    expect(late).toBeInstanceOf(ConnectionLostError);
+  });
+
+  it('rejects ops at once when their deadline has already passed', async () => {
+    const fake = await fakeNode();
+    const connection = await open(fake.url);
+    const error = await rejectionOf(connection.request({ t: 'stats' }, { deadline: now() - 1 }));
+    expect(error).toMatchObject({ code: ErrorCode.Timeout });
+  });
+});

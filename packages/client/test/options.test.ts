@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, MAX_BATCH_OPS, TmemError } from '@tmem/protocol';
+import { resolveOptions, type ConnectOptions } from '../src/options.ts';
+
+const seeds = ['ws://127.0.0.1:1'];
+
+describe('resolveOptions', () => {
+  it('fills in the documented defaults', () => {
+    const options = resolveOptions({ seeds });
+    expect(options).toMatchObject({
+      seeds,
+      timeoutMs: 5000,
+      connectTimeoutMs: 5000,
+      maxBatchOps: 256,
+      maxBatchBytes: 1024 * 1024,
+      maxFramesInFlight: 16,
+      retries: 2,
+    });
+    expect(options.identity).toMatch(/^client-[0-9a-f-]{36}$/);
+    expect(resolveOptions({ seeds }).identity).not.toBe(options.identity);
+  });
+
+  it.each<[string, Partial<ConnectOptions>]>([
+    ['no seeds', { seeds: [] }],
+    ['a seed that is not a ws URL', { seeds: ['http://127.0.0.1:1'] }],
+    ['a seed that is not a URL', { seeds: ['localhost'] }],
+    ['an empty identity', { identity: '' }],
+    ['an identity too long', { identity: 'x'.repeat(129) }],
+    ['a zero timeout', { timeoutMs: 0 }],
+    ['a fractional connect timeout', { connectTimeoutMs: 1.5 }],
+    ['maxBatchOps 0', { maxBatchOps: 0 }],
+    ['maxBatchOps over the protocol limit', { maxBatchOps: MAX_BATCH_OPS + 1 }],
+    ['maxBatchBytes 0', { maxBatchBytes: 0 }],
+    ['maxFramesInFlight 0', { maxFramesInFlight: 0 }],
+    ['negative retries', { retries: -1 }],
+  ])('rejects %s with BAD_ARGUMENT', (_name, bad) => {
+    let thrown: unknown;
+    try {
+      resolveOptions({ seeds, ...bad });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TmemError);
+    expect(thrown).toMatchObject({ code: ErrorCode.BadArgument });
+  });
+});

@@ -1,0 +1,207 @@
+// The replicated cluster state and the pure function that applies one change to it.
+//
+// Invariants every ClusterState keeps (checked by the schema on the wire, kept by applyChange):
+// - `members` is sorted by id and ids are unique (one incarnation per id at a time);
+// - `version` grows by exactly 1 per applied change, `term` is the coordinator term that proposed it;
+// - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
+//   pool can never hit a newer pool with the same id).
+import { z } from 'zod';
+import { isValidPageSize } from '@tmem/protocol';
+
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** One member of the cluster: a memory-node process, identified by id AND incarnation. */
+export const MemberInfo = z.object({
+  /** Stable name of the node (survives restarts). */
+  id: z.string().min(1).max(128),
+  /** Where peers and clients reach it (ws:// or wss://). */
+  url: z.string().max(2048),
+  /**
+   * Bumped on every process start (e.g. wall-clock ms at start): a restarted process is a new member whose
+   * votes, acks and pages have nothing to do with its previous life.
+   */
+  incarnation: count,
+  /** Bytes of page data the node offers; weights its share of partitions. */
+  capacityBytes: count,
+});
+/** One member of the cluster. */
+export type MemberInfo = z.infer<typeof MemberInfo>;
+
+/** One pool, cluster-wide: the same id means the same pool on every node. */
+export const PoolInfo = z.object({
+  id: count,
+  kind: z.enum(['ephemeral', 'persistent']),
+  pageSize: count.refine(isValidPageSize, { message: 'page size must be a power of two from 512 to 65536' }),
+  /** Client identity that created the pool. */
+  owner: z.string().min(1).max(256),
+  /** Copies kept of each page (1 for ephemeral pools). */
+  replication: z.number().int().min(1).max(16),
+});
+/** One pool, cluster-wide. */
+export type PoolInfo = z.infer<typeof PoolInfo>;
+
+/** The whole replicated state. Small on purpose: it travels whole in every proposal. */
+export const ClusterState = z
+  .object({
+    /** Strictly increasing by 1 per committed change; requests carry it so nobody acts on an old table. */
+    version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    /** Coordinator term that proposed this state; (term, version) identifies a state uniquely. */
+    term: count,
+    /** Sorted by id, ids unique. */
+    members: z.array(MemberInfo).max(1024),
+    pools: z.array(PoolInfo),
+    nextPoolId: count,
+    /** Fixed when the cluster is created. */
+    partitionCount: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 20),
+  })
+  .refine((s) => s.members.every((m, i) => i === 0 || (s.members[i - 1] as MemberInfo).id < m.id), {
+    message: 'members must be sorted by id without duplicates',
+  })
+  .refine((s) => s.pools.every((p) => p.id < s.nextPoolId), { message: 'pool ids must be below nextPoolId' });
+/** The whole replicated state. Treat values as immutable: applyChange returns new objects. */
+export type ClusterState = z.infer<typeof ClusterState>;
+
+const changeId = z.string().min(1).max(256);
+
+/**
+ * One change to the state, as proposed to the coordinator. `changeId` is chosen by the proposer and comes
+ * back in `changeDone` / `changeFailed`; proposing the same id twice while it is pending is a no-op.
+ */
+export const StateChange = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('addMember'), changeId, member: MemberInfo }),
+  z.object({ type: z.literal('removeMember'), changeId, id: z.string().min(1).max(128), incarnation: count }),
+  z.object({
+    type: z.literal('createPool'),
+    changeId,
+    kind: PoolInfo.shape.kind,
+    pageSize: count,
+    owner: z.string().min(1).max(256),
+    replication: z.number().int(),
+  }),
+  z.object({ type: z.literal('destroyPool'), changeId, poolId: count }),
+  z.object({ type: z.literal('noop'), changeId }),
+]);
+/** One change to the state. */
+export type StateChange = z.infer<typeof StateChange>;
+
+/** Why applyChange refused a change. Stable strings: callers branch on them. */
+export type ChangeError =
+  /** addMember: that exact (id, incarnation) is already a member (a retried join: treat as joined). */
+  | 'member-exists'
+  /**
+   * addMember: the id is a member with an OLDER incarnation. Remove it first, then add: a swap would change
+   * two voters at once, and single-voter changes are what keeps consecutive majorities overlapping.
+   */
+  | 'replace-first'
+  /** addMember: the id is a member with a NEWER incarnation; the request comes from a dead process. */
+  | 'stale-incarnation'
+  /** removeMember: no member with that (id, incarnation). */
+  | 'unknown-member'
+  /** removeMember: it is the only member; a cluster never becomes empty. */
+  | 'last-member'
+  /** createPool: page size is not a power of two from 512 to 65536. */
+  | 'bad-page-size'
+  /** createPool: replication is not an integer from 1 to 16 (1 for ephemeral pools). */
+  | 'bad-replication'
+  /** destroyPool: no such pool. */
+  | 'unknown-pool';
+
+/** Outcome of one change: success (with the new pool id for createPool) or a refusal that changed nothing. */
+export type ChangeResult = { ok: true; poolId?: number } | { ok: false; error: ChangeError };
+
+/** The state of a brand-new cluster: version 1, term 0, `self` its only member, no pools. */
+export function initialState(self: MemberInfo, partitionCount: number): ClusterState {
+  return {
+    version: 1,
+    term: 0,
+    members: [{ ...self }],
+    pools: [],
+    nextPoolId: 1,
+    partitionCount,
+  };
+}
+
+/** True when the change adds or removes a voter (a member); at most one such change per proposal. */
+export function isVoterChange(change: StateChange): boolean {
+  return change.type === 'addMember' || change.type === 'removeMember';
+}
+
+function bump(state: ClusterState, patch: Partial<ClusterState>): ClusterState {
+  return { ...state, ...patch, version: state.version + 1 };
+}
+
+function refuse(state: ClusterState, error: ChangeError): { state: ClusterState; result: ChangeResult } {
+  return { state, result: { ok: false, error } };
+}
+
+/**
+ * Applies one change. Pure: returns a new state with `version + 1` (same `term`; the coordinator stamps its
+ * own) and the result, or on refusal the SAME state object and `{ ok: false, error }`.
+ */
+export function applyChange(
+  state: ClusterState,
+  change: StateChange,
+): { state: ClusterState; result: ChangeResult } {
+  switch (change.type) {
+    case 'noop':
+      return { state: bump(state, {}), result: { ok: true } };
+    case 'addMember': {
+      const existing = state.members.find((m) => m.id === change.member.id);
+      if (existing) {
+        if (existing.incarnation === change.member.incarnation) return refuse(state, 'member-exists');
+        return refuse(
+          state,
+          existing.incarnation < change.member.incarnation ? 'replace-first' : 'stale-incarnation',
+        );
+      }
+      const members = [...state.members, { ...change.member }].sort((a, b) =>
+        a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
+      );
+      return { state: bump(state, { members }), result: { ok: true } };
+    }
+    case 'removeMember': {
+      const members = state.members.filter(
+        (m) => !(m.id === change.id && m.incarnation === change.incarnation),
+      );
+      if (members.length === state.members.length) return refuse(state, 'unknown-member');
+      if (members.length === 0) return refuse(state, 'last-member');
+      return { state: bump(state, { members }), result: { ok: true } };
+    }
+    case 'createPool': {
+      if (!isValidPageSize(change.pageSize)) return refuse(state, 'bad-page-size');
+      const maxReplication = change.kind === 'ephemeral' ? 1 : 16;
+      if (
+        !Number.isInteger(change.replication) ||
+        change.replication < 1 ||
+        change.replication > maxReplication
+      ) {
+        return refuse(state, 'bad-replication');
+      }
+      const pool: PoolInfo = {
+        id: state.nextPoolId,
+        kind: change.kind,
+        pageSize: change.pageSize,
+        owner: change.owner,
+        replication: change.replication,
+      };
+      return {
+        state: bump(state, { pools: [...state.pools, pool], nextPoolId: state.nextPoolId + 1 }),
+        result: { ok: true, poolId: pool.id },
+      };
+    }
+    case 'destroyPool': {
+      const pools = state.pools.filter((p) => p.id !== change.poolId);
+      if (pools.length === state.pools.length) return refuse(state, 'unknown-pool');
+      return { state: bump(state, { pools }), result: { ok: true } };
+    }
+  }
+}
+
+/** True when (id, incarnation) is a member of `state`. */
+export function isMember(state: ClusterState | null, id: string, incarnation: number): boolean {
+  return state !== null && state.members.some((m) => m.id === id && m.incarnation === incarnation);
+}

@@ -1,0 +1,935 @@
+// The coordination core: Raft over whole-state snapshots, with leases. Pure: no I/O, no timers, no clock,
+// no randomness of its own. Inputs are tick(now), receive(from, message, now) and propose(change, now); each
+// returns outputs (messages to send, notifications) that the caller must process IN ORDER.
+//
+// Protocol summary (docs/ring-design.md is the spec; deviations are marked "Deviation"):
+// - Each member keeps its latest ACCEPTED state and its latest COMMITTED state instead of a log. A state is
+//   identified by (term that proposed it, version); accepted ids only grow lexicographically.
+// - Election: pre-vote, then Raft vote with the up-to-date check on the accepted (term, version). Votes and
+//   acks count only from members of the relevant state whose (id, incarnation) match.
+// - A new leader first re-proposes its accepted state as version + 1 in its own term, then proposes queued
+//   changes one at a time (each change moves at most one voter: single-server membership changes).
+// - A proposal COMMITS when (a) a majority of its voters accepted it, (b) every member of the committed,
+//   previous and proposed states, and every member this leader granted a lease to, accepted it or its lease
+//   has surely expired, and (c) if the leader may not know every state committed before (its committed state
+//   is older than its accepted state's predecessor) leaseMs + leaseMarginMs passed since its election.
+// - Leases: a heartbeat grants min(leaseMs, what remains of the leader's own lease), counted from the
+//   receiver's own clock reading in an earlier ack. The leader's own lease is sendTime + leaseMs of the
+//   latest heartbeat round acked by a majority. A member holding a lease that is primary of p in both its
+//   committed and accepted state serves p; at most one member can (tested by simulation).
+import {
+  applyChange,
+  isMember,
+  type ChangeResult,
+  type ClusterState,
+  type StateChange,
+} from './cluster-state.ts';
+import {
+  compareStateIds,
+  sameStateId,
+  stateIdOf,
+  type Ack,
+  type Commit,
+  type ConsensusMessage,
+  type Heartbeat,
+  type PreVote,
+  type PreVoteReply,
+  type Propose,
+  type RequestVote,
+  type StateId,
+  type Vote,
+} from './consensus-messages.ts';
+import { resolveConsensusOptions, type ConsensusOptions } from './consensus-options.ts';
+import { memberKey, partitionTableFor, sameMember, type MemberRef } from './partition-table.ts';
+
+export type { ConsensusOptions, ElectionTimeoutMs } from './consensus-options.ts';
+
+/** Role of a member in the current term. */
+export type Role = 'follower' | 'candidate' | 'leader';
+
+/**
+ * Why a proposed change did not complete here. 'leadership-lost': it was never proposed, retrying (at the new
+ * leader) is safe. 'outcome-unknown': it was in flight; a later leader may still commit it, so retry only
+ * changes that are idempotent (a join answered 'member-exists' is a success).
+ */
+export type ChangeFailure = 'leadership-lost' | 'outcome-unknown';
+
+/**
+ * What a call asks the caller to do, in order. In particular an 'accepted' output comes BEFORE the 'send'
+ * of the ack that tells the leader so: the caller must finish dropping the ephemeral pages of every partition
+ * it does not own in that state before it delivers the ack (commit relies on that ack).
+ */
+export type ConsensusOutput =
+  /** Send `message` to member `to` (by id; the message names the incarnation it is for). */
+  | { type: 'send'; to: string; message: ConsensusMessage }
+  /** This member accepted `state`: drop pages of partitions it does not own there, BEFORE later sends. */
+  | { type: 'accepted'; state: ClusterState }
+  /** `state` is committed (versions only grow). Answer requests of other versions with this version. */
+  | { type: 'committed'; state: ClusterState }
+  /** The change committed (result.ok) or was refused by applyChange (result.error); only on the leader. */
+  | { type: 'changeDone'; changeId: string; result: ChangeResult }
+  /** The change did not complete here (leadership lost); see ChangeFailure. */
+  | { type: 'changeFailed'; changeId: string; reason: ChangeFailure }
+  /**
+   * The lease this member held has lapsed: stop serving and drop the ephemeral store (while it could not
+   * hear the leader its partitions may have moved away and back). Deviation: the member does NOT need a new
+   * incarnation for this (its consensus memory is intact, so it stays a voter); see 'removed'.
+   */
+  | { type: 'leaseLost' }
+  /**
+   * This member (id, incarnation) is no longer in the committed state. This instance is finished: drop all
+   * pages, start a new instance with a NEW incarnation (joiner mode) and join again.
+   */
+  | { type: 'removed' }
+  /** Role, term or known leader changed. */
+  | { type: 'roleChanged'; role: Role; term: number; leaderId: string | null };
+
+/** Result of propose(): queued at the leader, or not the leader (forward to `leaderId` when known). */
+export type ProposeResult = { ok: true; outputs: ConsensusOutput[] } | { ok: false; leaderId: string | null };
+
+/** One member's consensus core. Create with createConsensus(). */
+export interface Consensus {
+  /** This member's identity. */
+  readonly self: MemberRef;
+  readonly role: Role;
+  readonly term: number;
+  /** The leader of the current term if known (self when leader). */
+  readonly leaderId: string | null;
+  /** Latest state this member accepted (null for a joiner not yet added). */
+  readonly accepted: ClusterState | null;
+  /** Latest state this member knows committed (null for a joiner not yet added). */
+  readonly committed: ClusterState | null;
+  /** End of the lease this member holds, on its own clock (-Infinity when none). */
+  readonly leaseUntil: number;
+  /** True once this incarnation was removed from the cluster; the instance then ignores all input. */
+  readonly removed: boolean;
+  /** True when this member holds a lease at `now`. */
+  hasLease(now: number): boolean;
+  /**
+   * True iff this member may serve partition `partition` at `now`: it holds a lease and is the partition's
+   * primary in both its committed and its accepted state. The caller must also check that the request's
+   * state version equals `committed.version`.
+   */
+  isServingPrimary(now: number, partition: number): boolean;
+  /** Every partition for which isServingPrimary(now, p) holds, ascending. */
+  servingPartitions(now: number): readonly number[];
+  /** Earliest time at which tick() has something to do; calling it more often is harmless. */
+  nextTickAt(): number;
+  /** Advances timers: elections, heartbeats, lease expiry, failure detection, time-gated commits. */
+  tick(now: number): ConsensusOutput[];
+  /** Handles one (already schema-validated) message from member `from`. */
+  receive(from: string, message: ConsensusMessage, now: number): ConsensusOutput[];
+  /** Queues a change at the leader (FIFO, one proposal at a time); elsewhere returns { ok: false, leaderId }. */
+  propose(change: StateChange, now: number): ProposeResult;
+}
+
+interface Peer {
+  ref: MemberRef;
+  /** Leader's clock at the latest ack (failure detection). */
+  lastAckAt: number | null;
+  /** Latest `sentAt` the peer reported: its own clock, echoed back as `leaseFrom`. */
+  echo: number | null;
+  accepted: StateId | null;
+  committed: StateId | null;
+  ackedRound: number;
+  /** Leader's clock when it last sent this peer a nonzero grant. */
+  lastGrantSentAt: number | null;
+  lastResendAt: number;
+}
+
+interface Pending {
+  change: StateChange;
+  /** Proposed by the leader itself (removals): no changeDone/changeFailed for these. */
+  internal: boolean;
+}
+
+interface InFlight {
+  changeId: string | null;
+  result: ChangeResult;
+  internal: boolean;
+}
+
+/** Rounds whose send time is kept to compute the leader's lease; older acks no longer extend it. */
+const ROUND_HISTORY = 256;
+
+function majority(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+function maxId(a: StateId | null, b: StateId | null): StateId | null {
+  return compareStateIds(a, b) >= 0 ? a : b;
+}
+
+/** Creates the consensus core of one member (bootstrap node with `initialState`, joiner without). */
+export function createConsensus(options: ConsensusOptions): Consensus {
+  const opts = resolveConsensusOptions(options);
+  const self: MemberRef = opts.self;
+  const selfKey = memberKey(self);
+  const { leaseMs, leaseMarginMs, heartbeatIntervalMs, failureTimeoutMs } = opts;
+  const electionMin = opts.electionTimeoutMs.min;
+  const electionMax = opts.electionTimeoutMs.max;
+  /** A leader without a majority-acked round for this long steps down (check-quorum). */
+  const quorumTimeoutMs = leaseMs + electionMax;
+
+  let currentTerm = opts.initialState?.term ?? 0;
+  let votedFor: string | null = null;
+  let role: Role = 'follower';
+  let leader: MemberRef | null = null;
+  let accepted: ClusterState | null = opts.initialState ?? null;
+  let committed: ClusterState | null = opts.initialState ?? null;
+  let removed = false;
+
+  let leaseUntil = -Infinity;
+  let leaseHeld = false;
+  let electionDeadline: number | null = null;
+  let lastLeaderContact = -Infinity;
+
+  let preVoteTerm: number | null = null;
+  const preVotes = new Set<string>();
+  const votes = new Set<string>();
+
+  // Leader state, reset at each election.
+  let peers = new Map<string, Peer>();
+  let electedAt = -Infinity;
+  let leaderLeaseUntil = -Infinity;
+  let lastQuorumSentAt = -Infinity;
+  let nextHeartbeatAt = -Infinity;
+  let round = 0;
+  const roundSentAt = new Map<number, number>();
+  let proposal: ClusterState | null = null;
+  let parent: ClusterState | null = null;
+  let inFlight: InFlight | null = null;
+  let queue: Pending[] = [];
+  let commitNotBefore = -Infinity;
+
+  let lastRole: { role: Role; term: number; leaderId: string | null } = {
+    role,
+    term: currentTerm,
+    leaderId: null,
+  };
+  let servingCache: { committed: ClusterState; accepted: ClusterState; partitions: number[] } | null = null;
+
+  let out: ConsensusOutput[] = [];
+
+  // ---------------------------------------------------------------- helpers
+
+  function refOf(from: string, incarnation: number): MemberRef {
+    return { id: from, incarnation };
+  }
+
+  function send(to: MemberRef, message: ConsensusMessage): void {
+    out.push({ type: 'send', to: to.id, message });
+  }
+
+  function envelope(to: MemberRef, term = currentTerm) {
+    return { term, from: self.id, fromIncarnation: self.incarnation, toIncarnation: to.incarnation };
+  }
+
+  function noteRole(): void {
+    const leaderId = leader?.id ?? null;
+    if (lastRole.role !== role || lastRole.term !== currentTerm || lastRole.leaderId !== leaderId) {
+      lastRole = { role, term: currentTerm, leaderId };
+      out.push({ type: 'roleChanged', role, term: currentTerm, leaderId });
+    }
+  }
+
+  function resetElectionDeadline(now: number): void {
+    electionDeadline = now + electionMin + opts.random() * (electionMax - electionMin);
+  }
+
+  /** Only a member of both its committed and accepted state may campaign (joiners and leavers may not). */
+  function eligible(): boolean {
+    return (
+      !removed &&
+      isMember(committed, self.id, self.incarnation) &&
+      isMember(accepted, self.id, self.incarnation)
+    );
+  }
+
+  /**
+   * Members of their committed state run the election timer. One that accepted its own removal cannot win,
+   * but its pre-votes still make peers relay the committed state, which is how it learns it was removed
+   * when the leader's notice got lost.
+   */
+  function runsElectionTimer(): boolean {
+    return !removed && isMember(committed, self.id, self.incarnation);
+  }
+
+  function soleVoter(): boolean {
+    return accepted !== null && accepted.members.length === 1 && eligible();
+  }
+
+  function refsOf(...states: (ClusterState | null)[]): MemberRef[] {
+    const seen = new Map<string, MemberRef>();
+    for (const s of states) {
+      for (const m of s?.members ?? []) {
+        const key = memberKey(m);
+        if (key !== selfKey && !seen.has(key)) seen.set(key, { id: m.id, incarnation: m.incarnation });
+      }
+    }
+    return [...seen.values()];
+  }
+
+  function peerOf(ref: MemberRef): Peer {
+    const key = memberKey(ref);
+    let peer = peers.get(key);
+    if (!peer) {
+      peer = {
+        ref,
+        lastAckAt: null,
+        echo: null,
+        accepted: null,
+        committed: null,
+        ackedRound: 0,
+        lastGrantSentAt: null,
+        lastResendAt: -Infinity,
+      };
+      peers.set(key, peer);
+    }
+    return peer;
+  }
+
+  function checkLease(now: number): void {
+    if (leaseHeld && now >= leaseUntil) {
+      leaseHeld = false;
+      out.push({ type: 'leaseLost' });
+    }
+  }
+
+  function extendLease(until: number, now: number): void {
+    if (until > leaseUntil) leaseUntil = until;
+    if (leaseUntil > now) leaseHeld = true;
+  }
+
+  function accept(state: ClusterState): void {
+    accepted = state;
+    out.push({ type: 'accepted', state });
+  }
+
+  /** Adopts a committed state (versions only grow); accepts it first when it is newer than `accepted`. */
+  function adoptCommitted(state: ClusterState, now: number): void {
+    if (committed !== null && state.version <= committed.version) return;
+    if (compareStateIds(stateIdOf(state), stateIdOf(accepted)) > 0) accept(state);
+    committed = state;
+    out.push({ type: 'committed', state });
+    if (!isMember(state, self.id, self.incarnation)) becomeRemoved(now);
+  }
+
+  function failPending(): void {
+    if (inFlight && inFlight.changeId !== null && !inFlight.internal) {
+      out.push({ type: 'changeFailed', changeId: inFlight.changeId, reason: 'outcome-unknown' });
+    }
+    for (const p of queue) {
+      if (!p.internal)
+        out.push({ type: 'changeFailed', changeId: p.change.changeId, reason: 'leadership-lost' });
+    }
+    inFlight = null;
+    queue = [];
+    proposal = null;
+    parent = null;
+    peers = new Map();
+    roundSentAt.clear();
+    leaderLeaseUntil = -Infinity;
+  }
+
+  /** Leaves the leader/candidate role; a higher `term` also forgets the vote and the leader. */
+  function becomeFollower(term: number, now: number): void {
+    const wasLeader = role === 'leader';
+    if (term > currentTerm) {
+      currentTerm = term;
+      votedFor = null;
+      leader = null;
+    }
+    if (wasLeader) {
+      failPending();
+      leader = null;
+      lastLeaderContact = -Infinity;
+    }
+    if (role !== 'follower' || wasLeader) resetElectionDeadline(now);
+    role = 'follower';
+    preVoteTerm = null;
+    noteRole();
+  }
+
+  function becomeRemoved(now: number): void {
+    if (role === 'leader') becomeFollower(currentTerm, now);
+    removed = true;
+    role = 'follower';
+    leaseUntil = -Infinity;
+    checkLease(now);
+    out.push({ type: 'removed' });
+    noteRole();
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  function startPreVote(now: number): void {
+    if (soleVoter()) {
+      startElection(now);
+      return;
+    }
+    preVoteTerm = currentTerm + 1;
+    preVotes.clear();
+    if (isMember(accepted, self.id, self.incarnation)) preVotes.add(selfKey);
+    resetElectionDeadline(now);
+    for (const ref of refsOf(accepted)) {
+      const msg: PreVote = { type: 'preVote', ...envelope(ref, preVoteTerm), accepted: stateIdOf(accepted) };
+      send(ref, msg);
+    }
+  }
+
+  function startElection(now: number): void {
+    preVoteTerm = null;
+    if (!eligible()) return;
+    currentTerm += 1;
+    votedFor = selfKey;
+    role = 'candidate';
+    leader = null;
+    votes.clear();
+    votes.add(selfKey);
+    resetElectionDeadline(now);
+    noteRole();
+    if (votes.size >= majority((accepted as ClusterState).members.length)) {
+      becomeLeader(now);
+      return;
+    }
+    for (const ref of refsOf(accepted)) {
+      const msg: RequestVote = { type: 'requestVote', ...envelope(ref), accepted: stateIdOf(accepted) };
+      send(ref, msg);
+    }
+  }
+
+  function becomeLeader(now: number): void {
+    role = 'leader';
+    leader = self;
+    electedAt = now;
+    peers = new Map();
+    roundSentAt.clear();
+    round = 0;
+    leaderLeaseUntil = -Infinity;
+    lastQuorumSentAt = now;
+    queue = [];
+    inFlight = null;
+    proposal = null;
+    const acc = accepted as ClusterState;
+    const com = committed as ClusterState;
+    // States between our committed state and our accepted state's predecessor are unknown to us; their
+    // members may hold leases from an earlier leader that we cannot see. Those end by electedAt + leaseMs.
+    commitNotBefore = com.version + 1 < acc.version ? now + leaseMs + leaseMarginMs : -Infinity;
+    noteRole();
+    // Re-propose what we accepted in our own term: committing it commits anything a predecessor left.
+    proposeState(applyChange(acc, { type: 'noop', changeId: 'reproposal' }).state, null, now);
+    sendHeartbeat(now);
+    advance(now);
+  }
+
+  // ---------------------------------------------------------------- leader: proposals and commits
+
+  function audience(): MemberRef[] {
+    return refsOf(committed, parent, accepted);
+  }
+
+  function proposeState(next: ClusterState, flight: InFlight | null, now: number): void {
+    parent = accepted;
+    const state: ClusterState = { ...next, term: currentTerm };
+    proposal = state;
+    inFlight = flight ?? { changeId: null, result: { ok: true }, internal: true };
+    accept(state);
+    for (const ref of audience()) {
+      const peer = peerOf(ref);
+      peer.lastResendAt = now;
+      const msg: Propose = { type: 'propose', ...envelope(ref), state };
+      send(ref, msg);
+    }
+  }
+
+  function leaseSafeAt(ref: MemberRef): number {
+    const grant = peers.get(memberKey(ref))?.lastGrantSentAt ?? -Infinity;
+    return Math.max(electedAt, grant) + leaseMs + leaseMarginMs;
+  }
+
+  /** Commits the proposal if (a), (b) and (c) hold; true when it did. */
+  function tryCommit(now: number): boolean {
+    if (role !== 'leader' || proposal === null) return false;
+    const id = stateIdOf(proposal);
+    const hasAccepted = (ref: MemberRef): boolean =>
+      sameStateId(peers.get(memberKey(ref))?.accepted ?? null, id);
+    // (a) a majority of the proposal's voters (self included when a member) accepted it.
+    let acks = isMember(proposal, self.id, self.incarnation) ? 1 : 0;
+    for (const ref of refsOf(proposal)) if (hasAccepted(ref)) acks++;
+    if (acks < majority(proposal.members.length)) return false;
+    // (c) unknown intermediate states: wait until leases of earlier leaders have surely ended.
+    if (now < commitNotBefore) return false;
+    // (b) everyone who may serve under an older state accepted this one, or its lease surely expired.
+    const mayHoldLease = refsOf(committed, parent, proposal);
+    for (const peer of peers.values()) if (peer.lastGrantSentAt !== null) mayHoldLease.push(peer.ref);
+    for (const ref of mayHoldLease) {
+      if (!hasAccepted(ref) && now < leaseSafeAt(ref)) return false;
+    }
+    commit(now);
+    return true;
+  }
+
+  function commit(now: number): void {
+    const state = proposal as ClusterState;
+    const previous = committed;
+    const flight = inFlight;
+    committed = state;
+    proposal = null;
+    parent = null;
+    inFlight = null;
+    out.push({ type: 'committed', state });
+    if (flight && flight.changeId !== null && !flight.internal) {
+      out.push({ type: 'changeDone', changeId: flight.changeId, result: flight.result });
+    }
+    // Members removed by this state are no longer heartbeated: tell them whole, so they learn it.
+    for (const ref of refsOf(previous)) {
+      if (!isMember(state, ref.id, ref.incarnation)) {
+        const msg: Commit = { type: 'commit', ...envelope(ref), state };
+        send(ref, msg);
+        peers.delete(memberKey(ref));
+      }
+    }
+    if (!isMember(state, self.id, self.incarnation)) {
+      becomeRemoved(now);
+      return;
+    }
+    // Commit broadcast: a heartbeat round carries the new committed id (followers hold the state already).
+    sendHeartbeat(now);
+  }
+
+  /** Commits and proposes as far as possible right now (iterative: a lone member commits at once). */
+  function advance(now: number): void {
+    while (role === 'leader') {
+      if (proposal !== null) {
+        if (!tryCommit(now)) return;
+      } else if (!proposeNext(now)) {
+        return;
+      }
+    }
+  }
+
+  /** Proposes the next queued change that applies; false when the queue ran empty. */
+  function proposeNext(now: number): boolean {
+    while (queue.length > 0) {
+      const head = queue[0] as Pending;
+      const base = accepted as ClusterState;
+      if (head.change.type === 'addMember') {
+        const joining = head.change.member;
+        const old = base.members.find((m) => m.id === joining.id);
+        if (old && old.incarnation < joining.incarnation) {
+          // A restarted process: remove its old incarnation first (one voter per change); the add stays queued.
+          const removal: StateChange = {
+            type: 'removeMember',
+            changeId: `replace:${memberKey(old)}`,
+            id: old.id,
+            incarnation: old.incarnation,
+          };
+          const applied = applyChange(base, removal);
+          if (applied.result.ok) {
+            proposeState(applied.state, { changeId: null, result: applied.result, internal: true }, now);
+            return true;
+          }
+        }
+      }
+      queue.shift();
+      const applied = applyChange(base, head.change);
+      if (!applied.result.ok) {
+        if (!head.internal)
+          out.push({ type: 'changeDone', changeId: head.change.changeId, result: applied.result });
+        continue;
+      }
+      proposeState(
+        applied.state,
+        { changeId: head.change.changeId, result: applied.result, internal: head.internal },
+        now,
+      );
+      return true;
+    }
+    return false;
+  }
+
+  function sendHeartbeat(now: number): void {
+    round += 1;
+    roundSentAt.set(round, now);
+    roundSentAt.delete(round - ROUND_HISTORY);
+    nextHeartbeatAt = now + heartbeatIntervalMs;
+    updateLeaderLease(now);
+    const committedId = stateIdOf(committed);
+    const proposalId = stateIdOf(accepted);
+    for (const ref of audience()) {
+      const peer = peerOf(ref);
+      const suspected = now - (peer.lastAckAt ?? electedAt) > failureTimeoutMs;
+      let grant = 0;
+      // Grants go only to members of the committed state that are not suspected, and never beyond our own lease.
+      if (!suspected && peer.echo !== null && isMember(committed, ref.id, ref.incarnation)) {
+        grant = Math.max(0, Math.min(leaseMs, leaderLeaseUntil - now));
+      }
+      if (grant > 0) peer.lastGrantSentAt = now;
+      const msg: Heartbeat = {
+        type: 'heartbeat',
+        ...envelope(ref),
+        round,
+        leaseFrom: grant > 0 ? peer.echo : null,
+        leaseMs: grant,
+        committed: committedId,
+        proposal: proposalId,
+      };
+      send(ref, msg);
+    }
+  }
+
+  /** Leader's own lease: send time of the newest round acked by a majority of both committed and accepted. */
+  function updateLeaderLease(now: number): void {
+    let quorumRound = Infinity;
+    for (const config of [committed, accepted]) {
+      if (config === null) continue;
+      const rounds: number[] = [];
+      for (const m of config.members) {
+        if (m.id === self.id && m.incarnation === self.incarnation) rounds.push(round);
+        else rounds.push(peers.get(memberKey(m))?.ackedRound ?? 0);
+      }
+      rounds.sort((a, b) => b - a);
+      quorumRound = Math.min(quorumRound, rounds[majority(rounds.length) - 1] ?? 0);
+    }
+    const sentAt = roundSentAt.get(quorumRound);
+    if (sentAt === undefined) return;
+    lastQuorumSentAt = Math.max(lastQuorumSentAt, sentAt);
+    leaderLeaseUntil = Math.max(leaderLeaseUntil, sentAt + leaseMs);
+    // Only our own send time is used: every acker received the round after we sent it.
+    extendLease(leaderLeaseUntil, now);
+  }
+
+  function removeSuspects(now: number): void {
+    if (committed === null) return;
+    for (const ref of refsOf(committed)) {
+      const peer = peers.get(memberKey(ref));
+      const suspected = now - (peer?.lastAckAt ?? electedAt) > failureTimeoutMs;
+      if (!suspected || now < leaseSafeAt(ref)) continue;
+      const changeId = `auto-remove:${memberKey(ref)}`;
+      if (queue.some((p) => p.change.changeId === changeId)) continue;
+      // Ahead of queued changes: a dead member's partitions are unserved until it is gone.
+      queue.unshift({
+        change: { type: 'removeMember', changeId, id: ref.id, incarnation: ref.incarnation },
+        internal: true,
+      });
+    }
+  }
+
+  /** Re-sends the proposal or the committed state to a peer whose ack shows it lagging (rate-limited). */
+  function catchUp(peer: Peer, now: number): void {
+    if (now - peer.lastResendAt < heartbeatIntervalMs) return;
+    const ref = peer.ref;
+    if (proposal !== null && compareStateIds(peer.accepted, stateIdOf(proposal)) < 0) {
+      peer.lastResendAt = now;
+      const msg: Propose = { type: 'propose', ...envelope(ref), state: proposal };
+      send(ref, msg);
+    } else if (
+      committed !== null &&
+      compareStateIds(peer.committed, stateIdOf(committed)) < 0 &&
+      !sameStateId(peer.accepted, stateIdOf(committed))
+    ) {
+      peer.lastResendAt = now;
+      const msg: Commit = { type: 'commit', ...envelope(ref), state: committed };
+      send(ref, msg);
+    }
+  }
+
+  // ---------------------------------------------------------------- message handlers
+
+  function ackTo(ref: MemberRef, round: number | null, success: boolean, now: number): void {
+    const msg: Ack = {
+      type: 'ack',
+      ...envelope(ref),
+      round,
+      success,
+      accepted: stateIdOf(accepted),
+      committed: stateIdOf(committed),
+      sentAt: now,
+    };
+    send(ref, msg);
+  }
+
+  /** Common part of messages only a leader sends; false when the message must be ignored. */
+  function fromLeader(msg: Propose | Heartbeat, sender: MemberRef, now: number): boolean {
+    if (msg.term < currentTerm) {
+      ackTo(sender, msg.type === 'heartbeat' ? msg.round : null, false, now);
+      return false;
+    }
+    if (role === 'leader' && msg.term === currentTerm) return false; // cannot happen: one leader per term
+    if (msg.term > currentTerm || role !== 'follower') becomeFollower(msg.term, now);
+    if (leader === null) {
+      leader = sender;
+      noteRole();
+    } else if (!sameMember(leader, sender)) {
+      return false;
+    }
+    lastLeaderContact = now;
+    preVoteTerm = null;
+    resetElectionDeadline(now);
+    return true;
+  }
+
+  function onPropose(msg: Propose, sender: MemberRef, now: number): void {
+    if (!fromLeader(msg, sender, now)) return;
+    const state = msg.state;
+    // A joiner only takes a state that includes it; members take every newer state (removals too).
+    const joinerRefuses = committed === null && !isMember(state, self.id, self.incarnation);
+    if (!joinerRefuses && compareStateIds(stateIdOf(state), stateIdOf(accepted)) > 0) accept(state);
+    ackTo(sender, null, true, now);
+  }
+
+  function onHeartbeat(msg: Heartbeat, sender: MemberRef, now: number): void {
+    if (!fromLeader(msg, sender, now)) return;
+    if (
+      msg.committed !== null &&
+      accepted !== null &&
+      sameStateId(msg.committed, stateIdOf(accepted)) &&
+      compareStateIds(msg.committed, stateIdOf(committed)) > 0
+    ) {
+      adoptCommitted(accepted, now);
+      if (removed) return;
+    }
+    // A grant counts only when our committed state is the leader's: a member that missed commits must not
+    // serve from a state the leader no longer protects.
+    if (
+      msg.leaseMs > 0 &&
+      msg.leaseFrom !== null &&
+      sameStateId(msg.committed, stateIdOf(committed)) &&
+      isMember(committed, self.id, self.incarnation)
+    ) {
+      extendLease(msg.leaseFrom + Math.min(msg.leaseMs, leaseMs), now);
+    }
+    ackTo(sender, msg.round, true, now);
+  }
+
+  function onAck(msg: Ack, sender: MemberRef, now: number): void {
+    if (msg.term > currentTerm) {
+      becomeFollower(msg.term, now);
+      return;
+    }
+    if (role !== 'leader' || msg.term !== currentTerm || !msg.success) return;
+    const key = memberKey(sender);
+    const peer = peers.get(key);
+    if (!peer) return;
+    peer.lastAckAt = now;
+    peer.echo = peer.echo === null ? msg.sentAt : Math.max(peer.echo, msg.sentAt);
+    peer.accepted = maxId(peer.accepted, msg.accepted);
+    peer.committed = maxId(peer.committed, msg.committed);
+    if (msg.round !== null && msg.round > peer.ackedRound) {
+      peer.ackedRound = msg.round;
+      updateLeaderLease(now);
+    }
+    catchUp(peer, now);
+    advance(now);
+  }
+
+  function onCommit(msg: Commit): boolean {
+    const state = msg.state;
+    if (committed === null && !isMember(state, self.id, self.incarnation)) return false;
+    return true;
+  }
+
+  /** A vote request from a member our committed state no longer has: tell it, so it can rejoin. */
+  function relayCommitted(sender: MemberRef, senderAccepted: StateId | null): void {
+    if (committed === null || isMember(committed, sender.id, sender.incarnation)) return;
+    if (compareStateIds(senderAccepted, stateIdOf(committed)) > 0) return;
+    const msg: Commit = { type: 'commit', ...envelope(sender), state: committed };
+    send(sender, msg);
+  }
+
+  /** Raft leader stickiness: while a leader is known to be alive, nobody votes the cluster into a new term. */
+  function leaderAlive(now: number): boolean {
+    return role === 'leader' || now - lastLeaderContact < electionMin;
+  }
+
+  function onPreVote(msg: PreVote, sender: MemberRef, now: number): void {
+    const granted =
+      msg.term > currentTerm && !leaderAlive(now) && compareStateIds(msg.accepted, stateIdOf(accepted)) >= 0;
+    const reply: PreVoteReply = { type: 'preVoteReply', ...envelope(sender), forTerm: msg.term, granted };
+    send(sender, reply);
+    relayCommitted(sender, msg.accepted);
+  }
+
+  function onPreVoteReply(msg: PreVoteReply, sender: MemberRef, now: number): void {
+    if (preVoteTerm === null || msg.forTerm !== preVoteTerm || !msg.granted || role === 'leader') return;
+    if (!isMember(accepted, sender.id, sender.incarnation)) return;
+    preVotes.add(memberKey(sender));
+    if (preVotes.size >= majority((accepted as ClusterState).members.length)) startElection(now);
+  }
+
+  function onRequestVote(msg: RequestVote, sender: MemberRef, now: number): void {
+    relayCommitted(sender, msg.accepted);
+    if (msg.term > currentTerm && leaderAlive(now)) {
+      const deny: Vote = { type: 'vote', ...envelope(sender), granted: false };
+      send(sender, deny);
+      return;
+    }
+    if (msg.term > currentTerm) becomeFollower(msg.term, now);
+    const key = memberKey(sender);
+    const granted =
+      msg.term === currentTerm &&
+      (votedFor === null || votedFor === key) &&
+      compareStateIds(msg.accepted, stateIdOf(accepted)) >= 0;
+    if (granted) {
+      votedFor = key;
+      resetElectionDeadline(now);
+    }
+    const reply: Vote = { type: 'vote', ...envelope(sender), granted };
+    send(sender, reply);
+  }
+
+  function onVote(msg: Vote, sender: MemberRef, now: number): void {
+    if (msg.term > currentTerm) {
+      becomeFollower(msg.term, now);
+      return;
+    }
+    if (role !== 'candidate' || msg.term !== currentTerm || !msg.granted) return;
+    if (!isMember(accepted, sender.id, sender.incarnation)) return;
+    votes.add(memberKey(sender));
+    if (votes.size >= majority((accepted as ClusterState).members.length)) becomeLeader(now);
+  }
+
+  // ---------------------------------------------------------------- serving
+
+  function primaryPartitions(): number[] {
+    if (committed === null || accepted === null) return [];
+    if (servingCache && servingCache.committed === committed && servingCache.accepted === accepted) {
+      return servingCache.partitions;
+    }
+    const partitions: number[] = [];
+    if (
+      isMember(committed, self.id, self.incarnation) &&
+      isMember(accepted, self.id, self.incarnation) &&
+      committed.partitionCount === accepted.partitionCount
+    ) {
+      const a = partitionTableFor(committed, 1);
+      const b = partitionTableFor(accepted, 1);
+      for (let p = 0; p < committed.partitionCount; p++) {
+        if (sameMember(a.primary(p), self) && sameMember(b.primary(p), self)) partitions.push(p);
+      }
+    }
+    servingCache = { committed, accepted, partitions };
+    return partitions;
+  }
+
+  function hasLease(now: number): boolean {
+    return !removed && now < leaseUntil;
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  function run(now: number, body: () => void): ConsensusOutput[] {
+    out = [];
+    if (!removed) {
+      body();
+      checkLease(now);
+    }
+    const result = out;
+    out = [];
+    return result;
+  }
+
+  return {
+    self,
+    get role() {
+      return role;
+    },
+    get term() {
+      return currentTerm;
+    },
+    get leaderId() {
+      return leader?.id ?? null;
+    },
+    get accepted() {
+      return accepted;
+    },
+    get committed() {
+      return committed;
+    },
+    get leaseUntil() {
+      return leaseUntil;
+    },
+    get removed() {
+      return removed;
+    },
+    hasLease,
+    isServingPrimary(now, partition) {
+      return hasLease(now) && primaryPartitions().includes(partition);
+    },
+    servingPartitions(now) {
+      return hasLease(now) ? primaryPartitions() : [];
+    },
+    nextTickAt() {
+      if (removed) return Infinity;
+      let next = leaseHeld ? leaseUntil : Infinity;
+      if (role === 'leader') next = Math.min(next, nextHeartbeatAt);
+      else if (electionDeadline === null) next = -Infinity;
+      else if (runsElectionTimer()) next = Math.min(next, electionDeadline);
+      return next;
+    },
+    tick(now) {
+      return run(now, () => {
+        if (electionDeadline === null) {
+          resetElectionDeadline(now);
+          if (soleVoter()) startElection(now);
+        }
+        if (role === 'leader') {
+          if (now >= nextHeartbeatAt) sendHeartbeat(now);
+          if (role === 'leader' && now - lastQuorumSentAt > quorumTimeoutMs) {
+            becomeFollower(currentTerm, now);
+            return;
+          }
+          removeSuspects(now);
+          advance(now);
+        } else if (runsElectionTimer() && now >= (electionDeadline as number)) {
+          startPreVote(now);
+        }
+      });
+    },
+    receive(from, message, now) {
+      return run(now, () => {
+        if (message.from !== from || message.toIncarnation !== self.incarnation) return;
+        const sender = refOf(message.from, message.fromIncarnation);
+        if (sender.id === self.id) return;
+        switch (message.type) {
+          case 'preVote':
+            onPreVote(message, sender, now);
+            break;
+          case 'preVoteReply':
+            onPreVoteReply(message, sender, now);
+            break;
+          case 'requestVote':
+            onRequestVote(message, sender, now);
+            break;
+          case 'vote':
+            onVote(message, sender, now);
+            break;
+          case 'propose':
+            onPropose(message, sender, now);
+            break;
+          case 'heartbeat':
+            onHeartbeat(message, sender, now);
+            break;
+          case 'ack':
+            onAck(message, sender, now);
+            break;
+          case 'commit':
+            if (onCommit(message)) adoptCommitted(message.state, now);
+            break;
+        }
+      });
+    },
+    propose(change, now) {
+      if (removed || role !== 'leader') return { ok: false, leaderId: leader?.id ?? null };
+      const outputs = run(now, () => {
+        const pending =
+          inFlight?.changeId === change.changeId || queue.some((p) => p.change.changeId === change.changeId);
+        if (pending) return;
+        queue.push({ change, internal: false });
+        advance(now);
+      });
+      return { ok: true, outputs };
+    },
+  };
+}

@@ -1,0 +1,650 @@
+/**
+ * The page store of one memory node: pools, pages, capacity accounting and ephemeral eviction.
+ *
+ * Layout (why it looks like this): a node holds millions of pages, so nothing here is one JS object per page.
+ * - Page bytes live in slab slots (slab-allocator.ts), one slab class per page size.
+ * - Page metadata is a struct of typed arrays indexed by a record number: object, index, partition hash, slot
+ *   (or fill byte), LRU links, object-list links and flags: 33 bytes per page, plus 5 to 11 bytes in the
+ *   handle table (handle-table.ts) that finds a record from (object, index).
+ * - An "object" is one (pool, oid): a record in a second struct of arrays holding the list of its pages, so
+ *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
+ * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
+ *
+ * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per page size in use (see
+ * slab-allocator.ts), i.e. usedBytes + at most 16 MiB with the default 1 MiB slabs and 8 page sizes. The metadata
+ * arrays keep their high-water size (at most one record per PAGE_META_BYTES of capacity); the handle table
+ * shrinks after mass flushes.
+ *
+ * Not thread-safe and not re-entrant: the node calls it from its event loop, one op at a time.
+ */
+import {
+  BadPageSizeError,
+  ErrorCode,
+  TmemError,
+  UnknownPoolError,
+  checkIndex,
+  isU32,
+  isValidPageSize,
+  oidKey,
+  partitionHash,
+  toOidBytes,
+} from '@tmem/protocol';
+import type { PoolKind } from '@tmem/protocol';
+import { createHandleTable, NO_RECORD } from './handle-table.ts';
+import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
+import type { SlabAllocator } from './slab-allocator.ts';
+
+/**
+ * What a same-filled page (every byte equal) costs against capacity: it is kept as metadata only (the fill
+ * byte), with no slab slot.
+ */
+export const PAGE_META_BYTES = 64;
+
+/**
+ * Largest capacity a store accepts: 128 GiB. Record numbers are int32 and a store holds at most one page per
+ * PAGE_META_BYTES of capacity, so this keeps every record number in range. Run more nodes for more memory.
+ */
+export const MAX_CAPACITY_BYTES = 2 ** 31 * PAGE_META_BYTES;
+
+/** Options of a page store. */
+export interface PageStoreOptions {
+  /** Total bytes of page data this node may hold (usedBytes never exceeds it). At most MAX_CAPACITY_BYTES. */
+  capacityBytes: number;
+  /**
+   * Bytes per slab: pages are stored in slots cut from slabs of this size (or one page, if larger).
+   * Smaller slabs return memory in finer steps; larger ones allocate less often.
+   * @default 1048576
+   */
+  slabBytes?: number;
+}
+
+/** A pool as the store knows it. */
+export interface PoolSpec {
+  /** Pool id (u32), unique within the store. */
+  id: number;
+  /** Ephemeral pages may be evicted and are removed by a get; persistent pages stay until flushed. */
+  kind: PoolKind;
+  /** Bytes per page: a power of two from MIN_PAGE_SIZE to MAX_PAGE_SIZE. */
+  pageSize: number;
+  /** The client identity that created the pool. */
+  owner: string;
+}
+
+/** Outcome of a put. Refused is an answer, not an error: the caller keeps the page elsewhere. */
+export type PutResult = { status: 'accepted' } | { status: 'refused'; reason: 'full' };
+
+/** Counters and gauges of a store; reading them is O(1). */
+export interface StoreStats {
+  /** Configured capacity, in bytes. */
+  capacityBytes: number;
+  /** Bytes charged for the pages held: pageSize per page, PAGE_META_BYTES per same-filled page. */
+  usedBytes: number;
+  /** Pools that exist. */
+  pools: number;
+  /** Pages held in ephemeral pools. */
+  ephemeralPages: number;
+  /** Pages held in persistent pools. */
+  persistentPages: number;
+  /** Valid puts (accepted + refused). */
+  puts: number;
+  /** Puts that stored their page. */
+  acceptedPuts: number;
+  /** Puts refused for lack of room. */
+  refusedPuts: number;
+  /** Puts to a handle that already held a page (the old page is removed first, accepted or not). */
+  duplicatePuts: number;
+  /** Valid gets (hits + misses). */
+  gets: number;
+  /** Gets that returned a page. */
+  hits: number;
+  /** Gets that found nothing. */
+  misses: number;
+  /** Flush page, flush object and destroy pool calls (one each, whatever they removed). */
+  flushes: number;
+  /** Ephemeral pages evicted to make room for puts. */
+  evictions: number;
+}
+
+/** The pages of one memory node. Every method is synchronous and applies completely or not at all. */
+export interface PageStore {
+  /**
+   * Creates a pool. Throws BAD_PAGE_SIZE for a page size that is not a power of two in range, BAD_ARGUMENT for an
+   * id that is not a u32 or already exists, a kind that is not ephemeral/persistent, or an owner that is not a
+   * string.
+   */
+  createPool(spec: PoolSpec): void;
+  /** The pool's spec (frozen), or undefined if it does not exist. */
+  getPool(id: number): PoolSpec | undefined;
+  /** Removes a pool and all its pages; false if there was no such pool. */
+  destroyPool(id: number): boolean;
+  /**
+   * Stores a copy of `page` under (pool, oid, index). A page already there is removed first, even if this put
+   * is then refused: a refused put never leaves older data readable. Makes room by evicting ephemeral pages, least
+   * recently used first, and only as many as needed; persistent pages are never evicted. Throws UNKNOWN_POOL,
+   * BAD_PAGE_SIZE (length differs from the pool's page size) or BAD_ARGUMENT, changing nothing.
+   */
+  put(pool: number, oid: Uint8Array, index: number, page: Uint8Array): PutResult;
+  /**
+   * A fresh copy of the page, or null on a miss. A get from an ephemeral pool removes the page (exclusive get:
+   * the caller now holds the only copy); a persistent page stays. The copy owns its whole ArrayBuffer, so it can
+   * be sent or transferred as is. Throws UNKNOWN_POOL or BAD_ARGUMENT.
+   */
+  get(pool: number, oid: Uint8Array, index: number): Uint8Array<ArrayBuffer> | null;
+  /** Removes one page; true if there was one. Throws UNKNOWN_POOL or BAD_ARGUMENT. */
+  flushPage(pool: number, oid: Uint8Array, index: number): boolean;
+  /** Removes every page of (pool, oid), in time proportional to their number; returns how many. */
+  flushObject(pool: number, oid: Uint8Array): number;
+  /**
+   * Removes every page for which `predicate(pool, partitionHash)` is true (used when partitions move away) and
+   * returns how many. The hash is `partitionHash(pool, oid, index)`, computed at put time. Scans every page.
+   * The predicate must not call back into the store (that throws INTERNAL); if it throws, the pages matched
+   * before stay removed.
+   */
+  removePages(predicate: (pool: PoolSpec, hash: number) => boolean): number;
+  /** A snapshot of the counters. */
+  stats(): StoreStats;
+}
+
+const NIL = -1;
+/** Record flags. */
+const LIVE = 1;
+const PERSISTENT = 2;
+const SAME_FILLED = 4;
+
+const INITIAL_RECORDS = 1024;
+const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
+const ACCEPTED: PutResult = Object.freeze({ status: 'accepted' });
+const POOL_KINDS: ReadonlySet<string> = new Set<PoolKind>(['ephemeral', 'persistent']);
+
+interface PoolState {
+  readonly spec: PoolSpec;
+  readonly persistent: boolean;
+  /** oid key (latin1 string of the oid bytes) -> object number. */
+  readonly objects: Map<string, number>;
+  readonly slab: SlabAllocator;
+}
+
+type TypedArray = Int32Array | Uint32Array | Uint8Array;
+
+/** A copy of `a` with room for `length` elements. */
+function grown<T extends TypedArray>(a: T, length: number): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
+  b.set(a);
+  return b;
+}
+
+/** The byte every position of `page` holds, or -1 if they differ. */
+function fillByteOf(page: Uint8Array): number {
+  const first = page[0] as number;
+  const n = page.length;
+  // Most pages differ early; only pages that look same-filled pay for a full scan.
+  if (page[1] !== first || page[n - 1] !== first || page[n >>> 1] !== first) return -1;
+  let i = 0;
+  if ((page.byteOffset & 3) === 0) {
+    // Four bytes at a time; endianness does not matter since all four bytes of the pattern are equal.
+    const words = new Int32Array(page.buffer, page.byteOffset, n >>> 2);
+    const pattern = Math.imul(first, 0x01010101);
+    for (let w = 0; w < words.length; w++) if (words[w] !== pattern) return -1;
+    i = words.length * 4;
+  }
+  for (; i < n; i++) if (page[i] !== first) return -1;
+  return first;
+}
+
+/** Creates an empty page store. Throws BAD_ARGUMENT for a capacity that is not an integer 0..MAX_CAPACITY_BYTES. */
+export function createPageStore(options: PageStoreOptions): PageStore {
+  const capacityBytes = options.capacityBytes;
+  if (!Number.isSafeInteger(capacityBytes) || capacityBytes < 0 || capacityBytes > MAX_CAPACITY_BYTES) {
+    throw new TmemError(ErrorCode.BadArgument, `capacityBytes must be an integer 0..${MAX_CAPACITY_BYTES}`, {
+      details: { capacityBytes, max: MAX_CAPACITY_BYTES },
+    });
+  }
+  const slabBytes = options.slabBytes ?? DEFAULT_SLAB_BYTES;
+  if (!Number.isSafeInteger(slabBytes) || slabBytes <= 0) {
+    throw new TmemError(ErrorCode.BadArgument, 'slabBytes must be a positive integer', {
+      details: { slabBytes },
+    });
+  }
+
+  const counters: StoreStats = {
+    capacityBytes,
+    usedBytes: 0,
+    pools: 0,
+    ephemeralPages: 0,
+    persistentPages: 0,
+    puts: 0,
+    acceptedPuts: 0,
+    refusedPuts: 0,
+    duplicatePuts: 0,
+    gets: 0,
+    hits: 0,
+    misses: 0,
+    flushes: 0,
+    evictions: 0,
+  };
+  /** Bytes charged for ephemeral pages: how much eviction could free at most. */
+  let ephemeralBytes = 0;
+
+  const pools = new Map<number, PoolState>();
+  const slabClasses = new Map<number, SlabAllocator>();
+
+  // ---- page records (struct of arrays) ----
+  let recordCapacity = INITIAL_RECORDS;
+  let recordHighWater = 0; // records [0, highWater) have been used at least once
+  let freeRecord = NIL; // free list linked through rNext
+  let rObject = new Int32Array(recordCapacity);
+  let rIndex = new Uint32Array(recordCapacity);
+  let rHash = new Uint32Array(recordCapacity);
+  /** Slot ref in the pool's slab class, or the fill byte of a SAME_FILLED page. */
+  let rSlot = new Uint32Array(recordCapacity);
+  let rFlags = new Uint8Array(recordCapacity);
+  /** LRU links (ephemeral pages only); rNext also links free records. */
+  let rPrev = new Int32Array(recordCapacity);
+  let rNext = new Int32Array(recordCapacity);
+  /** Links in the object's page list. */
+  let rObjPrev = new Int32Array(recordCapacity);
+  let rObjNext = new Int32Array(recordCapacity);
+  let lruHead = NIL; // least recently used
+  let lruTail = NIL; // most recently used
+
+  // ---- objects: one per (pool, oid) holding pages ----
+  let objectCapacity = INITIAL_RECORDS;
+  let objectHighWater = 0;
+  let freeObject = NIL; // free list linked through oHead
+  let oPool = new Uint32Array(objectCapacity);
+  let oHead = new Int32Array(objectCapacity);
+  let oCount = new Int32Array(objectCapacity);
+  const oKey: string[] = [];
+
+  const table = createHandleTable({
+    objectOf: (record) => rObject[record] as number,
+    indexOf: (record) => rIndex[record] as number,
+    initialCapacity: INITIAL_RECORDS * 2,
+  });
+
+  /** Set while a removePages predicate runs, so a re-entrant call fails loudly instead of corrupting a scan. */
+  let scanning = false;
+
+  function enter(): void {
+    if (scanning) {
+      throw new TmemError(ErrorCode.Internal, 'the page store was called from a removePages predicate');
+    }
+  }
+
+  function slabClassFor(pageSize: number): SlabAllocator {
+    let slab = slabClasses.get(pageSize);
+    if (slab === undefined) {
+      slab = createSlabAllocator({
+        slotSize: pageSize,
+        slabBytes,
+        // Compaction moved a page: its record follows it.
+        onMove: (record, to) => {
+          rSlot[record] = to;
+        },
+      });
+      slabClasses.set(pageSize, slab);
+    }
+    return slab;
+  }
+
+  function requirePool(id: number): PoolState {
+    const pool = pools.get(id);
+    if (pool === undefined) {
+      throw new UnknownPoolError(`pool ${String(id)} does not exist; create it first`, {
+        details: { pool: id },
+      });
+    }
+    return pool;
+  }
+
+  // ---- record and object allocation ----
+
+  /** A free record number; may grow the arrays (and throw RangeError if memory runs out, changing nothing). */
+  function newRecord(): number {
+    if (freeRecord !== NIL) {
+      const record = freeRecord;
+      freeRecord = rNext[record] as number;
+      return record;
+    }
+    if (recordHighWater === recordCapacity) {
+      const n = recordCapacity * 2;
+      // Build every array before assigning any, so a failed allocation leaves the store as it was.
+      const next = [
+        grown(rObject, n),
+        grown(rIndex, n),
+        grown(rHash, n),
+        grown(rSlot, n),
+        grown(rFlags, n),
+        grown(rPrev, n),
+        grown(rNext, n),
+        grown(rObjPrev, n),
+        grown(rObjNext, n),
+      ] as const;
+      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext] = next;
+      recordCapacity = n;
+    }
+    return recordHighWater++;
+  }
+
+  function releaseRecord(record: number): void {
+    rFlags[record] = 0;
+    rNext[record] = freeRecord;
+    freeRecord = record;
+  }
+
+  function newObject(pool: PoolState, key: string): number {
+    let object: number;
+    if (freeObject !== NIL) {
+      object = freeObject;
+      freeObject = oHead[object] as number;
+    } else {
+      if (objectHighWater === objectCapacity) {
+        const n = objectCapacity * 2;
+        const next = [grown(oPool, n), grown(oHead, n), grown(oCount, n)] as const;
+        [oPool, oHead, oCount] = next;
+        objectCapacity = n;
+      }
+      object = objectHighWater++;
+    }
+    oPool[object] = pool.spec.id;
+    oHead[object] = NIL;
+    oCount[object] = 0;
+    oKey[object] = key;
+    pool.objects.set(key, object);
+    return object;
+  }
+
+  // ---- LRU ----
+
+  function lruAppend(record: number): void {
+    rPrev[record] = lruTail;
+    rNext[record] = NIL;
+    if (lruTail === NIL) lruHead = record;
+    else rNext[lruTail] = record;
+    lruTail = record;
+  }
+
+  function lruUnlink(record: number): void {
+    const prev = rPrev[record] as number;
+    const next = rNext[record] as number;
+    if (prev === NIL) lruHead = next;
+    else rNext[prev] = next;
+    if (next === NIL) lruTail = prev;
+    else rPrev[next] = prev;
+  }
+
+  // ---- pages ----
+
+  function costOf(record: number, pool: PoolState): number {
+    return (rFlags[record] as number) & SAME_FILLED ? PAGE_META_BYTES : pool.spec.pageSize;
+  }
+
+  function lookup(pool: PoolState, key: string, index: number): number {
+    const object = pool.objects.get(key);
+    return object === undefined ? NIL : table.get(object, index);
+  }
+
+  /** Removes a live page of `pool` and frees everything it held. */
+  function removeRecord(record: number, pool: PoolState): void {
+    const flags = rFlags[record] as number;
+    const cost = costOf(record, pool);
+    if (flags & PERSISTENT) {
+      counters.persistentPages--;
+    } else {
+      lruUnlink(record);
+      counters.ephemeralPages--;
+      ephemeralBytes -= cost;
+    }
+    counters.usedBytes -= cost;
+
+    const object = rObject[record] as number;
+    table.remove(object, rIndex[record] as number);
+    const prev = rObjPrev[record] as number;
+    const next = rObjNext[record] as number;
+    if (prev === NIL) oHead[object] = next;
+    else rObjNext[prev] = next;
+    if (next !== NIL) rObjPrev[next] = prev;
+    const left = (oCount[object] as number) - 1;
+    oCount[object] = left;
+    if (left === 0) {
+      pool.objects.delete(oKey[object] as string);
+      oKey[object] = ''; // drop the string so the oid's memory can be collected
+      oHead[object] = freeObject;
+      freeObject = object;
+    }
+
+    // Last: freeing a slot may compact the slab class, which moves other pages and rewrites their rSlot.
+    if (!(flags & SAME_FILLED)) pool.slab.free(rSlot[record] as number);
+    releaseRecord(record);
+  }
+
+  function poolOfRecord(record: number): PoolState {
+    return pools.get(oPool[rObject[record] as number] as number) as PoolState;
+  }
+
+  /**
+   * Frees at least `cost` bytes of capacity by evicting ephemeral pages, least recently used first, evicting
+   * nothing if even evicting them all would not be enough. False if there is no way to make room.
+   */
+  function makeRoom(cost: number): boolean {
+    if (capacityBytes - counters.usedBytes >= cost) return true;
+    if (ephemeralBytes === 0 && capacityBytes - counters.usedBytes < cost) return false;
+    while (capacityBytes - counters.usedBytes < cost) {
+      const victim = lruHead;
+      removeRecord(victim, poolOfRecord(victim));
+      counters.evictions++;
+    }
+    return true;
+  }
+
+  function checkPage(pool: PoolState, page: Uint8Array): void {
+    if (!(page instanceof Uint8Array)) {
+      throw new TmemError(ErrorCode.BadArgument, 'page must be a Uint8Array');
+    }
+    if (page.length !== pool.spec.pageSize) {
+      throw new BadPageSizeError(
+        `page is ${page.length} bytes but pool ${pool.spec.id} has ${pool.spec.pageSize}-byte pages`,
+        { details: { pool: pool.spec.id, length: page.length, pageSize: pool.spec.pageSize } },
+      );
+    }
+  }
+
+  function removeObject(pool: PoolState, object: number): number {
+    // Removing the last page frees the object, so count first and never touch `object` after that.
+    const n = oCount[object] as number;
+    for (let i = 0; i < n; i++) removeRecord(oHead[object] as number, pool);
+    return n;
+  }
+
+  return {
+    createPool(spec) {
+      enter();
+      if (typeof spec !== 'object' || spec === null) {
+        throw new TmemError(ErrorCode.BadArgument, 'pool spec must be an object');
+      }
+      const { id, kind, pageSize, owner } = spec;
+      if (!isU32(id)) {
+        throw new TmemError(ErrorCode.BadArgument, 'pool id must be a u32', { details: { pool: id } });
+      }
+      if (!POOL_KINDS.has(kind)) {
+        throw new TmemError(ErrorCode.BadArgument, 'pool kind must be "ephemeral" or "persistent"', {
+          details: { kind },
+        });
+      }
+      if (typeof owner !== 'string') {
+        throw new TmemError(ErrorCode.BadArgument, 'pool owner must be a string');
+      }
+      if (!isValidPageSize(pageSize)) {
+        throw new BadPageSizeError('page size must be a power of two from 512 to 65536 bytes', {
+          details: { pageSize },
+        });
+      }
+      if (pools.has(id)) {
+        throw new TmemError(ErrorCode.BadArgument, `pool ${id} already exists; pick another id`, {
+          details: { pool: id },
+        });
+      }
+      pools.set(id, {
+        spec: Object.freeze({ id, kind, pageSize, owner }),
+        persistent: kind === 'persistent',
+        objects: new Map(),
+        slab: slabClassFor(pageSize),
+      });
+      counters.pools = pools.size;
+    },
+
+    getPool(id) {
+      return pools.get(id)?.spec;
+    },
+
+    destroyPool(id) {
+      enter();
+      const pool = pools.get(id);
+      if (pool === undefined) return false;
+      counters.flushes++;
+      // Deleting the current entry while iterating a Map is safe in JS.
+      for (const object of pool.objects.values()) removeObject(pool, object);
+      pools.delete(id);
+      counters.pools = pools.size;
+      return true;
+    },
+
+    put(poolId, oid, index, page) {
+      enter();
+      const pool = requirePool(poolId);
+      const oidBytes = toOidBytes(oid);
+      checkIndex(index);
+      checkPage(pool, page);
+      const key = oidKey(oidBytes);
+      counters.puts++;
+
+      // Put-put-get coherency: the old page goes first, so a refusal below cannot leave it readable.
+      const existing = lookup(pool, key, index);
+      if (existing !== NIL) {
+        counters.duplicatePuts++;
+        removeRecord(existing, pool);
+      }
+
+      const fill = fillByteOf(page);
+      const cost = fill >= 0 ? PAGE_META_BYTES : pool.spec.pageSize;
+      if (!makeRoom(cost)) {
+        counters.refusedPuts++;
+        return REFUSED_FULL;
+      }
+
+      let record: number;
+      let slot: number;
+      try {
+        record = newRecord();
+        try {
+          slot = fill >= 0 ? fill : pool.slab.alloc(record);
+        } catch (error) {
+          releaseRecord(record);
+          throw error;
+        }
+      } catch (error) {
+        // The engine could not allocate memory: refusing is an answer the caller already handles.
+        if (!(error instanceof RangeError)) throw error;
+        counters.refusedPuts++;
+        return REFUSED_FULL;
+      }
+      if (fill < 0) pool.slab.write(slot, page);
+
+      let object = pool.objects.get(key);
+      object ??= newObject(pool, key);
+      rObject[record] = object;
+      rIndex[record] = index;
+      rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
+      rSlot[record] = slot;
+      rFlags[record] = LIVE | (pool.persistent ? PERSISTENT : 0) | (fill >= 0 ? SAME_FILLED : 0);
+      const head = oHead[object] as number;
+      rObjPrev[record] = NIL;
+      rObjNext[record] = head;
+      if (head !== NIL) rObjPrev[head] = record;
+      oHead[object] = record;
+      oCount[object] = (oCount[object] as number) + 1;
+      table.insert(record);
+
+      counters.usedBytes += cost;
+      if (pool.persistent) {
+        counters.persistentPages++;
+      } else {
+        counters.ephemeralPages++;
+        ephemeralBytes += cost;
+        lruAppend(record); // most recently used
+      }
+      counters.acceptedPuts++;
+      return ACCEPTED;
+    },
+
+    get(poolId, oid, index) {
+      enter();
+      const pool = requirePool(poolId);
+      const oidBytes = toOidBytes(oid);
+      checkIndex(index);
+      counters.gets++;
+      const record = lookup(pool, oidKey(oidBytes), index);
+      if (record === NIL) {
+        counters.misses++;
+        return null;
+      }
+      counters.hits++;
+      const flags = rFlags[record] as number;
+      const page =
+        flags & SAME_FILLED
+          ? new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number)
+          : pool.slab.read(rSlot[record] as number);
+      // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
+      // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
+      if (!pool.persistent) removeRecord(record, pool);
+      return page;
+    },
+
+    flushPage(poolId, oid, index) {
+      enter();
+      const pool = requirePool(poolId);
+      const oidBytes = toOidBytes(oid);
+      checkIndex(index);
+      counters.flushes++;
+      const record = lookup(pool, oidKey(oidBytes), index);
+      if (record === NIL) return false;
+      removeRecord(record, pool);
+      return true;
+    },
+
+    flushObject(poolId, oid) {
+      enter();
+      const pool = requirePool(poolId);
+      const oidBytes = toOidBytes(oid);
+      counters.flushes++;
+      const object = pool.objects.get(oidKey(oidBytes));
+      return object === undefined ? 0 : removeObject(pool, object);
+    },
+
+    removePages(predicate) {
+      enter();
+      let removed = 0;
+      for (let record = 0; record < recordHighWater; record++) {
+        if (!((rFlags[record] as number) & LIVE)) continue;
+        const pool = poolOfRecord(record);
+        let match: boolean;
+        scanning = true;
+        try {
+          match = predicate(pool.spec, rHash[record] as number);
+        } finally {
+          scanning = false;
+        }
+        // A removed record is only reused by a later put, never during this scan.
+        if (match) {
+          removeRecord(record, pool);
+          removed++;
+        }
+      }
+      return removed;
+    },
+
+    stats() {
+      return { ...counters };
+    },
+  };
+}

@@ -1,0 +1,1084 @@
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import {
+  BadPageSizeError,
+  MAX_OID_BYTES,
+  TmemError,
+  U32_MAX,
+  UnknownPoolError,
+  partitionHash,
+} from '@tmem/protocol';
+import type { PoolKind } from '@tmem/protocol';
+import { createPageStore, MAX_CAPACITY_BYTES, PAGE_META_BYTES } from '../src/page-store.ts';
+import type { PageStore, PoolSpec, StoreStats } from '../src/page-store.ts';
+
+const utf8 = new TextEncoder();
+const oid = (s: string): Uint8Array => utf8.encode(s);
+
+/** A page that is not same-filled and differs for every seed. */
+function page(size: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 7 + seed) & 0xff;
+  new DataView(bytes.buffer).setUint32(0, seed);
+  return bytes;
+}
+
+function filled(size: number, byte: number): Uint8Array {
+  return new Uint8Array(size).fill(byte);
+}
+
+/** The error code `fn` throws, or undefined if it returns. */
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    return error instanceof TmemError ? error.code : `not a TmemError: ${String(error)}`;
+  }
+  return undefined;
+}
+
+const EPH = 1;
+const PERS = 2;
+const EPH_1K = 3;
+const PERS_1K = 4;
+
+/** A store with one pool of each kind in 512 B and 1 KiB pages. */
+function storeWithPools(capacityBytes: number, slabBytes?: number): PageStore {
+  const store = createPageStore(slabBytes === undefined ? { capacityBytes } : { capacityBytes, slabBytes });
+  store.createPool({ id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'alice' });
+  store.createPool({ id: PERS, kind: 'persistent', pageSize: 512, owner: 'alice' });
+  store.createPool({ id: EPH_1K, kind: 'ephemeral', pageSize: 1024, owner: 'bob' });
+  store.createPool({ id: PERS_1K, kind: 'persistent', pageSize: 1024, owner: 'bob' });
+  return store;
+}
+
+const PAGE = 512;
+const kinds: { kind: PoolKind; pool: number }[] = [
+  { kind: 'ephemeral', pool: EPH },
+  { kind: 'persistent', pool: PERS },
+];
+
+describe('createPageStore', () => {
+  it('rejects a capacity that is not an integer in range', () => {
+    for (const capacityBytes of [-1, 1.5, Number.NaN, Infinity, MAX_CAPACITY_BYTES + 1]) {
+      expect(codeOf(() => createPageStore({ capacityBytes }))).toBe('BAD_ARGUMENT');
+    }
+    expect(codeOf(() => createPageStore({ capacityBytes: 1024, slabBytes: 0 }))).toBe('BAD_ARGUMENT');
+  });
+
+  it('starts empty', () => {
+    const stats = createPageStore({ capacityBytes: 4096 }).stats();
+    expect(stats).toEqual({
+      capacityBytes: 4096,
+      usedBytes: 0,
+      pools: 0,
+      ephemeralPages: 0,
+      persistentPages: 0,
+      puts: 0,
+      acceptedPuts: 0,
+      refusedPuts: 0,
+      duplicatePuts: 0,
+      gets: 0,
+      hits: 0,
+      misses: 0,
+      flushes: 0,
+      evictions: 0,
+    });
+  });
+});
+
+describe('pools', () => {
+  it('creates pools and returns their spec', () => {
+    const store = createPageStore({ capacityBytes: 4096 });
+    const spec: PoolSpec = { id: 7, kind: 'persistent', pageSize: 4096, owner: 'carol' };
+    store.createPool(spec);
+    expect(store.getPool(7)).toEqual(spec);
+    expect(store.getPool(8)).toBeUndefined();
+    expect(store.stats().pools).toBe(1);
+  });
+
+  it('keeps its own frozen copy of the spec', () => {
+    const store = createPageStore({ capacityBytes: 4096 });
+    const spec: PoolSpec = { id: 7, kind: 'ephemeral', pageSize: 512, owner: 'carol' };
+    store.createPool(spec);
+    spec.pageSize = 1024;
+    const kept = store.getPool(7) as PoolSpec;
+    expect(kept.pageSize).toBe(512);
+    expect(Object.isFrozen(kept)).toBe(true);
+  });
+
+  it('rejects invalid page sizes with BAD_PAGE_SIZE and creates nothing', () => {
+    const store = createPageStore({ capacityBytes: 4096 });
+    for (const pageSize of [0, 256, 511, 1000, 3 * 512, 128 * 1024, 4096.5, Number.NaN]) {
+      expect(() => store.createPool({ id: 1, kind: 'ephemeral', pageSize, owner: 'a' })).toThrow(
+        BadPageSizeError,
+      );
+    }
+    expect(store.getPool(1)).toBeUndefined();
+    expect(store.stats().pools).toBe(0);
+  });
+
+  it('accepts every power of two from 512 B to 64 KiB', () => {
+    const store = createPageStore({ capacityBytes: 1 << 20 });
+    for (let pageSize = 512, id = 0; pageSize <= 65536; pageSize *= 2, id++) {
+      store.createPool({ id, kind: 'persistent', pageSize, owner: 'a' });
+      expect(store.put(id, oid('x'), 0, page(pageSize, id))).toEqual({ status: 'accepted' });
+      expect(store.get(id, oid('x'), 0)).toEqual(page(pageSize, id));
+    }
+  });
+
+  it('rejects an id that exists with BAD_ARGUMENT and keeps the existing pool and its pages', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    expect(
+      codeOf(() => store.createPool({ id: PERS, kind: 'ephemeral', pageSize: 1024, owner: 'eve' })),
+    ).toBe('BAD_ARGUMENT');
+    expect(store.getPool(PERS)).toEqual({ id: PERS, kind: 'persistent', pageSize: 512, owner: 'alice' });
+    expect(store.get(PERS, oid('a'), 0)).toEqual(page(PAGE, 1));
+  });
+
+  it('rejects bad ids, kinds and owners with BAD_ARGUMENT', () => {
+    const store = createPageStore({ capacityBytes: 4096 });
+    for (const id of [-1, 1.5, U32_MAX + 1, Number.NaN]) {
+      expect(codeOf(() => store.createPool({ id, kind: 'ephemeral', pageSize: 512, owner: 'a' }))).toBe(
+        'BAD_ARGUMENT',
+      );
+    }
+    const badKind = { id: 1, kind: 'shared' as PoolKind, pageSize: 512, owner: 'a' };
+    expect(codeOf(() => store.createPool(badKind))).toBe('BAD_ARGUMENT');
+    const badOwner = { id: 1, kind: 'ephemeral' as PoolKind, pageSize: 512, owner: 5 as unknown as string };
+    expect(codeOf(() => store.createPool(badOwner))).toBe('BAD_ARGUMENT');
+    expect(store.stats().pools).toBe(0);
+  });
+
+  it('accepts pool id 0 and U32_MAX', () => {
+    const store = createPageStore({ capacityBytes: 4096 });
+    store.createPool({ id: 0, kind: 'ephemeral', pageSize: 512, owner: 'a' });
+    store.createPool({ id: U32_MAX, kind: 'ephemeral', pageSize: 512, owner: 'a' });
+    expect(store.put(U32_MAX, oid('x'), 0, page(PAGE, 1)).status).toBe('accepted');
+    expect(store.get(0, oid('x'), 0)).toBeNull();
+    expect(store.get(U32_MAX, oid('x'), 0)).toEqual(page(PAGE, 1));
+  });
+});
+
+describe.each(kinds)('put and get in a $kind pool', ({ kind, pool }) => {
+  it('returns what was put', () => {
+    const store = storeWithPools(8192);
+    expect(store.put(pool, oid('file'), 3, page(PAGE, 42))).toEqual({ status: 'accepted' });
+    expect(store.get(pool, oid('file'), 3)).toEqual(page(PAGE, 42));
+    const stats = store.stats();
+    expect(stats.usedBytes).toBe(kind === 'persistent' ? PAGE : 0);
+    expect([stats.puts, stats.acceptedPuts, stats.gets, stats.hits, stats.misses]).toEqual([1, 1, 1, 1, 0]);
+  });
+
+  it('copies the page in: later changes to the caller buffer do not reach the store', () => {
+    const store = storeWithPools(8192);
+    const buffer = page(PAGE, 5);
+    store.put(pool, oid('f'), 0, buffer);
+    buffer.fill(0xee);
+    expect(store.get(pool, oid('f'), 0)).toEqual(page(PAGE, 5));
+  });
+
+  it('copies the page in from a view at any offset of a larger frame', () => {
+    const store = storeWithPools(8192);
+    const frame = new Uint8Array(PAGE + 10);
+    frame.set(page(PAGE, 9), 3);
+    store.put(pool, oid('f'), 0, frame.subarray(3, 3 + PAGE));
+    frame.fill(0);
+    expect(store.get(pool, oid('f'), 0)).toEqual(page(PAGE, 9));
+  });
+
+  it('copies the page out: the result owns its memory', () => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('f'), 0, page(PAGE, 5));
+    store.put(pool, oid('f'), 1, page(PAGE, 6));
+    const got = store.get(pool, oid('f'), 0) as Uint8Array;
+    expect(got.byteOffset).toBe(0);
+    expect(got.buffer.byteLength).toBe(PAGE);
+    got.fill(1);
+    expect(store.get(pool, oid('f'), 1)).toEqual(page(PAGE, 6));
+    if (kind === 'persistent') expect(store.get(pool, oid('f'), 0)).toEqual(page(PAGE, 5));
+  });
+
+  it('keeps handles apart: pool, oid and index each name a different page', () => {
+    const store = storeWithPools(16384);
+    const other = pool === EPH ? PERS : EPH;
+    store.put(pool, oid('a'), 0, page(PAGE, 1));
+    store.put(pool, oid('a'), 1, page(PAGE, 2));
+    store.put(pool, oid('b'), 0, page(PAGE, 3));
+    store.put(pool, new Uint8Array([0x61, 0]), 0, page(PAGE, 4));
+    store.put(other, oid('a'), 0, page(PAGE, 5));
+    expect(store.get(pool, oid('a'), 0)).toEqual(page(PAGE, 1));
+    expect(store.get(pool, oid('a'), 1)).toEqual(page(PAGE, 2));
+    expect(store.get(pool, oid('b'), 0)).toEqual(page(PAGE, 3));
+    expect(store.get(pool, new Uint8Array([0x61, 0]), 0)).toEqual(page(PAGE, 4));
+    expect(store.get(other, oid('a'), 0)).toEqual(page(PAGE, 5));
+  });
+
+  it('accepts the extreme indexes and oids: 0, U32_MAX, one byte, MAX_OID_BYTES of any value', () => {
+    const store = storeWithPools(16384);
+    const longOid = new Uint8Array(MAX_OID_BYTES).map((_, i) => (i * 37) & 0xff);
+    store.put(pool, new Uint8Array([0xff]), U32_MAX, page(PAGE, 1));
+    store.put(pool, longOid, 0, page(PAGE, 2));
+    expect(store.get(pool, new Uint8Array([0xff]), U32_MAX)).toEqual(page(PAGE, 1));
+    expect(store.get(pool, new Uint8Array([0xff]), U32_MAX - 1)).toBeNull();
+    expect(store.get(pool, longOid, 0)).toEqual(page(PAGE, 2));
+  });
+
+  it('misses on a handle never put, and a miss stays a miss until the handle is put again', () => {
+    const store = storeWithPools(8192);
+    expect(store.get(pool, oid('f'), 0)).toBeNull();
+    store.put(pool, oid('f'), 1, page(PAGE, 1));
+    store.put(pool, oid('g'), 0, page(PAGE, 2));
+    for (let i = 0; i < 3; i++) expect(store.get(pool, oid('f'), 0)).toBeNull();
+    store.put(pool, oid('f'), 0, page(PAGE, 3));
+    expect(store.get(pool, oid('f'), 0)).toEqual(page(PAGE, 3));
+    const stats = store.stats();
+    expect([stats.gets, stats.hits, stats.misses]).toEqual([5, 1, 4]);
+  });
+
+  it('put-put-get: a second put replaces the first and counts as a duplicate', () => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('f'), 0, page(PAGE, 1));
+    expect(store.put(pool, oid('f'), 0, page(PAGE, 2))).toEqual({ status: 'accepted' });
+    const stats = store.stats();
+    expect(stats.duplicatePuts).toBe(1);
+    expect(stats.usedBytes).toBe(PAGE);
+    expect(stats.ephemeralPages + stats.persistentPages).toBe(1);
+    expect(store.get(pool, oid('f'), 0)).toEqual(page(PAGE, 2));
+  });
+
+  it('put-put-get: a refused duplicate put removes the old page too', () => {
+    // Full of persistent pages, with the handle holding a cheap same-filled page: replacing it by a full page
+    // needs more room than removing it frees, and nothing can be evicted.
+    const store = storeWithPools(2 * PAGE + PAGE_META_BYTES);
+    store.put(PERS, oid('p'), 0, page(PAGE, 1));
+    store.put(PERS, oid('p'), 1, page(PAGE, 2));
+    expect(store.put(pool, oid('f'), 0, filled(PAGE, 0))).toEqual({ status: 'accepted' });
+    expect(store.stats().usedBytes).toBe(store.stats().capacityBytes);
+    expect(store.put(pool, oid('f'), 0, page(PAGE, 3))).toEqual({ status: 'refused', reason: 'full' });
+    const stats = store.stats();
+    expect([stats.duplicatePuts, stats.refusedPuts, stats.evictions]).toEqual([1, 1, 0]);
+    expect(stats.usedBytes).toBe(2 * PAGE);
+    expect(store.get(pool, oid('f'), 0)).toBeNull();
+    expect(store.get(PERS, oid('p'), 0)).toEqual(page(PAGE, 1));
+    expect(store.get(PERS, oid('p'), 1)).toEqual(page(PAGE, 2));
+  });
+
+  it('flushPage removes the page and reports whether there was one', () => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('f'), 0, page(PAGE, 1));
+    store.put(pool, oid('f'), 1, page(PAGE, 2));
+    expect(store.flushPage(pool, oid('f'), 0)).toBe(true);
+    expect(store.flushPage(pool, oid('f'), 0)).toBe(false);
+    expect(store.flushPage(pool, oid('nothing'), 0)).toBe(false);
+    expect(store.get(pool, oid('f'), 0)).toBeNull();
+    expect(store.get(pool, oid('f'), 1)).toEqual(page(PAGE, 2));
+    expect(store.stats().flushes).toBe(3);
+  });
+
+  it('stores same-filled pages as metadata only and returns them whole', () => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('z'), 0, filled(PAGE, 0));
+    store.put(pool, oid('z'), 1, filled(PAGE, 0xab));
+    expect(store.stats().usedBytes).toBe(2 * PAGE_META_BYTES);
+    expect(store.get(pool, oid('z'), 0)).toEqual(filled(PAGE, 0));
+    expect(store.get(pool, oid('z'), 1)).toEqual(filled(PAGE, 0xab));
+  });
+});
+
+describe('exclusive gets', () => {
+  it('a get from an ephemeral pool removes the page', () => {
+    const store = storeWithPools(8192);
+    store.put(EPH, oid('f'), 0, page(PAGE, 1));
+    store.put(EPH, oid('f'), 1, filled(PAGE, 0));
+    expect(store.get(EPH, oid('f'), 0)).toEqual(page(PAGE, 1));
+    expect(store.get(EPH, oid('f'), 1)).toEqual(filled(PAGE, 0));
+    expect(store.get(EPH, oid('f'), 0)).toBeNull();
+    expect(store.get(EPH, oid('f'), 1)).toBeNull();
+    const stats = store.stats();
+    expect([stats.usedBytes, stats.ephemeralPages, stats.flushes, stats.evictions]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('a get from a persistent pool leaves the page', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('f'), 0, page(PAGE, 1));
+    for (let i = 0; i < 3; i++) expect(store.get(PERS, oid('f'), 0)).toEqual(page(PAGE, 1));
+    expect(store.stats().persistentPages).toBe(1);
+    expect(store.stats().usedBytes).toBe(PAGE);
+  });
+});
+
+describe('same-filled detection', () => {
+  it('charges a full page when any single byte differs', () => {
+    const store = storeWithPools(1 << 16);
+    const positions = [0, 1, 2, 3, 4, 255, 256, 257, 508, 510, 511];
+    positions.forEach((at, i) => {
+      const almost = filled(PAGE, 0);
+      almost[at] = 1;
+      store.put(PERS, oid('almost'), i, almost);
+    });
+    expect(store.stats().usedBytes).toBe(positions.length * PAGE);
+    positions.forEach((at, i) => {
+      const almost = filled(PAGE, 0);
+      almost[at] = 1;
+      expect(store.get(PERS, oid('almost'), i)).toEqual(almost);
+    });
+  });
+
+  it('recognises same-filled pages at any alignment', () => {
+    const store = storeWithPools(8192);
+    const frame = new Uint8Array(PAGE + 8).fill(0x5a);
+    for (let offset = 0; offset < 4; offset++) {
+      store.put(PERS, oid('z'), offset, frame.subarray(offset, offset + PAGE));
+    }
+    expect(store.stats().usedBytes).toBe(4 * PAGE_META_BYTES);
+    for (let offset = 0; offset < 4; offset++) {
+      expect(store.get(PERS, oid('z'), offset)).toEqual(filled(PAGE, 0x5a));
+    }
+  });
+
+  it('charges a full page for a near-same-filled page seen through an unaligned view', () => {
+    const store = storeWithPools(8192);
+    const frame = new Uint8Array(PAGE + 8).fill(7);
+    frame[1 + 300] = 8;
+    store.put(PERS, oid('z'), 0, frame.subarray(1, 1 + PAGE));
+    expect(store.stats().usedBytes).toBe(PAGE);
+    expect(store.get(PERS, oid('z'), 0)).toEqual(frame.slice(1, 1 + PAGE));
+  });
+});
+
+describe('capacity and eviction', () => {
+  it('refuses every put when the capacity is zero', () => {
+    const store = storeWithPools(0);
+    expect(store.put(EPH, oid('f'), 0, page(PAGE, 1))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.put(PERS, oid('f'), 0, filled(PAGE, 0))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.stats().refusedPuts).toBe(2);
+    expect(store.stats().usedBytes).toBe(0);
+  });
+
+  it('fills exactly to capacity, then refuses persistent puts', () => {
+    const store = storeWithPools(3 * PAGE);
+    for (let i = 0; i < 3; i++) expect(store.put(PERS, oid('f'), i, page(PAGE, i)).status).toBe('accepted');
+    expect(store.stats().usedBytes).toBe(3 * PAGE);
+    expect(store.put(PERS, oid('f'), 3, page(PAGE, 3))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.put(PERS, oid('f'), 4, filled(PAGE, 0))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.stats().usedBytes).toBe(3 * PAGE);
+  });
+
+  it('evicts the least recently used ephemeral page to make room', () => {
+    const store = storeWithPools(3 * PAGE);
+    for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
+    expect(store.put(EPH, oid('d'), 0, page(PAGE, 100)).status).toBe('accepted');
+    expect(store.stats().evictions).toBe(1);
+    expect(store.get(EPH, oid('a'), 0)).toBeNull();
+    expect(store.get(EPH, oid('b'), 0)).toEqual(page(PAGE, 98));
+    expect(store.get(EPH, oid('c'), 0)).toEqual(page(PAGE, 99));
+    expect(store.get(EPH, oid('d'), 0)).toEqual(page(PAGE, 100));
+  });
+
+  it('a put touches a page: rewriting it makes it the most recently used', () => {
+    const store = storeWithPools(3 * PAGE);
+    for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
+    store.put(EPH, oid('a'), 0, page(PAGE, 1));
+    store.put(EPH, oid('d'), 0, page(PAGE, 100));
+    expect(store.get(EPH, oid('b'), 0)).toBeNull();
+    expect(store.get(EPH, oid('a'), 0)).toEqual(page(PAGE, 1));
+    expect(store.get(EPH, oid('c'), 0)).toEqual(page(PAGE, 99));
+  });
+
+  it('evicts across ephemeral pools and page sizes, in one LRU order', () => {
+    const store = storeWithPools(2048);
+    store.put(EPH_1K, oid('big'), 0, page(1024, 1));
+    store.put(EPH, oid('small'), 0, page(PAGE, 2));
+    store.put(EPH, oid('small'), 1, page(PAGE, 3));
+    store.put(EPH, oid('new'), 0, page(PAGE, 4));
+    expect(store.stats().evictions).toBe(1);
+    expect(store.stats().usedBytes).toBe(3 * PAGE);
+    expect(store.get(EPH_1K, oid('big'), 0)).toBeNull();
+    expect(store.get(EPH, oid('small'), 0)).toEqual(page(PAGE, 2));
+  });
+
+  it('evicts no more than needed, even when that takes several pages', () => {
+    const store = storeWithPools(4 * PAGE);
+    for (let i = 0; i < 4; i++) store.put(EPH, oid('f'), i, page(PAGE, i));
+    expect(store.put(EPH_1K, oid('g'), 0, page(1024, 9)).status).toBe('accepted');
+    expect(store.stats().evictions).toBe(2);
+    expect(store.get(EPH, oid('f'), 0)).toBeNull();
+    expect(store.get(EPH, oid('f'), 1)).toBeNull();
+    expect(store.get(EPH, oid('f'), 2)).toEqual(page(PAGE, 2));
+    expect(store.get(EPH, oid('f'), 3)).toEqual(page(PAGE, 3));
+    expect(store.get(EPH_1K, oid('g'), 0)).toEqual(page(1024, 9));
+  });
+
+  it('evicts same-filled pages too, one by one until there is room', () => {
+    const store = storeWithPools(PAGE + 2 * PAGE_META_BYTES);
+    store.put(EPH, oid('z'), 0, filled(PAGE, 0));
+    store.put(EPH, oid('z'), 1, filled(PAGE, 0));
+    store.put(EPH, oid('x'), 0, page(PAGE, 1));
+    expect(store.put(EPH, oid('y'), 0, page(PAGE, 2)).status).toBe('accepted');
+    expect(store.stats().evictions).toBe(3);
+    expect(store.stats().usedBytes).toBe(PAGE);
+    expect(store.get(EPH, oid('y'), 0)).toEqual(page(PAGE, 2));
+  });
+
+  it('evicts ephemeral pages for a persistent put, and never evicts persistent pages', () => {
+    const store = storeWithPools(3 * PAGE);
+    store.put(PERS, oid('p'), 0, page(PAGE, 1));
+    store.put(EPH, oid('e'), 0, page(PAGE, 2));
+    store.put(PERS, oid('p'), 1, page(PAGE, 3));
+    expect(store.put(PERS, oid('p'), 2, page(PAGE, 4)).status).toBe('accepted');
+    expect(store.stats().evictions).toBe(1);
+    expect(store.put(PERS, oid('p'), 3, page(PAGE, 5))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.put(EPH, oid('e'), 1, page(PAGE, 6))).toEqual({ status: 'refused', reason: 'full' });
+    for (let i = 0; i < 3; i++)
+      expect(store.get(PERS, oid('p'), i)).toEqual(page(PAGE, [1, 3, 4][i] as number));
+    expect(store.get(EPH, oid('e'), 0)).toBeNull();
+    const stats = store.stats();
+    expect([stats.evictions, stats.refusedPuts, stats.persistentPages]).toEqual([1, 2, 3]);
+  });
+
+  it('refuses without evicting anything when even evicting everything would not make room', () => {
+    const store = storeWithPools(3 * PAGE);
+    store.put(PERS, oid('p'), 0, page(PAGE, 1));
+    store.put(PERS, oid('p'), 1, page(PAGE, 2));
+    store.put(EPH, oid('e'), 0, page(PAGE, 3));
+    expect(store.put(PERS_1K, oid('q'), 0, page(1024, 4))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.put(EPH_1K, oid('q'), 0, page(1024, 5))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.stats().evictions).toBe(0);
+    expect(store.get(EPH, oid('e'), 0)).toEqual(page(PAGE, 3));
+  });
+
+  it('refuses a page larger than the whole capacity, evicting nothing', () => {
+    const store = storeWithPools(PAGE + 100);
+    store.put(EPH, oid('e'), 0, page(PAGE, 1));
+    expect(store.put(EPH_1K, oid('big'), 0, page(1024, 2))).toEqual({ status: 'refused', reason: 'full' });
+    expect(store.get(EPH, oid('e'), 0)).toEqual(page(PAGE, 1));
+  });
+
+  it('reuses memory through heavy churn across page sizes without losing or mixing pages', () => {
+    // Small slabs so that slab release and compaction run constantly.
+    const store = storeWithPools(16 * 1024, 2048);
+    const live = new Map<string, Uint8Array>();
+    let seed = 0;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 8; i++) {
+        const [pool, size] = (round + i) % 2 === 0 ? [PERS, 512] : [PERS_1K, 1024];
+        const index = (round * 3 + i) % 20;
+        const p = page(size, ++seed);
+        expect(store.put(pool, oid('o'), index, p).status).toBe('accepted');
+        live.set(`${pool}/${index}`, p);
+      }
+      for (let i = 0; i < 6; i++) {
+        const [pool, index] = [(round + i) % 2 === 0 ? PERS_1K : PERS, (round * 5 + i) % 20];
+        store.flushPage(pool, oid('o'), index);
+        live.delete(`${pool}/${index}`);
+      }
+      for (const [key, p] of live) {
+        const [pool, index] = key.split('/').map(Number) as [number, number];
+        expect(store.get(pool, oid('o'), index)).toEqual(p);
+      }
+      expect(store.stats().persistentPages).toBe(live.size);
+    }
+  });
+});
+
+describe('flush object', () => {
+  it('removes every page of that object, and nothing else', () => {
+    const store = storeWithPools(1 << 20);
+    for (let i = 0; i < 20; i++) {
+      store.put(PERS, oid('a'), i, page(PAGE, i));
+      store.put(PERS, oid('b'), i, page(PAGE, 100 + i));
+      store.put(EPH, oid('a'), i, page(PAGE, 200 + i));
+    }
+    store.put(PERS, oid('a'), U32_MAX, filled(PAGE, 0));
+    expect(store.flushObject(PERS, oid('a'))).toBe(21);
+    for (let i = 0; i < 20; i++) {
+      expect(store.get(PERS, oid('a'), i)).toBeNull();
+      expect(store.get(PERS, oid('b'), i)).toEqual(page(PAGE, 100 + i));
+      expect(store.get(EPH, oid('a'), i)).toEqual(page(PAGE, 200 + i));
+    }
+    expect(store.get(PERS, oid('a'), U32_MAX)).toBeNull();
+    expect(store.stats().usedBytes).toBe(20 * PAGE);
+  });
+
+  it('returns 0 for an object with no pages, and counts one flush per call', () => {
+    const store = storeWithPools(8192);
+    store.put(EPH, oid('a'), 0, page(PAGE, 1));
+    store.put(EPH, oid('a'), 1, page(PAGE, 2));
+    expect(store.flushObject(EPH, oid('a'))).toBe(2);
+    expect(store.flushObject(EPH, oid('a'))).toBe(0);
+    expect(store.flushObject(EPH, oid('never'))).toBe(0);
+    expect(store.stats().flushes).toBe(3);
+    expect(store.stats().ephemeralPages).toBe(0);
+  });
+
+  it('lets the object be written again afterwards', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    store.flushObject(PERS, oid('a'));
+    store.put(PERS, oid('a'), 0, page(PAGE, 2));
+    expect(store.get(PERS, oid('a'), 0)).toEqual(page(PAGE, 2));
+  });
+});
+
+describe('destroy pool', () => {
+  it('removes the pool and all its pages, and leaves other pools alone', () => {
+    const store = storeWithPools(1 << 20);
+    for (let i = 0; i < 10; i++) {
+      store.put(PERS, oid(`o${i % 3}`), i, page(PAGE, i));
+      store.put(EPH, oid(`o${i % 3}`), i, page(PAGE, 50 + i));
+    }
+    store.put(PERS, oid('z'), 0, filled(PAGE, 0));
+    expect(store.destroyPool(PERS)).toBe(true);
+    const stats = store.stats();
+    expect([
+      stats.pools,
+      stats.persistentPages,
+      stats.ephemeralPages,
+      stats.usedBytes,
+      stats.flushes,
+    ]).toEqual([3, 0, 10, 10 * PAGE, 1]);
+    expect(store.getPool(PERS)).toBeUndefined();
+    for (let i = 0; i < 10; i++) expect(store.get(EPH, oid(`o${i % 3}`), i)).toEqual(page(PAGE, 50 + i));
+  });
+
+  it('makes later ops on the pool fail with UNKNOWN_POOL', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    store.destroyPool(PERS);
+    expect(() => store.get(PERS, oid('a'), 0)).toThrow(UnknownPoolError);
+    expect(() => store.put(PERS, oid('a'), 0, page(PAGE, 1))).toThrow(UnknownPoolError);
+    expect(() => store.flushPage(PERS, oid('a'), 0)).toThrow(UnknownPoolError);
+    expect(() => store.flushObject(PERS, oid('a'))).toThrow(UnknownPoolError);
+  });
+
+  it('returns false for an unknown pool and counts nothing', () => {
+    const store = storeWithPools(8192);
+    expect(store.destroyPool(99)).toBe(false);
+    store.destroyPool(EPH);
+    expect(store.destroyPool(EPH)).toBe(false);
+    expect(store.stats().flushes).toBe(1);
+  });
+
+  it('a pool created again with the same id starts empty', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    store.destroyPool(PERS);
+    store.createPool({ id: PERS, kind: 'persistent', pageSize: 512, owner: 'alice' });
+    expect(store.get(PERS, oid('a'), 0)).toBeNull();
+  });
+});
+
+describe('removePages', () => {
+  it('drops exactly the pages whose pool and partition hash match', () => {
+    const store = storeWithPools(1 << 20);
+    const handles: [number, string, number][] = [];
+    for (const pool of [EPH, PERS]) {
+      for (const name of ['a', 'b', 'c', 'd']) {
+        for (const index of [0, 15, 16, 40, U32_MAX]) {
+          store.put(pool, oid(name), index, index === 40 ? filled(PAGE, 0) : page(PAGE, index));
+          handles.push([pool, name, index]);
+        }
+      }
+    }
+    const matches = (pool: number, hash: number): boolean => pool === PERS || hash % 2 === 0;
+    const seen: [number, number][] = [];
+    const removed = store.removePages((spec, hash) => {
+      seen.push([spec.id, hash]);
+      return matches(spec.id, hash);
+    });
+    expect(seen).toHaveLength(handles.length);
+    const expected = handles.filter(([pool, name, index]) =>
+      matches(pool, partitionHash(pool, oid(name), index)),
+    );
+    expect(removed).toBe(expected.length);
+    expect(removed).toBeGreaterThan(20);
+    expect(removed).toBeLessThan(handles.length);
+    for (const [pool, name, index] of handles) {
+      const hash = partitionHash(pool, oid(name), index);
+      expect(seen).toContainEqual([pool, hash]);
+      const got = store.get(pool, oid(name), index);
+      if (matches(pool, hash)) expect(got).toBeNull();
+      else expect(got).toEqual(index === 40 ? filled(PAGE, 0) : page(PAGE, index));
+    }
+    const stats = store.stats();
+    expect([stats.flushes, stats.evictions]).toEqual([0, 0]);
+  });
+
+  it('passes the pool spec to the predicate', () => {
+    const store = storeWithPools(8192);
+    store.put(EPH_1K, oid('a'), 0, page(1024, 1));
+    const specs: PoolSpec[] = [];
+    store.removePages((spec) => {
+      specs.push(spec);
+      return false;
+    });
+    expect(specs).toEqual([{ id: EPH_1K, kind: 'ephemeral', pageSize: 1024, owner: 'bob' }]);
+  });
+
+  it('refuses to be re-entered from the predicate, and stays consistent', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    store.put(PERS, oid('a'), 1, page(PAGE, 2));
+    let inner: string | undefined;
+    const removed = store.removePages(() => {
+      inner = codeOf(() => store.put(PERS, oid('b'), 0, page(PAGE, 3)));
+      return true;
+    });
+    expect(inner).toBe('INTERNAL');
+    expect(removed).toBe(2);
+    expect(store.stats().persistentPages).toBe(0);
+    expect(store.put(PERS, oid('b'), 0, page(PAGE, 3)).status).toBe('accepted');
+  });
+});
+
+describe('bad input changes nothing', () => {
+  function populated(): PageStore {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    store.put(EPH, oid('a'), 0, page(PAGE, 2));
+    return store;
+  }
+
+  function expectUnchanged(store: PageStore, before: StoreStats): void {
+    expect(store.stats()).toEqual(before);
+    expect(store.get(PERS, oid('a'), 0)).toEqual(page(PAGE, 1));
+    expect(store.get(EPH, oid('a'), 0)).toEqual(page(PAGE, 2));
+  }
+
+  it('unknown pool: UNKNOWN_POOL from put, get, flushPage and flushObject', () => {
+    const store = populated();
+    const before = store.stats();
+    for (const pool of [99, -1, 1.5]) {
+      expect(() => store.put(pool, oid('a'), 0, page(PAGE, 1))).toThrow(UnknownPoolError);
+      expect(() => store.get(pool, oid('a'), 0)).toThrow(UnknownPoolError);
+      expect(() => store.flushPage(pool, oid('a'), 0)).toThrow(UnknownPoolError);
+      expect(() => store.flushObject(pool, oid('a'))).toThrow(UnknownPoolError);
+      expect(codeOf(() => store.get(pool, oid('a'), 0))).toBe('UNKNOWN_POOL');
+    }
+    expectUnchanged(store, before);
+  });
+
+  it('wrong page length: BAD_PAGE_SIZE, and the page already there stays', () => {
+    const store = populated();
+    const before = store.stats();
+    for (const pool of [PERS, EPH]) {
+      for (const length of [0, 1, 511, 513, 1024]) {
+        expect(() => store.put(pool, oid('a'), 0, new Uint8Array(length))).toThrow(BadPageSizeError);
+      }
+    }
+    expect(codeOf(() => store.put(PERS_1K, oid('a'), 0, new Uint8Array(512)))).toBe('BAD_PAGE_SIZE');
+    expectUnchanged(store, before);
+  });
+
+  it('not a Uint8Array: BAD_ARGUMENT', () => {
+    const store = populated();
+    const before = store.stats();
+    const notBytes = new Array<number>(512).fill(0) as unknown as Uint8Array;
+    expect(codeOf(() => store.put(PERS, oid('a'), 0, notBytes))).toBe('BAD_ARGUMENT');
+    expectUnchanged(store, before);
+  });
+
+  it('bad index: BAD_ARGUMENT from put, get and flushPage', () => {
+    const store = populated();
+    const before = store.stats();
+    for (const index of [-1, 1.5, U32_MAX + 1, Number.NaN, Infinity]) {
+      for (const pool of [PERS, EPH]) {
+        expect(codeOf(() => store.put(pool, oid('a'), index, page(PAGE, 3)))).toBe('BAD_ARGUMENT');
+        expect(codeOf(() => store.get(pool, oid('a'), index))).toBe('BAD_ARGUMENT');
+        expect(codeOf(() => store.flushPage(pool, oid('a'), index))).toBe('BAD_ARGUMENT');
+      }
+    }
+    expectUnchanged(store, before);
+  });
+
+  it('bad oid: BAD_ARGUMENT from put, get, flushPage and flushObject', () => {
+    const store = populated();
+    const before = store.stats();
+    for (const bad of [new Uint8Array(0), new Uint8Array(MAX_OID_BYTES + 1)]) {
+      for (const pool of [PERS, EPH]) {
+        expect(codeOf(() => store.put(pool, bad, 0, page(PAGE, 3)))).toBe('BAD_ARGUMENT');
+        expect(codeOf(() => store.get(pool, bad, 0))).toBe('BAD_ARGUMENT');
+        expect(codeOf(() => store.flushPage(pool, bad, 0))).toBe('BAD_ARGUMENT');
+        expect(codeOf(() => store.flushObject(pool, bad))).toBe('BAD_ARGUMENT');
+      }
+    }
+    expectUnchanged(store, before);
+  });
+});
+
+describe('stats', () => {
+  it('counts every op, and is a snapshot', () => {
+    const store = storeWithPools(2 * PAGE);
+    store.put(EPH, oid('a'), 0, page(PAGE, 1)); // accepted
+    store.put(EPH, oid('a'), 0, page(PAGE, 2)); // duplicate, accepted
+    store.put(PERS, oid('a'), 0, page(PAGE, 3)); // accepted
+    store.put(PERS, oid('a'), 1, page(PAGE, 4)); // evicts EPH a/0
+    store.put(PERS, oid('a'), 2, page(PAGE, 5)); // refused
+    store.get(EPH, oid('a'), 0); // miss
+    store.get(PERS, oid('a'), 0); // hit
+    store.flushPage(PERS, oid('a'), 9);
+    store.flushObject(PERS, oid('a'));
+    const stats = store.stats();
+    expect(stats).toEqual({
+      capacityBytes: 2 * PAGE,
+      usedBytes: 0,
+      pools: 4,
+      ephemeralPages: 0,
+      persistentPages: 0,
+      puts: 5,
+      acceptedPuts: 4,
+      refusedPuts: 1,
+      duplicatePuts: 1,
+      gets: 2,
+      hits: 1,
+      misses: 1,
+      flushes: 2,
+      evictions: 1,
+    });
+    stats.puts = 1000;
+    expect(store.stats().puts).toBe(5);
+  });
+});
+
+// ---- model-based property test ----
+
+type Content = { fill: number } | { seed: number };
+type Op =
+  | { t: 'put'; pool: number; oid: number; index: number; content: Content; offset: number }
+  | { t: 'get' | 'flushPage'; pool: number; oid: number; index: number }
+  | { t: 'flushObject'; pool: number; oid: number }
+  | { t: 'badPut'; pool: number; oid: number; index: number }
+  | { t: 'destroy' | 'create'; pool: number }
+  | { t: 'removePages'; pool: number; modulus: number; remainder: number };
+
+const SPECS: readonly PoolSpec[] = [
+  { id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'alice' },
+  { id: PERS, kind: 'persistent', pageSize: 512, owner: 'alice' },
+  { id: EPH_1K, kind: 'ephemeral', pageSize: 1024, owner: 'bob' },
+  { id: PERS_1K, kind: 'persistent', pageSize: 1024, owner: 'bob' },
+];
+const OIDS = [oid('a'), oid('b'), new Uint8Array([0, 0xff, 7])];
+const INDEXES = [0, 1, 2, 16, U32_MAX];
+
+const poolArb = fc.constantFrom(...SPECS.map((s) => s.id), 99);
+const oidArb = fc.nat({ max: OIDS.length - 1 });
+const indexArb = fc.constantFrom(...INDEXES);
+const contentArb: fc.Arbitrary<Content> = fc.oneof(
+  { weight: 1, arbitrary: fc.record({ fill: fc.constantFrom(0, 0xff, 0x11) }) },
+  { weight: 3, arbitrary: fc.record({ seed: fc.nat({ max: 1_000_000 }) }) },
+);
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      t: fc.constant('put' as const),
+      pool: poolArb,
+      oid: oidArb,
+      index: indexArb,
+      content: contentArb,
+      offset: fc.nat({ max: 3 }),
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({ t: fc.constant('get' as const), pool: poolArb, oid: oidArb, index: indexArb }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('flushPage' as const),
+      pool: poolArb,
+      oid: oidArb,
+      index: indexArb,
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('flushObject' as const), pool: poolArb, oid: oidArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('badPut' as const), pool: poolArb, oid: oidArb, index: indexArb }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constantFrom('destroy' as const, 'create' as const), pool: poolArb }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('removePages' as const),
+      pool: poolArb,
+      modulus: fc.integer({ min: 1, max: 3 }),
+      remainder: fc.nat({ max: 2 }),
+    }),
+  },
+);
+
+interface ModelPage {
+  pool: number;
+  oid: number;
+  index: number;
+  bytes: Uint8Array;
+  cost: number;
+  persistent: boolean;
+}
+
+/** The contract, written as plainly as possible: Maps, an array for LRU order, linear scans. */
+class Model {
+  readonly pools = new Map<number, PoolSpec>();
+  readonly pages = new Map<string, ModelPage>();
+  /** Keys of ephemeral pages, least recently used first. */
+  lru: string[] = [];
+  readonly stats: StoreStats;
+
+  constructor(capacityBytes: number) {
+    this.stats = {
+      capacityBytes,
+      usedBytes: 0,
+      pools: 0,
+      ephemeralPages: 0,
+      persistentPages: 0,
+      puts: 0,
+      acceptedPuts: 0,
+      refusedPuts: 0,
+      duplicatePuts: 0,
+      gets: 0,
+      hits: 0,
+      misses: 0,
+      flushes: 0,
+      evictions: 0,
+    };
+  }
+
+  static key(pool: number, oid: number, index: number): string {
+    return `${pool}/${oid}/${index}`;
+  }
+
+  remove(key: string): void {
+    const p = this.pages.get(key) as ModelPage;
+    this.pages.delete(key);
+    this.stats.usedBytes -= p.cost;
+    if (p.persistent) {
+      this.stats.persistentPages--;
+    } else {
+      this.stats.ephemeralPages--;
+      this.lru = this.lru.filter((k) => k !== key);
+    }
+  }
+
+  create(spec: PoolSpec): void {
+    this.pools.set(spec.id, spec);
+    this.stats.pools = this.pools.size;
+  }
+
+  destroy(pool: number): boolean {
+    if (!this.pools.has(pool)) return false;
+    this.stats.flushes++;
+    for (const [key, p] of this.pages) if (p.pool === pool) this.remove(key);
+    this.pools.delete(pool);
+    this.stats.pools = this.pools.size;
+    return true;
+  }
+
+  put(pool: number, oid: number, index: number, bytes: Uint8Array): 'accepted' | 'refused' {
+    const spec = this.pools.get(pool) as PoolSpec;
+    const key = Model.key(pool, oid, index);
+    this.stats.puts++;
+    if (this.pages.has(key)) {
+      this.stats.duplicatePuts++;
+      this.remove(key);
+    }
+    const cost = bytes.every((b) => b === bytes[0]) ? PAGE_META_BYTES : spec.pageSize;
+    const free = (): number => this.stats.capacityBytes - this.stats.usedBytes;
+    const evictable = this.lru.reduce((sum, k) => sum + (this.pages.get(k) as ModelPage).cost, 0);
+    if (free() + evictable < cost) {
+      this.stats.refusedPuts++;
+      return 'refused';
+    }
+    while (free() < cost) {
+      this.remove(this.lru[0] as string);
+      this.stats.evictions++;
+    }
+    const persistent = spec.kind === 'persistent';
+    this.pages.set(key, { pool, oid, index, bytes: bytes.slice(), cost, persistent });
+    this.stats.usedBytes += cost;
+    if (persistent) {
+      this.stats.persistentPages++;
+    } else {
+      this.stats.ephemeralPages++;
+      this.lru.push(key);
+    }
+    this.stats.acceptedPuts++;
+    return 'accepted';
+  }
+
+  get(pool: number, oid: number, index: number): Uint8Array | null {
+    const key = Model.key(pool, oid, index);
+    const p = this.pages.get(key);
+    this.stats.gets++;
+    if (p === undefined) {
+      this.stats.misses++;
+      return null;
+    }
+    this.stats.hits++;
+    if (!p.persistent) this.remove(key);
+    return p.bytes;
+  }
+}
+
+function contentBytes(content: Content, size: number): Uint8Array {
+  return 'fill' in content ? filled(size, content.fill) : page(size, content.seed);
+}
+
+/** Runs `ops` against a real store and the model, checking every result and invariant after every op. */
+function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): void {
+  const store = createPageStore({ capacityBytes, slabBytes });
+  const model = new Model(capacityBytes);
+  for (const spec of SPECS) {
+    store.createPool(spec);
+    model.create(spec);
+  }
+
+  const check = (): void => {
+    const stats = store.stats();
+    expect(stats).toEqual(model.stats);
+    expect(stats.usedBytes).toBeLessThanOrEqual(stats.capacityBytes);
+    expect(stats.usedBytes).toBeGreaterThanOrEqual(0);
+    expect(stats.puts).toBe(stats.acceptedPuts + stats.refusedPuts);
+    expect(stats.gets).toBe(stats.hits + stats.misses);
+    expect(stats.ephemeralPages + stats.persistentPages).toBe(model.pages.size);
+  };
+
+  /** Every persistent page the model holds is readable, byte for byte (persistent gets remove nothing). */
+  const checkPersistent = (): void => {
+    for (const p of model.pages.values()) {
+      if (!p.persistent) continue;
+      expect(store.get(p.pool, OIDS[p.oid] as Uint8Array, p.index)).toEqual(p.bytes);
+      model.get(p.pool, p.oid, p.index);
+    }
+  };
+
+  for (const op of ops) {
+    const spec = model.pools.get(op.pool);
+    const oidBytes = 'oid' in op ? (OIDS[op.oid] as Uint8Array) : new Uint8Array(1);
+    if (spec === undefined && op.t !== 'create' && op.t !== 'destroy' && op.t !== 'removePages') {
+      // Every page op on a missing pool fails, and changes nothing.
+      const before = store.stats();
+      const index = 'index' in op ? op.index : 0;
+      expect(codeOf(() => store.put(op.pool, oidBytes, index, filled(512, 0)))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.get(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.flushPage(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.flushObject(op.pool, oidBytes))).toBe('UNKNOWN_POOL');
+      expect(store.stats()).toEqual(before);
+      continue;
+    }
+    switch (op.t) {
+      case 'put': {
+        const size = (spec as PoolSpec).pageSize;
+        const frame = new Uint8Array(size + op.offset);
+        frame.set(contentBytes(op.content, size), op.offset);
+        const view = frame.subarray(op.offset);
+        const expected = model.put(op.pool, op.oid, op.index, view);
+        expect(store.put(op.pool, oidBytes, op.index, view).status).toBe(expected);
+        frame.fill(0x33); // the store must have copied
+        break;
+      }
+      case 'badPut': {
+        const before = store.stats();
+        const size = (spec as PoolSpec).pageSize;
+        expect(codeOf(() => store.put(op.pool, oidBytes, op.index, new Uint8Array(size / 2)))).toBe(
+          'BAD_PAGE_SIZE',
+        );
+        expect(store.stats()).toEqual(before);
+        break;
+      }
+      case 'get':
+        expect(store.get(op.pool, oidBytes, op.index)).toEqual(model.get(op.pool, op.oid, op.index));
+        break;
+      case 'flushPage': {
+        const key = Model.key(op.pool, op.oid, op.index);
+        const had = model.pages.has(key);
+        if (had) model.remove(key);
+        model.stats.flushes++;
+        expect(store.flushPage(op.pool, oidBytes, op.index)).toBe(had);
+        break;
+      }
+      case 'flushObject': {
+        let n = 0;
+        for (const [key, p] of model.pages) {
+          if (p.pool === op.pool && p.oid === op.oid) {
+            model.remove(key);
+            n++;
+          }
+        }
+        model.stats.flushes++;
+        expect(store.flushObject(op.pool, oidBytes)).toBe(n);
+        break;
+      }
+      case 'destroy':
+        expect(store.destroyPool(op.pool)).toBe(model.destroy(op.pool));
+        break;
+      case 'create': {
+        const fresh = SPECS.find((s) => s.id === op.pool);
+        if (fresh === undefined) {
+          expect(
+            codeOf(() => store.createPool({ id: op.pool, kind: 'ephemeral', pageSize: 3, owner: 'x' })),
+          ).toBe('BAD_PAGE_SIZE');
+        } else if (spec !== undefined) {
+          expect(codeOf(() => store.createPool(fresh))).toBe('BAD_ARGUMENT');
+        } else {
+          store.createPool(fresh);
+          model.create(fresh);
+        }
+        break;
+      }
+      case 'removePages': {
+        const matches = (pool: number, hash: number): boolean =>
+          pool === op.pool || hash % op.modulus === op.remainder;
+        let n = 0;
+        for (const [key, p] of model.pages) {
+          if (matches(p.pool, partitionHash(p.pool, OIDS[p.oid] as Uint8Array, p.index))) {
+            model.remove(key);
+            n++;
+          }
+        }
+        expect(store.removePages((s, hash) => matches(s.id, hash))).toBe(n);
+        break;
+      }
+    }
+    check();
+    checkPersistent();
+    check();
+  }
+
+  // Drain: everything left is readable exactly as the model says, then the store is empty.
+  for (const p of [...model.pages.values()]) {
+    expect(store.get(p.pool, OIDS[p.oid] as Uint8Array, p.index)).toEqual(model.get(p.pool, p.oid, p.index));
+  }
+  for (const id of [...model.pools.keys()]) expect(store.destroyPool(id)).toBe(model.destroy(id));
+  check();
+  expect(store.stats().usedBytes).toBe(0);
+}
+
+describe('page store against a model', () => {
+  it('agrees with the model on every result and counter, with eviction under pressure', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(0, 700, 4 * 512 + 3 * PAGE_META_BYTES, 5000, 1 << 14),
+        fc.constantFrom(1024, 2048, 4096),
+        fc.array(opArb, { maxLength: 120 }),
+        (capacityBytes, slabBytes, ops) => runAgainstModel(capacityBytes, slabBytes, ops),
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('agrees with the model over long runs', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 500, maxLength: 1500 }), (ops) =>
+        runAgainstModel(6 * 512 + 2 * PAGE_META_BYTES, 2048, ops),
+      ),
+      { numRuns: 15 },
+    );
+  });
+});
