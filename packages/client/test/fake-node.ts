@@ -166,6 +166,10 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return { t: 'stats', id: frame.id, stats: zeroStats(nodeId) };
       case 'batch':
         return { t: 'batch', id: frame.id, replies: frame.ops.map(answerPageOp) };
+      case 'getState':
+      case 'peer':
+      case 'propose':
+        return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
         return answerPageOp(frame);
     }

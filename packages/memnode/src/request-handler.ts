@@ -85,6 +85,10 @@ export function handleFrame(ctx: RequestContext, frame: ClientFrame): NodeFrame 
         return { t: 'stats', id: frame.id, stats: { nodeId: ctx.nodeId, ...ctx.store.stats() } };
       case 'batch':
         return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => handlePageOp(ctx, op)) };
+      case 'getState':
+      case 'peer':
+      case 'propose':
+        throw new TmemError(ErrorCode.InvalidFrame, `${frame.t} is handled by the cluster layer`);
       default:
         return handlePageOp(ctx, frame);
     }

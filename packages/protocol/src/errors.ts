@@ -28,6 +28,14 @@ export const ErrorCode = {
   ClientClosed: 'CLIENT_CLOSED',
   /** No node could be reached. */
   NoNodes: 'NO_NODES',
+  /** The request was routed by another cluster-state version; `details.version` is the node's. Refresh, retry. */
+  StaleState: 'STALE_STATE',
+  /** The node does not serve this partition right now (no lease, or ownership is moving). Refresh, retry. */
+  NotServing: 'NOT_SERVING',
+  /** No coordinator could commit the change in time (election under way, no majority). Retry later. */
+  NoCoordinator: 'NO_COORDINATOR',
+  /** Every copy of an accepted persistent page was lost; the page cannot be read. */
+  DataLost: 'DATA_LOST',
   /** The node is shutting down and takes no new work. */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug on the node; the op changed nothing that a later op could observe half-done. */
@@ -111,6 +119,17 @@ export class BadPageSizeError extends TmemError {
   }
 }
 
+/**
+ * Every copy of an accepted persistent page was lost (more owners failed than the pool's replication allows).
+ * Never a silent miss and never old data: the caller must recover the page from elsewhere.
+ */
+export class DataLostError extends TmemError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.DataLost, message, options);
+    this.name = 'DataLostError';
+  }
+}
+
 /** The wire shape of an error reply. */
 export interface WireError {
   code: string;
@@ -147,6 +166,8 @@ export function errorFromWire(wire: WireError): TmemError {
       return new BadPageSizeError(wire.message, options);
     case ErrorCode.ConnectionLost:
       return new ConnectionLostError(wire.message, options);
+    case ErrorCode.DataLost:
+      return new DataLostError(wire.message, options);
     default:
       return new TmemError(code, wire.message, options);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ClusterState } from './cluster-state.ts';
 import {
   MAX_BATCH_OPS,
   MAX_IDENTITY_LENGTH,
@@ -27,12 +28,16 @@ const page = bytes.refine((b) => b.length <= MAX_PAGE_SIZE, {
 export const PoolKind = z.enum(['ephemeral', 'persistent']);
 export type PoolKind = z.infer<typeof PoolKind>;
 
-/** First frame on every connection: protocol version and the client identity that owns private pools. */
+/**
+ * First frame on every connection: protocol version and the client identity that owns private pools.
+ * Memory nodes talking to each other say `role: 'peer'` and use their node id as identity.
+ */
 export const Hello = z.object({
   t: z.literal('hello'),
   id: requestId,
   protocol: u32,
   identity: z.string().min(1).max(MAX_IDENTITY_LENGTH),
+  role: z.enum(['client', 'peer']).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -44,6 +49,8 @@ export const NewPool = z.object({
   pageSize: u32.refine(isValidPageSize, {
     message: 'page size must be a power of two from 512 to 65536',
   }),
+  /** Copies of each page a persistent pool keeps; ephemeral pools keep one. Default: the cluster's. */
+  replication: z.number().int().min(1).max(16).optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
 
@@ -93,13 +100,36 @@ export type StatsRequest = z.infer<typeof StatsRequest>;
 export const PageOp = z.discriminatedUnion('t', [Put, Get, FlushPage, FlushObject]);
 export type PageOp = z.infer<typeof PageOp>;
 
-/** Many page ops for one node in one frame; each op keeps its own request id. */
+/**
+ * Many page ops for one node in one frame; each op keeps its own request id. `sv` is the cluster-state version
+ * the client routed by: a node at another version answers STALE_STATE with its own, so nobody acts on an old
+ * partition table.
+ */
 export const Batch = z.object({
   t: z.literal('batch'),
   id: requestId,
   ops: z.array(PageOp).min(1).max(MAX_BATCH_OPS),
+  sv: u32.optional(),
 });
 export type Batch = z.infer<typeof Batch>;
+
+/** Asks for the cluster state; with `subscribe`, the node also pushes every newly committed state. */
+export const GetState = z.object({ t: z.literal('getState'), id: requestId, subscribe: z.boolean() });
+export type GetState = z.infer<typeof GetState>;
+
+/**
+ * Node to node: one coordination message (vote, proposal, heartbeat...). One-way: its id is 0 and nothing answers; the
+ * message itself is validated by the node's consensus schema.
+ */
+export const PeerMessage = z.object({ t: z.literal('peer'), id: requestId, message: z.unknown() });
+export type PeerMessage = z.infer<typeof PeerMessage>;
+
+/**
+ * Node to node: asks the receiver to get a cluster-state change committed (a join, a leave, a pool). A node
+ * that is not the coordinator forwards it. `change` is validated by the node's state-change schema.
+ */
+export const ProposeChange = z.object({ t: z.literal('propose'), id: requestId, change: z.unknown() });
+export type ProposeChange = z.infer<typeof ProposeChange>;
 
 /** Every frame a client may send to a node. */
 export const ClientFrame = z.discriminatedUnion('t', [
@@ -112,6 +142,9 @@ export const ClientFrame = z.discriminatedUnion('t', [
   FlushObject,
   StatsRequest,
   Batch,
+  GetState,
+  PeerMessage,
+  ProposeChange,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -208,6 +241,28 @@ export const BatchReply = z.object({
 });
 export type BatchReply = z.infer<typeof BatchReply>;
 
+/**
+ * The cluster state, answering getState (with its id) or pushed to subscribers (id 0). `leaderId` is the
+ * coordinator as far as the node knows.
+ */
+export const StateReply = z.object({
+  t: z.literal('state'),
+  id: requestId,
+  state: ClusterState,
+  leaderId: z.string().nullable(),
+});
+export type StateReply = z.infer<typeof StateReply>;
+
+/** Outcome of a ProposeChange: committed (with a pool id for pool creation) or refused with a reason. */
+export const ChangeResult = z.object({
+  t: z.literal('changeResult'),
+  id: requestId,
+  ok: z.boolean(),
+  poolId: u32.optional(),
+  error: z.string().optional(),
+});
+export type ChangeResult = z.infer<typeof ChangeResult>;
+
 /** Every frame a node may send to a client. */
 export const NodeFrame = z.discriminatedUnion('t', [
   Welcome,
@@ -220,5 +275,7 @@ export const NodeFrame = z.discriminatedUnion('t', [
   StatsReply,
   ErrorReply,
   BatchReply,
+  StateReply,
+  ChangeResult,
 ]);
 export type NodeFrame = z.infer<typeof NodeFrame>;

@@ -4,3 +4,5 @@ export * from './errors.ts';
 export * from './frames.ts';
 export * from './codec.ts';
 export * from './handle.ts';
+export * from './cluster-state.ts';
+export * from './partition-table.ts';

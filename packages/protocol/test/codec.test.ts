@@ -17,7 +17,7 @@ import {
   U32_MAX,
   createCodec,
 } from '../src/index.ts';
-import type { NodeStats, PageOp, PageReply } from '../src/index.ts';
+import type { ClusterState, NodeStats, PageOp, PageReply } from '../src/index.ts';
 
 const codec = createCodec();
 /** Packs anything, valid or not, the way a peer with its own msgpack library would. */
@@ -133,7 +133,25 @@ const clientSamples: ClientFrame[] = [
   flushObject,
   { t: 'stats', id: 15 },
   { t: 'batch', id: 16, ops: pageOps.map((op, i) => ({ ...op, id: 100 + i })) },
+  { t: 'batch', id: 17, ops: [get], sv: 42 },
+  { t: 'hello', id: 18, protocol: PROTOCOL_VERSION, identity: 'node-b', role: 'peer' },
+  { t: 'newPool', id: 19, kind: 'persistent', pageSize: DEFAULT_PAGE_SIZE, replication: 3 },
+  { t: 'getState', id: 20, subscribe: true },
+  { t: 'peer', id: 0, message: { type: 'heartbeat', term: 3 } },
+  { t: 'propose', id: 21, change: { type: 'noop', changeId: 'c1' } },
 ];
+
+const clusterState: ClusterState = {
+  version: 7,
+  term: 2,
+  members: [
+    { id: 'a', url: 'ws://127.0.0.1:1', incarnation: 1, capacityBytes: 2 ** 33 },
+    { id: 'b', url: 'ws://127.0.0.1:2', incarnation: 5, capacityBytes: 1024 },
+  ],
+  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2 }],
+  nextPoolId: 4,
+  partitionCount: 1024,
+};
 
 const stats: NodeStats = {
   nodeId: 'node-a',
@@ -180,6 +198,10 @@ const nodeSamples: NodeFrame[] = [
   { t: 'error', id: 0, code: ErrorCode.Internal, message: 'internal error on the node' },
   { t: 'batch', id: 14, replies: pageReplies },
   { t: 'batch', id: 15, replies: [] },
+  { t: 'state', id: 16, state: clusterState, leaderId: 'a' },
+  { t: 'state', id: 0, state: clusterState, leaderId: null },
+  { t: 'changeResult', id: 17, ok: true, poolId: 3 },
+  { t: 'changeResult', id: 18, ok: false, error: 'unknown-pool' },
 ];
 
 type Side = 'client' | 'node';

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   BadPageSizeError,
   ConnectionLostError,
+  DataLostError,
   ErrorCode,
   ProtocolError,
   TimeoutError,
@@ -34,6 +35,10 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   NO_NODES: TmemError,
   SHUTTING_DOWN: TmemError,
   INTERNAL: TmemError,
+  STALE_STATE: TmemError,
+  NOT_SERVING: TmemError,
+  NO_COORDINATOR: TmemError,
+  DATA_LOST: DataLostError,
 };
 
 const allCodes = Object.values(ErrorCode);
@@ -43,6 +48,8 @@ function localError(code: ErrorCode, options: { details?: Record<string, unknown
   switch (code) {
     case ErrorCode.UnknownPool:
       return new UnknownPoolError('no such pool', options);
+    case ErrorCode.DataLost:
+      return new DataLostError('every copy lost', options);
     case ErrorCode.BadPageSize:
       return new BadPageSizeError('bad page size', options);
     case ErrorCode.ConnectionLost:

@@ -20,6 +20,7 @@
 import {
   applyChange,
   isMember,
+  isVoterChange,
   type ChangeResult,
   type ClusterState,
   type StateChange,
@@ -50,9 +51,10 @@ export type Role = 'follower' | 'candidate' | 'leader';
 /**
  * Why a proposed change did not complete here. 'leadership-lost': it was never proposed, retrying (at the new
  * leader) is safe. 'outcome-unknown': it was in flight; a later leader may still commit it, so retry only
- * changes that are idempotent (a join answered 'member-exists' is a success).
+ * changes that are idempotent (a join answered 'member-exists' is a success). 'no-quorum': a voter change
+ * refused because a majority of the resulting configuration is not responsive right now; retry later.
  */
-export type ChangeFailure = 'leadership-lost' | 'outcome-unknown';
+export type ChangeFailure = 'leadership-lost' | 'outcome-unknown' | 'no-quorum';
 
 /**
  * What a call asks the caller to do, in order. In particular an 'accepted' output comes BEFORE the 'send'
@@ -509,11 +511,36 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     }
   }
 
+  function suspected(ref: MemberRef, now: number): boolean {
+    return now - (peers.get(memberKey(ref))?.lastAckAt ?? electedAt) > failureTimeoutMs;
+  }
+
+  /**
+   * True when a majority of `next`'s members is responsive (self, unsuspected peers, the joiner itself).
+   * Without persistence a configuration whose majority is gone is gone for good, and an uncommitted one
+   * still blocks elections (its holder is the most up to date), so a voter change that could not commit
+   * right now is not proposed at all.
+   */
+  function keepsQuorum(next: ClusterState, joining: MemberRef | null, now: number): boolean {
+    let responsive = 0;
+    for (const m of next.members) {
+      if (sameMember(m, self) || sameMember(m, joining ?? undefined) || !suspected(m, now)) responsive++;
+    }
+    return responsive >= majority(next.members.length);
+  }
+
   /** Proposes the next queued change that applies; false when the queue ran empty. */
   function proposeNext(now: number): boolean {
     while (queue.length > 0) {
       const head = queue[0] as Pending;
       const base = accepted as ClusterState;
+      const joining = head.change.type === 'addMember' ? head.change.member : null;
+      const refuse = (): void => {
+        queue.shift();
+        if (!head.internal) {
+          out.push({ type: 'changeFailed', changeId: head.change.changeId, reason: 'no-quorum' });
+        }
+      };
       if (head.change.type === 'addMember') {
         const joining = head.change.member;
         const old = base.members.find((m) => m.id === joining.id);
@@ -527,13 +554,21 @@ export function createConsensus(options: ConsensusOptions): Consensus {
           };
           const applied = applyChange(base, removal);
           if (applied.result.ok) {
+            if (!keepsQuorum(applied.state, null, now)) {
+              refuse();
+              continue;
+            }
             proposeState(applied.state, { changeId: null, result: applied.result, internal: true }, now);
             return true;
           }
         }
       }
-      queue.shift();
       const applied = applyChange(base, head.change);
+      if (applied.result.ok && isVoterChange(head.change) && !keepsQuorum(applied.state, joining, now)) {
+        refuse();
+        continue;
+      }
+      queue.shift();
       if (!applied.result.ok) {
         if (!head.internal)
           out.push({ type: 'changeDone', changeId: head.change.changeId, result: applied.result });
@@ -559,10 +594,15 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     const proposalId = stateIdOf(accepted);
     for (const ref of audience()) {
       const peer = peerOf(ref);
-      const suspected = now - (peer.lastAckAt ?? electedAt) > failureTimeoutMs;
       let grant = 0;
-      // Grants go only to members of the committed state that are not suspected, and never beyond our own lease.
-      if (!suspected && peer.echo !== null && isMember(committed, ref.id, ref.incarnation)) {
+      // Grants go only to unsuspected members of the committed state whose last ack showed that same committed
+      // state (a grant it cannot use would only delay commits that wait for its lease), never beyond our lease.
+      if (
+        !suspected(ref, now) &&
+        peer.echo !== null &&
+        sameStateId(peer.committed, committedId) &&
+        isMember(committed, ref.id, ref.incarnation)
+      ) {
         grant = Math.max(0, Math.min(leaseMs, leaderLeaseUntil - now));
       }
       if (grant > 0) peer.lastGrantSentAt = now;
@@ -603,9 +643,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
   function removeSuspects(now: number): void {
     if (committed === null) return;
     for (const ref of refsOf(committed)) {
-      const peer = peers.get(memberKey(ref));
-      const suspected = now - (peer?.lastAckAt ?? electedAt) > failureTimeoutMs;
-      if (!suspected || now < leaseSafeAt(ref)) continue;
+      if (!suspected(ref, now) || now < leaseSafeAt(ref)) continue;
       const changeId = `auto-remove:${memberKey(ref)}`;
       if (queue.some((p) => p.change.changeId === changeId)) continue;
       // Ahead of queued changes: a dead member's partitions are unserved until it is gone.
@@ -798,7 +836,10 @@ export function createConsensus(options: ConsensusOptions): Consensus {
       return servingCache.partitions;
     }
     const partitions: number[] = [];
+    // With accepted more than one version ahead, a state between them (committed elsewhere, unknown here)
+    // may have given p to someone else who serves it now. Accepted is committed or its direct successor.
     if (
+      accepted.version - committed.version <= 1 &&
       isMember(committed, self.id, self.incarnation) &&
       isMember(accepted, self.id, self.incarnation) &&
       committed.partitionCount === accepted.partitionCount

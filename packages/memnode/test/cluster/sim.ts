@@ -436,6 +436,12 @@ export function runSimulation(options: SimOptions): SimReport {
   function canKill(index: number): boolean {
     if (pendingLeave !== null) return false;
     const live = liveKeys(index);
+    // A node cut off or paused right now may be removed by the leader soon: do not count on it.
+    for (const n of nodes) {
+      if (n.paused || [...blocked].some(([l, k]) => k > 0 && l.split('>').includes(String(n.index)))) {
+        live.delete(keyOf(n.id, n.incarnation));
+      }
+    }
     return liveConfigs().every(
       (s) =>
         s.members.filter((m) => live.has(keyOf(m.id, m.incarnation))).length >= majority(s.members.length),
