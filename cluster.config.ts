@@ -1,10 +1,35 @@
 /**
- * The local cluster that `npm run cluster` starts. Edit freely: ports, capacities and how many nodes.
+ * The local cluster that `npm run cluster` starts. Edit freely: ports, capacities, how many nodes, timing.
+ * The first node founds the cluster; the others join it.
  */
 export interface ClusterConfig {
   /** Address every node listens on. */
   host: string;
+  /**
+   * Partitions of the cluster, fixed when the first node founds it.
+   * @default 1024
+   */
+  partitions?: number;
+  /**
+   * Copies a persistent pool keeps of each page unless the client asks otherwise.
+   * @default 2
+   */
+  replication?: number;
+  /** Coordination timing, for watching failover at human speed; node defaults when absent. */
+  timing?: ClusterTimingConfig;
   nodes: NodeConfig[];
+}
+
+/** Coordination timing of every node, in milliseconds; each absent field keeps the node's default. */
+export interface ClusterTimingConfig {
+  /** Interval of the coordinator's heartbeats. */
+  heartbeatMs?: number;
+  /** How long a partition lease lasts without renewal. */
+  leaseMs?: number;
+  /** Shortest wait before a follower that hears no coordinator starts an election (the longest is twice it). */
+  electionTimeoutMs?: number;
+  /** Silence after which a member is declared failed and removed. */
+  failureTimeoutMs?: number;
 }
 
 /** One memory node of the local cluster. */
@@ -17,6 +42,8 @@ export interface NodeConfig {
 
 const config: ClusterConfig = {
   host: '127.0.0.1',
+  partitions: 1024,
+  replication: 2,
   nodes: [
     { port: 7401, capacity: '256MiB' },
     { port: 7402, capacity: '256MiB' },

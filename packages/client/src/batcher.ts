@@ -30,6 +30,11 @@ export interface QueuedOp {
   readonly weight: number;
   /** True for page ops, which share batch frames; other ops travel in a frame of their own. */
   readonly batchable: boolean;
+  /**
+   * Ops of one frame all have the same group: the cluster-state version they were routed by, which the batch
+   * frame carries once (`sv`). A change of group starts a new frame.
+   */
+  readonly group?: number | undefined;
 }
 
 /** Bounds of one batch frame. */
@@ -47,8 +52,8 @@ export interface OpQueue<T extends QueuedOp> {
   /** Drops an op that no longer needs sending (it timed out while queued). */
   remove(op: T): void;
   /**
-   * The ops of the next frame: one op that travels alone, or a run of batchable ops within the limits (at
-   * least one, so an op heavier than maxBytes still goes, alone). Undefined when the queue is empty.
+   * The ops of the next frame: one op that travels alone, or a run of batchable ops of one group within the
+   * limits (at least one, so an op heavier than maxBytes still goes, alone). Undefined when the queue is empty.
    */
   nextFrame(): T[] | undefined;
   /** Takes every waiting op out, to reject them all. */
@@ -102,7 +107,7 @@ export function createOpQueue<T extends QueuedOp>(limits: BatchLimits): OpQueue<
       if (!first.batchable) return [first];
       const frame = [first];
       let bytes = BATCH_OVERHEAD_BYTES + first.weight;
-      for (let op = peek(); op !== undefined && op.batchable; op = peek()) {
+      for (let op = peek(); op !== undefined && op.batchable && op.group === first.group; op = peek()) {
         if (frame.length >= limits.maxOps || bytes + op.weight > limits.maxBytes) break;
         frame.push(op);
         bytes += op.weight;

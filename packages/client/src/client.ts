@@ -1,6 +1,6 @@
+import { setMaxListeners } from 'node:events';
 import {
   BadPageSizeError,
-  ConnectionLostError,
   DEFAULT_PAGE_SIZE,
   ErrorCode,
   MAX_PAGE_SIZE,
@@ -11,12 +11,13 @@ import {
   type NodeStats,
   type PoolKind,
 } from '@tmem/protocol';
-import { beforeDeadline, now } from './deadline.ts';
+import { createViewTracker, type ClientEvents, type ClusterView } from './cluster-view.ts';
+import { createConnectionPool, type ConnectionPool } from './connection-pool.ts';
 import { openNodeConnection, type NodeConnection } from './node-connection.ts';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.ts';
-import { createPoolHandle, type Execute, type Pool } from './pool.ts';
-import { isRetryable, withRetries } from './retry.ts';
-import { connectFirst } from './seeds.ts';
+import { createPoolHandle, type Pool } from './pool.ts';
+import { createRouter } from './router.ts';
+import { createStateSync, type StateSync } from './state-sync.ts';
 
 /** Options of `createPool`. */
 export interface CreatePoolOptions {
@@ -27,6 +28,11 @@ export interface CreatePoolOptions {
    * @default DEFAULT_PAGE_SIZE (4096)
    */
   pageSize?: number;
+  /**
+   * Copies the cluster keeps of each page of a persistent pool (1..16); ephemeral pools keep one.
+   * @default the cluster's replication factor
+   */
+  replication?: number;
 }
 
 /** A connection to a tmem cluster, made by `connect`. */
@@ -35,11 +41,25 @@ export interface TmemClient {
   readonly identity: string;
   /**
    * Creates a private pool. Rejects with BadPageSizeError, before anything is sent, when pageSize is not
-   * allowed. Not retried after a lost connection, because the node may have created the pool already.
+   * allowed. Retried while no coordinator can commit it (NO_COORDINATOR) within the timeout, but not after a
+   * lost connection, because the cluster may have created the pool already.
    */
   createPool(options: CreatePoolOptions): Promise<Pool>;
-  /** Statistics of every node the client is connected to, one entry per node. */
+  /** Statistics of every member of the cluster, one entry per member, in the order of `view().members`. */
   stats(): Promise<NodeStats[]>;
+  /**
+   * The client's current view of the cluster: the state version it routes by, the members and the
+   * coordinator. Kept current by updates the nodes push, refreshes when a node reports another version, and a
+   * periodic refresh (`stateRefreshMs`). The same object is returned until the view changes.
+   */
+  view(): ClusterView;
+  /**
+   * Calls `listener` with the new view whenever the client learns a newer cluster state (once per version).
+   * Listeners run synchronously; one that throws is logged and does not disturb the client.
+   */
+  on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
+  /** Removes a listener added with `on`. */
+  off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
   /**
    * Closes every connection. Ops still waiting reject with TmemError CLIENT_CLOSED, and so does every later
    * call. Resolves once the sockets are closed; calling it again returns the same promise.
@@ -52,25 +72,38 @@ function clientClosed(): TmemError {
 }
 
 /**
- * Connects to a tmem cluster through the first seed that completes the handshake. Rejects with NO_NODES,
- * whose `details.failures` lists each seed's error, when none does; with BAD_ARGUMENT for a bad option.
+ * Connects to a tmem cluster: asks the seeds, in order, for the cluster state, and subscribes to its updates
+ * on the first that answers. Connections to the other members open when an op first needs them. Rejects with
+ * NO_NODES, whose `details.failures` lists each seed's error, when no seed answers; with BAD_ARGUMENT for a
+ * bad option.
  */
 export async function connect(options: ConnectOptions): Promise<TmemClient> {
   const { client, ready } = createClient(resolveOptions(options));
-  await ready;
+  try {
+    await ready;
+  } catch (error) {
+    await client.close();
+    throw error;
+  }
   return client;
 }
 
-function createClient(options: ResolvedOptions): { client: TmemClient; ready: Promise<unknown> } {
+function createClient(options: ResolvedOptions): { client: TmemClient; ready: Promise<void> } {
   const { logger: log, timeoutMs } = options;
   const codec = createCodec();
   // Aborted by close(): stops connecting, backoff pauses and retries, with CLIENT_CLOSED as the reason.
   const closer = new AbortController();
-  // The one node connection ops use for now. Routing by partition will keep one per node instead; `execute`
-  // is the only place that picks a connection.
-  let current: NodeConnection | undefined;
-  let connecting: Promise<NodeConnection> | undefined;
+  // Every op pausing before a retry and every connection being opened listens to it, and stops when done:
+  // thousands at once is normal under load, not a leak.
+  setMaxListeners(0, closer.signal);
   let closing: Promise<void> | undefined;
+
+  const tracker = createViewTracker((error) =>
+    log.error({ error: error instanceof Error ? error.message : String(error) }, 'a view listener threw'),
+  );
+  // Connections report closes and pushed states to the pool and the sync, made below.
+  let pool: ConnectionPool | undefined;
+  let sync: StateSync | undefined;
 
   function open(url: string): Promise<NodeConnection> {
     return openNodeConnection({
@@ -85,71 +118,40 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       maxFramesInFlight: options.maxFramesInFlight,
       signal: closer.signal,
       onClose: (connection) => {
-        // Dropped here and reopened lazily by the next op that needs it.
-        if (current === connection) current = undefined;
+        pool?.forget(connection);
+        sync?.connectionClosed(connection);
       },
+      onStatePush: (connection, frame) => sync?.pushed(connection, frame),
     });
   }
 
-  /** The open connection, or a shared attempt to open one through the seeds, in order. */
-  function connection(): Promise<NodeConnection> {
-    if (current?.isOpen) return Promise.resolve(current);
-    connecting ??= connectFirst(options.seeds, open, closer.signal).then(
-      async (connection) => {
-        connecting = undefined;
-        // close() may have run between the welcome and this callback.
-        if (closer.signal.aborted) {
-          await connection.close(clientClosed());
-          throw clientClosed();
-        }
-        current = connection;
-        return connection;
-      },
-      (error: unknown) => {
-        connecting = undefined;
-        throw error;
-      },
-    );
-    return connecting;
-  }
-
-  const execute: Execute = (request, how) => {
-    if (closer.signal.aborted) return Promise.reject(clientClosed());
-    const deadline = now() + timeoutMs;
-    let lostConnection = false;
-    return withRetries(
-      async (attempt) => {
-        if (closer.signal.aborted) throw clientClosed();
-        if (attempt > 0) log.debug({ t: request.t, attempt }, 'retrying after a lost connection');
-        let target: NodeConnection;
-        try {
-          target = current?.isOpen ? current : await beforeDeadline(connection(), deadline, timeoutMs);
-        } catch (error) {
-          // Finding no node after losing one is still a lost connection: retried while retries and time last.
-          if (lostConnection && error instanceof TmemError && error.code === ErrorCode.NoNodes) {
-            throw new ConnectionLostError('connection lost and no seed could be reached again', {
-              cause: error,
-              details: error.details,
-            });
-          }
-          throw error;
-        }
-        try {
-          return await target.request(request, { deadline, pageSize: how.pageSize });
-        } catch (error) {
-          if (isRetryable(error)) lostConnection = true;
-          throw error;
-        }
-      },
-      { retries: how.retry ? options.retries : 0, deadline, signal: closer.signal },
-    );
-  };
+  pool = createConnectionPool({ open });
+  sync = createStateSync({
+    seeds: options.seeds,
+    tracker,
+    pool,
+    openSeed: open,
+    timeoutMs,
+    stateRefreshMs: options.stateRefreshMs,
+    logger: log,
+    signal: closer.signal,
+  });
+  const router = createRouter({
+    tracker,
+    pool,
+    sync,
+    timeoutMs,
+    retries: options.retries,
+    signal: closer.signal,
+    closedError: clientClosed,
+    logger: log,
+  });
 
   const client: TmemClient = {
     identity: options.identity,
 
     async createPool(poolOptions) {
-      const { kind, pageSize = DEFAULT_PAGE_SIZE } = poolOptions;
+      const { kind, pageSize = DEFAULT_PAGE_SIZE, replication } = poolOptions;
       if (kind !== 'ephemeral' && kind !== 'persistent') {
         throw new TmemError(ErrorCode.BadArgument, "pool kind must be 'ephemeral' or 'persistent'", {
           details: { kind },
@@ -161,26 +163,42 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           { details: { pageSize, min: MIN_PAGE_SIZE, max: MAX_PAGE_SIZE } },
         );
       }
-      const reply = await execute({ t: 'newPool', kind, pageSize }, { retry: false });
-      return createPoolHandle({ id: reply.pool, kind: reply.kind, pageSize: reply.pageSize }, execute);
+      if (replication !== undefined && (!Number.isInteger(replication) || replication < 1 || replication > 16)) {
+        throw new TmemError(ErrorCode.BadArgument, 'replication must be an integer from 1 to 16', {
+          details: { replication },
+        });
+      }
+      const request =
+        replication === undefined
+          ? { t: 'newPool' as const, kind, pageSize }
+          : { t: 'newPool' as const, kind, pageSize, replication };
+      const reply = await router.execute(request, { retry: false });
+      return createPoolHandle({ id: reply.pool, kind: reply.kind, pageSize: reply.pageSize }, router.execute);
     },
 
-    async stats() {
-      const reply = await execute({ t: 'stats' }, { retry: true });
-      return [reply.stats];
+    stats: () => router.stats(),
+
+    view: () => tracker.view(),
+
+    on(event, listener) {
+      tracker.on(event, listener);
+      return this;
+    },
+
+    off(event, listener) {
+      tracker.off(event, listener);
+      return this;
     },
 
     close() {
       closing ??= (async () => {
         const error = clientClosed();
         closer.abort(error);
-        await connecting?.catch(() => undefined);
-        await current?.close(error);
-        current = undefined;
+        await Promise.all([sync?.close(error), pool?.close(error)]);
         log.debug({ identity: options.identity }, 'client closed');
       })();
       return closing;
     },
   };
-  return { client, ready: connection() };
+  return { client, ready: sync.start() };
 }

@@ -1,6 +1,7 @@
 // Public API of @tmem/client: connect to a tmem cluster, create pools, copy pages in and out.
 export { connect } from './client.ts';
 export type { CreatePoolOptions, TmemClient } from './client.ts';
+export type { ClientEvents, ClusterMember, ClusterView } from './cluster-view.ts';
 export type { ConnectOptions, Logger } from './options.ts';
 export type { Pool } from './pool.ts';
 export type { SeedFailure } from './seeds.ts';

@@ -11,6 +11,7 @@ import {
   type Codec,
   type NodeFrame,
   type PageOp,
+  type StateReply,
 } from '@tmem/protocol';
 import { createOpQueue, pageOpWeight } from './batcher.ts';
 import { now } from './deadline.ts';
@@ -43,6 +44,8 @@ export interface NodeConnectionOptions {
   signal?: AbortSignal;
   /** Called once when an open connection closes, with the error its pending ops were rejected with. */
   onClose?: (connection: NodeConnection, error: TmemError) => void;
+  /** Called with every cluster state the node pushes (a `state` frame with id 0) after a getState subscribe. */
+  onStatePush?: (connection: NodeConnection, frame: StateReply) => void;
 }
 
 /** Per-request options. */
@@ -51,6 +54,11 @@ export interface RequestOptions {
   deadline: number;
   /** Page size of the op's pool: a get's reply carries a page, which counts against maxBatchBytes. */
   pageSize?: number;
+  /**
+   * Cluster-state version a page op was routed by, sent as the batch's `sv`: ops with different versions never
+   * share a frame. Absent: the batch carries no version and the node does not check it.
+   */
+  sv?: number;
 }
 
 /** One WebSocket to one node, past its handshake. */
@@ -78,6 +86,8 @@ interface PendingOp {
   readonly request: Request;
   readonly weight: number;
   readonly batchable: boolean;
+  /** The `sv` its batch carries. */
+  readonly group: number | undefined;
   readonly resolve: (reply: NodeFrame) => void;
   readonly reject: (error: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -167,7 +177,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     },
     request,
     async close(error) {
-      fail(error, CloseCode.Normal);
+      fail(error, CloseCode.Normal, true);
       await socketClosed;
     },
   };
@@ -268,6 +278,11 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   }
 
   function onReply(frame: NodeFrame): void {
+    // Request ids are never 0, so a state frame with id 0 is a push, not a reply.
+    if (frame.id === 0 && frame.t === 'state') {
+      options.onStatePush?.(connection, frame);
+      return;
+    }
     const sent = frames.get(frame.id);
     if (sent === undefined) {
       // Most likely the reply to a frame whose ops all timed out before the connection was replaced.
@@ -355,6 +370,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
         request: req,
         weight: batchable ? pageOpWeight(req, requestOptions.pageSize ?? 0) : 0,
         batchable,
+        group: batchable ? requestOptions.sv : undefined,
         // Sound because settle() resolves only with replies isExpectedReply allows for this request.
         resolve: resolve as (reply: NodeFrame) => void,
         reject,
@@ -394,7 +410,10 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
         pending.set(op.id, op);
         return { ...op.request, id: op.id } as PageOp;
       });
-      frame = { t: 'batch', id, ops: wireOps };
+      frame =
+        first.group === undefined
+          ? { t: 'batch', id, ops: wireOps }
+          : { t: 'batch', id, ops: wireOps, sv: first.group };
     } else {
       first.id = id;
       first.frameId = id;
@@ -414,8 +433,11 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     ws.send(data);
   }
 
-  /** Closes the connection once: every op still waiting is rejected with `error`. */
-  function fail(error: TmemError, closeCode?: number): void {
+  /**
+   * Closes the connection once: every op still waiting is rejected with `error`. `deliberate` closes (the
+   * client let go of the connection) are logged at info, failures at warn.
+   */
+  function fail(error: TmemError, closeCode?: number, deliberate = false): void {
     if (state === 'closed') return;
     const wasOpen = state === 'open';
     state = 'closed';
@@ -429,7 +451,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     for (const op of waiting) failOp(op, error);
     closeSocket(closeCode);
     if (wasOpen) {
-      const level = error.code === ErrorCode.ClientClosed ? 'info' : 'warn';
+      const level = deliberate || error.code === ErrorCode.ClientClosed ? 'info' : 'warn';
       log[level]({ node: url, nodeId, code: error.code }, 'connection closed');
       options.onClose?.(connection, error);
     } else {

@@ -18,8 +18,9 @@ export interface Logger {
 /** Options of `connect`. */
 export interface ConnectOptions {
   /**
-   * WebSocket URLs of memory nodes (`ws://host:port`), tried in order; the first that completes the handshake
-   * is used. Reconnections go through the same list.
+   * WebSocket URLs of memory nodes (`ws://host:port`), tried in order until one answers with the cluster state;
+   * the client learns every other member from that state. The seeds are asked again only when no member of
+   * the cluster the client knows can be reached.
    */
   seeds: string[];
   /**
@@ -55,11 +56,19 @@ export interface ConnectOptions {
    */
   maxFramesInFlight?: number;
   /**
-   * How many times an op whose connection was lost is retried on a new connection, within its timeout.
-   * Error replies from a node and timeouts are never retried.
+   * How many times an op whose connection was lost (or whose node could not be reached) is retried, after
+   * refreshing the cluster state, within its timeout. Error replies from a node and timeouts are never retried,
+   * except the topology answers STALE_STATE, NOT_SERVING and NO_COORDINATOR: those are retried after a refresh
+   * for as long as the op's timeout lasts, without spending from this budget.
    * @default 2
    */
   retries?: number;
+  /**
+   * How often the client asks a node for the cluster state, in milliseconds, besides the updates nodes push:
+   * the safety net when pushes are lost.
+   * @default 2000
+   */
+  stateRefreshMs?: number;
   /**
    * Where the client logs connection changes (info, warn) and late replies (debug).
    * @default none: the library is silent
@@ -77,6 +86,7 @@ export interface ResolvedOptions {
   maxBatchBytes: number;
   maxFramesInFlight: number;
   retries: number;
+  stateRefreshMs: number;
   logger: Logger;
 }
 
@@ -136,6 +146,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     ),
     maxFramesInFlight: integerIn('maxFramesInFlight', options.maxFramesInFlight ?? 16, 1, 1_000_000),
     retries: integerIn('retries', options.retries ?? 2, 0, 1000),
+    stateRefreshMs: integerIn('stateRefreshMs', options.stateRefreshMs ?? 2000, 1, MAX_TIMER_MS),
     logger: options.logger ?? silentLogger,
   };
 }

@@ -7,7 +7,7 @@ import {
   type ObjectId,
   type PoolKind,
 } from '@tmem/protocol';
-import type { ReplyTo, Request } from './requests.ts';
+import type { ReplyTo, RoutedRequest } from './requests.ts';
 
 /** A pool of pages on the cluster. Every op validates its arguments before anything is sent. */
 export interface Pool {
@@ -48,7 +48,10 @@ export interface ExecuteOptions {
 }
 
 /** Runs one request on the right node, with the client's timeout and retry policy. */
-export type Execute = <R extends Request>(request: R, options: ExecuteOptions) => Promise<ReplyTo<R>>;
+export type Execute = <R extends RoutedRequest>(
+  request: R,
+  options: ExecuteOptions,
+) => Promise<ReplyTo<R>>;
 
 /**
  * An object id as bytes the client owns: ops are encoded when their batch leaves, which may be after the

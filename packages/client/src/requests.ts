@@ -5,10 +5,12 @@ import type {
   Miss,
   NewPool,
   NodeFrame,
+  GetState,
   Ok,
   PageOp,
   PoolCreated,
   Refused,
+  StateReply,
   StatsReply,
   StatsRequest,
 } from '@tmem/protocol';
@@ -19,9 +21,11 @@ type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 /** A page op as the pool layer issues it; these are coalesced into batch frames. */
 export type PageRequest = WithoutId<PageOp>;
 /** A pool or node op; each travels in a frame of its own. */
-export type ControlRequest = WithoutId<NewPool | DestroyPool | StatsRequest>;
+export type ControlRequest = WithoutId<NewPool | DestroyPool | StatsRequest | GetState>;
 /** Anything a client asks a node after the handshake. */
 export type Request = PageRequest | ControlRequest;
+/** What the pool layer asks the router for: every request but the state sync's own getState. */
+export type RoutedRequest = Exclude<Request, { t: 'getState' }>;
 
 /** The successful replies each request may get; error replies become rejections instead. */
 export interface ReplyMap {
@@ -32,6 +36,7 @@ export interface ReplyMap {
   newPool: PoolCreated;
   destroyPool: Ok;
   stats: StatsReply;
+  getState: StateReply;
 }
 
 /** The reply type of request `R`. */
@@ -45,6 +50,7 @@ const EXPECTED: { readonly [K in Request['t']]: ReadonlySet<NodeFrame['t']> } = 
   newPool: new Set(['pool']),
   destroyPool: new Set(['ok']),
   stats: new Set(['stats']),
+  getState: new Set(['state']),
 };
 
 /** True when `t` is a reply the node may give to a request of type `request`; anything else is a node bug. */

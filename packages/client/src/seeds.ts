@@ -1,43 +1,52 @@
 import { ErrorCode, TmemError } from '@tmem/protocol';
-import type { NodeConnection } from './node-connection.ts';
 
-/** One seed that could not be used, as reported in NO_NODES details. */
+/** One seed (or member) that could not be used, as reported in NO_NODES details. */
 export interface SeedFailure {
   url: string;
   code: string;
   message: string;
 }
 
+/** A SeedFailure describing `error`. */
+export function seedFailure(url: string, error: unknown): SeedFailure {
+  return {
+    url,
+    code: error instanceof TmemError ? error.code : ErrorCode.Internal,
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** The NO_NODES error for a list of failed attempts; `cause` is the one error, or all of them. */
+export function noNodesError(message: string, failures: SeedFailure[], errors: unknown[]): TmemError {
+  return new TmemError(ErrorCode.NoNodes, message, {
+    details: { failures },
+    cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'every node failed'),
+  });
+}
+
 /**
- * Opens a connection to the first seed, in order, that completes the handshake. Rejects with NO_NODES, whose
+ * Runs `use` on each seed, in order, until one succeeds, and returns its result. Rejects with NO_NODES, whose
  * `details.failures` says why each seed failed, or with the abort reason once `signal` aborts.
  */
-export async function connectFirst(
+export async function connectFirst<T>(
   seeds: readonly string[],
-  open: (url: string) => Promise<NodeConnection>,
+  use: (url: string) => Promise<T>,
   signal: AbortSignal,
-): Promise<NodeConnection> {
+): Promise<T> {
   const failures: SeedFailure[] = [];
   const errors: unknown[] = [];
   for (const url of seeds) {
     try {
-      return await open(url);
+      return await use(url);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
-      failures.push({
-        url,
-        code: error instanceof TmemError ? error.code : ErrorCode.Internal,
-        message: error instanceof Error ? error.message : String(error),
-      });
+      failures.push(seedFailure(url, error));
       errors.push(error);
     }
   }
-  throw new TmemError(
-    ErrorCode.NoNodes,
-    `none of the ${seeds.length} seeds completed the handshake; check the seed URLs and that the nodes run`,
-    {
-      details: { failures },
-      cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'every seed failed'),
-    },
+  throw noNodesError(
+    `none of the ${seeds.length} seeds answered with the cluster state; check the seed URLs and that the nodes run`,
+    failures,
+    errors,
   );
 }

@@ -41,6 +41,13 @@ describe('op queue', () => {
     expect(frames(queue)).toEqual([['a', 'b'], ['x'], ['y'], ['c']]);
   });
 
+  it('starts a new frame when the group (the routing state version) changes', () => {
+    const queue = createOpQueue<Item>({ maxOps: 100, maxBytes: 1e9 });
+    const at = (name: string, group: number): Item => ({ ...page(name), group });
+    for (const item of [at('a', 1), at('b', 1), at('c', 2), at('d', 2), at('e', 1)]) queue.push(item);
+    expect(frames(queue)).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
+  });
+
   it('skips removed ops and counts only waiting ones', () => {
     const queue = createOpQueue<Item>({ maxOps: 100, maxBytes: 1e9 });
     const items = Array.from({ length: 300 }, (_, i) => page(`p${i}`));

@@ -2,13 +2,18 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  ClusterState,
   ErrorCode,
   PROTOCOL_VERSION,
   createCodec,
   oidKey,
+  partitionOf,
+  partitionTableFor,
+  sameMember,
   type Batch,
   type ClientFrame,
   type Hello,
+  type MemberInfo,
   type NodeFrame,
   type NodeStats,
   type PageOp,
@@ -22,15 +27,109 @@ export interface ReceivedFrame {
   socket: WebSocket;
 }
 
+/**
+ * The replicated state several fake nodes share, standing in for the coordinator: every change is committed
+ * at once (version + 1) and pushed to the nodes' subscribers.
+ */
+export interface FakeCluster {
+  /** The committed state; replaced, never mutated, by commit. */
+  readonly state: ClusterState;
+  /** The coordinator the nodes report. */
+  leaderId: string | null;
+  /** While false, committed states are not pushed to subscribers, as if the pushes were lost. */
+  pushes: boolean;
+  /** Applies `change` to a copy of the state, bumps the version, validates, stores and pushes the result. */
+  commit(change?: (draft: ClusterState) => void): ClusterState;
+  /** Removes a member, as the coordinator does once its lease surely expired. */
+  removeMember(id: string): ClusterState;
+  /** Id of the member that is the primary of a page in the current state. */
+  primaryOf(pool: number, oid: Uint8Array | string, index: number): string | undefined;
+}
+
+/** What the cluster tells each of its nodes. */
+interface ClusterNode {
+  onCommit(state: ClusterState): void;
+}
+
+interface InternalCluster extends FakeCluster {
+  join(node: ClusterNode, member: MemberInfo): void;
+}
+
+const utf8 = new TextEncoder();
+const bytesOf = (oid: Uint8Array | string): Uint8Array => (typeof oid === 'string' ? utf8.encode(oid) : oid);
+
+/** Options of a fake cluster. */
+export interface FakeClusterOptions {
+  /** @default 1024 */
+  partitionCount?: number;
+}
+
+/** Creates an empty fake cluster (version 1, no members); nodes join it when they start. */
+export function createFakeCluster(options: FakeClusterOptions = {}): FakeCluster {
+  const nodes = new Set<ClusterNode>();
+  let state = ClusterState.parse({
+    version: 1,
+    term: 1,
+    members: [],
+    pools: [],
+    nextPoolId: 1,
+    partitionCount: options.partitionCount ?? 1024,
+  });
+  const cluster: InternalCluster = {
+    get state() {
+      return state;
+    },
+    leaderId: null,
+    pushes: true,
+    commit(change) {
+      const draft: ClusterState = {
+        ...state,
+        members: state.members.map((m) => ({ ...m })),
+        pools: state.pools.map((p) => ({ ...p })),
+      };
+      change?.(draft);
+      draft.version = state.version + 1;
+      draft.members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      state = ClusterState.parse(draft);
+      for (const node of nodes) node.onCommit(state);
+      return state;
+    },
+    removeMember(id) {
+      return cluster.commit((draft) => {
+        draft.members = draft.members.filter((m) => m.id !== id);
+      });
+    },
+    primaryOf(pool, oid, index) {
+      const partition = partitionOf(pool, bytesOf(oid), index, state.partitionCount);
+      return partitionTableFor(state, 1).primary(partition)?.id;
+    },
+    join(node, member) {
+      nodes.add(node);
+      cluster.leaderId ??= member.id;
+      cluster.commit((draft) => {
+        draft.members = draft.members.filter((m) => m.id !== member.id);
+        draft.members.push(member);
+      });
+    },
+  };
+  return cluster;
+}
+
 /** Hooks that change how the fake answers; each falls back to the default behaviour when it returns undefined. */
 export interface FakeNodeOptions {
-  /** @default 'fake-node' */
+  /** Also the node's member id. @default 'fake-node' */
   nodeId?: string;
+  /** The cluster the node joins when it starts. @default a cluster of its own, with this node its one member */
+  cluster?: FakeCluster;
+  /** @default 1 */
+  incarnation?: number;
+  /** @default 64 MiB */
+  capacityBytes?: number;
   /** Answers the hello. An error reply also closes the socket, as a real node does. */
   onHello?: (hello: Hello) => NodeFrame | undefined;
   /** Answers a whole frame after the handshake, batch frames included. */
   onFrame?: (frame: ClientFrame) => NodeFrame | undefined;
-  /** Answers one page op, inside a batch or alone. */
+  /** Answers one page op, inside a batch or alone, before any serving check. */
   onPageOp?: (op: PageOp) => PageReply | undefined;
 }
 
@@ -38,26 +137,45 @@ export interface FakeNodeOptions {
  * An in-process memory node that speaks the wire protocol with an in-memory page map, records every frame
  * it receives, and can hold replies back, drop connections or send raw bytes: enough to drive the client
  * through batching, backpressure, timeouts and failures without a real node.
+ *
+ * As a cluster member it follows the serving rule of a real node: it answers getState (subscribing the
+ * socket to pushes when asked), answers STALE_STATE (details.version) to batch ops whose `sv` differs from
+ * the cluster's version, and NOT_SERVING to puts, gets and page flushes of partitions it is not the primary
+ * of (flushObject is served by every member, each flushing what it holds).
  */
 export interface FakeNode {
   readonly url: string;
   readonly nodeId: string;
+  /** The cluster it is a member of. */
+  readonly cluster: FakeCluster;
+  /** Its member entry. */
+  readonly member: MemberInfo;
   /** Every frame received, handshakes included, in arrival order across connections. */
   readonly received: readonly ReceivedFrame[];
   /** Open sockets. */
   readonly sockets: ReadonlySet<WebSocket>;
   /** Connections accepted so far. */
   readonly connections: number;
-  /** While true, replies are kept back until releaseHeld(). */
+  /** Sockets subscribed to state pushes. */
+  readonly subscribers: number;
+  /** While true, replies are kept back until releaseHeld(). State replies and pushes are never held. */
   hold: boolean;
+  /** While true, every page op is answered NOT_SERVING, as by a node whose lease lapsed. */
+  notServing: boolean;
   /** Replies kept back. */
   readonly held: number;
   /** Most frames any one connection had unanswered at once (held replies count as unanswered). */
   readonly maxOutstanding: number;
+  /** How many page ops it answered STALE_STATE and NOT_SERVING. */
+  readonly refusals: { readonly stale: number; readonly notServing: number };
   /** Sends every held reply, in order. */
   releaseHeld(): void;
   /** The batch frames received, in order. */
   batches(): Batch[];
+  /** The page the node holds at a handle, if any. */
+  page(pool: number, oid: Uint8Array | string, index: number): Uint8Array | undefined;
+  /** Pages the node holds, over all pools. */
+  pageCount(): number;
   /** Sends raw bytes (binary) or a string (a text frame) on every open socket. */
   sendRaw(data: Uint8Array | string): void;
   /** Sends a frame on every open socket, as if it answered something. */
@@ -69,15 +187,11 @@ export interface FakeNode {
    * them on the same ordered stream.
    */
   barrier(): Promise<void>;
-  /** Cuts every connection and stops listening; idempotent. */
+  /** Cuts every connection and stops listening (the node dies; it stays in the cluster state); idempotent. */
   close(): Promise<void>;
 }
 
-interface StoredPool {
-  kind: string;
-  pageSize: number;
-  objects: Map<string, Map<number, Uint8Array<ArrayBuffer>>>;
-}
+type Objects = Map<string, Map<number, Uint8Array<ArrayBuffer>>>;
 
 function zeroStats(nodeId: string): NodeStats {
   return {
@@ -99,79 +213,136 @@ function zeroStats(nodeId: string): NodeStats {
   };
 }
 
-/** Starts a fake node on 127.0.0.1, port 0. */
+/** Starts a fake node on 127.0.0.1, port 0, and makes it a member of its cluster. */
 export async function startFakeNode(options: FakeNodeOptions = {}): Promise<FakeNode> {
   const nodeId = options.nodeId ?? 'fake-node';
+  const cluster = (options.cluster ?? createFakeCluster()) as InternalCluster;
   const codec = createCodec();
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
+  const url = `ws://127.0.0.1:${port}`;
+  const member: MemberInfo = {
+    id: nodeId,
+    url,
+    incarnation: options.incarnation ?? 1,
+    capacityBytes: options.capacityBytes ?? 64 * 1024 * 1024,
+  };
 
   const received: ReceivedFrame[] = [];
   const sockets = new Set<WebSocket>();
+  const subscribed = new Set<WebSocket>();
+  const identities = new Map<WebSocket, string>();
   const outstanding = new Map<WebSocket, number>();
   const heldReplies: Array<{ socket: WebSocket; frame: NodeFrame }> = [];
-  const pools = new Map<number, StoredPool>();
-  let nextPool = 1;
+  /** Pages this node holds, by pool id. */
+  const pages = new Map<number, Objects>();
+  const refusals = { stale: 0, notServing: 0 };
   let connections = 0;
   let maxOutstanding = 0;
   let closed: Promise<void> | undefined;
 
-  function error(id: number, code: string, message = code): NodeFrame & PageReply {
-    return { t: 'error', id, code, message };
+  function error(id: number, code: string, message = code, details?: Record<string, unknown>) {
+    const reply: NodeFrame & PageReply = { t: 'error', id, code, message };
+    if (details !== undefined) reply.details = details;
+    return reply;
   }
 
-  function answerPageOp(op: PageOp): PageReply {
-    const custom = options.onPageOp?.(op);
+  function poolInfo(id: number) {
+    return cluster.state.pools.find((p) => p.id === id);
+  }
+
+  /** The serving rule: lease (notServing), then version, then primacy. */
+  function refusal(op: PageOp, sv: number | undefined): PageReply | undefined {
+    if (fake.notServing) {
+      refusals.notServing++;
+      return error(op.id, ErrorCode.NotServing, 'no lease');
+    }
+    const { state } = cluster;
+    if (sv !== undefined && sv !== state.version) {
+      refusals.stale++;
+      return error(op.id, ErrorCode.StaleState, 'routed by another version', { version: state.version });
+    }
+    if (op.t !== 'flushObject') {
+      const partition = partitionOf(op.pool, op.oid, op.index, state.partitionCount);
+      if (!sameMember(partitionTableFor(state, 1).primary(partition), member)) {
+        refusals.notServing++;
+        return error(op.id, ErrorCode.NotServing, 'not the primary');
+      }
+    }
+    return undefined;
+  }
+
+  function answerPageOp(op: PageOp, sv: number | undefined): PageReply {
+    const custom = options.onPageOp?.(op) ?? refusal(op, sv);
     if (custom !== undefined) return custom;
-    const pool = pools.get(op.pool);
-    if (pool === undefined) return error(op.id, ErrorCode.UnknownPool);
+    if (poolInfo(op.pool) === undefined) return error(op.id, ErrorCode.UnknownPool);
+    let objects = pages.get(op.pool);
+    if (objects === undefined) {
+      objects = new Map();
+      pages.set(op.pool, objects);
+    }
     const key = oidKey(op.oid);
     switch (op.t) {
       case 'put': {
-        const object = pool.objects.get(key) ?? new Map<number, Uint8Array<ArrayBuffer>>();
+        const object = objects.get(key) ?? new Map<number, Uint8Array<ArrayBuffer>>();
         // Copied: the decoded page is a view into the received frame.
         object.set(op.index, new Uint8Array(op.page));
-        pool.objects.set(key, object);
+        objects.set(key, object);
         return { t: 'accepted', id: op.id };
       }
       case 'get': {
-        const page = pool.objects.get(key)?.get(op.index);
+        const page = objects.get(key)?.get(op.index);
         return page === undefined ? { t: 'miss', id: op.id } : { t: 'hit', id: op.id, page };
       }
       case 'flushPage':
-        pool.objects.get(key)?.delete(op.index);
+        objects.get(key)?.delete(op.index);
         return { t: 'ok', id: op.id };
       case 'flushObject':
-        pool.objects.delete(key);
+        objects.delete(key);
         return { t: 'ok', id: op.id };
     }
   }
 
-  function answer(frame: ClientFrame): NodeFrame {
+  function answer(frame: ClientFrame, socket: WebSocket): NodeFrame {
     const custom = options.onFrame?.(frame);
     if (custom !== undefined) return custom;
     switch (frame.t) {
       case 'hello':
         return error(frame.id, ErrorCode.InvalidFrame, 'handshake already done');
       case 'newPool': {
-        const pool = nextPool++;
-        pools.set(pool, { kind: frame.kind, pageSize: frame.pageSize, objects: new Map() });
+        // Committed before the reply, as a real node answers only after the commit.
+        const pool = cluster.state.nextPoolId;
+        cluster.commit((draft) => {
+          draft.pools.push({
+            id: pool,
+            kind: frame.kind,
+            pageSize: frame.pageSize,
+            owner: identities.get(socket) ?? 'unknown',
+            replication: frame.kind === 'ephemeral' ? 1 : (frame.replication ?? 1),
+          });
+          draft.nextPoolId = pool + 1;
+        });
         return { t: 'pool', id: frame.id, pool, kind: frame.kind, pageSize: frame.pageSize };
       }
       case 'destroyPool':
-        if (!pools.delete(frame.pool)) return error(frame.id, ErrorCode.UnknownPool);
+        if (poolInfo(frame.pool) === undefined) return error(frame.id, ErrorCode.UnknownPool);
+        cluster.commit((draft) => {
+          draft.pools = draft.pools.filter((p) => p.id !== frame.pool);
+        });
         return { t: 'ok', id: frame.id };
       case 'stats':
         return { t: 'stats', id: frame.id, stats: zeroStats(nodeId) };
       case 'batch':
-        return { t: 'batch', id: frame.id, replies: frame.ops.map(answerPageOp) };
+        return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => answerPageOp(op, frame.sv)) };
       case 'getState':
+        if (frame.subscribe) subscribed.add(socket);
+        return { t: 'state', id: frame.id, state: cluster.state, leaderId: cluster.leaderId };
       case 'peer':
       case 'propose':
         return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
-        return answerPageOp(frame);
+        return answerPageOp(frame, undefined);
     }
   }
 
@@ -187,6 +358,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     let greeted = false;
     socket.on('close', () => {
       sockets.delete(socket);
+      subscribed.delete(socket);
       outstanding.delete(socket);
     });
     socket.on('error', () => undefined);
@@ -197,6 +369,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       if (!greeted) {
         greeted = true;
         if (frame.t !== 'hello') throw new Error(`client sent ${frame.t} before hello`);
+        identities.set(socket, frame.identity);
         const welcome = options.onHello?.(frame) ?? {
           t: 'welcome',
           id: frame.id,
@@ -207,35 +380,55 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         if (welcome.t === 'error') socket.close(1002);
         return;
       }
+      const frameReply = answer(frame, socket);
+      // State replies are the sync's business: never held, not counted as outstanding ops.
+      if (frame.t === 'getState') {
+        socket.send(codec.encode(frameReply));
+        return;
+      }
       const count = (outstanding.get(socket) ?? 0) + 1;
       outstanding.set(socket, count);
       maxOutstanding = Math.max(maxOutstanding, count);
-      const frameReply = answer(frame);
       if (fake.hold) heldReplies.push({ socket, frame: frameReply });
       else reply(socket, frameReply);
     });
   });
 
   const fake: FakeNode = {
-    url: `ws://127.0.0.1:${port}`,
+    url,
     nodeId,
+    cluster,
+    member,
     received,
     sockets,
     get connections() {
       return connections;
     },
+    get subscribers() {
+      return subscribed.size;
+    },
     hold: false,
+    notServing: false,
     get held() {
       return heldReplies.length;
     },
     get maxOutstanding() {
       return maxOutstanding;
     },
+    refusals,
     releaseHeld() {
       for (const { socket, frame } of heldReplies.splice(0)) reply(socket, frame);
     },
     batches() {
       return received.flatMap(({ frame }) => (frame.t === 'batch' ? [frame] : []));
+    },
+    page(pool, oid, index) {
+      return pages.get(pool)?.get(oidKey(bytesOf(oid)))?.get(index);
+    },
+    pageCount() {
+      let count = 0;
+      for (const objects of pages.values()) for (const object of objects.values()) count += object.size;
+      return count;
     },
     sendRaw(data) {
       for (const socket of sockets) socket.send(data, { binary: typeof data !== 'string' });
@@ -266,7 +459,31 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       return closed;
     },
   };
+
+  cluster.join(
+    {
+      onCommit(state) {
+        // A destroyed pool's pages go from every node.
+        for (const id of pages.keys()) if (!state.pools.some((p) => p.id === id)) pages.delete(id);
+        if (!cluster.pushes || closed !== undefined) return;
+        const push = codec.encode({ t: 'state', id: 0, state, leaderId: cluster.leaderId });
+        for (const socket of subscribed) if (socket.readyState === socket.OPEN) socket.send(push);
+      },
+    },
+    member,
+  );
   return fake;
+}
+
+/** A cluster of fake nodes sharing one state, with ids n1, n2, ... */
+export async function startFakeCluster(
+  count: number,
+  options: FakeClusterOptions & Omit<FakeNodeOptions, 'nodeId' | 'cluster'> = {},
+): Promise<{ cluster: FakeCluster; nodes: FakeNode[] }> {
+  const cluster = createFakeCluster(options);
+  const nodes: FakeNode[] = [];
+  for (let i = 1; i <= count; i++) nodes.push(await startFakeNode({ ...options, nodeId: `n${i}`, cluster }));
+  return { cluster, nodes };
 }
 
 /** A TCP server that accepts connections and never says a word: a node stuck before its handshake. */

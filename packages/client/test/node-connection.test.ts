@@ -172,6 +172,34 @@ describe('node connection requests', () => {
     expect(late).toBeInstanceOf(ConnectionLostError);
   });
 
+  it('sends the routing version as the batch sv, one version per frame', async () => {
+    const fake = await fakeNode();
+    const connection = await open(fake.url);
+    const flush = (sv: number | undefined) =>
+      connection.request({ t: 'flushObject', pool: 1, oid: Uint8Array.of(1) }, { deadline: deadline(), sv });
+    const replies = await Promise.allSettled([flush(fake.cluster.state.version), flush(1), flush(undefined)]);
+    expect(replies.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(replies.map((r) => (r.status === 'rejected' ? (r.reason as TmemError).code : ''))).toEqual([
+      ErrorCode.UnknownPool,
+      ErrorCode.StaleState,
+      ErrorCode.UnknownPool,
+    ]);
+    expect(replies[1]).toMatchObject({ reason: { details: { version: fake.cluster.state.version } } });
+    expect(fake.batches().map((b) => b.sv)).toEqual([fake.cluster.state.version, 1, undefined]);
+  });
+
+  it('hands state pushes (id 0) to onStatePush, and answers getState', async () => {
+    const fake = await fakeNode();
+    const pushes: number[] = [];
+    const connection = await open(fake.url, { onStatePush: (_c, frame) => pushes.push(frame.state.version) });
+    const reply = await connection.request({ t: 'getState', subscribe: true }, { deadline: deadline() });
+    expect(reply.state).toEqual(fake.cluster.state);
+    fake.cluster.commit();
+    await waitFor(() => pushes.length === 1, 'the push');
+    expect(pushes).toEqual([reply.state.version + 1]);
+    expect(connection.isOpen).toBe(true);
+  });
+
   it('rejects ops at once when their deadline has already passed', async () => {
     const fake = await fakeNode();
     const connection = await open(fake.url);

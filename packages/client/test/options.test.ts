@@ -15,6 +15,7 @@ describe('resolveOptions', () => {
       maxBatchBytes: 1024 * 1024,
       maxFramesInFlight: 16,
       retries: 2,
+      stateRefreshMs: 2000,
     });
     expect(options.identity).toMatch(/^client-[0-9a-f-]{36}$/);
     expect(resolveOptions({ seeds }).identity).not.toBe(options.identity);
@@ -33,6 +34,7 @@ describe('resolveOptions', () => {
     ['maxBatchBytes 0', { maxBatchBytes: 0 }],
     ['maxFramesInFlight 0', { maxFramesInFlight: 0 }],
     ['negative retries', { retries: -1 }],
+    ['a zero state refresh period', { stateRefreshMs: 0 }],
   ])('rejects %s with BAD_ARGUMENT', (_name, bad) => {
     let thrown: unknown;
     try {

@@ -4,6 +4,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import { parseByteSize } from './size.ts';
+import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
 function byteSize(text: string): number {
   try {
@@ -21,12 +22,36 @@ function port(text: string): number {
   return value;
 }
 
+function positiveInt(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError('must be a positive integer');
+  return value;
+}
+
+function collectUrls(text: string, previous: string[]): string[] {
+  const urls = text
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url !== '');
+  for (const url of urls) {
+    if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new InvalidArgumentError(`"${url}" is not a ws:// URL`);
+  }
+  return [...previous, ...urls];
+}
+
 interface NodeCommandOptions {
   port: number;
   host: string;
   capacity: number;
   nodeId?: string;
   maxFrameBytes: number;
+  join: string[];
+  partitions: number;
+  replication: number;
+  heartbeatMs?: number;
+  leaseMs?: number;
+  electionTimeoutMs?: number;
+  failureTimeoutMs?: number;
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
@@ -39,6 +64,17 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     capacityBytes: options.capacity,
     maxFrameBytes: options.maxFrameBytes,
     logger,
+    join: options.join,
+    partitionCount: options.partitions,
+    defaultReplication: options.replication,
+    timing: {
+      ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
+      ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+      ...(options.failureTimeoutMs === undefined ? {} : { failureTimeoutMs: options.failureTimeoutMs }),
+      ...(options.electionTimeoutMs === undefined
+        ? {}
+        : { electionTimeoutMs: { min: options.electionTimeoutMs, max: options.electionTimeoutMs * 2 } }),
+    },
   });
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, nodeId })}\n`);
@@ -60,6 +96,30 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   if (process.send !== undefined) process.once('disconnect', () => stop('parent exited'));
 }
 
+interface StatusCommandOptions {
+  seed?: string[];
+  json?: boolean;
+  timeoutMs: number;
+}
+
+/** The first node of cluster.config.ts, so `tmem status` next to `npm run cluster` needs no flags. */
+const DEFAULT_STATUS_SEED = 'ws://127.0.0.1:7401';
+
+async function runStatus(options: StatusCommandOptions): Promise<void> {
+  try {
+    const status = await fetchClusterStatus(options.seed ?? [DEFAULT_STATUS_SEED], {
+      timeoutMs: options.timeoutMs,
+    });
+    process.stdout.write(
+      options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatClusterStatus(status)}\n`,
+    );
+  } catch (error) {
+    // One line, no stack: the message names the seed and what to check.
+    process.stderr.write(`tmem status: ${(error as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+    process.exitCode = 1;
+  }
+}
+
 /** Builds the `tmem` command line. */
 export function buildCli(): Command {
   const program = new Command('tmem').description('transcendent memory: memory nodes and tools');
@@ -76,7 +136,43 @@ export function buildCli(): Command {
       byteSize,
       DEFAULT_MAX_FRAME_BYTES,
     )
+    .option(
+      '-j, --join <urls>',
+      'join the cluster through these nodes (repeat or comma-separate)',
+      collectUrls,
+      [],
+    )
+    .option('--partitions <n>', 'partitions of a new cluster (fixed for its life)', positiveInt, 1024)
+    .option(
+      '--replication <n>',
+      'copies of each persistent page, unless a pool says otherwise',
+      positiveInt,
+      2,
+    )
+    .option('--heartbeat-ms <ms>', 'coordinator heartbeat interval (default 100)', positiveInt)
+    .option('--lease-ms <ms>', 'lease a heartbeat grants (default 1000)', positiveInt)
+    .option(
+      '--election-timeout-ms <ms>',
+      'minimum election timeout; the maximum is twice it (default 600)',
+      positiveInt,
+    )
+    .option(
+      '--failure-timeout-ms <ms>',
+      'silence after which a member is suspected (default 800)',
+      positiveInt,
+    )
     .action((options: NodeCommandOptions) => runNode(options));
+  program
+    .command('status')
+    .description('show the members of a cluster, their partitions, memory and hit ratios')
+    .option(
+      '-s, --seed <url>',
+      `node to ask for the cluster state; repeat or comma-separate to try several in order (default: ${DEFAULT_STATUS_SEED})`,
+      (text: string, previous?: string[]) => collectUrls(text, previous ?? []),
+    )
+    .option('--json', 'print the status as JSON instead of a table')
+    .option('--timeout-ms <ms>', 'budget of each connection', positiveInt, DEFAULT_STATUS_TIMEOUT_MS)
+    .action((options: StatusCommandOptions) => runStatus(options));
   return program;
 }
 

@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FRAME_BYTES, createCodec } from '@tmem/protocol';
 import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
+import { createClusterMember, type ClusterMember, type ClusterTiming } from './cluster/cluster-member.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -23,6 +24,14 @@ export interface MemnodeOptions {
   closeGraceMs?: number;
   /** @default a silent logger */
   logger?: Logger;
+  /** URLs of nodes to join through; none founds a new cluster. @default [] */
+  join?: readonly string[];
+  /** Partitions of a new cluster. @default 1024 */
+  partitionCount?: number;
+  /** Copies a persistent pool keeps unless its creator says otherwise. @default 2 */
+  defaultReplication?: number;
+  /** Heartbeat, election, lease and failure-detection timing. */
+  timing?: ClusterTiming;
 }
 
 /** A running memory node. */
@@ -32,7 +41,11 @@ export interface Memnode {
   readonly url: string;
   readonly port: number;
   readonly store: PageStore;
-  /** Stops taking connections, closes every client socket (1001) and the listener. Idempotent. */
+  readonly cluster: ClusterMember;
+  /**
+   * Leaves the cluster gracefully (its partitions move to the others), then closes every client socket
+   * (1001) and the listener. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -48,8 +61,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const codec = createCodec({ maxFrameBytes });
   const store = createPageStore({ capacityBytes: options.capacityBytes });
   const closeGraceMs = options.closeGraceMs ?? 2000;
-  let lastPoolId = 0;
   let closing: Promise<void> | undefined;
+  let cluster: ClusterMember | undefined;
 
   const http: Server = createServer((_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
@@ -59,16 +72,19 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     perMessageDeflate: false,
     maxPayload: maxFrameBytes + WS_PAYLOAD_SLACK_BYTES,
   });
-  wss.on('connection', (socket: WebSocket) =>
+  wss.on('connection', (socket: WebSocket) => {
+    // Connections that arrive before the cluster layer exists (a few microseconds after listen) wait for it.
+    if (cluster === undefined) return socket.close(CloseCode.GoingAway, 'node starting');
     serveSession(socket, {
       nodeId,
       codec,
       store,
+      cluster,
       logger,
-      nextPoolId: () => ++lastPoolId,
+      defaultReplication: options.defaultReplication ?? 2,
       isClosing: () => closing !== undefined,
-    }),
-  );
+    });
+  });
   wss.on('error', (error) => logger.error({ err: error }, 'websocket server error'));
 
   await new Promise<void>((resolve, reject) => {
@@ -81,10 +97,24 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `ws://${host}:${address.port}`;
+  cluster = createClusterMember({
+    nodeId,
+    url,
+    capacityBytes: options.capacityBytes,
+    seeds: options.join ?? [],
+    ...(options.partitionCount === undefined ? {} : { partitionCount: options.partitionCount }),
+    store,
+    codec,
+    logger,
+    ...(options.timing === undefined ? {} : { timing: options.timing }),
+  });
+  const member = cluster;
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
   async function shutdown(): Promise<void> {
     logger.info('closing');
+    await member.leave();
+    member.close();
     // ws's close() stops accepting but leaves open sockets alone; close each one ourselves.
     const sockets = [...wss.clients];
     await Promise.all(
@@ -111,6 +141,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     url,
     port: address.port,
     store,
+    cluster: member,
     close: () => (closing ??= shutdown()),
   };
 }

@@ -3,11 +3,13 @@ import {
   TmemError,
   UnknownPoolError,
   errorToWire,
+  partitionOf,
   type ClientFrame,
   type NodeFrame,
   type PageOp,
   type PageReply,
 } from '@tmem/protocol';
+import type { ClusterMember } from './cluster/cluster-member.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
 
 /** What a request needs to know about its connection and node. */
@@ -15,9 +17,12 @@ export interface RequestContext {
   nodeId: string;
   /** The identity from the connection's handshake; it owns the private pools it creates. */
   identity: string;
+  /** True for another memory node (it may send coordination frames). */
+  isPeer: boolean;
   store: PageStore;
-  /** Allocates a node-wide unique pool id. */
-  nextPoolId(): number;
+  cluster: ClusterMember;
+  /** Copies a persistent pool keeps when the client does not say. */
+  defaultReplication: number;
 }
 
 /**
@@ -36,10 +41,18 @@ function errorReply(id: number, error: unknown): PageReply & { t: 'error' } {
   return { t: 'error', id, ...errorToWire(error) };
 }
 
-/** Applies one page op to the store. Never throws: failures become error replies for that op alone. */
-export function handlePageOp(ctx: RequestContext, op: PageOp): PageReply {
+/**
+ * Applies one page op to the store, if this node may serve it: the request's state version must be this
+ * node's and the node must be the primary of the page's partition, holding a lease. Never throws: failures
+ * become error replies for that op alone.
+ */
+export function handlePageOp(ctx: RequestContext, op: PageOp, stateVersion: number | undefined): PageReply {
   try {
     ownedPool(ctx, op.pool);
+    const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
+    // flushObject reaches every member (an object spans many partitions); it only needs a current lease.
+    const partition = op.t === 'flushObject' ? null : partitionOf(op.pool, op.oid, op.index, partitionCount);
+    ctx.cluster.checkServing(stateVersion, partition);
     switch (op.t) {
       case 'put': {
         const result = ctx.store.put(op.pool, op.oid, op.index, op.page);
@@ -63,35 +76,81 @@ export function handlePageOp(ctx: RequestContext, op: PageOp): PageReply {
   }
 }
 
-/**
- * Answers one decoded frame from a client that completed its handshake. The handshake itself is the
- * session's business, so `hello` here is a protocol error.
- */
-export function handleFrame(ctx: RequestContext, frame: ClientFrame): NodeFrame {
-  try {
-    switch (frame.t) {
-      case 'hello':
-        throw new TmemError(ErrorCode.InvalidFrame, 'handshake already done on this connection');
-      case 'newPool': {
-        const pool = ctx.nextPoolId();
-        ctx.store.createPool({ id: pool, kind: frame.kind, pageSize: frame.pageSize, owner: ctx.identity });
-        return { t: 'pool', id: frame.id, pool, kind: frame.kind, pageSize: frame.pageSize };
-      }
-      case 'destroyPool':
-        ownedPool(ctx, frame.pool);
-        ctx.store.destroyPool(frame.pool);
-        return { t: 'ok', id: frame.id };
-      case 'stats':
-        return { t: 'stats', id: frame.id, stats: { nodeId: ctx.nodeId, ...ctx.store.stats() } };
-      case 'batch':
-        return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => handlePageOp(ctx, op)) };
-      case 'getState':
-      case 'peer':
-      case 'propose':
-        throw new TmemError(ErrorCode.InvalidFrame, `${frame.t} is handled by the cluster layer`);
-      default:
-        return handlePageOp(ctx, frame);
+function changeError(error: string): TmemError {
+  switch (error) {
+    case 'unknown-pool':
+      return new UnknownPoolError('pool does not exist');
+    case 'bad-page-size':
+      return new TmemError(ErrorCode.BadPageSize, 'page size must be a power of two from 512 to 65536');
+    case 'bad-replication':
+      return new TmemError(
+        ErrorCode.BadArgument,
+        'replication must be 1 for ephemeral pools, 1..16 otherwise',
+      );
+    default:
+      return new TmemError(ErrorCode.NoCoordinator, `change refused: ${error}`);
+  }
+}
+
+function requirePeer(ctx: RequestContext, frame: ClientFrame): void {
+  if (!ctx.isPeer) {
+    throw new TmemError(ErrorCode.InvalidFrame, `${frame.t} frames come from memory nodes only`);
+  }
+}
+
+async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFrame | undefined> {
+  switch (frame.t) {
+    case 'hello':
+      throw new TmemError(ErrorCode.InvalidFrame, 'handshake already done on this connection');
+    case 'newPool': {
+      const replication = frame.kind === 'ephemeral' ? 1 : (frame.replication ?? ctx.defaultReplication);
+      const result = await ctx.cluster.propose({
+        type: 'createPool',
+        kind: frame.kind,
+        pageSize: frame.pageSize,
+        owner: ctx.identity,
+        replication,
+      });
+      if (!result.ok || result.poolId === undefined)
+        throw changeError(result.ok ? 'no-pool-id' : result.error);
+      return { t: 'pool', id: frame.id, pool: result.poolId, kind: frame.kind, pageSize: frame.pageSize };
     }
+    case 'destroyPool': {
+      ownedPool(ctx, frame.pool);
+      const result = await ctx.cluster.propose({ type: 'destroyPool', poolId: frame.pool });
+      if (!result.ok && result.error !== 'unknown-pool') throw changeError(result.error);
+      return { t: 'ok', id: frame.id };
+    }
+    case 'stats':
+      return { t: 'stats', id: frame.id, stats: { nodeId: ctx.nodeId, ...ctx.store.stats() } };
+    case 'getState': {
+      const state = ctx.cluster.committed();
+      if (state === null) throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
+      return { t: 'state', id: frame.id, state, leaderId: ctx.cluster.leaderId() };
+    }
+    case 'peer':
+      requirePeer(ctx, frame);
+      ctx.cluster.receivePeerMessage(frame.message);
+      return undefined;
+    case 'propose': {
+      requirePeer(ctx, frame);
+      const result = await ctx.cluster.handleProposeFrame(frame.change, frame.forwarded ?? false);
+      return { ...result, id: frame.id };
+    }
+    case 'batch':
+      return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => handlePageOp(ctx, op, frame.sv)) };
+    default:
+      return handlePageOp(ctx, frame, undefined);
+  }
+}
+
+/**
+ * Answers one decoded frame from a connection that completed its handshake; undefined for one-way frames.
+ * The handshake itself is the session's business, so `hello` here is a protocol error. Never rejects.
+ */
+export async function handleFrame(ctx: RequestContext, frame: ClientFrame): Promise<NodeFrame | undefined> {
+  try {
+    return await answer(ctx, frame);
   } catch (error) {
     return errorReply(frame.id, error);
   }

@@ -11,6 +11,7 @@ import {
 import type { Logger } from './logger.ts';
 import { handleFrame } from './request-handler.ts';
 import type { PageStore } from './page-store.ts';
+import type { ClusterMember } from './cluster/cluster-member.ts';
 
 /** WebSocket close codes the node uses, from RFC 6455. */
 export const CloseCode = {
@@ -27,8 +28,9 @@ export interface SessionDeps {
   nodeId: string;
   codec: Codec;
   store: PageStore;
+  cluster: ClusterMember;
   logger: Logger;
-  nextPoolId(): number;
+  defaultReplication: number;
   /** True once the node is shutting down: new requests are answered SHUTTING_DOWN. */
   isClosing(): boolean;
 }
@@ -46,11 +48,21 @@ const FATAL_FRAME_ERRORS = new Set<string>([
  */
 export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   let identity: string | undefined;
+  let isPeer = false;
+  let unsubscribe: (() => void) | undefined;
   const log = deps.logger.child({ component: 'session' });
 
   function send(frame: NodeFrame): void {
     if (socket.readyState !== socket.OPEN) return;
-    socket.send(deps.codec.encode(frame), { binary: true });
+    let bytes: Uint8Array;
+    try {
+      bytes = deps.codec.encode(frame);
+    } catch (error) {
+      // A reply over the frame limit (a batch of large hits): answer with the error instead of crashing.
+      log.error({ err: error, t: frame.t }, 'reply could not be encoded');
+      bytes = deps.codec.encode({ t: 'error', id: frame.id, ...errorToWire(error) });
+    }
+    socket.send(bytes, { binary: true });
   }
 
   function sendError(id: number, error: unknown): void {
@@ -92,20 +104,34 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         return;
       }
       identity = frame.identity;
-      log.debug({ identity }, 'handshake');
+      isPeer = frame.role === 'peer';
+      if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
+      log.debug({ identity, isPeer }, 'handshake');
       send({ t: 'welcome', id: frame.id, protocol: PROTOCOL_VERSION, nodeId: deps.nodeId });
       return;
     }
-    if (deps.isClosing()) {
+    if (deps.isClosing() && frame.t !== 'peer' && frame.t !== 'propose') {
       sendError(frame.id, new TmemError(ErrorCode.ShuttingDown, 'node is shutting down; use another node'));
       return;
     }
-    send(
-      handleFrame(
-        { nodeId: deps.nodeId, identity, store: deps.store, nextPoolId: () => deps.nextPoolId() },
-        frame,
-      ),
-    );
+    if (frame.t === 'getState' && frame.subscribe && unsubscribe === undefined) {
+      unsubscribe = deps.cluster.onCommitted((state, leaderId) =>
+        send({ t: 'state', id: 0, state, leaderId }),
+      );
+    }
+    void handleFrame(
+      {
+        nodeId: deps.nodeId,
+        identity,
+        isPeer,
+        store: deps.store,
+        cluster: deps.cluster,
+        defaultReplication: deps.defaultReplication,
+      },
+      frame,
+    ).then((reply) => {
+      if (reply !== undefined) send(reply);
+    });
   }
 
   socket.on('message', (data, isBinary) => {
@@ -118,4 +144,5 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     }
   });
   socket.on('error', (error) => log.debug({ err: error }, 'socket error'));
+  socket.on('close', () => unsubscribe?.());
 }

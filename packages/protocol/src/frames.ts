@@ -38,6 +38,8 @@ export const Hello = z.object({
   protocol: u32,
   identity: z.string().min(1).max(MAX_IDENTITY_LENGTH),
   role: z.enum(['client', 'peer']).optional(),
+  /** A peer's own URL, so the receiver can answer it before any state names it (a joiner's first acks). */
+  url: z.string().max(2048).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -128,7 +130,13 @@ export type PeerMessage = z.infer<typeof PeerMessage>;
  * Node to node: asks the receiver to get a cluster-state change committed (a join, a leave, a pool). A node
  * that is not the coordinator forwards it. `change` is validated by the node's state-change schema.
  */
-export const ProposeChange = z.object({ t: z.literal('propose'), id: requestId, change: z.unknown() });
+export const ProposeChange = z.object({
+  t: z.literal('propose'),
+  id: requestId,
+  change: z.unknown(),
+  /** Set when a node relays the change to the coordinator: the receiver must not relay it again. */
+  forwarded: z.boolean().optional(),
+});
 export type ProposeChange = z.infer<typeof ProposeChange>;
 
 /** Every frame a client may send to a node. */

@@ -6,64 +6,13 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { isValidPageSize } from '@tmem/protocol';
+import { ClusterState, MemberInfo, PoolInfo, isValidPageSize } from '@tmem/protocol';
+
+// The state schemas live in @tmem/protocol (clients validate and route by the same state); re-exported here
+// so the cluster modules have one import for the state and the changes to it.
+export { ClusterState, MemberInfo, PoolInfo };
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-/** One member of the cluster: a memory-node process, identified by id AND incarnation. */
-export const MemberInfo = z.object({
-  /** Stable name of the node (survives restarts). */
-  id: z.string().min(1).max(128),
-  /** Where peers and clients reach it (ws:// or wss://). */
-  url: z.string().max(2048),
-  /**
-   * Bumped on every process start (e.g. wall-clock ms at start): a restarted process is a new member whose
-   * votes, acks and pages have nothing to do with its previous life.
-   */
-  incarnation: count,
-  /** Bytes of page data the node offers; weights its share of partitions. */
-  capacityBytes: count,
-});
-/** One member of the cluster. */
-export type MemberInfo = z.infer<typeof MemberInfo>;
-
-/** One pool, cluster-wide: the same id means the same pool on every node. */
-export const PoolInfo = z.object({
-  id: count,
-  kind: z.enum(['ephemeral', 'persistent']),
-  pageSize: count.refine(isValidPageSize, { message: 'page size must be a power of two from 512 to 65536' }),
-  /** Client identity that created the pool. */
-  owner: z.string().min(1).max(256),
-  /** Copies kept of each page (1 for ephemeral pools). */
-  replication: z.number().int().min(1).max(16),
-});
-/** One pool, cluster-wide. */
-export type PoolInfo = z.infer<typeof PoolInfo>;
-
-/** The whole replicated state. Small on purpose: it travels whole in every proposal. */
-export const ClusterState = z
-  .object({
-    /** Strictly increasing by 1 per committed change; requests carry it so nobody acts on an old table. */
-    version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-    /** Coordinator term that proposed this state; (term, version) identifies a state uniquely. */
-    term: count,
-    /** Sorted by id, ids unique. */
-    members: z.array(MemberInfo).max(1024),
-    pools: z.array(PoolInfo),
-    nextPoolId: count,
-    /** Fixed when the cluster is created. */
-    partitionCount: z
-      .number()
-      .int()
-      .min(1)
-      .max(1 << 20),
-  })
-  .refine((s) => s.members.every((m, i) => i === 0 || (s.members[i - 1] as MemberInfo).id < m.id), {
-    message: 'members must be sorted by id without duplicates',
-  })
-  .refine((s) => s.pools.every((p) => p.id < s.nextPoolId), { message: 'pool ids must be below nextPoolId' });
-/** The whole replicated state. Treat values as immutable: applyChange returns new objects. */
-export type ClusterState = z.infer<typeof ClusterState>;
 
 const changeId = z.string().min(1).max(256);
 

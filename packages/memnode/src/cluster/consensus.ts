@@ -53,8 +53,9 @@ export type Role = 'follower' | 'candidate' | 'leader';
  * leader) is safe. 'outcome-unknown': it was in flight; a later leader may still commit it, so retry only
  * changes that are idempotent (a join answered 'member-exists' is a success). 'no-quorum': a voter change
  * refused because a majority of the resulting configuration is not responsive right now; retry later.
+ * 'unreachable': the joiner did not answer the leader's probes within failureTimeoutMs.
  */
-export type ChangeFailure = 'leadership-lost' | 'outcome-unknown' | 'no-quorum';
+export type ChangeFailure = 'leadership-lost' | 'outcome-unknown' | 'no-quorum' | 'unreachable';
 
 /**
  * What a call asks the caller to do, in order. In particular an 'accepted' output comes BEFORE the 'send'
@@ -127,7 +128,7 @@ export interface Consensus {
 
 interface Peer {
   ref: MemberRef;
-  /** Leader's clock at the latest ack (failure detection). */
+  /** Send time (leader's clock) of the newest heartbeat round the peer acked: failure detection. */
   lastAckAt: number | null;
   /** Latest `sentAt` the peer reported: its own clock, echoed back as `leaseFrom`. */
   echo: number | null;
@@ -141,15 +142,16 @@ interface Peer {
 
 interface Pending {
   change: StateChange;
-  /** Proposed by the leader itself (removals): no changeDone/changeFailed for these. */
-  internal: boolean;
 }
 
 interface InFlight {
+  /** Null for the leader's own proposals (re-proposal, removals): nobody waits for those. */
   changeId: string | null;
   result: ChangeResult;
-  internal: boolean;
 }
+
+/** Removed identities remembered to refuse late joins of dead incarnations. */
+const REMOVED_HISTORY = 4096;
 
 /** Rounds whose send time is kept to compute the leader's lease; older acks no longer extend it. */
 const ROUND_HISTORY = 256;
@@ -203,6 +205,8 @@ export function createConsensus(options: ConsensusOptions): Consensus {
   let inFlight: InFlight | null = null;
   let queue: Pending[] = [];
   let commitNotBefore = -Infinity;
+  let probeSince: { key: string; at: number } | null = null;
+  const removedIdentities = new Set<string>();
 
   let lastRole: { role: Role; term: number; leaderId: string | null } = {
     role,
@@ -239,26 +243,29 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     electionDeadline = now + electionMin + opts.random() * (electionMax - electionMin);
   }
 
-  /** Only a member of both its committed and accepted state may campaign (joiners and leavers may not). */
+  /**
+   * Who may campaign: a member of its accepted state (Raft: a configuration takes effect when received), and
+   * a member of its committed state that accepted its own removal. The latter counts only the others' votes
+   * and, once leader, commits its accepted state and retires; it may be the only live holder of that state,
+   * and then nobody else could ever pass the up-to-date check. Deviation from "joiners wait for a committed
+   * state": likewise, members just added may be the only holders of the newest state when the leader dies.
+   * A joiner that has accepted nothing never campaigns.
+   */
   function eligible(): boolean {
     return (
       !removed &&
-      isMember(committed, self.id, self.incarnation) &&
-      isMember(accepted, self.id, self.incarnation)
+      accepted !== null &&
+      (isMember(accepted, self.id, self.incarnation) || isMember(committed, self.id, self.incarnation))
     );
   }
 
-  /**
-   * Members of their committed state run the election timer. One that accepted its own removal cannot win,
-   * but its pre-votes still make peers relay the committed state, which is how it learns it was removed
-   * when the leader's notice got lost.
-   */
-  function runsElectionTimer(): boolean {
-    return !removed && isMember(committed, self.id, self.incarnation);
+  /** True when `state` counts this member's own vote. */
+  function votesIn(state: ClusterState | null): boolean {
+    return isMember(state, self.id, self.incarnation);
   }
 
   function soleVoter(): boolean {
-    return accepted !== null && accepted.members.length === 1 && eligible();
+    return accepted !== null && accepted.members.length === 1 && votesIn(accepted) && eligible();
   }
 
   function refsOf(...states: (ClusterState | null)[]): MemberRef[] {
@@ -304,31 +311,47 @@ export function createConsensus(options: ConsensusOptions): Consensus {
   }
 
   function accept(state: ClusterState): void {
+    noteRemovals(accepted, state);
     accepted = state;
     out.push({ type: 'accepted', state });
+  }
+
+  /**
+   * Remembers identities that `next` drops. A removed incarnation learns it and restarts as a new one, so a
+   * join of a removed identity (a retry still in flight) would add a member that will never answer.
+   */
+  function noteRemovals(previous: ClusterState | null, next: ClusterState): void {
+    for (const m of previous?.members ?? []) {
+      if (isMember(next, m.id, m.incarnation)) continue;
+      removedIdentities.add(memberKey(m));
+      if (removedIdentities.size > REMOVED_HISTORY) {
+        removedIdentities.delete(removedIdentities.values().next().value as string);
+      }
+    }
   }
 
   /** Adopts a committed state (versions only grow); accepts it first when it is newer than `accepted`. */
   function adoptCommitted(state: ClusterState, now: number): void {
     if (committed !== null && state.version <= committed.version) return;
     if (compareStateIds(stateIdOf(state), stateIdOf(accepted)) > 0) accept(state);
+    noteRemovals(committed, state);
     committed = state;
     out.push({ type: 'committed', state });
     if (!isMember(state, self.id, self.incarnation)) becomeRemoved(now);
   }
 
   function failPending(): void {
-    if (inFlight && inFlight.changeId !== null && !inFlight.internal) {
+    if (inFlight && inFlight.changeId !== null) {
       out.push({ type: 'changeFailed', changeId: inFlight.changeId, reason: 'outcome-unknown' });
     }
     for (const p of queue) {
-      if (!p.internal)
-        out.push({ type: 'changeFailed', changeId: p.change.changeId, reason: 'leadership-lost' });
+      out.push({ type: 'changeFailed', changeId: p.change.changeId, reason: 'leadership-lost' });
     }
     inFlight = null;
     queue = [];
     proposal = null;
     parent = null;
+    probeSince = null;
     peers = new Map();
     roundSentAt.clear();
     leaderLeaseUntil = -Infinity;
@@ -372,7 +395,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     }
     preVoteTerm = currentTerm + 1;
     preVotes.clear();
-    if (isMember(accepted, self.id, self.incarnation)) preVotes.add(selfKey);
+    if (votesIn(accepted)) preVotes.add(selfKey);
     resetElectionDeadline(now);
     for (const ref of refsOf(accepted)) {
       const msg: PreVote = { type: 'preVote', ...envelope(ref, preVoteTerm), accepted: stateIdOf(accepted) };
@@ -388,7 +411,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     role = 'candidate';
     leader = null;
     votes.clear();
-    votes.add(selfKey);
+    if (votesIn(accepted)) votes.add(selfKey);
     resetElectionDeadline(now);
     noteRole();
     if (votes.size >= majority((accepted as ClusterState).members.length)) {
@@ -413,11 +436,12 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     queue = [];
     inFlight = null;
     proposal = null;
+    probeSince = null;
     const acc = accepted as ClusterState;
-    const com = committed as ClusterState;
     // States between our committed state and our accepted state's predecessor are unknown to us; their
     // members may hold leases from an earlier leader that we cannot see. Those end by electedAt + leaseMs.
-    commitNotBefore = com.version + 1 < acc.version ? now + leaseMs + leaseMarginMs : -Infinity;
+    const unknownBetween = committed === null || committed.version + 1 < acc.version;
+    commitNotBefore = unknownBetween ? now + leaseMs + leaseMarginMs : -Infinity;
     noteRole();
     // Re-propose what we accepted in our own term: committing it commits anything a predecessor left.
     proposeState(applyChange(acc, { type: 'noop', changeId: 'reproposal' }).state, null, now);
@@ -435,7 +459,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     parent = accepted;
     const state: ClusterState = { ...next, term: currentTerm };
     proposal = state;
-    inFlight = flight ?? { changeId: null, result: { ok: true }, internal: true };
+    inFlight = flight ?? { changeId: null, result: { ok: true } };
     accept(state);
     for (const ref of audience()) {
       const peer = peerOf(ref);
@@ -481,7 +505,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     parent = null;
     inFlight = null;
     out.push({ type: 'committed', state });
-    if (flight && flight.changeId !== null && !flight.internal) {
+    if (flight && flight.changeId !== null) {
       out.push({ type: 'changeDone', changeId: flight.changeId, result: flight.result });
     }
     // Members removed by this state are no longer heartbeated: tell them whole, so they learn it.
@@ -493,6 +517,11 @@ export function createConsensus(options: ConsensusOptions): Consensus {
       }
     }
     if (!isMember(state, self.id, self.incarnation)) {
+      // We leave: hand the members the committed state now, so they elect a successor right away.
+      for (const ref of refsOf(state)) {
+        const msg: Commit = { type: 'commit', ...envelope(ref), state };
+        send(ref, msg);
+      }
       becomeRemoved(now);
       return;
     }
@@ -529,56 +558,108 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     return responsive >= majority(next.members.length);
   }
 
-  /** Proposes the next queued change that applies; false when the queue ran empty. */
+  /**
+   * A joiner is added only after it answered this leader recently: a join request may have waited in the
+   * queue while its process died, and adding a dead member to a small configuration (1 -> 2) would leave a
+   * configuration without a live majority for good. Probes with lease-less heartbeats for up to
+   * failureTimeoutMs.
+   */
+  function probeJoiner(joining: MemberRef, now: number): 'ready' | 'wait' | 'unreachable' {
+    const peer = peerOf(joining);
+    if (peer.lastAckAt !== null && now - peer.lastAckAt <= failureTimeoutMs / 2) {
+      probeSince = null;
+      return 'ready';
+    }
+    if (probeSince === null || probeSince.key !== memberKey(joining)) {
+      probeSince = { key: memberKey(joining), at: now };
+    } else if (now - probeSince.at > failureTimeoutMs) {
+      probeSince = null;
+      return 'unreachable';
+    }
+    if (now - peer.lastResendAt >= heartbeatIntervalMs) {
+      peer.lastResendAt = now;
+      const msg: Heartbeat = {
+        type: 'heartbeat',
+        ...envelope(joining),
+        round,
+        leaseFrom: null,
+        leaseMs: 0,
+        committed: stateIdOf(committed),
+        proposal: stateIdOf(accepted),
+      };
+      send(joining, msg);
+    }
+    return 'wait';
+  }
+
+  /** Proposes a due removal, else the next queued change that applies; false when there is nothing to do. */
   function proposeNext(now: number): boolean {
+    // Dead members go first: their partitions are unserved until they are gone.
+    const removal = dueRemoval(now);
+    if (removal !== null) {
+      proposeState(removal, null, now);
+      return true;
+    }
     while (queue.length > 0) {
       const head = queue[0] as Pending;
+      const change = head.change;
       const base = accepted as ClusterState;
-      const joining = head.change.type === 'addMember' ? head.change.member : null;
-      const refuse = (): void => {
+      const finish = (result: ChangeResult): void => {
         queue.shift();
-        if (!head.internal) {
-          out.push({ type: 'changeFailed', changeId: head.change.changeId, reason: 'no-quorum' });
-        }
+        out.push({ type: 'changeDone', changeId: change.changeId, result });
       };
-      if (head.change.type === 'addMember') {
-        const joining = head.change.member;
+      const refuseNoQuorum = (): void => {
+        queue.shift();
+        out.push({ type: 'changeFailed', changeId: change.changeId, reason: 'no-quorum' });
+      };
+      const joining = change.type === 'addMember' ? change.member : null;
+      if (joining && !isMember(base, joining.id, joining.incarnation)) {
+        if (!removedIdentities.has(memberKey(joining))) {
+          const probe = probeJoiner(joining, now);
+          if (probe === 'wait') return false;
+          if (probe === 'unreachable') {
+            queue.shift();
+            out.push({ type: 'changeFailed', changeId: change.changeId, reason: 'unreachable' });
+            continue;
+          }
+        }
+        if (removedIdentities.has(memberKey(joining))) {
+          finish({ ok: false, error: 'stale-incarnation' });
+          // If that incarnation still runs (removed before it ever committed), this tells it to restart.
+          const notice: Commit = { type: 'commit', ...envelope(joining), state: committed as ClusterState };
+          send(joining, notice);
+          continue;
+        }
         const old = base.members.find((m) => m.id === joining.id);
         if (old && old.incarnation < joining.incarnation) {
           // A restarted process: remove its old incarnation first (one voter per change); the add stays queued.
-          const removal: StateChange = {
+          const removal = applyChange(base, {
             type: 'removeMember',
             changeId: `replace:${memberKey(old)}`,
             id: old.id,
             incarnation: old.incarnation,
-          };
-          const applied = applyChange(base, removal);
-          if (applied.result.ok) {
-            if (!keepsQuorum(applied.state, null, now)) {
-              refuse();
+          });
+          if (removal.result.ok) {
+            if (!keepsQuorum(removal.state, null, now)) {
+              refuseNoQuorum();
               continue;
             }
-            proposeState(applied.state, { changeId: null, result: applied.result, internal: true }, now);
+            proposeState(removal.state, null, now);
             return true;
           }
         }
       }
-      const applied = applyChange(base, head.change);
-      if (applied.result.ok && isVoterChange(head.change) && !keepsQuorum(applied.state, joining, now)) {
-        refuse();
+      const applied = applyChange(base, change);
+      if (!applied.result.ok) {
+        finish(applied.result);
+        continue;
+      }
+      if (isVoterChange(change) && !keepsQuorum(applied.state, joining, now)) {
+        refuseNoQuorum();
         continue;
       }
       queue.shift();
-      if (!applied.result.ok) {
-        if (!head.internal)
-          out.push({ type: 'changeDone', changeId: head.change.changeId, result: applied.result });
-        continue;
-      }
-      proposeState(
-        applied.state,
-        { changeId: head.change.changeId, result: applied.result, internal: head.internal },
-        now,
-      );
+      proposeState(applied.state, { changeId: change.changeId, result: applied.result }, now);
       return true;
     }
     return false;
@@ -640,30 +721,39 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     extendLease(leaderLeaseUntil, now);
   }
 
-  function removeSuspects(now: number): void {
-    if (committed === null) return;
+  /**
+   * The removal of a member that is suspected and whose lease has surely expired, if one is due and leaves a
+   * responsive majority. Decided when proposing (not queued earlier), so a member that recovered in the
+   * meantime is kept.
+   */
+  function dueRemoval(now: number): ClusterState | null {
+    const base = accepted as ClusterState;
     for (const ref of refsOf(committed)) {
+      if (!isMember(base, ref.id, ref.incarnation)) continue;
       if (!suspected(ref, now) || now < leaseSafeAt(ref)) continue;
-      const changeId = `auto-remove:${memberKey(ref)}`;
-      if (queue.some((p) => p.change.changeId === changeId)) continue;
-      // Ahead of queued changes: a dead member's partitions are unserved until it is gone.
-      queue.unshift({
-        change: { type: 'removeMember', changeId, id: ref.id, incarnation: ref.incarnation },
-        internal: true,
+      const applied = applyChange(base, {
+        type: 'removeMember',
+        changeId: `auto-remove:${memberKey(ref)}`,
+        id: ref.id,
+        incarnation: ref.incarnation,
       });
+      if (applied.result.ok && keepsQuorum(applied.state, null, now)) return applied.state;
     }
+    return null;
   }
 
   /** Re-sends the proposal or the committed state to a peer whose ack shows it lagging (rate-limited). */
   function catchUp(peer: Peer, now: number): void {
     if (now - peer.lastResendAt < heartbeatIntervalMs) return;
     const ref = peer.ref;
+    if (!isMember(committed, ref.id, ref.incarnation) && !isMember(accepted, ref.id, ref.incarnation)) return;
     if (proposal !== null && compareStateIds(peer.accepted, stateIdOf(proposal)) < 0) {
       peer.lastResendAt = now;
       const msg: Propose = { type: 'propose', ...envelope(ref), state: proposal };
       send(ref, msg);
     } else if (
       committed !== null &&
+      isMember(committed, ref.id, ref.incarnation) &&
       compareStateIds(peer.committed, stateIdOf(committed)) < 0 &&
       !sameStateId(peer.accepted, stateIdOf(committed))
     ) {
@@ -750,7 +840,10 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     const key = memberKey(sender);
     const peer = peers.get(key);
     if (!peer) return;
-    peer.lastAckAt = now;
+    // Liveness is dated by when we SENT the round it acks, not when the ack arrived: acks that sat in a
+    // buffer (a slow link, our own pause) must not make a member that died since look alive.
+    const roundAt = msg.round === null ? undefined : roundSentAt.get(msg.round);
+    if (roundAt !== undefined && roundAt > (peer.lastAckAt ?? -Infinity)) peer.lastAckAt = roundAt;
     peer.echo = peer.echo === null ? msg.sentAt : Math.max(peer.echo, msg.sentAt);
     peer.accepted = maxId(peer.accepted, msg.accepted);
     peer.committed = maxId(peer.committed, msg.committed);
@@ -762,10 +855,15 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     advance(now);
   }
 
-  function onCommit(msg: Commit): boolean {
+  function onCommit(msg: Commit, now: number): void {
     const state = msg.state;
-    if (committed === null && !isMember(state, self.id, self.incarnation)) return false;
-    return true;
+    if (committed === null && !isMember(state, self.id, self.incarnation)) {
+      // Nobody sends a joiner a committed state without it unless it was added and removed again (it never
+      // answered in time) or its join was refused as stale: either way this incarnation is finished.
+      becomeRemoved(now);
+      return;
+    }
+    adoptCommitted(state, now);
   }
 
   /** A vote request from a member our committed state no longer has: tell it, so it can rejoin. */
@@ -790,6 +888,12 @@ export function createConsensus(options: ConsensusOptions): Consensus {
   }
 
   function onPreVoteReply(msg: PreVoteReply, sender: MemberRef, now: number): void {
+    if (!msg.granted && msg.term > currentTerm) {
+      // Refused by a member of a later term: catch up with it (as etcd does), or our next pre-vote would ask
+      // for a term it has already passed and be refused forever.
+      becomeFollower(msg.term, now);
+      return;
+    }
     if (preVoteTerm === null || msg.forTerm !== preVoteTerm || !msg.granted || role === 'leader') return;
     if (!isMember(accepted, sender.id, sender.incarnation)) return;
     preVotes.add(memberKey(sender));
@@ -906,7 +1010,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
       let next = leaseHeld ? leaseUntil : Infinity;
       if (role === 'leader') next = Math.min(next, nextHeartbeatAt);
       else if (electionDeadline === null) next = -Infinity;
-      else if (runsElectionTimer()) next = Math.min(next, electionDeadline);
+      else if (eligible()) next = Math.min(next, electionDeadline);
       return next;
     },
     tick(now) {
@@ -921,18 +1025,25 @@ export function createConsensus(options: ConsensusOptions): Consensus {
             becomeFollower(currentTerm, now);
             return;
           }
-          removeSuspects(now);
           advance(now);
-        } else if (runsElectionTimer() && now >= (electionDeadline as number)) {
+        } else if (eligible() && now >= (electionDeadline as number)) {
           startPreVote(now);
         }
       });
     },
     receive(from, message, now) {
       return run(now, () => {
-        if (message.from !== from || message.toIncarnation !== self.incarnation) return;
+        if (message.from !== from) return;
         const sender = refOf(message.from, message.fromIncarnation);
         if (sender.id === self.id) return;
+        if (message.toIncarnation !== self.incarnation) {
+          // Meant for our previous incarnation. A campaigner that still counts on it was probably removed
+          // while cut off and has nobody else to learn it from: tell it (when we know the committed state).
+          if (message.type === 'preVote' || message.type === 'requestVote') {
+            relayCommitted(sender, message.accepted);
+          }
+          return;
+        }
         switch (message.type) {
           case 'preVote':
             onPreVote(message, sender, now);
@@ -956,7 +1067,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
             onAck(message, sender, now);
             break;
           case 'commit':
-            if (onCommit(message)) adoptCommitted(message.state, now);
+            onCommit(message, now);
             break;
         }
       });
@@ -967,7 +1078,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
         const pending =
           inFlight?.changeId === change.changeId || queue.some((p) => p.change.changeId === change.changeId);
         if (pending) return;
-        queue.push({ change, internal: false });
+        queue.push({ change });
         advance(now);
       });
       return { ok: true, outputs };

@@ -1,132 +1,17 @@
 // Partition -> owners, derived deterministically from the members of a state with a ketama hash ring.
 //
-// Why explicit virtual-node counts instead of hashring's `weight`: hashring turns weights into point counts
-// relative to the TOTAL weight and the number of servers (floor(w / total * 40 * n)), so adding one member
-// of unusual capacity changes every other member's point count and moves partitions between members that
-// did not change. Giving each member a vnode count that depends only on its own capacity keeps the ring
-// consistent: adding a member only adds points (partitions move only TO it), removing one only removes its
-// points (only ITS partitions move), and shares stay proportional to capacity.
-import HashRing from 'hashring';
-import type { ClusterState, MemberInfo } from './cluster-state.ts';
-
-/** A member as the partition table names it: a new incarnation is a new owner identity. */
-export interface MemberRef {
-  readonly id: string;
-  readonly incarnation: number;
-}
-
-/** Owners of every partition of one state. Immutable; compute once per state version. */
-export interface PartitionTable {
-  /** Version of the state it was computed from (absent when computed from a bare member list). */
-  readonly version?: number;
-  readonly partitionCount: number;
-  /** Owners requested per partition; each partition has min(replicas, members) of them. */
-  readonly replicas: number;
-  /** Distinct owners of `partition`, primary first (ring order, so survivors keep their order). */
-  readonly owners: (partition: number) => readonly MemberRef[];
-  /** The first owner of `partition`, or undefined when there are no members. */
-  readonly primary: (partition: number) => MemberRef | undefined;
-}
-
-const MIB = 1024 * 1024;
-/** Capacity one virtual node stands for. */
-export const MIB_PER_VNODE = 8;
-/** Fewest virtual nodes a member gets, so tiny nodes still spread over the ring. */
-export const MIN_VNODES = 8;
-/** Most virtual nodes a member gets (64 GiB at 8 MiB each), bounding the ring's build time. */
-export const MAX_VNODES = 8192;
-
-/**
- * Virtual nodes (each = 4 ring points) for a member of `capacityBytes`: one per MIB_PER_VNODE MiB, clamped to
- * [MIN_VNODES, MAX_VNODES]. Depends on this member alone, which is what keeps the ring consistent.
- */
-export function vnodesForCapacity(capacityBytes: number): number {
-  const mib = Math.max(1, Math.round(capacityBytes / MIB));
-  return Math.min(MAX_VNODES, Math.max(MIN_VNODES, Math.ceil(mib / MIB_PER_VNODE)));
-}
-
-/** The ring key of a member: id + ':' + incarnation. */
-export function memberKey(ref: MemberRef): string {
-  return `${ref.id}:${ref.incarnation}`;
-}
-
-/** True when both refer to the same incarnation of the same member. */
-export function sameMember(a: MemberRef | undefined, b: MemberRef | undefined): boolean {
-  return a !== undefined && b !== undefined && a.id === b.id && a.incarnation === b.incarnation;
-}
-
-type RingMember = Pick<MemberInfo, 'id' | 'incarnation' | 'capacityBytes'>;
-
-/**
- * Computes the owners of partitions 0..partitionCount-1: `range('p' + partition, replicas)` on a ketama ring
- * whose points per member are vnodesForCapacity(capacity). Deterministic in (members, counts) only.
- */
-export function computePartitionTable(
-  members: readonly RingMember[],
-  partitionCount: number,
-  replicas: number,
-): PartitionTable {
-  const want = Math.max(0, Math.min(Math.floor(replicas), members.length));
-  const refs = new Map<string, MemberRef>();
-  const servers: Record<string, { vnodes: number }> = {};
-  for (const m of members) {
-    const ref = { id: m.id, incarnation: m.incarnation };
-    refs.set(memberKey(ref), ref);
-    servers[memberKey(ref)] = { vnodes: vnodesForCapacity(m.capacityBytes) };
-  }
-  const owners: (readonly MemberRef[])[] = [];
-  if (want > 0) {
-    // 'vnode count' 0 makes hashring use our per-member vnodes verbatim (see the module comment).
-    const ring = new HashRing(servers, 'md5', { 'vnode count': 0, 'max cache size': 1 });
-    for (let p = 0; p < partitionCount; p++) {
-      owners.push(Object.freeze(ring.range(`p${p}`, want).map((key) => refs.get(key) as MemberRef)));
-    }
-    ring.end();
-  }
-  const none: readonly MemberRef[] = Object.freeze([]);
-  return {
-    partitionCount,
-    replicas: want,
-    owners: (partition) => owners[partition] ?? none,
-    primary: (partition) => owners[partition]?.[0],
-  };
-}
-
-// Tables depend only on (members, partitionCount, replicas): a pool change reuses the previous table.
-const byState = new WeakMap<ClusterState, Map<number, PartitionTable>>();
-const recent = new Map<string, PartitionTable>();
-const RECENT_MAX = 32;
-
-/**
- * The partition table of `state` with `replicas` owners per partition, computed once and cached (per state
- * object, and by member list across states), so callers may ask per request without rebuilding the ring.
- */
-export function partitionTableFor(state: ClusterState, replicas: number): PartitionTable {
-  let perState = byState.get(state);
-  const hit = perState?.get(replicas);
-  if (hit) return hit;
-  const key = `${state.partitionCount}|${replicas}|${state.members
-    .map((m) => `${memberKey(m)}=${vnodesForCapacity(m.capacityBytes)}`)
-    .join(',')}`;
-  let shared = recent.get(key);
-  if (shared) {
-    recent.delete(key);
-  } else {
-    shared = computePartitionTable(state.members, state.partitionCount, replicas);
-    if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value as string);
-  }
-  recent.set(key, shared);
-  const table: PartitionTable = {
-    version: state.version,
-    partitionCount: shared.partitionCount,
-    replicas: shared.replicas,
-    owners: shared.owners,
-    primary: shared.primary,
-  };
-  if (!perState) {
-    perState = new Map();
-    byState.set(state, perState);
-  }
-  perState.set(replicas, table);
-  return table;
-}
+// The implementation lives in @tmem/protocol so that clients route with exactly the table the nodes serve
+// by; this module re-exports it for the cluster code. See the protocol module for why each member gets a
+// vnode count from its own capacity (consistent hashing) instead of hashring's relative weights.
+export {
+  MAX_VNODES,
+  MIB_PER_VNODE,
+  MIN_VNODES,
+  computePartitionTable,
+  memberKey,
+  partitionTableFor,
+  sameMember,
+  vnodesForCapacity,
+  type MemberRef,
+  type PartitionTable,
+} from '@tmem/protocol';

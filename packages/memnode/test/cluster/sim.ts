@@ -6,7 +6,12 @@
 // Checked continuously: (a) one state per committed version, cluster-wide; (b) per instance, committed
 // versions only grow; (c) at every instant at most one node serves each partition. After the faults stop:
 // (d) convergence within a bound. Same seed, same run: a failure is reproduced with SIM_SEED=<seed>.
-import { createConsensus, type Consensus, type ConsensusOutput } from '../../src/cluster/consensus.ts';
+import {
+  createConsensus,
+  type Consensus,
+  type ConsensusOptions,
+  type ConsensusOutput,
+} from '../../src/cluster/consensus.ts';
 import { ConsensusMessage } from '../../src/cluster/consensus-messages.ts';
 import {
   initialState,
@@ -199,7 +204,19 @@ export function runSimulation(options: SimOptions): SimReport {
 
   const nodeCount = 3 + Math.floor(rnd() * 3);
   const faultMs = options.faultMs ?? between(2000, 5000);
-  const convergeWithinMs = options.convergeWithinMs ?? 30_000;
+  const convergeWithinMs = options.convergeWithinMs ?? 20_000;
+  // Most runs use the defaults; some use other timings (any positive values must be safe).
+  const timing: Partial<ConsensusOptions> = {};
+  if (chance(0.3)) {
+    const min = between(300, 800);
+    Object.assign(timing, {
+      heartbeatIntervalMs: between(40, 150),
+      electionTimeoutMs: { min, max: min + between(100, 800) },
+      leaseMs: between(400, 1500),
+      leaseMarginMs: between(100, 300),
+      failureTimeoutMs: between(400, 1200),
+    });
+  }
   const trace: string[] = [];
   const traceOn = options.trace === true || options.onTrace !== undefined;
   const validate = options.validate === true;
@@ -281,6 +298,7 @@ export function runSimulation(options: SimOptions): SimReport {
       self: { id: n.id, incarnation: n.incarnation },
       initialState: bootstrap ? initialState(memberInfo(n), PARTITIONS) : undefined,
       random: createRandom(Math.floor(rnd() * 2 ** 32)),
+      ...timing,
     });
     n.lastCommitted = bootstrap ? 1 : 0;
     n.paused = false;
@@ -306,7 +324,8 @@ export function runSimulation(options: SimOptions): SimReport {
     for (let k = 0; k < copies; k++) {
       let wire: ConsensusMessage = message;
       if (validate) wire = ConsensusMessage.parse(JSON.parse(JSON.stringify(message)));
-      const delay = chance(slow) ? between(20, 400) : between(0.5, 8);
+      // Mostly fast; `slow` of the messages take up to 400 ms (reordering); a few are very late.
+      const delay = chance(slow) ? (chance(0.05) ? between(400, 3000) : between(20, 400)) : between(0.5, 8);
       queue.push(now + delay, {
         kind: 'deliver',
         to: (target as SimNode).index,
@@ -442,10 +461,18 @@ export function runSimulation(options: SimOptions): SimReport {
         live.delete(keyOf(n.id, n.incarnation));
       }
     }
-    return liveConfigs().every(
-      (s) =>
-        s.members.filter((m) => live.has(keyOf(m.id, m.incarnation))).length >= majority(s.members.length),
-    );
+    const target = nodes[index];
+    const targetKey = target ? keyOf(target.id, target.incarnation) : '';
+    return liveConfigs().every((s) => {
+      const alive = s.members.filter((m) => live.has(keyOf(m.id, m.incarnation))).length;
+      // A joiner may be added at any moment: keep a live majority even in the configuration that has it.
+      const size = s.members.some((m) => keyOf(m.id, m.incarnation) === targetKey)
+        ? s.members.length
+        : s.members.length + 1;
+      // On a lossy or slow network a live member may look dead and be removed right after this crash,
+      // before the crash is suspected: keep one spare then.
+      return alive >= majority(size) + (loss > 0 || slow > 0 ? 1 : 0);
+    });
   }
 
   // ------------------------------------------------------------ the wiring: joins and forwarded changes

@@ -1,0 +1,170 @@
+// The client's copy of the cluster state: the one place that decides which state is current and which member
+// is the primary of a page.
+import {
+  memberKey,
+  partitionOf,
+  partitionTableFor,
+  type ClusterState,
+  type MemberInfo,
+  type MemberRef,
+  type PartitionTable,
+} from '@tmem/protocol';
+import { createEmitter, type Emitter } from './emitter.ts';
+
+/** One member of the cluster as the client sees it. */
+export interface ClusterMember {
+  /** Stable name of the node. */
+  readonly id: string;
+  /** Where the node listens (ws:// or wss://). */
+  readonly url: string;
+  /** Changes on every start of the node process: a new incarnation is a new member with an empty store. */
+  readonly incarnation: number;
+  /** Bytes of page data the node offers. */
+  readonly capacityBytes: number;
+}
+
+/** The client's view of the cluster: the state it routes by. Immutable; a change makes a new view. */
+export interface ClusterView {
+  /**
+   * Version of the cluster state this view comes from (0 before any state is known). It only grows, except
+   * when every member the client knew became unreachable and a seed reported another cluster state.
+   */
+  readonly version: number;
+  /** Members, sorted by id. */
+  readonly members: readonly ClusterMember[];
+  /** Id of the coordinator, as far as the node that reported the state knew; null when it knew none. */
+  readonly leaderId: string | null;
+}
+
+/** Events of the client. */
+export interface ClientEvents {
+  /** The view changed: a newer cluster state was learned. Emitted once per new version. */
+  view: (view: ClusterView) => void;
+}
+
+/** How a state is offered. */
+export interface OfferOptions {
+  /**
+   * Adopt `state` even when it is not newer, unless it is the current one: used once every member of the
+   * current view proved unreachable, when the seeds may be a restarted cluster whose versions began again.
+   */
+  reset?: boolean;
+}
+
+/** The current cluster state, with the partition table derived from it once per version. */
+export interface ViewTracker {
+  /** The current state; undefined until the first one is offered. */
+  readonly state: ClusterState | undefined;
+  /** Version of the current state; 0 before the first. */
+  readonly version: number;
+  /** The current view (the same object until the state changes). */
+  view(): ClusterView;
+  /**
+   * Adopts `state` when its version is higher than the current one (or, with `reset`, when it is another
+   * state) and emits 'view'. A state at the current version only updates the leader. Returns true if adopted.
+   */
+  offer(state: ClusterState, leaderId: string | null, options?: OfferOptions): boolean;
+  /** The member that is the primary of the page (pool, oid, index) in the current state. */
+  primaryFor(pool: number, oid: Uint8Array, index: number): MemberInfo | undefined;
+  /** The member with this id in the current state. */
+  memberById(id: string): MemberInfo | undefined;
+  /** True when this incarnation of the member is in the current state. */
+  isMember(ref: MemberRef): boolean;
+  /** The coordinator, when it is a member of the current state. */
+  leader(): MemberInfo | undefined;
+  on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): void;
+  off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): void;
+}
+
+const EMPTY_VIEW: ClusterView = Object.freeze({ version: 0, members: Object.freeze([]), leaderId: null });
+
+interface Current {
+  readonly state: ClusterState;
+  readonly table: PartitionTable;
+  readonly byKey: ReadonlyMap<string, MemberInfo>;
+  readonly byId: ReadonlyMap<string, MemberInfo>;
+  leaderId: string | null;
+  view: ClusterView | undefined;
+}
+
+/** True when `a` and `b` are the same committed state (same version, term and members). */
+export function sameState(a: ClusterState, b: ClusterState): boolean {
+  return (
+    a.version === b.version &&
+    a.term === b.term &&
+    a.members.length === b.members.length &&
+    a.members.every((m, i) => memberKey(m) === memberKey(b.members[i] as MemberInfo))
+  );
+}
+
+/** Creates an empty tracker. Listener errors go to `onListenerError`. */
+export function createViewTracker(onListenerError: (error: unknown) => void): ViewTracker {
+  const events: Emitter<ClientEvents> = createEmitter<ClientEvents>(onListenerError);
+  let current: Current | undefined;
+
+  function adopt(state: ClusterState, leaderId: string | null): void {
+    // Page ops always go to the primary alone (replication is the primary's business): one owner per partition.
+    current = {
+      state,
+      table: partitionTableFor(state, 1),
+      byKey: new Map(state.members.map((m) => [memberKey(m), m])),
+      byId: new Map(state.members.map((m) => [m.id, m])),
+      leaderId,
+      view: undefined,
+    };
+  }
+
+  function view(): ClusterView {
+    if (current === undefined) return EMPTY_VIEW;
+    current.view ??= Object.freeze({
+      version: current.state.version,
+      members: Object.freeze(
+        current.state.members.map((m) =>
+          Object.freeze({ id: m.id, url: m.url, incarnation: m.incarnation, capacityBytes: m.capacityBytes }),
+        ),
+      ),
+      leaderId: current.leaderId,
+    });
+    return current.view;
+  }
+
+  return {
+    get state() {
+      return current?.state;
+    },
+    get version() {
+      return current?.state.version ?? 0;
+    },
+    view,
+    offer(state, leaderId, options = {}) {
+      if (current !== undefined) {
+        const newer = state.version > current.state.version;
+        const replaces = newer || (options.reset === true && !sameState(state, current.state));
+        if (!replaces) {
+          if (state.version === current.state.version && leaderId !== current.leaderId) {
+            current.leaderId = leaderId;
+            current.view = undefined;
+          }
+          return false;
+        }
+      }
+      adopt(state, leaderId);
+      events.emit('view', view());
+      return true;
+    },
+    primaryFor(pool, oid, index) {
+      if (current === undefined) return undefined;
+      const partition = partitionOf(pool, oid, index, current.state.partitionCount);
+      const ref = current.table.primary(partition);
+      return ref === undefined ? undefined : current.byKey.get(memberKey(ref));
+    },
+    memberById: (id) => current?.byId.get(id),
+    isMember: (ref) => current?.byKey.has(memberKey(ref)) ?? false,
+    leader() {
+      const id = current?.leaderId;
+      return id == null ? undefined : current?.byId.get(id);
+    },
+    on: (event, listener) => events.on(event, listener),
+    off: (event, listener) => events.off(event, listener),
+  };
+}

@@ -1,0 +1,278 @@
+// Routes every op to the member that serves it, and runs the retry loop around it: refresh the cluster state
+// and retry after topology answers (STALE_STATE, NOT_SERVING, NO_COORDINATOR) for as long as the op's timeout
+// lasts; refresh and retry after a lost connection within the `retries` budget.
+import {
+  ConnectionLostError,
+  ErrorCode,
+  TmemError,
+  memberKey,
+  type MemberInfo,
+  type NodeStats,
+} from '@tmem/protocol';
+import type { ConnectionPool } from './connection-pool.ts';
+import type { ViewTracker } from './cluster-view.ts';
+import { beforeDeadline, now, sleep } from './deadline.ts';
+import type { NodeConnection } from './node-connection.ts';
+import type { Logger } from './options.ts';
+import type { Execute, ExecuteOptions } from './pool.ts';
+import type { ReplyTo, RoutedRequest } from './requests.ts';
+import { isRetryable, withRetries } from './retry.ts';
+import type { StateSync } from './state-sync.ts';
+
+/** First pause before retrying after a topology answer, in milliseconds; it doubles per attempt. */
+const TOPOLOGY_BACKOFF_MS = 10;
+/** Longest pause between retries after topology answers, in milliseconds. */
+const MAX_TOPOLOGY_BACKOFF_MS = 200;
+
+const TOPOLOGY_CODES = new Set<string>([ErrorCode.StaleState, ErrorCode.NotServing, ErrorCode.NoCoordinator]);
+
+/**
+ * True for answers that say "ask again after refreshing the cluster state": the op was not applied, because the
+ * node routed by another state version, does not serve the partition now, or no coordinator could commit.
+ */
+export function isTopologyError(error: unknown): error is TmemError {
+  return error instanceof TmemError && TOPOLOGY_CODES.has(error.code);
+}
+
+/** What the router needs. */
+export interface RouterOptions {
+  tracker: ViewTracker;
+  pool: ConnectionPool;
+  sync: StateSync;
+  /** Budget of every op, in milliseconds, from the call. */
+  timeoutMs: number;
+  /** Retries after lost connections. */
+  retries: number;
+  /** Aborted, with CLIENT_CLOSED, when the client closes. */
+  signal: AbortSignal;
+  /** A fresh CLIENT_CLOSED error, for calls made after close. */
+  closedError: () => TmemError;
+  logger: Logger;
+}
+
+/** Runs ops on the cluster. */
+export interface Router {
+  /**
+   * Runs one request: page ops on their partition's primary, flushObject on every member, pool changes on any
+   * member (which forwards them to the coordinator).
+   */
+  execute: Execute;
+  /** Statistics of every member of the current view, in member order. */
+  stats(): Promise<NodeStats[]>;
+}
+
+/** Ranks failures of a fan-out: the one the retry loop must see first. */
+function severity(error: unknown): number {
+  if (isTopologyError(error)) return 1;
+  if (isRetryable(error)) return 2;
+  return 3;
+}
+
+function noOwner(): TmemError {
+  return new TmemError(ErrorCode.NotServing, 'no member serves this op in the current cluster state');
+}
+
+/** Creates a router over the client's view, connections and state sync. */
+export function createRouter(options: RouterOptions): Router {
+  const { tracker, pool, sync, timeoutMs, signal, logger: log } = options;
+  /** The connection that answered a topology error: a node ahead of us is the best place to refresh from. */
+  const sources = new WeakMap<TmemError, NodeConnection>();
+
+  function abortReason(): Error {
+    return signal.reason as Error;
+  }
+
+  /** Sends `request` to `member`, connecting first if needed. */
+  async function sendTo<R extends RoutedRequest>(
+    member: MemberInfo,
+    request: R,
+    sv: number | undefined,
+    deadline: number,
+    pageSize: number | undefined,
+  ): Promise<ReplyTo<R>> {
+    let connection: NodeConnection | undefined;
+    try {
+      connection = await beforeDeadline(pool.get(member), deadline, timeoutMs);
+      return await connection.request(request, { deadline, pageSize, sv });
+    } catch (error) {
+      if (isRetryable(error)) pool.suspect(member);
+      else if (isTopologyError(error) && connection !== undefined) sources.set(error, connection);
+      throw error;
+    }
+  }
+
+  /** Refreshes the state within the deadline; returns the failure instead of throwing it. */
+  async function refreshQuietly(deadline: number, source?: NodeConnection): Promise<unknown> {
+    try {
+      await beforeDeadline(sync.refresh(source), deadline, timeoutMs);
+      return undefined;
+    } catch (error) {
+      if (signal.aborted) throw abortReason();
+      return error;
+    }
+  }
+
+  /**
+   * Runs `attempt` until it returns something other than a topology answer: after each, refreshes the state
+   * (from the node that reported a newer version, when one did) and retries, at once when the state moved,
+   * else after a backoff, while the deadline allows. Throws the last topology answer when it does not.
+   */
+  async function settle<T>(attempt: () => Promise<T>, deadline: number): Promise<T> {
+    for (let n = 0; ; n++) {
+      if (signal.aborted) throw abortReason();
+      try {
+        return await attempt();
+      } catch (error) {
+        if (!isTopologyError(error)) throw error;
+        const before = tracker.version;
+        const reported = error.details['version'];
+        const source = typeof reported === 'number' && reported > before ? sources.get(error) : undefined;
+        await refreshQuietly(deadline, source);
+        if (tracker.version !== before) continue;
+        const pause = Math.min(MAX_TOPOLOGY_BACKOFF_MS, TOPOLOGY_BACKOFF_MS * 2 ** n);
+        if (now() + pause >= deadline) throw error;
+        log.debug({ code: error.code, version: before, pause }, 'retrying after a topology answer');
+        await sleep(pause, signal);
+      }
+    }
+  }
+
+  /**
+   * The whole retry policy around `attempt`: topology answers are settled inside each attempt; a lost
+   * connection is retried, after a refresh, while `retries` and time last (and only when `retry` allows).
+   */
+  function run<T>(retry: boolean, deadline: number, attempt: () => Promise<T>): Promise<T> {
+    return withRetries(
+      async (n) => {
+        if (signal.aborted) throw abortReason();
+        let refreshError: unknown;
+        if (n > 0) {
+          log.debug({ attempt: n }, 'retrying after a lost connection');
+          refreshError = await refreshQuietly(deadline);
+        }
+        try {
+          return await settle(attempt, deadline);
+        } catch (error) {
+          // Finding no node after losing one is still a lost connection: retried while retries and time last.
+          if (
+            isRetryable(error) &&
+            refreshError instanceof TmemError &&
+            refreshError.code === ErrorCode.NoNodes
+          ) {
+            throw new ConnectionLostError('connection lost and no node of the cluster could be reached again', {
+              cause: refreshError,
+              details: refreshError.details,
+            });
+          }
+          throw error;
+        }
+      },
+      { retries: retry ? options.retries : 0, deadline, signal },
+    );
+  }
+
+  /** A member to send pool changes to: any member forwards them to the coordinator; one we talk to is best. */
+  function anyMember(): MemberInfo | undefined {
+    const members = tracker.state?.members ?? [];
+    const leader = tracker.leader();
+    if (leader !== undefined && pool.peek(leader)) return leader;
+    return (
+      members.find((m) => pool.peek(m) !== undefined) ??
+      leader ??
+      members.find((m) => !pool.isSuspect(m)) ??
+      members[0]
+    );
+  }
+
+  /**
+   * Sends `request` to every member of the view, in parallel, until each answered; after a failure only the
+   * members that have not answered are asked again (members that left the refreshed view are not, members
+   * that joined are). Resolves with the replies of the members of the final view, in member order.
+   */
+  function broadcast<R extends RoutedRequest>(
+    request: R,
+    how: ExecuteOptions,
+    deadline: number,
+    withVersion: boolean,
+  ): Promise<Array<ReplyTo<R>>> {
+    const answered = new Map<string, ReplyTo<R>>();
+    return run(how.retry, deadline, async () => {
+      for (;;) {
+        const state = tracker.state;
+        if (state === undefined) throw noOwner();
+        const todo = state.members.filter((m) => !answered.has(memberKey(m)));
+        const sv = withVersion ? state.version : undefined;
+        const results = await Promise.allSettled(
+          todo.map((m) => sendTo(m, request, sv, deadline, how.pageSize)),
+        );
+        let failure: unknown;
+        results.forEach((result, i) => {
+          if (result.status === 'fulfilled') answered.set(memberKey(todo[i] as MemberInfo), result.value);
+          else if (failure === undefined || severity(result.reason) > severity(failure)) failure = result.reason;
+        });
+        if (failure !== undefined) throw failure;
+        // The view may have changed while the members answered: then the members it added are asked too.
+        if (tracker.state === state) {
+          return state.members.map((m) => answered.get(memberKey(m)) as ReplyTo<R>);
+        }
+      }
+    });
+  }
+
+  function toCoordinator<R extends RoutedRequest>(
+    request: R,
+    how: ExecuteOptions,
+    deadline: number,
+  ): Promise<ReplyTo<R>> {
+    // NO_COORDINATOR leaves a destroy in doubt (it may commit later): UNKNOWN_POOL on a retry means it did.
+    let inDoubt = false;
+    return run(how.retry, deadline, async () => {
+      const member = anyMember();
+      if (member === undefined) throw noOwner();
+      try {
+        return await sendTo(member, request, undefined, deadline, undefined);
+      } catch (error) {
+        if (request.t === 'destroyPool' && error instanceof TmemError) {
+          if (error.code === ErrorCode.NoCoordinator) inDoubt = true;
+          else if (inDoubt && error.code === ErrorCode.UnknownPool) return { t: 'ok', id: 0 } as ReplyTo<R>;
+        }
+        throw error;
+      }
+    });
+  }
+
+  function route(request: RoutedRequest, how: ExecuteOptions): Promise<unknown> {
+    const deadline = now() + timeoutMs;
+    switch (request.t) {
+      case 'put':
+      case 'get':
+      case 'flushPage':
+        return run(how.retry, deadline, () => {
+          // Primary and version read together: the op travels with the version it was routed by.
+          const member = tracker.primaryFor(request.pool, request.oid, request.index);
+          if (member === undefined) throw noOwner();
+          return sendTo(member, request, tracker.version, deadline, how.pageSize);
+        });
+      case 'flushObject':
+        // Each member flushes what it holds of the object: a page may sit on a former owner until it is moved.
+        return broadcast(request, how, deadline, true).then(() => ({ t: 'ok', id: 0 }));
+      case 'stats':
+        return broadcast(request, how, deadline, false).then((replies) => replies[0]);
+      case 'newPool':
+      case 'destroyPool':
+        return toCoordinator(request, how, deadline);
+    }
+  }
+
+  return {
+    execute: <R extends RoutedRequest>(request: R, how: ExecuteOptions) => {
+      if (signal.aborted) return Promise.reject(options.closedError());
+      return route(request, how) as Promise<ReplyTo<R>>;
+    },
+    async stats() {
+      if (signal.aborted) throw options.closedError();
+      const replies = await broadcast({ t: 'stats' }, { retry: true }, now() + timeoutMs, false);
+      return replies.map((reply) => reply.stats);
+    },
+  };
+}

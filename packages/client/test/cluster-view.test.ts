@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ClusterState,
+  partitionOf,
+  partitionTableFor,
+  type MemberInfo,
+  type ClusterState as State,
+} from '@tmem/protocol';
+import { createViewTracker } from '../src/cluster-view.ts';
+import type { ClusterView } from '../src/index.ts';
+
+const member = (id: string, incarnation = 1): MemberInfo => ({
+  id,
+  url: `ws://${id}.invalid:1`,
+  incarnation,
+  capacityBytes: 64 << 20,
+});
+
+function state(version: number, members: MemberInfo[], term = 1): State {
+  return ClusterState.parse({ version, term, members, pools: [], nextPoolId: 1, partitionCount: 256 });
+}
+
+function tracked() {
+  const errors: unknown[] = [];
+  const tracker = createViewTracker((error) => errors.push(error));
+  const views: ClusterView[] = [];
+  tracker.on('view', (view) => views.push(view));
+  return { tracker, views, errors };
+}
+
+describe('view tracker', () => {
+  it('starts empty', () => {
+    const { tracker } = tracked();
+    expect(tracker.view()).toEqual({ version: 0, members: [], leaderId: null });
+    expect(tracker.primaryFor(1, Uint8Array.of(1), 0)).toBeUndefined();
+  });
+
+  it('adopts only newer versions and emits once per adopted version', () => {
+    const { tracker, views } = tracked();
+    const abc = [member('a'), member('b'), member('c')];
+    expect(tracker.offer(state(3, abc), 'a')).toBe(true);
+    expect(tracker.offer(state(3, abc), 'a')).toBe(false);
+    expect(tracker.offer(state(2, abc.slice(0, 1)), 'a')).toBe(false);
+    expect(tracker.offer(state(5, abc.slice(0, 2)), 'b')).toBe(true);
+    expect(views.map((v) => [v.version, v.members.length, v.leaderId])).toEqual([
+      [3, 3, 'a'],
+      [5, 2, 'b'],
+    ]);
+    expect(tracker.view()).toBe(views[1]);
+    expect(Object.isFrozen(tracker.view().members)).toBe(true);
+  });
+
+  it('updates the leader of the current version without an event', () => {
+    const { tracker, views } = tracked();
+    tracker.offer(state(3, [member('a'), member('b')]), null);
+    expect(tracker.leader()).toBeUndefined();
+    expect(tracker.offer(state(3, [member('a'), member('b')]), 'b')).toBe(false);
+    expect(tracker.view().leaderId).toBe('b');
+    expect(tracker.leader()?.id).toBe('b');
+    expect(views).toHaveLength(1);
+  });
+
+  it('with reset, adopts another state even at a lower version, but not the same state again', () => {
+    const { tracker, views } = tracked();
+    tracker.offer(state(9, [member('a')]), 'a');
+    expect(tracker.offer(state(2, [member('z')]), 'z', { reset: true })).toBe(true);
+    expect(tracker.offer(state(2, [member('z')]), 'z', { reset: true })).toBe(false);
+    expect(views.map((v) => v.version)).toEqual([9, 2]);
+  });
+
+  it('answers the primary from the partition table of the current version', () => {
+    const { tracker } = tracked();
+    const members = [member('a'), member('b', 7), member('c')];
+    const current = state(4, members);
+    tracker.offer(current, 'a');
+    const table = partitionTableFor(current, 1);
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const oid = Uint8Array.of(i, i >> 3);
+      const primary = tracker.primaryFor(3, oid, i * 5);
+      const expected = table.primary(partitionOf(3, oid, i * 5, current.partitionCount));
+      expect(primary).toBeDefined();
+      expect({ id: primary?.id, incarnation: primary?.incarnation }).toEqual(expected);
+      seen.add(primary?.id ?? '');
+    }
+    expect(seen).toEqual(new Set(['a', 'b', 'c']));
+    expect(tracker.isMember({ id: 'b', incarnation: 7 })).toBe(true);
+    expect(tracker.isMember({ id: 'b', incarnation: 6 })).toBe(false);
+    expect(tracker.memberById('c')?.url).toBe('ws://c.invalid:1');
+  });
+
+  it('reports a throwing listener and still calls the others', () => {
+    const { tracker, views, errors } = tracked();
+    const bug = new Error('listener bug');
+    tracker.on('view', () => {
+      throw bug;
+    });
+    const late: number[] = [];
+    tracker.on('view', (view) => late.push(view.version));
+    tracker.offer(state(1, [member('a')]), 'a');
+    expect(errors).toEqual([bug]);
+    expect(views).toHaveLength(1);
+    expect(late).toEqual([1]);
+  });
+});

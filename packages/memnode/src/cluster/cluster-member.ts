@@ -1,0 +1,453 @@
+// Wires one node's consensus core to the network, the clock and the page store. The core decides; this
+// module delivers its messages, applies accepted and committed states to the store, keeps the serving rule,
+// joins and leaves the cluster, and tells subscribed clients about every committed state.
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import {
+  ErrorCode,
+  TmemError,
+  partitionTableFor,
+  type ChangeResult as ChangeResultFrame,
+  type ClusterState,
+  type Codec,
+  type MemberInfo,
+} from '@tmem/protocol';
+import type { Logger } from '../logger.ts';
+import type { PageStore } from '../page-store.ts';
+import { StateChange, isMember, type ChangeResult } from './cluster-state.ts';
+import { ConsensusMessage } from './consensus-messages.ts';
+import { createConsensus, type Consensus, type ConsensusOutput } from './consensus.ts';
+import type { ConsensusOptions } from './consensus-options.ts';
+import { createPeerLinks, type PeerLinks } from './peer-links.ts';
+
+/** Timing of the coordination protocol; see ConsensusOptions for each default. */
+export type ClusterTiming = Pick<
+  ConsensusOptions,
+  'heartbeatIntervalMs' | 'electionTimeoutMs' | 'leaseMs' | 'leaseMarginMs' | 'failureTimeoutMs'
+>;
+
+/** Options of a cluster member. */
+export interface ClusterMemberOptions {
+  nodeId: string;
+  /** Where peers and clients reach this node. */
+  url: string;
+  capacityBytes: number;
+  /** Nodes to join through. Empty: this node founds a new cluster. */
+  seeds: readonly string[];
+  /** Partitions of a new cluster (ignored when joining: the cluster's count wins). @default 1024 */
+  partitionCount?: number;
+  store: PageStore;
+  codec: Codec;
+  logger: Logger;
+  timing?: ClusterTiming;
+  /** How long a state change (join, leave, pool) may take before it fails with NO_COORDINATOR. @default 10000 */
+  changeTimeoutMs?: number;
+}
+
+/** A change as callers propose it; the member adds the change id. */
+export type ChangeRequest = StateChange extends infer C
+  ? C extends StateChange
+    ? Omit<C, 'changeId'>
+    : never
+  : never;
+
+/** This node as a member of the cluster. */
+export interface ClusterMember {
+  readonly nodeId: string;
+  /** The incarnation currently running (a new one after this node was removed and rejoined). */
+  incarnation(): number;
+  /** The latest committed state this node knows, or null while it is still joining. */
+  committed(): ClusterState | null;
+  leaderId(): string | null;
+  /**
+   * Throws STALE_STATE unless `stateVersion` (when given) is this node's committed version, and NOT_SERVING
+   * unless the node may serve `partition` now (lease held, primary in its committed and accepted states).
+   * `partition` null checks only the version and the lease (flushObject reaches every member).
+   */
+  checkServing(stateVersion: number | undefined, partition: number | null): void;
+  /** Gets a change committed (forwarding to the coordinator as needed) within the change timeout. */
+  propose(change: ChangeRequest): Promise<ChangeResult>;
+  /** Answers a `propose` frame from another node; `forwarded` ones are not relayed again. */
+  handleProposeFrame(change: unknown, forwarded: boolean): Promise<Omit<ChangeResultFrame, 'id'>>;
+  /** Records where a peer that connected to us listens (from its handshake). */
+  notePeerAddress(id: string, url: string): void;
+  /** Feeds a coordination message from another node (validated here). */
+  receivePeerMessage(message: unknown): void;
+  /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
+  onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
+  /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
+  leave(): Promise<void>;
+  close(): void;
+}
+
+const now = () => performance.now();
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts this node's cluster membership: founds a cluster or joins one through `seeds`. */
+export function createClusterMember(options: ClusterMemberOptions): ClusterMember {
+  const { nodeId, store, logger } = options;
+  const log = logger.child({ component: 'cluster' });
+  const changeTimeoutMs = options.changeTimeoutMs ?? 10_000;
+  const links: PeerLinks = createPeerLinks({
+    selfId: nodeId,
+    selfUrl: options.url,
+    codec: options.codec,
+    logger,
+  });
+  const committedListeners = new Set<(state: ClusterState, leaderId: string | null) => void>();
+  const changeWaiters = new Map<string, { resolve(r: ChangeResult): void; reject(e: Error): void }>();
+  /** Member id -> URL, from every state seen; consensus names peers by id only. */
+  const addresses = new Map<string, string>();
+  let closed = false;
+  let leaving = false;
+  let timer: NodeJS.Timeout | null = null;
+  // Incarnations grow across restarts (wall clock at start) and across rejoins of one process (+1).
+  let incarnation = Date.now();
+  let consensus: Consensus = startConsensus(options.seeds.length === 0);
+  /** Pools this member created in the store (from states), so destroyed ones can be found. */
+  const poolsInStore = new Set<number>();
+  /** Partitions this node was primary for in the last state applied to the store (to skip no-op drops). */
+  let ownedKey = '';
+
+  function selfInfo(): MemberInfo {
+    return { id: nodeId, url: options.url, incarnation, capacityBytes: options.capacityBytes };
+  }
+
+  function startConsensus(bootstrap: boolean): Consensus {
+    const self = selfInfo();
+    const initialState: ClusterState | undefined = bootstrap
+      ? {
+          version: 1,
+          term: 0,
+          members: [self],
+          pools: [],
+          nextPoolId: 1,
+          partitionCount: options.partitionCount ?? 1024,
+        }
+      : undefined;
+    return createConsensus({
+      self: { id: nodeId, incarnation },
+      ...(initialState ? { initialState } : {}),
+      random: Math.random,
+      ...options.timing,
+    });
+  }
+
+  function learnAddresses(state: ClusterState | null): void {
+    for (const member of state?.members ?? []) addresses.set(member.id, member.url);
+  }
+
+  // ---- applying states to the store
+
+  /**
+   * Drops every page of a partition this node is not primary for in `state`. Runs when a state is ACCEPTED,
+   * before the ack goes out, so an old owner never keeps pages a new owner may overwrite; if the partition
+   * comes back later, gets miss instead of returning stale data (get-get coherency through flapping).
+   */
+  function dropUnowned(state: ClusterState): void {
+    const table = partitionTableFor(state, 1);
+    const owned = new Uint8Array(state.partitionCount);
+    for (let p = 0; p < state.partitionCount; p++) {
+      const primary = table.primary(p);
+      owned[p] = primary?.id === nodeId && primary.incarnation === incarnation ? 1 : 0;
+    }
+    const key = `${state.partitionCount}:${Buffer.from(owned).toString('base64')}`;
+    if (key === ownedKey) return;
+    ownedKey = key;
+    const dropped = store.removePages((_pool, hash) => owned[hash % state.partitionCount] === 0);
+    if (dropped > 0) log.info({ version: state.version, dropped }, 'dropped pages of partitions moved away');
+  }
+
+  /** Creates pools the state has and the store lacks; destroys pools the state no longer has. */
+  function syncPools(state: ClusterState, destroy: boolean): void {
+    const wanted = new Set<number>();
+    for (const pool of state.pools) {
+      wanted.add(pool.id);
+      if (store.getPool(pool.id) === undefined) {
+        store.createPool({ id: pool.id, kind: pool.kind, pageSize: pool.pageSize, owner: pool.owner });
+        poolsInStore.add(pool.id);
+      }
+    }
+    if (!destroy) return;
+    for (const id of poolsInStore) {
+      if (wanted.has(id)) continue;
+      store.destroyPool(id);
+      poolsInStore.delete(id);
+    }
+  }
+
+  function dropEverything(reason: string): void {
+    ownedKey = '';
+    const dropped = store.removePages(() => true);
+    log.warn({ reason, dropped }, 'dropped every page');
+  }
+
+  // ---- driving the core
+
+  function handle(output: ConsensusOutput): void {
+    switch (output.type) {
+      case 'send': {
+        const url = addresses.get(output.to);
+        if (url === undefined) log.debug({ to: output.to, type: output.message.type }, 'no address; dropped');
+        else links.send(url, output.message);
+        return;
+      }
+      case 'accepted':
+        learnAddresses(output.state);
+        syncPools(output.state, false);
+        dropUnowned(output.state);
+        return;
+      case 'committed': {
+        learnAddresses(output.state);
+        syncPools(output.state, true);
+        links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
+        log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
+        for (const listener of committedListeners) listener(output.state, consensus.leaderId);
+        return;
+      }
+      case 'changeDone':
+        changeWaiters.get(output.changeId)?.resolve(output.result);
+        changeWaiters.delete(output.changeId);
+        return;
+      case 'changeFailed':
+        changeWaiters.get(output.changeId)?.reject(new TmemError(ErrorCode.NoCoordinator, output.reason));
+        changeWaiters.delete(output.changeId);
+        return;
+      case 'leaseLost':
+        dropEverything('lease lost');
+        return;
+      case 'removed':
+        if (leaving || closed) return;
+        dropEverything('removed from the cluster');
+        incarnation = Math.max(Date.now(), incarnation + 1);
+        log.warn({ incarnation }, 'rejoining as a new incarnation');
+        consensus = startConsensus(false);
+        void joinLoop();
+        return;
+      case 'roleChanged':
+        log.info({ role: output.role, term: output.term, leaderId: output.leaderId }, 'role changed');
+        return;
+    }
+  }
+
+  function run(outputs: ConsensusOutput[]): void {
+    // Learn every address first: a proposal that adds a member is sent to it before the output that
+    // carries the state naming its URL is handled.
+    for (const output of outputs) {
+      if (output.type === 'accepted' || output.type === 'committed') learnAddresses(output.state);
+    }
+    for (const output of outputs) handle(output);
+    schedule();
+  }
+
+  function schedule(): void {
+    if (closed) return;
+    if (timer !== null) clearTimeout(timer);
+    const wait = Math.min(Math.max(consensus.nextTickAt() - now(), 0), 1000);
+    timer = setTimeout(() => {
+      timer = null;
+      run(consensus.tick(now()));
+    }, wait);
+  }
+
+  // ---- changes
+
+  function waitForChange(changeId: string, timeoutMs: number): Promise<ChangeResult> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        changeWaiters.delete(changeId);
+        reject(new TmemError(ErrorCode.NoCoordinator, 'change not committed in time'));
+      }, timeoutMs);
+      changeWaiters.set(changeId, {
+        resolve: (r) => (clearTimeout(t), resolve(r)),
+        reject: (e) => (clearTimeout(t), reject(e)),
+      });
+    });
+  }
+
+  /** Proposes at the local core, or relays to the coordinator (once), until the deadline. */
+  async function commitChange(change: StateChange, relay: boolean, deadline: number): Promise<ChangeResult> {
+    let lastError: unknown;
+    if (change.type === 'addMember') addresses.set(change.member.id, change.member.url);
+    while (!closed && now() < deadline) {
+      const remaining = deadline - now();
+      const attempt = consensus.propose(change, now());
+      try {
+        if (attempt.ok) {
+          const result = waitForChange(change.changeId, remaining);
+          run(attempt.outputs);
+          return await result;
+        }
+        const leaderUrl = attempt.leaderId === null ? undefined : addresses.get(attempt.leaderId);
+        if (relay && leaderUrl !== undefined && attempt.leaderId !== nodeId) {
+          const reply = await links.propose(leaderUrl, change, remaining, true);
+          if (reply.ok) return reply.poolId === undefined ? { ok: true } : { ok: true, poolId: reply.poolId };
+          if (reply.error !== undefined && reply.error !== ErrorCode.NoCoordinator) {
+            return { ok: false, error: reply.error as Extract<ChangeResult, { ok: false }>['error'] };
+          }
+        } else if (!relay) {
+          throw new TmemError(ErrorCode.NoCoordinator, 'not the coordinator');
+        }
+      } catch (error) {
+        lastError = error;
+        if (!relay) throw error;
+      }
+      await delay(Math.min(50, Math.max(1, deadline - now())));
+    }
+    throw new TmemError(ErrorCode.NoCoordinator, 'no coordinator committed the change in time; retry', {
+      cause: lastError,
+    });
+  }
+
+  function propose(request: ChangeRequest): Promise<ChangeResult> {
+    const change = StateChange.parse({ ...request, changeId: `${nodeId}:${randomUUID()}` });
+    return commitChange(change, true, now() + changeTimeoutMs);
+  }
+
+  // ---- joining
+
+  function joinCandidates(): string[] {
+    const known = [...addresses.entries()].filter(([id]) => id !== nodeId).map(([, url]) => url);
+    return [...new Set([...options.seeds, ...known])].filter((url) => url !== options.url);
+  }
+
+  /** Asks seeds (then any member it knows) to add this incarnation, until it is in a committed state. */
+  async function joinLoop(): Promise<void> {
+    const joining = consensus;
+    let backoffMs = 100;
+    while (!closed && consensus === joining && !isMember(consensus.committed, nodeId, incarnation)) {
+      for (const url of joinCandidates()) {
+        if (closed || consensus !== joining) return;
+        try {
+          const reply = await links.propose(
+            url,
+            { type: 'addMember', changeId: `${nodeId}:${incarnation}:join`, member: selfInfo() },
+            3000,
+            false,
+          );
+          if (reply.ok || reply.error === 'member-exists') {
+            log.info({ via: url, incarnation }, 'join committed');
+            return;
+          }
+          if (reply.error === 'replace-first') await removeOlderSelf(url);
+        } catch (error) {
+          log.debug({ via: url, err: (error as Error).message }, 'join attempt failed; trying the next seed');
+        }
+      }
+      await delay(backoffMs);
+      backoffMs = Math.min(backoffMs * 2, 1000);
+    }
+  }
+
+  /** A previous incarnation of this id (a crashed process) is still a member: remove it first. */
+  async function removeOlderSelf(url: string): Promise<void> {
+    const { state } = await links.getState(url, 3000);
+    const old = state.members.find((m) => m.id === nodeId);
+    if (old === undefined || old.incarnation >= incarnation) return;
+    log.info({ old: old.incarnation }, 'removing the previous incarnation of this node');
+    await links.propose(
+      url,
+      {
+        type: 'removeMember',
+        changeId: `${nodeId}:${old.incarnation}:replace`,
+        id: nodeId,
+        incarnation: old.incarnation,
+      },
+      3000,
+      false,
+    );
+  }
+
+  if (options.seeds.length === 0) {
+    learnAddresses(consensus.committed);
+    log.info({ incarnation }, 'founded a new cluster');
+  } else {
+    void joinLoop();
+  }
+  schedule();
+
+  return {
+    nodeId,
+    incarnation: () => incarnation,
+    committed: () => consensus.committed,
+    leaderId: () => consensus.leaderId,
+    checkServing(stateVersion, partition) {
+      const committed = consensus.committed;
+      if (committed === null || !isMember(committed, nodeId, incarnation)) {
+        throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
+      }
+      if (stateVersion !== undefined && stateVersion !== committed.version) {
+        throw new TmemError(ErrorCode.StaleState, `node is at state version ${committed.version}`, {
+          details: { version: committed.version },
+        });
+      }
+      if (leaving) throw new TmemError(ErrorCode.NotServing, 'node is leaving the cluster');
+      const t = now();
+      const serving = partition === null ? consensus.hasLease(t) : consensus.isServingPrimary(t, partition);
+      if (!serving) {
+        throw new TmemError(ErrorCode.NotServing, 'node does not serve this partition now', {
+          details: { version: committed.version },
+        });
+      }
+    },
+    propose,
+    async handleProposeFrame(raw, forwarded) {
+      const parsed = StateChange.safeParse(raw);
+      if (!parsed.success) return { t: 'changeResult', ok: false, error: ErrorCode.InvalidFrame };
+      try {
+        const result = await commitChange(parsed.data, !forwarded, now() + changeTimeoutMs);
+        return result.ok
+          ? { t: 'changeResult', ok: true, ...(result.poolId === undefined ? {} : { poolId: result.poolId }) }
+          : { t: 'changeResult', ok: false, error: result.error };
+      } catch {
+        return { t: 'changeResult', ok: false, error: ErrorCode.NoCoordinator };
+      }
+    },
+    notePeerAddress(id, url) {
+      if (id !== nodeId && !addresses.has(id)) addresses.set(id, url);
+    },
+    receivePeerMessage(raw) {
+      if (closed) return;
+      const parsed = ConsensusMessage.safeParse(raw);
+      if (!parsed.success) {
+        log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'invalid coordination message dropped');
+        return;
+      }
+      run(consensus.receive(parsed.data.from, parsed.data, now()));
+    },
+    onCommitted(listener) {
+      committedListeners.add(listener);
+      return () => committedListeners.delete(listener);
+    },
+    async leave() {
+      if (leaving || closed) return;
+      leaving = true;
+      const committed = consensus.committed;
+      if (committed === null || committed.members.length <= 1) return;
+      log.info('leaving the cluster');
+      try {
+        const result = await commitChange(
+          StateChange.parse({
+            type: 'removeMember',
+            changeId: `${nodeId}:${incarnation}:leave`,
+            id: nodeId,
+            incarnation,
+          }),
+          true,
+          now() + changeTimeoutMs,
+        );
+        log.info({ ok: result.ok }, 'left the cluster');
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, 'could not get the leave committed; exiting anyway');
+      }
+    },
+    close() {
+      closed = true;
+      if (timer !== null) clearTimeout(timer);
+      for (const waiter of changeWaiters.values())
+        waiter.reject(new TmemError(ErrorCode.ShuttingDown, 'closing'));
+      changeWaiters.clear();
+      links.close();
+    },
+  };
+}

@@ -1,0 +1,383 @@
+// What `tmem status` and `npm run cluster` show: the committed cluster state as one node sees it, plus the
+// statistics of every member asked directly. A member that does not answer is reported, never fatal.
+import Table from 'cli-table3';
+import { WebSocket, type RawData } from 'ws';
+import {
+  ConnectionLostError,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  TimeoutError,
+  TmemError,
+  createCodec,
+  errorFromWire,
+  memberKey,
+  partitionTableFor,
+  type ClientFrame,
+  type ClusterState,
+  type MemberInfo,
+  type NodeFrame,
+  type NodeStats,
+} from '@tmem/protocol';
+
+/** Per-node budget of fetchClusterStatus when none is given, in milliseconds. */
+export const DEFAULT_STATUS_TIMEOUT_MS = 3000;
+/** Identity the status tool sends in its handshake. */
+export const STATUS_IDENTITY = 'tmem-status';
+
+/** Options of fetchClusterStatus. */
+export interface FetchClusterStatusOptions {
+  /**
+   * Budget of each connection, in milliseconds: opening it, the handshake and the one request on it. The seed
+   * is asked first and the members then in parallel, so a call takes at most about twice this per seed tried.
+   * @default DEFAULT_STATUS_TIMEOUT_MS (3000)
+   */
+  timeoutMs?: number;
+}
+
+/** One member of the cluster as the status shows it. */
+export interface MemberStatus {
+  id: string;
+  url: string;
+  incarnation: number;
+  /** Capacity the member announced when it joined, in bytes. */
+  capacityBytes: number;
+  /** True when the seed names this member as the coordinator. */
+  leader: boolean;
+  /** True when the member answered `stats` at its URL, as the member with this id, within the timeout. */
+  reachable: boolean;
+  /** The member's own statistics; absent when it is unreachable. */
+  stats?: NodeStats;
+  /** Why the member is unreachable; absent when it is reachable. */
+  error?: string;
+  /** Partitions this member is the primary owner of (first owner in partitionTableFor(state, 1)). */
+  partitions: number;
+}
+
+/** The cluster as the status shows it. */
+export interface ClusterStatus {
+  /** URL of the seed whose cluster state this is. */
+  seed: string;
+  /** Version of the committed cluster state. */
+  version: number;
+  /** Coordinator term that committed it. */
+  term: number;
+  /** The coordinator as far as the seed knows; null during an election. */
+  leaderId: string | null;
+  partitionCount: number;
+  /** Pools that exist cluster-wide. */
+  pools: number;
+  /** Members in the order of the state (sorted by id). */
+  members: MemberStatus[];
+}
+
+// One codec for every connection: it keeps no per-connection state.
+const codec = createCodec();
+
+/** How long a closing socket may wait for the node's close frame before it is torn down, in milliseconds. */
+const CLOSE_GRACE_MS = 500;
+
+/** One short-lived connection of the status tool: opened by openSession, handshaken by hello(). */
+interface Session {
+  readonly url: string;
+  /** Sends a frame and resolves with the reply carrying its id; rejects once the session failed. */
+  request(frame: ClientFrame): Promise<NodeFrame>;
+  /** Closes the socket (gracefully when open) and resolves once it is closed. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a WebSocket to `url`. Everything on it (open, handshake, requests) must be done within `timeoutMs`:
+ * after that every pending and later request rejects with TimeoutError.
+ */
+function openSession(url: string, timeoutMs: number): Session {
+  let socket: WebSocket;
+  try {
+    socket = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+  } catch (error) {
+    // An unparsable URL throws synchronously; report it like any other node that cannot be reached.
+    const failure = new TmemError(ErrorCode.BadArgument, `"${url}" is not a ws:// URL`, { cause: error });
+    return { url, request: () => Promise.reject(failure), close: () => Promise.resolve() };
+  }
+  let failure: TmemError | undefined;
+  const pending = new Map<
+    number,
+    { resolve: (frame: NodeFrame) => void; reject: (error: TmemError) => void }
+  >();
+  let rejectOpened: (error: TmemError) => void = () => undefined;
+  const opened = new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    rejectOpened = reject;
+  });
+  // A node that never listens is reported through the request waiting for it, not as an unhandled rejection.
+  opened.catch(() => undefined);
+
+  function fail(error: TmemError): void {
+    if (failure !== undefined) return;
+    failure = error;
+    clearTimeout(timer);
+    rejectOpened(error);
+    for (const { reject } of pending.values()) reject(error);
+    pending.clear();
+    if (socket.readyState === WebSocket.OPEN) socket.close(1000);
+    else if (socket.readyState === WebSocket.CONNECTING) socket.terminate();
+  }
+
+  const timer = setTimeout(() => fail(new TimeoutError(timeoutMs, { details: { url } })), timeoutMs);
+
+  socket.on('error', (error) => {
+    fail(new ConnectionLostError(`connection failed: ${error.message}`, { cause: error, details: { url } }));
+  });
+  socket.on('close', (code) => {
+    fail(new ConnectionLostError(`node closed the connection (code ${code})`, { details: { url, code } }));
+  });
+  socket.on('message', (data: RawData, isBinary: boolean) => {
+    let frame: NodeFrame;
+    try {
+      if (!isBinary) throw new ProtocolError(ErrorCode.MalformedFrame, 'node sent a text frame');
+      frame = codec.decodeNodeFrame(data as Buffer);
+    } catch (error) {
+      fail(
+        error instanceof TmemError
+          ? error
+          : new ProtocolError(ErrorCode.MalformedFrame, 'undecodable frame', { cause: error }),
+      );
+      return;
+    }
+    // Id 0: a push (state subscription) or an error about a frame the node could not read.
+    if (frame.id === 0) {
+      if (frame.t === 'error') fail(errorFromWire(frame));
+      return;
+    }
+    const waiter = pending.get(frame.id);
+    pending.delete(frame.id);
+    waiter?.resolve(frame);
+  });
+
+  return {
+    url,
+    async request(frame) {
+      await opened;
+      if (failure !== undefined) throw failure;
+      return new Promise<NodeFrame>((resolve, reject) => {
+        pending.set(frame.id, { resolve, reject });
+        socket.send(codec.encode(frame));
+      });
+    },
+    async close() {
+      clearTimeout(timer);
+      if (failure === undefined) failure = new TmemError(ErrorCode.ClientClosed, 'status connection closed');
+      rejectOpened(failure);
+      if (socket.readyState === WebSocket.CLOSED) return;
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      if (socket.readyState === WebSocket.CONNECTING) {
+        socket.terminate();
+      } else if (socket.readyState === WebSocket.OPEN) {
+        socket.close(1000);
+      }
+      // A node that never answers the close frame must not hold the caller.
+      const force = setTimeout(() => socket.terminate(), CLOSE_GRACE_MS);
+      await closed;
+      clearTimeout(force);
+    },
+  };
+}
+
+/** Performs the handshake and resolves with the node id the node answers with. */
+async function hello(session: Session): Promise<string> {
+  const reply = await session.request({
+    t: 'hello',
+    id: 1,
+    protocol: PROTOCOL_VERSION,
+    identity: STATUS_IDENTITY,
+  });
+  if (reply.t === 'welcome') return reply.nodeId;
+  throw unexpected(reply, 'welcome');
+}
+
+function unexpected(reply: NodeFrame, wanted: string): TmemError {
+  if (reply.t === 'error') return errorFromWire(reply);
+  return new ProtocolError(ErrorCode.InvalidFrame, `expected ${wanted}, node answered ${reply.t}`);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Asks one seed for the committed state. */
+async function stateFrom(
+  seed: string,
+  timeoutMs: number,
+  sessions: Session[],
+): Promise<{ state: ClusterState; leaderId: string | null }> {
+  const session = openSession(seed, timeoutMs);
+  sessions.push(session);
+  await hello(session);
+  const reply = await session.request({ t: 'getState', id: 2, subscribe: false });
+  if (reply.t !== 'state') throw unexpected(reply, 'state');
+  return { state: reply.state, leaderId: reply.leaderId };
+}
+
+/** Asks one member, at its own URL, for its statistics; never rejects. */
+async function statsOf(
+  member: MemberInfo,
+  timeoutMs: number,
+  sessions: Session[],
+): Promise<{ stats: NodeStats } | { error: string }> {
+  const session = openSession(member.url, timeoutMs);
+  sessions.push(session);
+  try {
+    const nodeId = await hello(session);
+    // Another process may listen at the URL now (the member died, something else took the port).
+    if (nodeId !== member.id) return { error: `${member.url} answers as node ${nodeId}` };
+    const reply = await session.request({ t: 'stats', id: 2 });
+    if (reply.t !== 'stats') throw unexpected(reply, 'stats');
+    return { stats: reply.stats };
+  } catch (error) {
+    return { error: messageOf(error) };
+  }
+}
+
+/**
+ * Reads the cluster state from the first seed that answers (in order), then asks every member for its
+ * statistics in parallel over a connection of its own. Rejects with NO_NODES when no seed gives a state (not
+ * reachable, no handshake, or still joining); an unreachable member only shows as `reachable: false`. Every
+ * socket it opened is closed before it settles.
+ */
+export async function fetchClusterStatus(
+  seeds: string | readonly string[],
+  options: FetchClusterStatusOptions = {},
+): Promise<ClusterStatus> {
+  const seedList = typeof seeds === 'string' ? [seeds] : [...seeds];
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STATUS_TIMEOUT_MS;
+  if (seedList.length === 0) throw new TmemError(ErrorCode.BadArgument, 'give at least one seed URL');
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new TmemError(ErrorCode.BadArgument, `timeoutMs must be a positive number, got ${timeoutMs}`);
+  }
+  const sessions: Session[] = [];
+  try {
+    const failures: { seed: string; message: string }[] = [];
+    let found: { seed: string; state: ClusterState; leaderId: string | null } | undefined;
+    let lastError: unknown;
+    for (const seed of seedList) {
+      try {
+        found = { seed, ...(await stateFrom(seed, timeoutMs, sessions)) };
+        break;
+      } catch (error) {
+        lastError = error;
+        failures.push({ seed, message: messageOf(error) });
+      }
+    }
+    if (found === undefined) {
+      const reasons = failures.map((f) => `${f.seed} (${f.message})`).join(', ');
+      throw new TmemError(
+        ErrorCode.NoNodes,
+        `no cluster state from ${reasons}; check the seed URL and that a node runs there`,
+        { cause: lastError, details: { failures } },
+      );
+    }
+    const { seed, state, leaderId } = found;
+
+    const table = partitionTableFor(state, 1);
+    const primaries = new Map<string, number>();
+    for (let p = 0; p < state.partitionCount; p++) {
+      const owner = table.primary(p);
+      if (owner !== undefined) primaries.set(memberKey(owner), (primaries.get(memberKey(owner)) ?? 0) + 1);
+    }
+
+    const members = await Promise.all(
+      state.members.map(async (member): Promise<MemberStatus> => {
+        const answer = await statsOf(member, timeoutMs, sessions);
+        return {
+          id: member.id,
+          url: member.url,
+          incarnation: member.incarnation,
+          capacityBytes: member.capacityBytes,
+          leader: member.id === leaderId,
+          reachable: 'stats' in answer,
+          ...answer,
+          partitions: primaries.get(memberKey(member)) ?? 0,
+        };
+      }),
+    );
+    return {
+      seed,
+      version: state.version,
+      term: state.term,
+      leaderId,
+      partitionCount: state.partitionCount,
+      pools: state.pools.length,
+      members,
+    };
+  } finally {
+    await Promise.all(sessions.map((session) => session.close()));
+  }
+}
+
+/** The shortest prefix length (at least 8) that keeps every id distinct, so UUIDs stay readable. */
+function shortIdLength(ids: readonly string[]): number {
+  const longest = Math.max(0, ...ids.map((id) => id.length));
+  for (let length = 8; length < longest; length++) {
+    if (new Set(ids.map((id) => id.slice(0, length))).size === ids.length) return length;
+  }
+  return longest;
+}
+
+const MIB = 1024 * 1024;
+
+function mib(bytes: number): string {
+  return (bytes / MIB).toFixed(1);
+}
+
+function hitsMisses(stats: NodeStats): string {
+  const lookups = stats.hits + stats.misses;
+  const ratio = lookups === 0 ? '' : ` (${Math.round((stats.hits / lookups) * 100)}%)`;
+  return `${stats.hits}/${stats.misses}${ratio}`;
+}
+
+/** Renders a status as a summary line and a table of members, for people (not for parsing: use the JSON). */
+export function formatClusterStatus(status: ClusterStatus): string {
+  const idLength = shortIdLength(status.members.map((m) => m.id));
+  const short = (id: string) => id.slice(0, idLength);
+  const table = new Table({
+    head: ['id', 'url', 'role', 'partitions', 'pages', 'memory MiB (used/cap)', 'hits/misses'],
+    colAligns: ['left', 'left', 'left', 'right', 'right', 'right', 'right'],
+    // No colours: the output is also read from logs and pipes.
+    style: { head: [], border: [], compact: true },
+  });
+  for (const member of status.members) {
+    const role = member.leader ? 'leader' : 'follower';
+    const { stats } = member;
+    table.push(
+      stats === undefined
+        ? [
+            short(member.id),
+            member.url,
+            role,
+            member.partitions,
+            'unreachable',
+            `- / ${mib(member.capacityBytes)}`,
+            '-',
+          ]
+        : [
+            short(member.id),
+            member.url,
+            role,
+            member.partitions,
+            stats.ephemeralPages + stats.persistentPages,
+            `${mib(stats.usedBytes)} / ${mib(stats.capacityBytes)}`,
+            hitsMisses(stats),
+          ],
+    );
+  }
+  const unreachable = status.members.filter((m) => !m.reachable).length;
+  const summary = [
+    `cluster state v${status.version} (term ${status.term})`,
+    `${status.members.length} member${status.members.length === 1 ? '' : 's'}`,
+    ...(unreachable > 0 ? [`${unreachable} unreachable`] : []),
+    `leader ${status.leaderId === null ? 'none (election)' : short(status.leaderId)}`,
+    `${status.partitionCount} partitions`,
+    `${status.pools} pool${status.pools === 1 ? '' : 's'}`,
+  ].join(', ');
+  return `${summary}\n${table.toString()}`;
+}
