@@ -1,4 +1,5 @@
-// Shared test harness: real node processes, raw protocol peers and condition polling.
+// Shared test harness: real node processes and clusters, raw protocol peers and condition polling.
+export * from './cluster.ts';
 export * from './node-process.ts';
 export * from './raw-peer.ts';
 export * from './wait-for.ts';

@@ -12,12 +12,12 @@ import {
   type PoolKind,
 } from '@tmem/protocol';
 import { createViewTracker, type ClientEvents, type ClusterView } from './cluster-view.ts';
-import { createConnectionPool, type ConnectionPool } from './connection-pool.ts';
+import { createConnectionPool } from './connection-pool.ts';
 import { openNodeConnection, type NodeConnection } from './node-connection.ts';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.ts';
 import { createPoolHandle, type Pool } from './pool.ts';
 import { createRouter } from './router.ts';
-import { createStateSync, type StateSync } from './state-sync.ts';
+import { createStateSync } from './state-sync.ts';
 
 /** Options of `createPool`. */
 export interface CreatePoolOptions {
@@ -101,10 +101,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
   const tracker = createViewTracker((error) =>
     log.error({ error: error instanceof Error ? error.message : String(error) }, 'a view listener threw'),
   );
-  // Connections report closes and pushed states to the pool and the sync, made below.
-  let pool: ConnectionPool | undefined;
-  let sync: StateSync | undefined;
-
+  // Connections report closes and pushed states to the pool and the sync, made below: none opens before.
   function open(url: string): Promise<NodeConnection> {
     return openNodeConnection({
       url,
@@ -118,15 +115,15 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       maxFramesInFlight: options.maxFramesInFlight,
       signal: closer.signal,
       onClose: (connection) => {
-        pool?.forget(connection);
-        sync?.connectionClosed(connection);
+        pool.forget(connection);
+        sync.connectionClosed(connection);
       },
-      onStatePush: (connection, frame) => sync?.pushed(connection, frame),
+      onStatePush: (connection, frame) => sync.pushed(connection, frame),
     });
   }
 
-  pool = createConnectionPool({ open });
-  sync = createStateSync({
+  const pool = createConnectionPool({ open });
+  const sync = createStateSync({
     seeds: options.seeds,
     tracker,
     pool,
@@ -194,7 +191,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       closing ??= (async () => {
         const error = clientClosed();
         closer.abort(error);
-        await Promise.all([sync?.close(error), pool?.close(error)]);
+        await Promise.all([sync.close(error), pool.close(error)]);
         log.debug({ identity: options.identity }, 'client closed');
       })();
       return closing;

@@ -210,7 +210,7 @@ export function createRouter(options: RouterOptions): Router {
           if (result.status === 'fulfilled') answered.set(memberKey(todo[i] as MemberInfo), result.value);
           else if (failure === undefined || severity(result.reason) > severity(failure)) failure = result.reason;
         });
-        if (failure !== undefined) throw failure;
+        if (failure !== undefined) throw failure as Error;
         // The view may have changed while the members answered: then the members it added are asked too.
         if (tracker.state === state) {
           return state.members.map((m) => answered.get(memberKey(m)) as ReplyTo<R>);

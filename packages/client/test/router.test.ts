@@ -116,15 +116,14 @@ describe('topology answers', () => {
   });
 
   it('takes UNKNOWN_POOL after NO_COORDINATOR as a destroy that did commit', async () => {
-    let fake: FakeNode | undefined;
     let first = true;
-    fake = track(
+    const fake: FakeNode = track(
       await startFakeNode({
         onFrame: (frame: ClientFrame) => {
           if (frame.t !== 'destroyPool' || !first) return undefined;
           first = false;
           // The change commits after the node gave up waiting for it.
-          fake?.cluster.commit((draft) => {
+          fake.cluster.commit((draft) => {
             draft.pools = draft.pools.filter((p) => p.id !== frame.pool);
           });
           return { t: 'error', id: frame.id, code: ErrorCode.NoCoordinator, message: 'slow commit' };

@@ -290,9 +290,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function requirePool(id: number): PoolState {
     const pool = pools.get(id);
     if (pool === undefined) {
-      throw new UnknownPoolError(`pool ${String(id)} does not exist; create it first`, {
-        details: { pool: id },
-      });
+      throw new UnknownPoolError(`pool ${String(id)} does not exist; create it first`, { details: { pool: id } });
     }
     return pool;
   }
@@ -428,7 +426,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
    */
   function makeRoom(cost: number): boolean {
     if (capacityBytes - counters.usedBytes >= cost) return true;
-    if (ephemeralBytes === 0 && capacityBytes - counters.usedBytes < cost) return false;
+    if (capacityBytes - counters.usedBytes + ephemeralBytes < cost) return false;
     while (capacityBytes - counters.usedBytes < cost) {
       const victim = lruHead;
       removeRecord(victim, poolOfRecord(victim));
@@ -624,7 +622,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     removePages(predicate) {
       enter();
       let removed = 0;
-      for (let record = 0; record < recordHighWater; record++) {
+      for (let record = 0; record < recordHighWater - 1; record++) {
         if (!((rFlags[record] as number) & LIVE)) continue;
         const pool = poolOfRecord(record);
         let match: boolean;
