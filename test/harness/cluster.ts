@@ -29,7 +29,7 @@ export async function viewOf(
     try {
       const reply = await Promise.race([
         peer.request({ t: 'getState', id: ++stateRequestId, subscribe: false }),
-        new Promise<undefined>((resolve) => setTimeout(resolve, 1000)),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000)),
       ]);
       return reply?.t === 'state' ? { state: reply.state, leaderId: reply.leaderId } : undefined;
     } finally {

@@ -123,7 +123,7 @@ describe('the contract invariants on one node', () => {
 
   it('1. a refused duplicate put removes the old page', async () => {
     const pool = await client.createPool({ kind: 'persistent' });
-    // Same-filled pages cost metadata only (64 bytes), so once real pages fill the store, freeing one of them
+    // Same-filled pages cost metadata only (PAGE_META_BYTES), so once real pages fill the store, freeing one of them
     // still leaves too little room for a real page: the duplicate put below must be refused.
     expect(await pool.put('h', 0, new Uint8Array(PAGE))).toBe(true);
     expect(await pool.put('zeros', 0, new Uint8Array(PAGE))).toBe(true);

@@ -45,7 +45,10 @@ export interface TmemClient {
    * lost connection, because the cluster may have created the pool already.
    */
   createPool(options: CreatePoolOptions): Promise<Pool>;
-  /** Statistics of every member of the cluster, one entry per member, in the order of `view().members`. */
+  /**
+   * Statistics of every member of the cluster, one entry per member, in the order of `view().members`. Rejects
+   * like any op when a member cannot be reached within the retries and the timeout.
+   */
   stats(): Promise<NodeStats[]>;
   /**
    * The client's current view of the cluster: the state version it routes by, the members and the
@@ -160,7 +163,10 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           { details: { pageSize, min: MIN_PAGE_SIZE, max: MAX_PAGE_SIZE } },
         );
       }
-      if (replication !== undefined && (!Number.isInteger(replication) || replication < 1 || replication > 16)) {
+      if (
+        replication !== undefined &&
+        (!Number.isInteger(replication) || replication < 1 || replication > 16)
+      ) {
         throw new TmemError(ErrorCode.BadArgument, 'replication must be an integer from 1 to 16', {
           details: { replication },
         });

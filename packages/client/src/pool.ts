@@ -11,7 +11,7 @@ import type { ReplyTo, RoutedRequest } from './requests.ts';
 
 /** A pool of pages on the cluster. Every op validates its arguments before anything is sent. */
 export interface Pool {
-  /** The pool id the node assigned. */
+  /** The pool id the cluster assigned. */
   readonly id: number;
   /** Ephemeral pages may vanish at any time; persistent puts may be refused but accepted pages stay. */
   readonly kind: PoolKind;
@@ -26,9 +26,15 @@ export interface Pool {
   get(oid: ObjectId, index: number): Promise<Uint8Array | null>;
   /** Removes one page; resolves even when nothing was there. */
   flushPage(oid: ObjectId, index: number): Promise<void>;
-  /** Removes every page of an object; resolves even when nothing was there. */
+  /**
+   * Removes every page of an object from every member of the cluster (each flushes what it holds); resolves
+   * once all have, even when nothing was there.
+   */
   flushObject(oid: ObjectId): Promise<void>;
-  /** Destroys the pool and its pages; later ops on it reject with UnknownPoolError. */
+  /**
+   * Destroys the pool and its pages on every member; later ops on it reject with UnknownPoolError. Retried while
+   * no coordinator can commit it, but not after a lost connection.
+   */
   destroy(): Promise<void>;
 }
 
@@ -41,17 +47,17 @@ export interface PoolInfo {
 
 /** How an op is run by the client. */
 export interface ExecuteOptions {
-  /** True for ops that are safe to send again after a lost connection. */
+  /**
+   * True for ops that are safe to send again after a lost connection. Topology answers (STALE_STATE,
+   * NOT_SERVING, NO_COORDINATOR) are retried either way: the op was not applied.
+   */
   retry: boolean;
   /** The pool's page size, for batch accounting. */
   pageSize?: number;
 }
 
-/** Runs one request on the right node, with the client's timeout and retry policy. */
-export type Execute = <R extends RoutedRequest>(
-  request: R,
-  options: ExecuteOptions,
-) => Promise<ReplyTo<R>>;
+/** Runs one request on the member(s) that serve it, with the client's timeout and retry policy. */
+export type Execute = <R extends RoutedRequest>(request: R, options: ExecuteOptions) => Promise<ReplyTo<R>>;
 
 /**
  * An object id as bytes the client owns: ops are encoded when their batch leaves, which may be after the
@@ -61,7 +67,7 @@ function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
   return new Uint8Array(toOidBytes(oid));
 }
 
-/** Creates the Pool handle for a pool the node created. */
+/** Creates the Pool handle for a pool the cluster created. */
 export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
   const { id, kind, pageSize } = info;
   const pageOp = { retry: true, pageSize };
@@ -112,7 +118,8 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
       await execute({ t: 'flushObject', pool: id, oid: ownedOid(oid) }, pageOp);
     },
     async destroy() {
-      // Not retried: had the first attempt destroyed the pool, the retry would fail with UNKNOWN_POOL.
+      // Not retried after a lost connection: had the first attempt destroyed the pool, the retry would fail
+      // with UNKNOWN_POOL.
       await execute({ t: 'destroyPool', pool: id }, { retry: false });
     },
   };

@@ -159,10 +159,13 @@ export function createRouter(options: RouterOptions): Router {
             refreshError instanceof TmemError &&
             refreshError.code === ErrorCode.NoNodes
           ) {
-            throw new ConnectionLostError('connection lost and no node of the cluster could be reached again', {
-              cause: refreshError,
-              details: refreshError.details,
-            });
+            throw new ConnectionLostError(
+              'connection lost and no node of the cluster could be reached again',
+              {
+                cause: refreshError,
+                details: refreshError.details,
+              },
+            );
           }
           throw error;
         }
@@ -208,7 +211,8 @@ export function createRouter(options: RouterOptions): Router {
         let failure: unknown;
         results.forEach((result, i) => {
           if (result.status === 'fulfilled') answered.set(memberKey(todo[i] as MemberInfo), result.value);
-          else if (failure === undefined || severity(result.reason) > severity(failure)) failure = result.reason;
+          else if (failure === undefined || severity(result.reason) > severity(failure))
+            failure = result.reason;
         });
         if (failure !== undefined) throw failure as Error;
         // The view may have changed while the members answered: then the members it added are asked too.

@@ -60,6 +60,8 @@ export function createStateSync(options: StateSyncOptions): StateSync {
   let control: NodeConnection | undefined;
   /** The connection the sync itself owns: a control connection to a node the pool does not know as a member. */
   let owned: NodeConnection | undefined;
+  /** Every open connection the sync made to a seed URL: closed with the client unless the pool took it over. */
+  const seedConnections = new Set<NodeConnection>();
   let inFlight: Promise<void> | undefined;
   let periodic: NodeJS.Timeout | undefined;
   let resubscribe: NodeJS.Timeout | undefined;
@@ -75,6 +77,17 @@ export function createStateSync(options: StateSyncOptions): StateSync {
       if (member !== undefined && pool.adopt(member, owned)) owned = undefined;
     }
   });
+
+  async function openSeed(url: string): Promise<NodeConnection> {
+    const connection = await options.openSeed(url);
+    // Opened just as the client closed: nobody would close it later.
+    if (signal.aborted) {
+      await connection.close(signal.reason as TmemError);
+      throw signal.reason as Error;
+    }
+    if (connection.isOpen) seedConnections.add(connection);
+    return connection;
+  }
 
   function getState(connection: NodeConnection, subscribe: boolean): Promise<StateReply> {
     return connection.request({ t: 'getState', subscribe }, { deadline: now() + options.timeoutMs });
@@ -115,9 +128,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
   /** True when a state is newer than ours, or ours: nothing to doubt. */
   function agrees(reply: StateReply): boolean {
     const current = tracker.state;
-    return (
-      current === undefined || reply.state.version > current.version || sameState(reply.state, current)
-    );
+    return current === undefined || reply.state.version > current.version || sameState(reply.state, current);
   }
 
   function candidates(): Candidate[] {
@@ -164,9 +175,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     for (const candidate of candidates()) {
       let connection: NodeConnection | undefined;
       try {
-        connection = candidate.member
-          ? await pool.get(candidate.member)
-          : await options.openSeed(candidate.url);
+        connection = candidate.member ? await pool.get(candidate.member) : await openSeed(candidate.url);
         // The control connection failed above already; its failure is on the list.
         if (!tried.has(connection)) {
           const reply = await getState(connection, subscribe);
@@ -221,7 +230,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
       const { connection, reply } = await connectFirst(
         options.seeds,
         async (url) => {
-          const connection = await options.openSeed(url);
+          const connection = await openSeed(url);
           try {
             return { connection, reply: await getState(connection, true) };
           } catch (error) {
@@ -240,6 +249,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
       tracker.offer(frame.state, frame.leaderId);
     },
     connectionClosed(connection) {
+      seedConnections.delete(connection);
       if (connection === owned) owned = undefined;
       if (connection !== control) return;
       control = undefined;
@@ -257,11 +267,12 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     async close(error) {
       clearInterval(periodic);
       clearTimeout(resubscribe);
-      // An in-flight refresh ends by itself: its connections close with the pool, and it adopts nothing now.
-      const last = owned;
+      // An in-flight refresh ends by itself: its connections close here or with the pool, and it adopts nothing.
       owned = undefined;
       control = undefined;
-      await last?.close(error);
+      const mine = [...seedConnections].filter((c) => !pool.owns(c));
+      seedConnections.clear();
+      await Promise.all(mine.map((c) => c.close(error)));
     },
   };
 }

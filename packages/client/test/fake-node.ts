@@ -423,7 +423,10 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       return received.flatMap(({ frame }) => (frame.t === 'batch' ? [frame] : []));
     },
     page(pool, oid, index) {
-      return pages.get(pool)?.get(oidKey(bytesOf(oid)))?.get(index);
+      return pages
+        .get(pool)
+        ?.get(oidKey(bytesOf(oid)))
+        ?.get(index);
     },
     pageCount() {
       let count = 0;

@@ -18,11 +18,6 @@ export interface HandleTableOptions {
   objectOf: (record: number) => number;
   /** The page index (u32) of a record in the table. */
   indexOf: (record: number) => number;
-  /**
-   * Slots to start with (rounded up to a power of two).
-   * @default 16
-   */
-  initialCapacity?: number;
 }
 
 /** (object, index) -> record. Keys must be unique: inserting a key twice is a bug and throws. */
@@ -33,7 +28,10 @@ export interface HandleTable {
   readonly capacity: number;
   /** The record stored under (object, index), or NO_RECORD. */
   get(object: number, index: number): number;
-  /** Adds `record`, whose key (read through the options) must not be in the table yet. */
+  /**
+   * Adds `record`, whose key (read through the options) must not be in the table yet. Throws RangeError, changing
+   * nothing, if growing the table fails.
+   */
   insert(record: number): void;
   /** Removes the record stored under (object, index); returns it, or NO_RECORD if there was none. */
   remove(object: number, index: number): number;
@@ -54,7 +52,6 @@ function hashKey(object: number, index: number): number {
 export function createHandleTable(options: HandleTableOptions): HandleTable {
   const { objectOf, indexOf } = options;
   let capacity = MIN_CAPACITY;
-  while (capacity < (options.initialCapacity ?? 0)) capacity *= 2;
   let slots = new Int32Array(capacity).fill(NO_RECORD);
   let mask = capacity - 1;
   let size = 0;
@@ -77,11 +74,13 @@ export function createHandleTable(options: HandleTableOptions): HandleTable {
     slots[i] = record;
   }
 
+  /** Rehashes into `newCapacity` slots; if that allocation fails (RangeError), the table is unchanged. */
   function resize(newCapacity: number): void {
+    const fresh = new Int32Array(newCapacity).fill(NO_RECORD);
     const old = slots;
+    slots = fresh;
     capacity = newCapacity;
     mask = capacity - 1;
-    slots = new Int32Array(capacity).fill(NO_RECORD);
     for (const record of old) if (record !== NO_RECORD) place(record);
   }
 
@@ -128,7 +127,14 @@ export function createHandleTable(options: HandleTableOptions): HandleTable {
       slots[hole] = NO_RECORD;
       size--;
       // Shrink at 1/8 full (to 1/4 after halving): memory returns after a mass flush, without thrashing.
-      if (capacity > MIN_CAPACITY && size * 8 < capacity) resize(capacity / 2);
+      if (capacity > MIN_CAPACITY && size * 8 < capacity) {
+        try {
+          resize(capacity / 2);
+        } catch (error) {
+          // Shrinking only saves memory: if even the smaller array cannot be had, keep the current one.
+          if (!(error instanceof RangeError)) throw error;
+        }
+      }
       return removed;
     },
   };

@@ -36,9 +36,10 @@ import type { SlabAllocator } from './slab-allocator.ts';
 
 /**
  * What a same-filled page (every byte equal) costs against capacity: it is kept as metadata only (the fill
- * byte), with no slab slot.
+ * byte), with no slab slot. Measured metadata is about 43 bytes per page in many-page objects and up to about
+ * 130 in one-page objects; 128 keeps a store full of zero pages close to its capacity in real memory.
  */
-export const PAGE_META_BYTES = 64;
+export const PAGE_META_BYTES = 128;
 
 /**
  * Largest capacity a store accepts: 128 GiB. Record numbers are int32 and a store holds at most one page per
@@ -145,7 +146,8 @@ export interface PageStore {
   stats(): StoreStats;
 }
 
-const NIL = -1;
+/** "No record", in links and lookups alike: the handle table's miss value, so its answers need no mapping. */
+const NIL = NO_RECORD;
 /** Record flags. */
 const LIVE = 1;
 const PERSISTENT = 2;
@@ -259,7 +261,6 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   const table = createHandleTable({
     objectOf: (record) => rObject[record] as number,
     indexOf: (record) => rIndex[record] as number,
-    initialCapacity: INITIAL_RECORDS * 2,
   });
 
   /** Set while a removePages predicate runs, so a re-entrant call fails loudly instead of corrupting a scan. */
@@ -290,7 +291,9 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function requirePool(id: number): PoolState {
     const pool = pools.get(id);
     if (pool === undefined) {
-      throw new UnknownPoolError(`pool ${String(id)} does not exist; create it first`, { details: { pool: id } });
+      throw new UnknownPoolError(`pool ${String(id)} does not exist; create it first`, {
+        details: { pool: id },
+      });
     }
     return pool;
   }
@@ -352,6 +355,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     return object;
   }
 
+  /** Frees an object with no pages left. */
+  function releaseObject(pool: PoolState, object: number): void {
+    pool.objects.delete(oKey[object] as string);
+    oKey[object] = ''; // drop the string so the oid's memory can be collected
+    oHead[object] = freeObject;
+    freeObject = object;
+  }
+
   // ---- LRU ----
 
   function lruAppend(record: number): void {
@@ -404,12 +415,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     if (next !== NIL) rObjPrev[next] = prev;
     const left = (oCount[object] as number) - 1;
     oCount[object] = left;
-    if (left === 0) {
-      pool.objects.delete(oKey[object] as string);
-      oKey[object] = ''; // drop the string so the oid's memory can be collected
-      oHead[object] = freeObject;
-      freeObject = object;
-    }
+    if (left === 0) releaseObject(pool, object);
 
     // Last: freeing a slot may compact the slab class, which moves other pages and rewrites their rSlot.
     if (!(flags & SAME_FILLED)) pool.slab.free(rSlot[record] as number);
@@ -530,28 +536,31 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         return REFUSED_FULL;
       }
 
-      let record: number;
+      // Everything that allocates comes first, and is undone if any of it fails: a RangeError here means an
+      // ArrayBuffer could not be had, and a refusal is an answer the caller already handles.
+      let record = NIL;
+      let object = pool.objects.get(key) ?? NIL;
+      const objectIsNew = object === NIL;
+      let inTable = false;
       let slot: number;
       try {
         record = newRecord();
-        try {
-          slot = fill >= 0 ? fill : pool.slab.alloc(record);
-        } catch (error) {
-          releaseRecord(record);
-          throw error;
-        }
+        if (objectIsNew) object = newObject(pool, key);
+        rObject[record] = object;
+        rIndex[record] = index;
+        table.insert(record);
+        inTable = true;
+        slot = fill >= 0 ? fill : pool.slab.alloc(record);
       } catch (error) {
-        // The engine could not allocate memory: refusing is an answer the caller already handles.
+        if (inTable) table.remove(object, index);
+        if (objectIsNew && object !== NIL) releaseObject(pool, object);
+        if (record !== NIL) releaseRecord(record);
         if (!(error instanceof RangeError)) throw error;
         counters.refusedPuts++;
         return REFUSED_FULL;
       }
       if (fill < 0) pool.slab.write(slot, page);
 
-      let object = pool.objects.get(key);
-      object ??= newObject(pool, key);
-      rObject[record] = object;
-      rIndex[record] = index;
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
       rFlags[record] = LIVE | (pool.persistent ? PERSISTENT : 0) | (fill >= 0 ? SAME_FILLED : 0);
@@ -561,7 +570,6 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       if (head !== NIL) rObjPrev[head] = record;
       oHead[object] = record;
       oCount[object] = (oCount[object] as number) + 1;
-      table.insert(record);
 
       counters.usedBytes += cost;
       if (pool.persistent) {
@@ -622,7 +630,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     removePages(predicate) {
       enter();
       let removed = 0;
-      for (let record = 0; record < recordHighWater - 1; record++) {
+      for (let record = 0; record < recordHighWater; record++) {
         if (!((rFlags[record] as number) & LIVE)) continue;
         const pool = poolOfRecord(record);
         let match: boolean;

@@ -38,8 +38,12 @@ function release(t: ReturnType<typeof tracked>, owner: number): void {
 
 function expectIntact(t: ReturnType<typeof tracked>): void {
   for (const [owner, ref] of t.where) {
-    expect(t.slabs.ownerOf(ref)).toBe(owner);
-    expect(t.slabs.read(ref)).toEqual(contentOf(owner, t.slabs.slotSize));
+    const bytes = t.slabs.read(ref);
+    const expected = contentOf(owner, t.slabs.slotSize);
+    // expect() only on a mismatch: this runs for every slot after every op of the property test.
+    if (t.slabs.ownerOf(ref) !== owner || Buffer.compare(bytes, expected) !== 0) {
+      expect([t.slabs.ownerOf(ref), bytes]).toEqual([owner, expected]);
+    }
   }
   const { slabs } = t;
   expect(slabs.usedSlots).toBe(t.where.size);
@@ -172,7 +176,7 @@ describe('slab allocator', () => {
           }
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 500 },
     );
   });
 });

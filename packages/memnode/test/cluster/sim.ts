@@ -82,6 +82,10 @@ export interface SimReport {
   elections: number;
   leaseLosts: number;
   reincarnations: number;
+  /** Sum over all checks of the partitions being served (how much (c) was exercised). */
+  served: number;
+  /** Times a partition was next served by another member than the one that served it before. */
+  handoffs: number;
   /** Virtual ms from the end of faults to convergence. */
   convergedAfterMs: number;
   virtualMs: number;
@@ -240,6 +244,8 @@ export function runSimulation(options: SimOptions): SimReport {
     elections: 0,
     leaseLosts: 0,
     reincarnations: 0,
+    served: 0,
+    handoffs: 0,
     convergedAfterMs: -1,
     virtualMs: 0,
   };
@@ -353,9 +359,11 @@ export function runSimulation(options: SimOptions): SimReport {
 
   function handle(n: SimNode, outputs: readonly ConsensusOutput[]): void {
     let reincarnate = false;
+    let acked = false;
     for (const o of outputs) {
       switch (o.type) {
         case 'send':
+          if (o.message.type === 'ack') acked = true;
           transmit(n, o.to, o.message);
           break;
         case 'committed':
@@ -365,6 +373,8 @@ export function runSimulation(options: SimOptions): SimReport {
           recordCommit(n, o.state);
           break;
         case 'accepted':
+          // The node drops pages it no longer owns when it sees 'accepted': that must precede its ack.
+          if (acked) fail(`${n.id}:${n.incarnation} sent an ack before the 'accepted' output it covers`);
           log(`${n.id}:${n.incarnation} accepted v${o.state.version} t${o.state.term}`);
           break;
         case 'roleChanged':
@@ -412,6 +422,7 @@ export function runSimulation(options: SimOptions): SimReport {
   // ------------------------------------------------------------ invariants
 
   const owner = new Int32Array(PARTITIONS);
+  const lastServer: (string | undefined)[] = new Array<string | undefined>(PARTITIONS);
   function checkServing(): void {
     owner.fill(-1);
     for (const n of nodes) {
@@ -426,6 +437,13 @@ export function runSimulation(options: SimOptions): SimReport {
           );
         }
         owner[p] = n.index;
+        report.served++;
+        if (validate && !n.c.isServingPrimary(local(n), p)) fail(`isServingPrimary disagrees on ${p}`);
+        const who = keyOf(n.id, n.incarnation);
+        if (lastServer[p] !== who) {
+          if (lastServer[p] !== undefined) report.handoffs++;
+          lastServer[p] = who;
+        }
       }
     }
   }
@@ -589,8 +607,8 @@ export function runSimulation(options: SimOptions): SimReport {
       log(`PAUSE ${n.id}:${n.incarnation}`);
       queue.push(now + between(100, 3000), { kind: 'resume', node: n.index, incarnation: n.incarnation });
     } else if (r < 0.6) {
-      const n = pick(nodes);
-      if (n.c && canKill(n.index)) crash(n, 'crash');
+      const victims = live.filter((n) => canKill(n.index));
+      if (victims.length > 0) crash(pick(victims), 'crash');
     } else if (r < 0.7) {
       const leader = live.find((n) => n.c?.role === 'leader' && !n.paused);
       if (leader && canKill(leader.index)) crash(leader, 'leaderCrash');

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ClusterState,
+  StateChange,
+  applyChange,
+  initialState,
+  isMember,
+  isVoterChange,
+  type MemberInfo,
+} from '../../src/cluster/cluster-state.ts';
+
+const member = (id: string, incarnation = 1): MemberInfo => ({
+  id,
+  url: `ws://${id}`,
+  incarnation,
+  capacityBytes: 1 << 28,
+});
+
+describe('cluster state', () => {
+  it('starts at version 1, term 0, with only the founder', () => {
+    const s = initialState(member('m'), 1024);
+    expect(s).toEqual({
+      version: 1,
+      term: 0,
+      members: [member('m')],
+      pools: [],
+      nextPoolId: 1,
+      partitionCount: 1024,
+    });
+    expect(ClusterState.parse(s)).toEqual(s);
+  });
+
+  it('adds members sorted by id, one version per change, and refuses duplicates and swaps', () => {
+    let s = initialState(member('m'), 64);
+    s = applyChange(s, { type: 'addMember', changeId: '1', member: member('z') }).state;
+    s = applyChange(s, { type: 'addMember', changeId: '2', member: member('a') }).state;
+    expect(s.members.map((m) => m.id)).toEqual(['a', 'm', 'z']);
+    expect(s.version).toBe(3);
+    const same = applyChange(s, { type: 'addMember', changeId: '3', member: member('a') });
+    expect(same.result).toEqual({ ok: false, error: 'member-exists' });
+    expect(same.state).toBe(s);
+    expect(applyChange(s, { type: 'addMember', changeId: '4', member: member('a', 2) }).result).toEqual({
+      ok: false,
+      error: 'replace-first',
+    });
+    const newer = applyChange(s, { type: 'removeMember', changeId: '5', id: 'a', incarnation: 1 }).state;
+    const back = applyChange(newer, { type: 'addMember', changeId: '6', member: member('a', 2) }).state;
+    expect(applyChange(back, { type: 'addMember', changeId: '7', member: member('a', 1) }).result).toEqual({
+      ok: false,
+      error: 'stale-incarnation',
+    });
+  });
+
+  it('removes by exact incarnation and never empties the cluster', () => {
+    const s = applyChange(initialState(member('m'), 64), { type: 'addMember', changeId: 'a', member: member('n') })
+      .state;
+    expect(applyChange(s, { type: 'removeMember', changeId: 'x', id: 'n', incarnation: 9 }).result).toEqual({
+      ok: false,
+      error: 'unknown-member',
+    });
+    const one = applyChange(s, { type: 'removeMember', changeId: 'y', id: 'n', incarnation: 1 }).state;
+    expect(isMember(one, 'n', 1)).toBe(false);
+    expect(applyChange(one, { type: 'removeMember', changeId: 'z', id: 'm', incarnation: 1 }).result).toEqual({
+      ok: false,
+      error: 'last-member',
+    });
+  });
+
+  it('creates pools with fresh ids (never reused) and validates them', () => {
+    let s = initialState(member('m'), 64);
+    const create = (replication: number, pageSize = 4096, kind: 'ephemeral' | 'persistent' = 'persistent') =>
+      applyChange(s, { type: 'createPool', changeId: 'c', kind, pageSize, owner: 'app', replication });
+    const first = create(2);
+    expect(first.result).toEqual({ ok: true, poolId: 1 });
+    s = first.state;
+    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: 1 }).state;
+    expect(create(1).result).toEqual({ ok: true, poolId: 2 });
+    expect(create(1, 1000).result).toEqual({ ok: false, error: 'bad-page-size' });
+    expect(create(2, 4096, 'ephemeral').result).toEqual({ ok: false, error: 'bad-replication' });
+    expect(create(0).result).toEqual({ ok: false, error: 'bad-replication' });
+    expect(applyChange(s, { type: 'destroyPool', changeId: 'e', poolId: 1 }).result).toEqual({
+      ok: false,
+      error: 'unknown-pool',
+    });
+    expect(ClusterState.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
+  });
+
+  it('tells voter changes apart and validates changes and states from the wire', () => {
+    expect(isVoterChange({ type: 'addMember', changeId: 'a', member: member('x') })).toBe(true);
+    expect(isVoterChange({ type: 'removeMember', changeId: 'a', id: 'x', incarnation: 1 })).toBe(true);
+    expect(isVoterChange({ type: 'noop', changeId: 'a' })).toBe(false);
+    expect(() => StateChange.parse({ type: 'noop' })).toThrow();
+    expect(() =>
+      ClusterState.parse({ ...initialState(member('m'), 64), members: [member('b'), member('a')] }),
+    ).toThrow();
+    expect(applyChange(initialState(member('m'), 64), { type: 'noop', changeId: 'n' }).state.version).toBe(2);
+  });
+});
