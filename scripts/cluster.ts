@@ -9,12 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createLogUpdate } from 'log-update';
 import config, { type NodeConfig } from '../cluster.config.ts';
-// A deep import until @tmem/memnode's index exports the status functions.
-import {
-  fetchClusterStatus,
-  formatClusterStatus,
-  type ClusterStatus,
-} from '../packages/memnode/src/status.ts';
+import { fetchClusterStatus, formatClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
 const CLI = fileURLToPath(new URL('../packages/memnode/src/cli.ts', import.meta.url));
 const LOG_LEVEL = process.env['TMEM_LOG_LEVEL'] ?? 'warn';
@@ -128,14 +123,6 @@ function onNodeExit(node: RunningNode, code: number | null, signal: NodeJS.Signa
   }
 }
 
-async function stopNode(node: RunningNode): Promise<void> {
-  if (node.gone) return;
-  node.child.kill('SIGTERM');
-  const force = setTimeout(() => node.child.kill('SIGKILL'), KILL_AFTER_MS);
-  await node.exited;
-  clearTimeout(force);
-}
-
 async function stopAll(exitCode: number): Promise<void> {
   if (stopping) return;
   stopping = true;
@@ -143,7 +130,17 @@ async function stopAll(exitCode: number): Promise<void> {
   process.stdout.write(
     `\nstopping the cluster (nodes that have not left after ${KILL_AFTER_MS / 1000} s are killed)...\n`,
   );
-  await Promise.all(nodes.map(stopNode));
+  const force = setTimeout(() => {
+    for (const node of nodes) if (!node.gone) node.child.kill('SIGKILL');
+  }, KILL_AFTER_MS);
+  // One at a time, last started first: each leave is committed by the members still there. Stopped all at
+  // once, the last ones to leave find no majority left and wait out their leave timeout.
+  for (const node of [...nodes].reverse()) {
+    if (node.gone) continue;
+    node.child.kill('SIGTERM');
+    await node.exited;
+  }
+  clearTimeout(force);
   process.stdout.write('all nodes stopped\n');
   process.exit(exitCode);
 }

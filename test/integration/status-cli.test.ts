@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killAllNodes, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
 // A deep import until @tmem/memnode's index exports the status functions.
-import { fetchClusterStatus, type ClusterStatus } from '../../packages/memnode/src/status.ts';
+import { fetchClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = 'packages/memnode/src/cli.ts';

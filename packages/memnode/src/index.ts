@@ -11,3 +11,11 @@ export {
 } from './page-store.ts';
 export { parseByteSize } from './size.ts';
 export { createNodeLogger, silentLogger, type Logger } from './logger.ts';
+export {
+  fetchClusterStatus,
+  formatClusterStatus,
+  type ClusterStatus,
+  type MemberStatus,
+  type FetchClusterStatusOptions,
+} from './status.ts';
+export type { ClusterMember, ClusterTiming } from './cluster/cluster-member.ts';
