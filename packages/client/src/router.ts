@@ -92,7 +92,21 @@ export function createRouter(options: RouterOptions): Router {
   ): Promise<ReplyTo<R>> {
     let connection: NodeConnection | undefined;
     try {
-      connection = await beforeDeadline(pool.get(member), deadline, timeoutMs);
+      try {
+        connection = await beforeDeadline(pool.get(member), deadline, timeoutMs);
+      } catch (error) {
+        // Nothing was sent, so nothing is in doubt: a member of the view that cannot be reached (crashed,
+        // not yet removed) is a topology answer. The op waits, within its deadline, for the cluster to move
+        // the partition instead of failing: a node crash must not surface as an error for ephemeral gets.
+        if (isRetryable(error) && tracker.state?.members.some((m) => m.id === member.id)) {
+          pool.suspect(member);
+          throw new TmemError(ErrorCode.NotServing, `member ${member.id} is unreachable`, {
+            cause: error,
+            details: { member: member.id, unreachable: true },
+          });
+        }
+        throw error;
+      }
       return await connection.request(request, { deadline, pageSize, sv });
     } catch (error) {
       if (isRetryable(error)) pool.suspect(member);
@@ -130,7 +144,10 @@ export function createRouter(options: RouterOptions): Router {
         await refreshQuietly(deadline, source);
         if (tracker.version !== before) continue;
         const pause = Math.min(MAX_TOPOLOGY_BACKOFF_MS, TOPOLOGY_BACKOFF_MS * 2 ** n);
-        if (now() + pause >= deadline) throw error;
+        if (now() + pause >= deadline) {
+          // Out of time while a member stayed unreachable: report the lost connection, not a topology code.
+          throw error.details['unreachable'] === true && error.cause instanceof Error ? error.cause : error;
+        }
         log.debug({ code: error.code, version: before, pause }, 'retrying after a topology answer');
         await sleep(pause, signal);
       }
