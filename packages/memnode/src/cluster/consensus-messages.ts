@@ -29,6 +29,7 @@ const envelope = {
  * was cut off cannot depose a working leader when it comes back.
  */
 export const PreVote = z.object({ type: z.literal('preVote'), ...envelope, accepted: StateId.nullable() });
+/** The PreVote message (schema above). */
 export type PreVote = z.infer<typeof PreVote>;
 
 /** Answer to a preVote; `forTerm` echoes the term asked about, `term` is the voter's own. */
@@ -38,6 +39,7 @@ export const PreVoteReply = z.object({
   forTerm: count,
   granted: z.boolean(),
 });
+/** The PreVoteReply message (schema above). */
 export type PreVoteReply = z.infer<typeof PreVoteReply>;
 
 /** A real vote request; `accepted` is the candidate's accepted state id for the up-to-date check. */
@@ -46,14 +48,17 @@ export const RequestVote = z.object({
   ...envelope,
   accepted: StateId.nullable(),
 });
+/** The RequestVote message (schema above). */
 export type RequestVote = z.infer<typeof RequestVote>;
 
 /** Answer to a requestVote. */
 export const Vote = z.object({ type: z.literal('vote'), ...envelope, granted: z.boolean() });
+/** The Vote message (schema above). */
 export type Vote = z.infer<typeof Vote>;
 
 /** The leader proposes a whole state (`state.term` equals the leader's term). */
 export const Propose = z.object({ type: z.literal('propose'), ...envelope, state: ClusterState });
+/** The Propose message (schema above). */
 export type Propose = z.infer<typeof Propose>;
 
 /**
@@ -71,6 +76,7 @@ export const Heartbeat = z.object({
   committed: StateId.nullable(),
   proposal: StateId.nullable(),
 });
+/** The Heartbeat message (schema above). */
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
 /**
@@ -87,6 +93,7 @@ export const Ack = z.object({
   committed: StateId.nullable(),
   sentAt: time,
 });
+/** The Ack message (schema above). */
 export type Ack = z.infer<typeof Ack>;
 
 /**
@@ -94,6 +101,7 @@ export type Ack = z.infer<typeof Ack>;
  * Any member may send it: a committed state is a fact, whoever relays it.
  */
 export const Commit = z.object({ type: z.literal('commit'), ...envelope, state: ClusterState });
+/** The Commit message (schema above). */
 export type Commit = z.infer<typeof Commit>;
 
 /** Any consensus message, discriminated on `type`. */

@@ -2,21 +2,27 @@
 // no randomness of its own. Inputs are tick(now), receive(from, message, now) and propose(change, now); each
 // returns outputs (messages to send, notifications) that the caller must process IN ORDER.
 //
-// Protocol summary (docs/ring-design.md is the spec; deviations are marked "Deviation"):
+// Protocol (docs/ring-design.md is the spec; where this differs, the comment at the rule says why):
 // - Each member keeps its latest ACCEPTED state and its latest COMMITTED state instead of a log. A state is
-//   identified by (term that proposed it, version); accepted ids only grow lexicographically.
-// - Election: pre-vote, then Raft vote with the up-to-date check on the accepted (term, version). Votes and
-//   acks count only from members of the relevant state whose (id, incarnation) match.
-// - A new leader first re-proposes its accepted state as version + 1 in its own term, then proposes queued
-//   changes one at a time (each change moves at most one voter: single-server membership changes).
+//   identified by (term that proposed it, version); a member accepts a proposal of the current leader whose
+//   id is lexicographically greater than its accepted id (Raft: the leader overwrites uncommitted entries).
+// - Election: pre-vote, then Raft vote with the up-to-date check on the accepted (term, version); leader
+//   stickiness; votes and acks count only from members of the relevant state with matching (id, incarnation).
+// - A new leader first re-proposes its accepted state as version + 1 in its own term, then proposes changes
+//   one at a time, FIFO (each moves at most one voter: single-server membership changes). Removals of dead
+//   members go first; a voter change is proposed only if the new configuration has a responsive majority.
 // - A proposal COMMITS when (a) a majority of its voters accepted it, (b) every member of the committed,
-//   previous and proposed states, and every member this leader granted a lease to, accepted it or its lease
-//   has surely expired, and (c) if the leader may not know every state committed before (its committed state
-//   is older than its accepted state's predecessor) leaseMs + leaseMarginMs passed since its election.
+//   previous and proposed states, and every member this leader granted a lease, accepted it or its lease has
+//   surely expired (last grant, or the election, + leaseMs + leaseMarginMs), and (c) if states between the
+//   leader's committed state and its accepted one are unknown to it, leaseMs + leaseMarginMs passed since
+//   its election.
 // - Leases: a heartbeat grants min(leaseMs, what remains of the leader's own lease), counted from the
-//   receiver's own clock reading in an earlier ack. The leader's own lease is sendTime + leaseMs of the
-//   latest heartbeat round acked by a majority. A member holding a lease that is primary of p in both its
-//   committed and accepted state serves p; at most one member can (tested by simulation).
+//   receiver's own clock reading in an earlier ack (delay can only shorten it). Grants go only to members
+//   whose committed state is the leader's, and only after the leader committed a state of its own term.
+//   The leader's own lease is sendTime + leaseMs of the newest heartbeat round a majority acked.
+// - Serving: a member with a lease serves partition p iff it is p's primary in both its committed and its
+//   accepted state and the accepted state is at most one version ahead. The simulation checks that at most
+//   one member serves each partition at any instant.
 import {
   applyChange,
   isMember,
@@ -41,90 +47,12 @@ import {
   type Vote,
 } from './consensus-messages.ts';
 import { resolveConsensusOptions, type ConsensusOptions } from './consensus-options.ts';
+import type { Consensus, ConsensusOutput, Role } from './consensus-types.ts';
 import { memberKey, partitionTableFor, sameMember, type MemberRef } from './partition-table.ts';
 
 export type { ConsensusOptions, ElectionTimeoutMs } from './consensus-options.ts';
 
-/** Role of a member in the current term. */
-export type Role = 'follower' | 'candidate' | 'leader';
-
-/**
- * Why a proposed change did not complete here. 'leadership-lost': it was never proposed, retrying (at the new
- * leader) is safe. 'outcome-unknown': it was in flight; a later leader may still commit it, so retry only
- * changes that are idempotent (a join answered 'member-exists' is a success). 'no-quorum': a voter change
- * refused because a majority of the resulting configuration is not responsive right now; retry later.
- * 'unreachable': the joiner did not answer the leader's probes within failureTimeoutMs.
- */
-export type ChangeFailure = 'leadership-lost' | 'outcome-unknown' | 'no-quorum' | 'unreachable';
-
-/**
- * What a call asks the caller to do, in order. In particular an 'accepted' output comes BEFORE the 'send'
- * of the ack that tells the leader so: the caller must finish dropping the ephemeral pages of every partition
- * it does not own in that state before it delivers the ack (commit relies on that ack).
- */
-export type ConsensusOutput =
-  /** Send `message` to member `to` (by id; the message names the incarnation it is for). */
-  | { type: 'send'; to: string; message: ConsensusMessage }
-  /** This member accepted `state`: drop pages of partitions it does not own there, BEFORE later sends. */
-  | { type: 'accepted'; state: ClusterState }
-  /** `state` is committed (versions only grow). Answer requests of other versions with this version. */
-  | { type: 'committed'; state: ClusterState }
-  /** The change committed (result.ok) or was refused by applyChange (result.error); only on the leader. */
-  | { type: 'changeDone'; changeId: string; result: ChangeResult }
-  /** The change did not complete here (leadership lost); see ChangeFailure. */
-  | { type: 'changeFailed'; changeId: string; reason: ChangeFailure }
-  /**
-   * The lease this member held has lapsed: stop serving and drop the ephemeral store (while it could not
-   * hear the leader its partitions may have moved away and back). Deviation: the member does NOT need a new
-   * incarnation for this (its consensus memory is intact, so it stays a voter); see 'removed'.
-   */
-  | { type: 'leaseLost' }
-  /**
-   * This member (id, incarnation) is no longer in the committed state. This instance is finished: drop all
-   * pages, start a new instance with a NEW incarnation (joiner mode) and join again.
-   */
-  | { type: 'removed' }
-  /** Role, term or known leader changed. */
-  | { type: 'roleChanged'; role: Role; term: number; leaderId: string | null };
-
-/** Result of propose(): queued at the leader, or not the leader (forward to `leaderId` when known). */
-export type ProposeResult = { ok: true; outputs: ConsensusOutput[] } | { ok: false; leaderId: string | null };
-
-/** One member's consensus core. Create with createConsensus(). */
-export interface Consensus {
-  /** This member's identity. */
-  readonly self: MemberRef;
-  readonly role: Role;
-  readonly term: number;
-  /** The leader of the current term if known (self when leader). */
-  readonly leaderId: string | null;
-  /** Latest state this member accepted (null for a joiner not yet added). */
-  readonly accepted: ClusterState | null;
-  /** Latest state this member knows committed (null for a joiner not yet added). */
-  readonly committed: ClusterState | null;
-  /** End of the lease this member holds, on its own clock (-Infinity when none). */
-  readonly leaseUntil: number;
-  /** True once this incarnation was removed from the cluster; the instance then ignores all input. */
-  readonly removed: boolean;
-  /** True when this member holds a lease at `now`. */
-  hasLease(now: number): boolean;
-  /**
-   * True iff this member may serve partition `partition` at `now`: it holds a lease and is the partition's
-   * primary in both its committed and its accepted state. The caller must also check that the request's
-   * state version equals `committed.version`.
-   */
-  isServingPrimary(now: number, partition: number): boolean;
-  /** Every partition for which isServingPrimary(now, p) holds, ascending. */
-  servingPartitions(now: number): readonly number[];
-  /** Earliest time at which tick() has something to do; calling it more often is harmless. */
-  nextTickAt(): number;
-  /** Advances timers: elections, heartbeats, lease expiry, failure detection, time-gated commits. */
-  tick(now: number): ConsensusOutput[];
-  /** Handles one (already schema-validated) message from member `from`. */
-  receive(from: string, message: ConsensusMessage, now: number): ConsensusOutput[];
-  /** Queues a change at the leader (FIFO, one proposal at a time); elsewhere returns { ok: false, leaderId }. */
-  propose(change: StateChange, now: number): ProposeResult;
-}
+export type { ChangeFailure, Consensus, ConsensusOutput, ProposeResult, Role } from './consensus-types.ts';
 
 interface Peer {
   ref: MemberRef;
@@ -673,12 +601,16 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     updateLeaderLease(now);
     const committedId = stateIdOf(committed);
     const proposalId = stateIdOf(accepted);
+    const committedInOwnTerm = committed !== null && committed.term === currentTerm;
     for (const ref of audience()) {
       const peer = peerOf(ref);
       let grant = 0;
       // Grants go only to unsuspected members of the committed state whose last ack showed that same committed
-      // state (a grant it cannot use would only delay commits that wait for its lease), never beyond our lease.
+      // state (a grant it cannot use would only delay commits that wait for its lease), never beyond our lease,
+      // and only once we committed a state of our own term: until then our committed state may be older than
+      // one a predecessor committed, and a member that state removed would serve from the older one.
       if (
+        committedInOwnTerm &&
         !suspected(ref, now) &&
         peer.echo !== null &&
         sameStateId(peer.committed, committedId) &&
@@ -943,7 +875,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     // With accepted more than one version ahead, a state between them (committed elsewhere, unknown here)
     // may have given p to someone else who serves it now. Accepted is committed or its direct successor.
     if (
-      true &&
+      accepted.version - committed.version <= 1 &&
       isMember(committed, self.id, self.incarnation) &&
       isMember(accepted, self.id, self.incarnation) &&
       committed.partitionCount === accepted.partitionCount

@@ -52,18 +52,23 @@ describe('cluster state', () => {
   });
 
   it('removes by exact incarnation and never empties the cluster', () => {
-    const s = applyChange(initialState(member('m'), 64), { type: 'addMember', changeId: 'a', member: member('n') })
-      .state;
+    const s = applyChange(initialState(member('m'), 64), {
+      type: 'addMember',
+      changeId: 'a',
+      member: member('n'),
+    }).state;
     expect(applyChange(s, { type: 'removeMember', changeId: 'x', id: 'n', incarnation: 9 }).result).toEqual({
       ok: false,
       error: 'unknown-member',
     });
     const one = applyChange(s, { type: 'removeMember', changeId: 'y', id: 'n', incarnation: 1 }).state;
     expect(isMember(one, 'n', 1)).toBe(false);
-    expect(applyChange(one, { type: 'removeMember', changeId: 'z', id: 'm', incarnation: 1 }).result).toEqual({
-      ok: false,
-      error: 'last-member',
-    });
+    expect(applyChange(one, { type: 'removeMember', changeId: 'z', id: 'm', incarnation: 1 }).result).toEqual(
+      {
+        ok: false,
+        error: 'last-member',
+      },
+    );
   });
 
   it('creates pools with fresh ids (never reused) and validates them', () => {

@@ -34,7 +34,10 @@ describe('consensus: bootstrap and joins', () => {
   it('a joiner waits without campaigning, forwards nothing, then follows once a leader adds it', () => {
     const cluster = startCluster(['a']);
     const joiner = cluster.start('b');
-    expect(joiner.propose({ type: 'noop', changeId: 'x' }, cluster.now)).toEqual({ ok: false, leaderId: null });
+    expect(joiner.propose({ type: 'noop', changeId: 'x' }, cluster.now)).toEqual({
+      ok: false,
+      leaderId: null,
+    });
     cluster.run(5000);
     expect(joiner.role).toBe('follower');
     expect(joiner.term).toBe(0);
@@ -94,9 +97,9 @@ describe('consensus: elections and votes', () => {
     const counts = Object.values(roles(cluster)).filter((r) => r === 'leader');
     expect(counts.length).toBe(2); // the crashed 'a' still thinks it leads; it processes nothing
     // The first thing the new leader accepted was its predecessor's state, re-proposed as version + 1.
-    const firstAccepted = cluster.outputsOf(leader?.self.id as string, 'accepted').find(
-      (o) => o.state.term === leader?.term,
-    );
+    const firstAccepted = cluster
+      .outputsOf(leader?.self.id as string, 'accepted')
+      .find((o) => o.state.term === leader?.term);
     expect(firstAccepted?.state.version).toBe(before.version + 1);
     expect(firstAccepted?.state.members).toEqual(before.members);
   });
@@ -117,7 +120,9 @@ describe('consensus: elections and votes', () => {
     const voter = createConsensus({ self: { id: 'a', incarnation: 1 }, initialState: three, random });
     const env = (from: string, term: number) => ({ term, from, fromIncarnation: 1, toIncarnation: 1 });
     const votes = (out: ConsensusOutput[]) =>
-      sends(out).map((s) => s.message).filter((m) => m.type === 'vote');
+      sends(out)
+        .map((s) => s.message)
+        .filter((m) => m.type === 'vote');
 
     // Less up to date (older accepted version): refused, but the term is adopted.
     const stale = voter.receive(
@@ -197,6 +202,142 @@ describe('consensus: elections and votes', () => {
     expect(cluster.nodes.get('a')?.role).toBe('leader');
     expect(cluster.nodes.get('a')?.term).toBe(termBefore);
     expect(cluster.nodes.get('c')?.hasLease(cluster.now)).toBe(true);
+  });
+});
+
+describe('consensus: found by the simulation', () => {
+  const three = (() => {
+    let s = initialState({ id: 'a', url: '', incarnation: 1, capacityBytes: 1 << 28 }, 16);
+    for (const id of ['b', 'c']) {
+      s = applyChange(s, {
+        type: 'addMember',
+        changeId: id,
+        member: { id, url: '', incarnation: 1, capacityBytes: 1 << 28 },
+      }).state;
+    }
+    return s;
+  })();
+
+  it('a pre-candidate refused by a member of a later term moves to that term', () => {
+    const b = createConsensus({
+      self: { id: 'b', incarnation: 1 },
+      initialState: three,
+      random: createRandom(3),
+    });
+    b.tick(0);
+    const out = b.tick(5000);
+    expect(sends(out).map((s) => s.message.type)).toEqual(['preVote', 'preVote']);
+    b.receive(
+      'c',
+      {
+        type: 'preVoteReply',
+        term: 7,
+        from: 'c',
+        fromIncarnation: 1,
+        toIncarnation: 1,
+        forTerm: 1,
+        granted: false,
+      },
+      5001,
+    );
+    // Otherwise its next pre-vote would ask for term 2 again, which c refuses forever.
+    expect(b.term).toBe(7);
+    expect(b.role).toBe('follower');
+  });
+
+  it('tells a campaigner that still counts on our previous incarnation what is committed now', () => {
+    const s = { ...three, members: three.members.map((m) => (m.id === 'a' ? { ...m, incarnation: 2 } : m)) };
+    const removedC = applyChange(s, { type: 'removeMember', changeId: 'x', id: 'c', incarnation: 1 }).state;
+    const a2 = createConsensus({
+      self: { id: 'a', incarnation: 2 },
+      initialState: removedC,
+      random: createRandom(4),
+    });
+    const out = a2.receive(
+      'c',
+      {
+        type: 'preVote',
+        term: 2,
+        from: 'c',
+        fromIncarnation: 1,
+        toIncarnation: 1,
+        accepted: { term: 0, version: 3 },
+      },
+      0,
+    );
+    expect(sends(out)).toEqual([
+      {
+        type: 'send',
+        to: 'c',
+        message: expect.objectContaining({ type: 'commit', toIncarnation: 1, state: removedC }) as unknown,
+      },
+    ]);
+  });
+
+  it('dates liveness by the round an ack answers, so a late ack does not revive a dead member', () => {
+    const removalAt = (lateAck: boolean): number | undefined => {
+      const cluster = startCluster(['a', 'b', 'c']);
+      const lastAck = [...cluster.sent]
+        .reverse()
+        .find((e) => e.from === 'c' && e.message.type === 'ack' && e.message.round !== null);
+      cluster.crash('c');
+      const crashedAt = cluster.now;
+      cluster.run(600);
+      if (lateAck && lastAck) {
+        cluster.nodes.get('a')?.receive('c', lastAck.message, cluster.now);
+      }
+      cluster.run(3000);
+      return cluster.timeline.find(
+        (t) =>
+          t.at > crashedAt &&
+          t.id === 'a' &&
+          t.output.type === 'committed' &&
+          !t.output.state.members.some((m) => m.id === 'c'),
+      )?.at;
+    };
+    const plain = removalAt(false);
+    expect(plain).toBeDefined();
+    expect(removalAt(true)).toBe(plain);
+  });
+
+  it('takes a grant only when the heartbeat names its own committed state', () => {
+    const cluster = startCluster(['a', 'b', 'c']);
+    const b = cluster.nodes.get('b') as Consensus;
+    cluster.cut('a', 'b');
+    cluster.run(LEASE + 100);
+    expect(b.hasLease(cluster.now)).toBe(false);
+    const heartbeat = (committed: { term: number; version: number }): Heartbeat => ({
+      type: 'heartbeat',
+      term: b.term,
+      from: 'a',
+      fromIncarnation: 1,
+      toIncarnation: 1,
+      round: 10_000,
+      leaseFrom: cluster.now,
+      leaseMs: 500,
+      committed,
+      proposal: committed,
+    });
+    const mine = { term: b.committed?.term as number, version: b.committed?.version as number };
+    b.receive('a', heartbeat({ term: mine.term + 5, version: mine.version + 5 }), cluster.now);
+    expect(b.hasLease(cluster.now)).toBe(false);
+    b.receive('a', heartbeat(mine), cluster.now);
+    expect(b.hasLease(cluster.now)).toBe(true);
+  });
+
+  it('a leader that removes itself hands the committed state to the others at once', () => {
+    const cluster = startCluster(['a', 'b', 'c']);
+    cluster.propose('a', { type: 'removeMember', changeId: 'leave', id: 'a', incarnation: 1 });
+    cluster.run(20);
+    const a = cluster.nodes.get('a') as Consensus;
+    expect(a.removed).toBe(true);
+    expect(cluster.outputsOf('a', 'removed').length).toBe(1);
+    for (const id of ['b', 'c']) {
+      expect(cluster.nodes.get(id)?.committed?.members.map((m) => m.id)).toEqual(['b', 'c']);
+    }
+    cluster.crash('a');
+    cluster.run(2000);
+    expect(['b', 'c']).toContain(cluster.leader()?.self.id);
   });
 });
 
@@ -313,14 +454,17 @@ describe('consensus: leases', () => {
     cluster.run(3000);
     // a's own lease came from rounds a majority acked, all sent before the cut: no grant after it lapsed.
     const lateGrants = cluster.sent.filter(
-      (e) => e.from === 'a' && e.message.type === 'heartbeat' && e.message.leaseMs > 0 && e.at > cutAt + LEASE,
+      (e) =>
+        e.from === 'a' && e.message.type === 'heartbeat' && e.message.leaseMs > 0 && e.at > cutAt + LEASE,
     );
     expect(lateGrants).toEqual([]);
     const b = cluster.nodes.get('b') as Consensus;
     expect(b.hasLease(cluster.now)).toBe(false);
     expect(b.leaseUntil).toBeLessThanOrEqual(cutAt + LEASE);
     expect(cluster.nodes.get('a')?.hasLease(cluster.now)).toBe(false);
-    const majorityLeader = ['c', 'd', 'e'].map((id) => cluster.nodes.get(id)).find((c) => c?.role === 'leader');
+    const majorityLeader = ['c', 'd', 'e']
+      .map((id) => cluster.nodes.get(id))
+      .find((c) => c?.role === 'leader');
     expect(majorityLeader).toBeDefined();
     cluster.heal();
     cluster.run(1000);
@@ -386,7 +530,9 @@ describe('consensus: options', () => {
   it('rejects nonsensical timing and a bootstrap state without self', () => {
     const random = createRandom(1);
     const state = initialState({ id: 'a', url: '', incarnation: 1, capacityBytes: 1 }, 4);
-    expect(() => createConsensus({ self: { id: 'a', incarnation: 1 }, random, leaseMs: 0 })).toThrow(RangeError);
+    expect(() => createConsensus({ self: { id: 'a', incarnation: 1 }, random, leaseMs: 0 })).toThrow(
+      RangeError,
+    );
     expect(() =>
       createConsensus({ self: { id: 'a', incarnation: 1 }, random, electionTimeoutMs: { min: 5, max: 1 } }),
     ).toThrow(RangeError);

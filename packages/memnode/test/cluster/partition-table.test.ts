@@ -21,9 +21,12 @@ const members = (min: number, max: number) =>
       maxLength: max,
     })
     .map((list) =>
-      list.map(
-        (m, i): MemberInfo => ({ id: `n${i}`, url: '', incarnation: m.incarnation, capacityBytes: m.mib * MIB }),
-      ),
+      list.map((m, i): MemberInfo => ({
+        id: `n${i}`,
+        url: '',
+        incarnation: m.incarnation,
+        capacityBytes: m.mib * MIB,
+      })),
     );
 
 function primaries(table: PartitionTable): (MemberRef | undefined)[] {
@@ -87,7 +90,12 @@ describe('partition table', () => {
   });
 
   it('a new incarnation of a member is a different owner identity', () => {
-    const ms: MemberInfo[] = ['a', 'b', 'c'].map((id) => ({ id, url: '', incarnation: 1, capacityBytes: 256 * MIB }));
+    const ms: MemberInfo[] = ['a', 'b', 'c'].map((id) => ({
+      id,
+      url: '',
+      incarnation: 1,
+      capacityBytes: 256 * MIB,
+    }));
     const restarted = ms.map((m) => (m.id === 'b' ? { ...m, incarnation: 2 } : m));
     const before = computePartitionTable(ms, 256, 1);
     const after = computePartitionTable(restarted, 256, 1);

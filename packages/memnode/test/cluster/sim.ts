@@ -321,7 +321,7 @@ export function runSimulation(options: SimOptions): SimReport {
     const target = byId.get(to);
     if (!target) fail(`message to unknown node ${to}`);
     const link = `${from.index}>${(target as SimNode).index}`;
-    if ((blocked.get(link) ?? 0) > 0 || chance(loss)) {
+    if ((blocked.get(link) ?? 0) > 0 || (blocked.get(`${link}:${message.type}`) ?? 0) > 0 || chance(loss)) {
       report.dropped++;
       return;
     }
@@ -475,7 +475,9 @@ export function runSimulation(options: SimOptions): SimReport {
     const live = liveKeys(index);
     // A node cut off or paused right now may be removed by the leader soon: do not count on it.
     for (const n of nodes) {
-      if (n.paused || [...blocked].some(([l, k]) => k > 0 && l.split('>').includes(String(n.index)))) {
+      const touches = (link: string): boolean =>
+        (link.split(':')[0] as string).split('>').includes(String(n.index));
+      if (n.paused || [...blocked].some(([l, k]) => k > 0 && touches(l))) {
         live.delete(keyOf(n.id, n.incarnation));
       }
     }
@@ -593,10 +595,18 @@ export function runSimulation(options: SimOptions): SimReport {
       for (const n of nodes) if (n.index !== x) links.push(`${x}>${n.index}`, `${n.index}>${x}`);
       block(links, between(200, 3000));
     } else if (r < 0.38) {
-      count('link');
       const x = pick(nodes).index;
       const y = pick(nodes).index;
-      if (x !== y) block([`${x}>${y}`], between(100, 3000));
+      if (x === y) return;
+      if (chance(0.5)) {
+        count('link');
+        block([`${x}>${y}`], between(100, 3000));
+      } else {
+        // A selective link: one kind of message is lost (heartbeats but not proposals, say).
+        count('filter');
+        const type = pick(['heartbeat', 'ack', 'propose', 'commit', 'preVote', 'vote'] as const);
+        block([`${x}>${y}:${type}`], between(100, 3000));
+      }
     } else if (r < 0.5) {
       const n = pick(live.filter((m) => !m.paused).length > 0 ? live.filter((m) => !m.paused) : nodes);
       if (!n.c || n.paused) return;

@@ -56,10 +56,7 @@ export interface TestCluster {
 }
 
 /** Creates an empty test cluster; `options` apply to every node (besides self/initialState/random). */
-export function createTestCluster(
-  options: Partial<ConsensusOptions> = {},
-  partitionCount = 16,
-): TestCluster {
+export function createTestCluster(options: Partial<ConsensusOptions> = {}, partitionCount = 16): TestCluster {
   const random = createRandom(42);
   const nodes = new Map<string, Consensus>();
   const outputs = new Map<string, ConsensusOutput[]>();
