@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { MemberInfo } from '../../src/cluster/cluster-state.ts';
 import {
+  MAX_VNODES,
   MIB_PER_VNODE,
+  MIN_VNODES,
   computePartitionTable,
   partitionTableFor,
   sameMember,
@@ -115,9 +117,9 @@ describe('partition table', () => {
   });
 
   it('vnode counts depend only on the member own capacity', () => {
-    expect(vnodesForCapacity(0)).toBe(8);
+    expect(vnodesForCapacity(0)).toBe(MIN_VNODES);
     expect(vnodesForCapacity(256 * MIB)).toBe(256 / MIB_PER_VNODE);
-    expect(vnodesForCapacity(1024 * 1024 * MIB)).toBe(8192);
+    expect(vnodesForCapacity(1024 * 1024 * MIB)).toBe(MAX_VNODES);
   });
 
   it('partitionTableFor caches per state and stamps the version', () => {
