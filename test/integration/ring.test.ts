@@ -9,6 +9,7 @@ import {
   startCluster,
   startNode,
   stateOf,
+  viewOf,
   waitFor,
   waitForMembers,
   type NodeProcess,
@@ -143,6 +144,28 @@ describe('ephemeral pages across failures', () => {
       }
     });
     expect(lost).toBeGreaterThan(50);
+  });
+
+  it('a coordinator crash loses only the coordinator pages: the survivors keep their caches', async () => {
+    const nodes = await startCluster({ size: 3 });
+    const c = await client(nodes);
+    const pool = await c.createPool({ kind: 'ephemeral' });
+    const state = await waitForMembers(nodes);
+    await putAll(pool, 'warm', 600, 1);
+    const owners = ownersOf(state, pool.id, 'warm', 600);
+    const leaderId = c.view().leaderId ?? (await viewOf(nodes[0]!.url))?.leaderId;
+    const leader = nodes.find((n) => n.nodeId === leaderId)!;
+    await leader.kill();
+    await waitForView(
+      c,
+      nodes.filter((n) => n !== leader).map((n) => n.nodeId),
+    );
+    const pages = await Promise.all(Array.from({ length: 600 }, (_, i) => pool.get('warm', i)));
+    pages.forEach((page, i) => {
+      // Followers' leases lapse during the failover; their pages stay, since no partition moved behind them.
+      if (owners[i] === leader.nodeId) expect(page).toBeNull();
+      else expect(page).toEqual(pageOf(i, 1));
+    });
   });
 
   it('flapping ownership never brings back an old page (A owns, B joins and takes, B dies)', async () => {

@@ -62,7 +62,6 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const store = createPageStore({ capacityBytes: options.capacityBytes });
   const closeGraceMs = options.closeGraceMs ?? 2000;
   let closing: Promise<void> | undefined;
-  let cluster: ClusterMember | undefined;
 
   const http: Server = createServer((_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
@@ -71,19 +70,6 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     server: http,
     perMessageDeflate: false,
     maxPayload: maxFrameBytes + WS_PAYLOAD_SLACK_BYTES,
-  });
-  wss.on('connection', (socket: WebSocket) => {
-    // Connections that arrive before the cluster layer exists (a few microseconds after listen) wait for it.
-    if (cluster === undefined) return socket.close(CloseCode.GoingAway, 'node starting');
-    serveSession(socket, {
-      nodeId,
-      codec,
-      store,
-      cluster,
-      logger,
-      defaultReplication: options.defaultReplication ?? 2,
-      isClosing: () => closing !== undefined,
-    });
   });
   wss.on('error', (error) => logger.error({ err: error }, 'websocket server error'));
 
@@ -97,7 +83,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `ws://${host}:${address.port}`;
-  cluster = createClusterMember({
+  const member = createClusterMember({
     nodeId,
     url,
     capacityBytes: options.capacityBytes,
@@ -108,7 +94,18 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger,
     ...(options.timing === undefined ? {} : { timing: options.timing }),
   });
-  const member = cluster;
+  // Sessions are served from here on; nobody knows the URL before this point, so no connection is missed.
+  wss.on('connection', (socket: WebSocket) =>
+    serveSession(socket, {
+      nodeId,
+      codec,
+      store,
+      cluster: member,
+      logger,
+      defaultReplication: options.defaultReplication ?? 2,
+      isClosing: () => closing !== undefined,
+    }),
+  );
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
   async function shutdown(): Promise<void> {

@@ -104,6 +104,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   // Incarnations grow across restarts (wall clock at start) and across rejoins of one process (+1).
   let incarnation = Date.now();
   let consensus: Consensus = startConsensus(options.seeds.length === 0);
+  /** Set when the lease lapsed, until the next committed state shows whether a state went by unseen. */
+  let leaseLapsed = false;
+  /** Version of the latest committed state applied here. */
+  let lastCommittedVersion = consensus.committed?.version ?? 0;
   /** Pools this member created in the store (from states), so destroyed ones can be found. */
   const poolsInStore = new Set<number>();
   /** Partitions this node was primary for in the last state applied to the store (to skip no-op drops). */
@@ -198,6 +202,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         dropUnowned(output.state);
         return;
       case 'committed': {
+        // After a lapse, the pages survive only if no committed state went by unseen: committed states form one
+        // chain, so the next one being exactly +1 means every move of a partition away from this node was a
+        // state it accepted (and dropped those pages for). A gap means a partition may have moved away and
+        // back: its pages here may be stale.
+        if (leaseLapsed && output.state.version !== lastCommittedVersion + 1) {
+          dropEverything('a committed state went by while the lease had lapsed');
+        }
+        leaseLapsed = false;
+        lastCommittedVersion = output.state.version;
         learnAddresses(output.state);
         syncPools(output.state, true);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
@@ -214,7 +227,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         changeWaiters.delete(output.changeId);
         return;
       case 'leaseLost':
-        dropEverything('lease lost');
+        // Not serving from now on (the serving rule checks the lease). Whether the pages are still current is
+        // decided by the next committed state; dropping here would wipe most caches at every leader failover.
+        log.info('lease lapsed; not serving until it is renewed');
+        leaseLapsed = true;
         return;
       case 'removed':
         if (leaving || closed) return;
