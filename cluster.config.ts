@@ -15,6 +15,11 @@ export interface ClusterConfig {
    * @default 2
    */
   replication?: number;
+  /**
+   * Shared secret of the nodes (passed as TMEM_CLUSTER_SECRET): only connections that know it may act as
+   * peers. Nodes you add by hand need the same value in their environment.
+   */
+  clusterSecret: string;
   /** Coordination timing, for watching failover at human speed; node defaults when absent. */
   timing?: ClusterTimingConfig;
   nodes: NodeConfig[];
@@ -44,6 +49,9 @@ const config: ClusterConfig = {
   host: '127.0.0.1',
   partitions: 1024,
   replication: 2,
+  // A fixed value keeps `TMEM_CLUSTER_SECRET=... npx tmem node --join` easy on a developer's loopback; set
+  // the environment variable to use your own.
+  clusterSecret: process.env['TMEM_CLUSTER_SECRET'] ?? 'tmem-local-cluster',
   nodes: [
     { port: 7401, capacity: '256MiB' },
     { port: 7402, capacity: '256MiB' },

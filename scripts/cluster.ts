@@ -69,7 +69,7 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     detached: true,
-    env: { ...process.env, TMEM_LOG_LEVEL: LOG_LEVEL },
+    env: { ...process.env, TMEM_LOG_LEVEL: LOG_LEVEL, TMEM_CLUSTER_SECRET: config.clusterSecret },
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = new Promise<string>((resolve, reject) => {
@@ -212,7 +212,7 @@ try {
   urls.forEach((url, i) => process.stdout.write(`  ${url}${i === 0 ? '  (founder)' : ''}\n`));
   process.stdout.write(
     `seeds for connect(): ${JSON.stringify(urls)}\n` +
-      `add a node: npx tmem node --port 0 --capacity 64MiB --join ${firstUrl}\n` +
+      `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --port 0 --capacity 64MiB --join ${firstUrl}\n` +
       'Ctrl-C stops the cluster.\n\n',
   );
 } catch (error) {

@@ -10,6 +10,8 @@ export interface StartNodeOptions {
   capacity?: string;
   /** Extra CLI arguments after `tmem node`. */
   args?: string[];
+  /** Extra environment variables (e.g. TMEM_CLUSTER_SECRET: '' for a node without a secret). */
+  env?: Record<string, string>;
   /** How long to wait for the `listening` line. @default 20_000 */
   readyTimeoutMs?: number;
 }
@@ -40,6 +42,9 @@ export interface NodeProcess {
 
 const running = new Set<NodeProcess>();
 
+/** The cluster secret every test node gets unless a test says otherwise. */
+export const TEST_CLUSTER_SECRET = 'test-cluster-secret';
+
 /**
  * Starts `tmem node` as a child process on port 0 and resolves once it printed its `listening` line. Rejects
  * if the process exits first or the line does not come in time; the process is then killed. Every process
@@ -60,7 +65,12 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   // The IPC channel makes the node exit when this process dies, so no orphan survives a crashed test run.
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, TMEM_LOG_LEVEL: process.env['TMEM_LOG_LEVEL'] ?? 'info' },
+    env: {
+      ...process.env,
+      TMEM_LOG_LEVEL: process.env['TMEM_LOG_LEVEL'] ?? 'info',
+      TMEM_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+      ...options.env,
+    },
   });
   let stderr = '';
   child.stderr?.setEncoding('utf8');

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect, type TmemClient } from '@tmem/client';
-import { ErrorCode } from '@tmem/protocol';
+import { ErrorCode, PROTOCOL_VERSION } from '@tmem/protocol';
 import {
   closeAllRawPeers,
   killAllNodes,
@@ -212,7 +212,23 @@ describe('the contract invariants on one node', () => {
       ] as const) {
         expect(await raw.request(frame)).toMatchObject({ t: 'error', code: ErrorCode.UnknownPool });
       }
+      // The cluster state it can read names only its own pools, not the victim's (id or owner).
+      const state = await raw.request({ t: 'getState', id: 5, subscribe: false });
+      expect(state.t === 'state' && state.state.pools.map((p) => p.id)).toEqual([forged.id]);
       raw.close();
+      // Claiming to be a peer (which could propose destroyPool) needs the cluster secret.
+      const impostor = await openRawPeer(node.url);
+      impostor.sendFrame({ t: 'hello', id: 1, protocol: PROTOCOL_VERSION, identity: 'x', role: 'peer' });
+      expect(await impostor.next()).toMatchObject({ t: 'error', code: ErrorCode.Unauthorized });
+      expect((await impostor.waitClosed()).code).toBe(1008);
+      // A client connection cannot send coordination frames at all.
+      const sneaky = await openRawPeer(node.url, 'intruder');
+      const reply = await sneaky.request({
+        t: 'propose',
+        id: 6,
+        change: { type: 'destroyPool', changeId: 'x', poolId: pool.id },
+      });
+      expect(reply).toMatchObject({ t: 'error', code: ErrorCode.InvalidFrame });
       expect(await pool.get('secret', 0)).toEqual(pageOf(1));
     } finally {
       await intruder.close();

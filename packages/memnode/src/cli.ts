@@ -66,6 +66,8 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     logger,
     join: options.join,
     partitionCount: options.partitions,
+    // From the environment, not a flag, so it never shows in `ps`.
+    ...(process.env['TMEM_CLUSTER_SECRET'] ? { clusterSecret: process.env['TMEM_CLUSTER_SECRET'] } : {}),
     defaultReplication: options.replication,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),

@@ -32,6 +32,12 @@ export interface MemnodeOptions {
   defaultReplication?: number;
   /** Heartbeat, election, lease and failure-detection timing. */
   timing?: ClusterTiming;
+  /**
+   * Shared by every node of the cluster: a connection may act as a peer (send coordination frames, see every
+   * pool) only with it. Without one any connection may claim to be a peer, which is fine only on a trusted
+   * loopback. @default none
+   */
+  clusterSecret?: string;
 }
 
 /** A running memory node. */
@@ -93,7 +99,11 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     codec,
     logger,
     ...(options.timing === undefined ? {} : { timing: options.timing }),
+    ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
   });
+  if (options.clusterSecret === undefined) {
+    logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
+  }
   // Sessions are served from here on; nobody knows the URL before this point, so no connection is missed.
   wss.on('connection', (socket: WebSocket) =>
     serveSession(socket, {
@@ -103,6 +113,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       cluster: member,
       logger,
       defaultReplication: options.defaultReplication ?? 2,
+      clusterSecret: options.clusterSecret,
       isClosing: () => closing !== undefined,
     }),
   );

@@ -5,6 +5,7 @@ import {
   errorToWire,
   partitionOf,
   type ClientFrame,
+  type ClusterState,
   type NodeFrame,
   type PageOp,
   type PageReply,
@@ -92,6 +93,14 @@ function changeError(error: string): TmemError {
   }
 }
 
+/**
+ * The state as a connection may see it: peers see everything; a client sees only its own pools, so it can
+ * never learn of another identity's pools (the contract's isolation rule).
+ */
+export function visibleState(state: ClusterState, identity: string, isPeer: boolean): ClusterState {
+  return isPeer ? state : { ...state, pools: state.pools.filter((pool) => pool.owner === identity) };
+}
+
 function requirePeer(ctx: RequestContext, frame: ClientFrame): void {
   if (!ctx.isPeer) {
     throw new TmemError(ErrorCode.InvalidFrame, `${frame.t} frames come from memory nodes only`);
@@ -122,11 +131,20 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       return { t: 'ok', id: frame.id };
     }
     case 'stats':
-      return { t: 'stats', id: frame.id, stats: { nodeId: ctx.nodeId, ...ctx.store.stats() } };
+      return {
+        t: 'stats',
+        id: frame.id,
+        stats: { nodeId: ctx.nodeId, ...ctx.store.stats(), ...ctx.cluster.describe() },
+      };
     case 'getState': {
       const state = ctx.cluster.committed();
       if (state === null) throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
-      return { t: 'state', id: frame.id, state, leaderId: ctx.cluster.leaderId() };
+      return {
+        t: 'state',
+        id: frame.id,
+        state: visibleState(state, ctx.identity, ctx.isPeer),
+        leaderId: ctx.cluster.leaderId(),
+      };
     }
     case 'peer':
       requirePeer(ctx, frame);

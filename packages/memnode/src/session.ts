@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
 import {
   ErrorCode,
@@ -9,7 +10,7 @@ import {
   type NodeFrame,
 } from '@tmem/protocol';
 import type { Logger } from './logger.ts';
-import { handleFrame } from './request-handler.ts';
+import { handleFrame, visibleState } from './request-handler.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 
@@ -31,8 +32,19 @@ export interface SessionDeps {
   cluster: ClusterMember;
   logger: Logger;
   defaultReplication: number;
+  /** When set, a connection may act as a peer only if its hello carries this secret. */
+  clusterSecret: string | undefined;
   /** True once the node is shutting down: new requests are answered SHUTTING_DOWN. */
   isClosing(): boolean;
+}
+
+/** Constant-time comparison of the configured secret with the one offered; no secret configured admits all. */
+function secretMatches(expected: string | undefined, offered: string | undefined): boolean {
+  if (expected === undefined) return true;
+  if (offered === undefined) return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(offered);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Frame errors after which the byte stream cannot be trusted, so the connection is closed. */
@@ -103,11 +115,25 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         socket.close(CloseCode.ProtocolViolation, ErrorCode.VersionMismatch);
         return;
       }
+      if (frame.role === 'peer' && !secretMatches(deps.clusterSecret, frame.secret)) {
+        sendError(
+          frame.id,
+          new ProtocolError(ErrorCode.Unauthorized, 'peer handshake without the cluster secret'),
+        );
+        socket.close(CloseCode.PolicyViolation, ErrorCode.Unauthorized);
+        return;
+      }
       identity = frame.identity;
       isPeer = frame.role === 'peer';
       if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
       log.debug({ identity, isPeer }, 'handshake');
-      send({ t: 'welcome', id: frame.id, protocol: PROTOCOL_VERSION, nodeId: deps.nodeId });
+      send({
+        t: 'welcome',
+        id: frame.id,
+        protocol: PROTOCOL_VERSION,
+        nodeId: deps.nodeId,
+        maxFrameBytes: deps.codec.maxFrameBytes,
+      });
       return;
     }
     if (deps.isClosing() && frame.t !== 'peer' && frame.t !== 'propose') {
@@ -115,8 +141,10 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       return;
     }
     if (frame.t === 'getState' && frame.subscribe && unsubscribe === undefined) {
+      const viewer = identity;
+      const peer = isPeer;
       unsubscribe = deps.cluster.onCommitted((state, leaderId) =>
-        send({ t: 'state', id: 0, state, leaderId }),
+        send({ t: 'state', id: 0, state: visibleState(state, viewer, peer), leaderId }),
       );
     }
     void handleFrame(

@@ -12,6 +12,8 @@ export const ErrorCode = {
   InvalidFrame: 'INVALID_FRAME',
   /** The peer speaks another protocol version. */
   VersionMismatch: 'VERSION_MISMATCH',
+  /** A peer handshake without the right cluster secret. */
+  Unauthorized: 'UNAUTHORIZED',
   /** An op arrived before the handshake. */
   HandshakeRequired: 'HANDSHAKE_REQUIRED',
   /** The pool does not exist or belongs to another identity (the two are indistinguishable on purpose). */
@@ -152,6 +154,7 @@ const PROTOCOL_CODES = new Set<string>([
   ErrorCode.InvalidFrame,
   ErrorCode.VersionMismatch,
   ErrorCode.HandshakeRequired,
+  ErrorCode.Unauthorized,
 ]);
 
 /** Maps a wire error back to the typed class callers branch on. Unknown codes become INTERNAL. */

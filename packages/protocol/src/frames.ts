@@ -40,6 +40,8 @@ export const Hello = z.object({
   role: z.enum(['client', 'peer']).optional(),
   /** A peer's own URL, so the receiver can answer it before any state names it (a joiner's first acks). */
   url: z.string().max(2048).optional(),
+  /** The cluster secret, required of peers when the node has one: coordination frames are trusted. */
+  secret: z.string().max(1024).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -164,6 +166,8 @@ export const Welcome = z.object({
   id: requestId,
   protocol: u32,
   nodeId: z.string(),
+  /** Largest frame the node accepts; clients cut their batches to fit. */
+  maxFrameBytes: u32.optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -220,6 +224,16 @@ export const NodeStats = z.object({
   misses: counter,
   flushes: counter,
   evictions: counter,
+  /** Committed cluster-state version the node is at (0 while joining). */
+  stateVersion: counter.optional(),
+  /** The node's incarnation (a restart or rejoin is a new one). */
+  incarnation: counter.optional(),
+  /** 'leader' or 'follower' in the coordination protocol, 'joining' before it is a member, 'leaving'. */
+  role: z.enum(['leader', 'follower', 'candidate', 'joining', 'leaving']).optional(),
+  /** Whether the node holds a lease now (it serves page ops only then). */
+  leaseHeld: z.boolean().optional(),
+  /** Partitions the node serves as primary right now. */
+  servingPartitions: counter.optional(),
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 

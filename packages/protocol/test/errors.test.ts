@@ -26,6 +26,7 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   INVALID_FRAME: ProtocolError,
   VERSION_MISMATCH: ProtocolError,
   HANDSHAKE_REQUIRED: ProtocolError,
+  UNAUTHORIZED: ProtocolError,
   UNKNOWN_POOL: UnknownPoolError,
   BAD_PAGE_SIZE: BadPageSizeError,
   CONNECTION_LOST: ConnectionLostError,

@@ -40,6 +40,8 @@ export interface ClusterMemberOptions {
   codec: Codec;
   logger: Logger;
   timing?: ClusterTiming;
+  /** Secret sent in peer handshakes; peers with a secret configured refuse links without it. */
+  clusterSecret?: string;
   /** How long a state change (join, leave, pool) may take before it fails with NO_COORDINATOR. @default 10000 */
   changeTimeoutMs?: number;
 }
@@ -50,6 +52,15 @@ export type ChangeRequest = StateChange extends infer C
     ? Omit<C, 'changeId'>
     : never
   : never;
+
+/** What `describe()` reports. */
+export interface MemberDescription {
+  stateVersion: number;
+  incarnation: number;
+  role: 'leader' | 'follower' | 'candidate' | 'joining' | 'leaving';
+  leaseHeld: boolean;
+  servingPartitions: number;
+}
 
 /** This node as a member of the cluster. */
 export interface ClusterMember {
@@ -73,6 +84,8 @@ export interface ClusterMember {
   notePeerAddress(id: string, url: string): void;
   /** Feeds a coordination message from another node (validated here). */
   receivePeerMessage(message: unknown): void;
+  /** This member's coordination facts for statistics and `tmem status`. */
+  describe(): MemberDescription;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
   /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
@@ -91,6 +104,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   const links: PeerLinks = createPeerLinks({
     selfId: nodeId,
     selfUrl: options.url,
+    ...(options.clusterSecret === undefined ? {} : { secret: options.clusterSecret }),
     codec: options.codec,
     logger,
   });
@@ -212,6 +226,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         leaseLapsed = false;
         lastCommittedVersion = output.state.version;
         learnAddresses(output.state);
+        // Normally a no-op (the same state was accepted first); covers a commit learned without its proposal.
+        dropUnowned(output.state);
         syncPools(output.state, true);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
@@ -430,6 +446,18 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         return;
       }
       run(consensus.receive(parsed.data.from, parsed.data, now()));
+    },
+    describe() {
+      const committed = consensus.committed;
+      const joined = committed !== null && isMember(committed, nodeId, incarnation);
+      const t = now();
+      return {
+        stateVersion: committed?.version ?? 0,
+        incarnation,
+        role: leaving ? 'leaving' : joined ? consensus.role : 'joining',
+        leaseHeld: consensus.hasLease(t),
+        servingPartitions: consensus.servingPartitions(t).length,
+      };
     },
     onCommitted(listener) {
       committedListeners.add(listener);

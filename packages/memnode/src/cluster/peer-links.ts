@@ -19,6 +19,8 @@ export interface PeerLinksOptions {
   selfId: string;
   /** This node's URL, sent in the handshake so the peer can reach it back. */
   selfUrl: string;
+  /** The cluster secret, proving to peers that this node belongs. */
+  secret?: string;
   codec: Codec;
   logger: Logger;
   /** Delay before reconnecting a link that failed. @default 200 */
@@ -85,6 +87,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           identity: selfId,
           role: 'peer',
           url: options.selfUrl,
+          ...(options.secret === undefined ? {} : { secret: options.secret }),
         }),
       );
     });
