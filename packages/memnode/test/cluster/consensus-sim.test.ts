@@ -38,7 +38,13 @@ function runSeed(seed: number, validate = false): SimReport {
   try {
     return runSimulation({ seed, validate });
   } catch (error) {
-    if (!(error instanceof SimViolation)) throw error;
+    if (!(error instanceof SimViolation)) {
+      // A crash of the core (not an invariant violation) must name its seed too, or it cannot be replayed.
+      throw new Error(
+        `simulation seed ${seed} crashed; replay: SIM_SEED=${seed} npx vitest run packages/memnode/test/cluster/consensus-sim.test.ts`,
+        { cause: error },
+      );
+    }
     runSimulation({ seed, validate, trace: true });
     throw error; // not reached: the traced rerun throws the same violation, with its trace
   }
