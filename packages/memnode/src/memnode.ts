@@ -121,12 +121,16 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
 
   async function shutdown(): Promise<void> {
     logger.info('closing');
+    // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
     await member.leave();
     member.close();
-    // ws's close() stops accepting but leaves open sockets alone; close each one ourselves.
-    const sockets = [...wss.clients];
+    // Then stop accepting first: peers reconnect every few hundred ms, and a connection accepted now would
+    // keep the HTTP server from closing.
+    const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+    const wssClosed = new Promise<void>((resolve) => wss.close(() => resolve()));
+    // ws's close() leaves open sockets alone; close each one ourselves, cutting stragglers after a grace.
     await Promise.all(
-      sockets.map(
+      [...wss.clients].map(
         (socket) =>
           new Promise<void>((resolve) => {
             if (socket.readyState === socket.CLOSED) return resolve();
@@ -139,8 +143,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
           }),
       ),
     );
-    await new Promise<void>((resolve) => wss.close(() => resolve()));
-    await new Promise<void>((resolve) => http.close(() => resolve()));
+    // Whatever is left (a half-open upgrade, a plain HTTP request) must not hold the exit.
+    http.closeAllConnections();
+    await wssClosed;
+    await httpClosed;
     logger.info('closed');
   }
 
