@@ -8,6 +8,24 @@ export const OP_OVERHEAD_BYTES = 64;
 /** Upper bound of a batch frame's bytes besides its ops: the map, `t`, `id` and the array header. */
 export const BATCH_OVERHEAD_BYTES = 32;
 
+/** Least part of a node's frame limit that batches leave free, in bytes. */
+export const FRAME_MARGIN_MIN_BYTES = 1024;
+/** Part of a node's frame limit that batches leave free, as a divisor: 1/16 of the limit. */
+export const FRAME_MARGIN_DIVISOR = 16;
+
+/**
+ * The byte bound of one batch on a connection to a node that accepts frames up to `nodeMaxFrameBytes`: the
+ * client's own bound, cut to the node's limit less a margin. Op weights bound the msgpack of page ops and of
+ * their ordinary replies, but not of error replies, whose message and details may outweigh the op they
+ * answer; the margin (1/16 of the limit, at least FRAME_MARGIN_MIN_BYTES) absorbs those. A node that does not
+ * advertise a limit (`undefined`) leaves `maxBatchBytes` as it is. May be 0: then every op travels alone.
+ */
+export function batchBytesFor(maxBatchBytes: number, nodeMaxFrameBytes: number | undefined): number {
+  if (nodeMaxFrameBytes === undefined) return maxBatchBytes;
+  const margin = Math.max(FRAME_MARGIN_MIN_BYTES, Math.ceil(nodeMaxFrameBytes / FRAME_MARGIN_DIVISOR));
+  return Math.max(0, Math.min(maxBatchBytes, nodeMaxFrameBytes - margin));
+}
+
 /**
  * The bytes a page op costs a batch: its own wire bytes plus, for a get, the page its reply will carry.
  * Counting both directions keeps the batch frame and its reply frame within the same bound.
@@ -37,7 +55,10 @@ export interface QueuedOp {
   readonly group?: number | undefined;
 }
 
-/** Bounds of one batch frame. */
+/**
+ * Bounds of one batch frame. The queue reads them at every cut, so a change (a connection learning its node's
+ * frame limit) applies to the next frame.
+ */
 export interface BatchLimits {
   maxOps: number;
   /** Bound of BATCH_OVERHEAD_BYTES plus the weights of the frame's ops. */

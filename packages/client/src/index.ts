@@ -8,6 +8,7 @@ export type { SeedFailure } from './seeds.ts';
 export {
   BadPageSizeError,
   ConnectionLostError,
+  DataLostError,
   DEFAULT_PAGE_SIZE,
   ErrorCode,
   MAX_OID_BYTES,

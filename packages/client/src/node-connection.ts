@@ -13,7 +13,7 @@ import {
   type PageOp,
   type StateReply,
 } from '@tmem/protocol';
-import { createOpQueue, pageOpWeight } from './batcher.ts';
+import { batchBytesFor, createOpQueue, pageOpWeight, type BatchLimits } from './batcher.ts';
 import { now } from './deadline.ts';
 import type { Logger } from './options.ts';
 import { createRequestIds } from './request-ids.ts';
@@ -38,6 +38,7 @@ export interface NodeConnectionOptions {
   /** The op budget deadlines were computed from; reported in TimeoutErrors. */
   timeoutMs: number;
   maxBatchOps: number;
+  /** The client's bound of one batch; the connection cuts it further to the frame limit its node advertises. */
   maxBatchBytes: number;
   maxFramesInFlight: number;
   /** Aborting while the connection is being opened rejects with the signal's reason. */
@@ -72,6 +73,11 @@ export interface NodeConnection {
   readonly framesInFlight: number;
   /** Ops waiting in the client for a frame slot. */
   readonly queuedOps: number;
+  /**
+   * The byte bound of one batch on this connection: maxBatchBytes, cut to the frame limit the node advertised
+   * in its welcome less a margin (see batchBytesFor), so that neither a batch nor its reply exceeds it.
+   */
+  readonly maxBatchBytes: number;
   /**
    * Sends one request and resolves with its reply. Page ops issued in the same tick share batch frames.
    * Rejects with the node's typed error for an error reply, TimeoutError at the deadline, ConnectionLostError
@@ -127,7 +133,9 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   const { url, codec, timeoutMs, logger: log, signal } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal.reason));
 
-  const queue = createOpQueue<PendingOp>({ maxOps: options.maxBatchOps, maxBytes: options.maxBatchBytes });
+  // Mutable: the welcome may lower maxBytes to the node's frame limit; the queue reads it at every cut.
+  const limits: BatchLimits = { maxOps: options.maxBatchOps, maxBytes: options.maxBatchBytes };
+  const queue = createOpQueue<PendingOp>(limits);
   /** Sent ops awaiting their reply, by request id. */
   const pending = new Map<number, PendingOp>();
   /** Sent frames awaiting their reply, by frame id; its size is what maxFramesInFlight bounds. */
@@ -135,6 +143,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   const ids = createRequestIds((id) => pending.has(id) || frames.has(id));
   let state: 'connecting' | 'open' | 'closed' = 'connecting';
   let nodeId = '';
+  /** Largest frame the node accepts, from its welcome; undefined for a node that does not say. */
+  let nodeMaxFrameBytes: number | undefined;
   let helloId = 0;
   let flushHandle: NodeJS.Immediate | undefined;
 
@@ -174,6 +184,9 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     },
     get queuedOps() {
       return queue.length;
+    },
+    get maxBatchBytes() {
+      return limits.maxBytes;
     },
     request,
     async close(error) {
@@ -270,9 +283,12 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     } else {
       state = 'open';
       nodeId = frame.nodeId;
+      nodeMaxFrameBytes = frame.maxFrameBytes;
+      // A node refuses a frame over its limit by closing the connection: no batch may come near it.
+      limits.maxBytes = batchBytesFor(options.maxBatchBytes, nodeMaxFrameBytes);
       clearTimeout(connectTimer);
       signal?.removeEventListener('abort', onAbort);
-      log.info({ node: url, nodeId }, 'connected');
+      log.info({ node: url, nodeId, maxBatchBytes: limits.maxBytes }, 'connected');
       resolveOpen(connection);
     }
   }
@@ -423,8 +439,17 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     let data: Uint8Array;
     try {
       data = codec.encode(frame);
+      // Only an op too big for any batch gets here (a frame holds at least one op): the node would close the
+      // connection on it, taking every other op in flight along.
+      if (nodeMaxFrameBytes !== undefined && data.length > nodeMaxFrameBytes) {
+        throw new ProtocolError(
+          ErrorCode.FrameTooLarge,
+          `a ${first.request.t} frame of ${data.length} bytes exceeds the ${nodeMaxFrameBytes}-byte frame limit of node ${url}; raise its --max-frame-bytes or use smaller pages`,
+          { details: { node: url, size: data.length, maxFrameBytes: nodeMaxFrameBytes } },
+        );
+      }
     } catch (error) {
-      // Only a frame over the codec's limit gets here; it fails its own ops and takes no slot.
+      // Only a frame over the codec's or the node's limit gets here; it fails its own ops and takes no slot.
       frames.delete(id);
       for (const op of ops) failOp(op, error);
       return;

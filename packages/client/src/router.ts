@@ -1,9 +1,10 @@
 // Routes every op to the member that serves it, and runs the retry loop around it: refresh the cluster state
 // and retry after topology answers (STALE_STATE, NOT_SERVING, NO_COORDINATOR) for as long as the op's timeout
-// lasts; refresh and retry after a lost connection within the `retries` budget.
+// lasts, then fail with TIMEOUT; refresh and retry after a lost connection within the `retries` budget.
 import {
   ConnectionLostError,
   ErrorCode,
+  TimeoutError,
   TmemError,
   memberKey,
   type MemberInfo,
@@ -129,7 +130,9 @@ export function createRouter(options: RouterOptions): Router {
   /**
    * Runs `attempt` until it returns something other than a topology answer: after each, refreshes the state
    * (from the node that reported a newer version, when one did) and retries, at once when the state moved,
-   * else after a backoff, while the deadline allows. Throws the last topology answer when it does not.
+   * else after a backoff, while the deadline allows. When it does not, throws TimeoutError with the last
+   * topology answer as its cause (the op ran out of time; a NO_COORDINATOR change may still commit), or the
+   * ConnectionLostError of a member that stayed unreachable.
    */
   async function settle<T>(attempt: () => Promise<T>, deadline: number): Promise<T> {
     for (let n = 0; ; n++) {
@@ -145,8 +148,10 @@ export function createRouter(options: RouterOptions): Router {
         if (tracker.version !== before) continue;
         const pause = Math.min(MAX_TOPOLOGY_BACKOFF_MS, TOPOLOGY_BACKOFF_MS * 2 ** n);
         if (now() + pause >= deadline) {
-          // Out of time while a member stayed unreachable: report the lost connection, not a topology code.
-          throw error.details['unreachable'] === true && error.cause instanceof Error ? error.cause : error;
+          // Out of time while a member stayed unreachable: report the lost connection, which the retry loop
+          // may still retry (after a refresh) or report as lost. Otherwise the op ran out of time.
+          if (error.details['unreachable'] === true && error.cause instanceof Error) throw error.cause;
+          throw new TimeoutError(timeoutMs, { cause: error });
         }
         log.debug({ code: error.code, version: before, pause }, 'retrying after a topology answer');
         await sleep(pause, signal);

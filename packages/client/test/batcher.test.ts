@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_OID_BYTES, MAX_PAGE_SIZE, U32_MAX, createCodec, type PageOp } from '@tmem/protocol';
-import { BATCH_OVERHEAD_BYTES, createOpQueue, pageOpWeight, type QueuedOp } from '../src/batcher.ts';
+import {
+  BATCH_OVERHEAD_BYTES,
+  FRAME_MARGIN_MIN_BYTES,
+  batchBytesFor,
+  createOpQueue,
+  pageOpWeight,
+  type QueuedOp,
+} from '../src/batcher.ts';
 
 interface Item extends QueuedOp {
   name: string;
@@ -69,6 +76,40 @@ describe('op queue', () => {
     queue.remove(b);
     expect(queue.drain()).toEqual([a, c]);
     expect(queue.nextFrame()).toBeUndefined();
+  });
+});
+
+describe('batchBytesFor', () => {
+  it('keeps maxBatchBytes when the node advertises no frame limit, or a much larger one', () => {
+    expect(batchBytesFor(1 << 20, undefined)).toBe(1 << 20);
+    expect(batchBytesFor(1 << 20, 16 << 20)).toBe(1 << 20);
+  });
+
+  it("cuts to the node's frame limit less a margin of 1/16, at least FRAME_MARGIN_MIN_BYTES", () => {
+    expect(batchBytesFor(1 << 20, 256 * 1024)).toBe(240 * 1024);
+    expect(batchBytesFor(1 << 20, 8192)).toBe(8192 - FRAME_MARGIN_MIN_BYTES);
+    // A limit within the margin leaves 0: every op travels alone.
+    expect(batchBytesFor(1 << 20, 512)).toBe(0);
+  });
+
+  it('leaves room below the limit for any batch the queue cuts, and for its reply', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 4096, max: 1 << 20 }),
+        fc.array(fc.integer({ min: 1, max: 4096 }), { minLength: 1, maxLength: 300 }),
+        (limit, weights) => {
+          const maxBytes = batchBytesFor(1 << 20, limit);
+          const queue = createOpQueue<Item>({ maxOps: 256, maxBytes });
+          weights.forEach((weight, i) => queue.push(page(`p${i}`, weight)));
+          for (let frame = queue.nextFrame(); frame !== undefined; frame = queue.nextFrame()) {
+            if (frame.length === 1) continue;
+            const bytes = BATCH_OVERHEAD_BYTES + frame.reduce((sum, op) => sum + op.weight, 0);
+            expect(bytes).toBeLessThanOrEqual(limit - FRAME_MARGIN_MIN_BYTES);
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, TimeoutError } from '../src/index.ts';
+import { ErrorCode, ProtocolError, TimeoutError } from '../src/index.ts';
 import { PAGE_SIZE, page, setup } from './helpers.ts';
 import { closeAll, recordingLogger, rejectionOf, waitFor } from './support.ts';
 
@@ -71,6 +71,49 @@ describe('automatic batching', () => {
     const { fake, pool } = await setup({ maxBatchBytes: 100 });
     await Promise.all([pool.put('o', 0, page(0)), pool.put('o', 1, page(1)), pool.flushObject('x')]);
     expect(fake.batches().map((b) => b.ops.length)).toEqual([1, 1, 1]);
+  });
+});
+
+describe("the node's frame limit", () => {
+  const maxFrameBytes = 8192;
+
+  it('cuts batches, and their replies, to the frame limit the node advertises', async () => {
+    // The client's own bound (1 MiB) would put all 100 ops of a tick in one frame of about 60 KB.
+    const { fake, client, pool } = await setup({}, { maxFrameBytes });
+    const before = fake.batches().length;
+    const puts = await Promise.all(Array.from({ length: 100 }, (_, i) => pool.put('o', i, page(i))));
+    expect(puts.every(Boolean)).toBe(true);
+    const gets = await Promise.all(Array.from({ length: 100 }, (_, i) => pool.get('o', i)));
+    gets.forEach((got, i) => expect(got).toEqual(page(i)));
+    expect(fake.batches().length - before).toBeGreaterThanOrEqual(
+      2 * Math.ceil((100 * PAGE_SIZE) / maxFrameBytes),
+    );
+    for (const { bytes } of fake.received) expect(bytes).toBeLessThanOrEqual(maxFrameBytes);
+    expect(fake.oversized).toEqual({ frames: 0, replies: 0 });
+    expect(fake.connections).toBe(1);
+    expect(client.view().members).toHaveLength(1);
+  });
+
+  it('keeps maxBatchBytes when it is the smaller bound', async () => {
+    const { fake, pool } = await setup({ maxBatchBytes: 2000 }, { maxFrameBytes: 1 << 20 });
+    await Promise.all(Array.from({ length: 10 }, (_, i) => pool.put('o', i, page(i))));
+    expect(fake.batches().map((b) => b.ops.length)).toEqual([3, 3, 3, 1]);
+  });
+
+  it('fails an op too big for any frame the node accepts with FRAME_TOO_LARGE, without sending it', async () => {
+    const { fake, client, pool } = await setup({}, { maxFrameBytes: 2048 });
+    const big = await client.createPool({ kind: 'ephemeral', pageSize: 4096 });
+    const before = fake.received.length;
+    const [error, small] = await Promise.all([
+      rejectionOf(big.put('o', 0, page(1, 4096))),
+      pool.put('o', 0, page(2)),
+    ]);
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error).toMatchObject({ code: ErrorCode.FrameTooLarge, details: { maxFrameBytes: 2048 } });
+    expect(small).toBe(true);
+    expect(fake.received.slice(before).map((r) => r.frame.t)).toEqual(['batch']);
+    expect(fake.oversized).toEqual({ frames: 0, replies: 0 });
+    expect(fake.connections).toBe(1);
   });
 });
 

@@ -125,6 +125,12 @@ export interface FakeNodeOptions {
   incarnation?: number;
   /** @default 64 MiB */
   capacityBytes?: number;
+  /**
+   * A frame limit advertised in the welcome and enforced as a real node does: a larger frame is answered
+   * FRAME_TOO_LARGE and closes the connection, a reply that would exceed it becomes an error reply.
+   * @default none advertised (16 MiB enforced)
+   */
+  maxFrameBytes?: number;
   /** Answers the hello. An error reply also closes the socket, as a real node does. */
   onHello?: (hello: Hello) => NodeFrame | undefined;
   /** Answers a whole frame after the handshake, batch frames included. */
@@ -168,6 +174,8 @@ export interface FakeNode {
   readonly maxOutstanding: number;
   /** How many page ops it answered STALE_STATE and NOT_SERVING. */
   readonly refusals: { readonly stale: number; readonly notServing: number };
+  /** Frames it refused for exceeding maxFrameBytes, and replies it could not send within it. */
+  readonly oversized: { readonly frames: number; readonly replies: number };
   /** Sends every held reply, in order. */
   releaseHeld(): void;
   /** The batch frames received, in order. */
@@ -217,7 +225,9 @@ function zeroStats(nodeId: string): NodeStats {
 export async function startFakeNode(options: FakeNodeOptions = {}): Promise<FakeNode> {
   const nodeId = options.nodeId ?? 'fake-node';
   const cluster = (options.cluster ?? createFakeCluster()) as InternalCluster;
-  const codec = createCodec();
+  const codec = createCodec(
+    options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes },
+  );
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -238,6 +248,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
   /** Pages this node holds, by pool id. */
   const pages = new Map<number, Objects>();
   const refusals = { stale: 0, notServing: 0 };
+  const oversized = { frames: 0, replies: 0 };
   let connections = 0;
   let maxOutstanding = 0;
   let closed: Promise<void> | undefined;
@@ -346,9 +357,19 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     }
   }
 
+  /** Encodes a reply; one over the frame limit becomes an error reply, as on a real node. */
+  function encodeReply(frame: NodeFrame): Uint8Array {
+    try {
+      return codec.encode(frame);
+    } catch (cause) {
+      oversized.replies++;
+      return codec.encode(error(frame.id, ErrorCode.FrameTooLarge, String(cause)));
+    }
+  }
+
   function reply(socket: WebSocket, frame: NodeFrame): void {
     outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1);
-    if (socket.readyState === socket.OPEN) socket.send(codec.encode(frame));
+    if (socket.readyState === socket.OPEN) socket.send(encodeReply(frame));
   }
 
   server.on('connection', (socket: WebSocket) => {
@@ -363,6 +384,12 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     });
     socket.on('error', () => undefined);
     socket.on('message', (data: Buffer) => {
+      if (data.length > codec.maxFrameBytes) {
+        oversized.frames++;
+        socket.send(codec.encode(error(codec.peekRequestId(data), ErrorCode.FrameTooLarge)));
+        socket.close(1002);
+        return;
+      }
       // A frame the client under test cannot encode properly is a bug: let it throw out of the test.
       const frame = codec.decodeClientFrame(data);
       received.push({ frame, bytes: data.length, socket });
@@ -370,11 +397,12 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         greeted = true;
         if (frame.t !== 'hello') throw new Error(`client sent ${frame.t} before hello`);
         identities.set(socket, frame.identity);
-        const welcome = options.onHello?.(frame) ?? {
+        const welcome: NodeFrame = options.onHello?.(frame) ?? {
           t: 'welcome',
           id: frame.id,
           protocol: PROTOCOL_VERSION,
           nodeId,
+          ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
         };
         socket.send(codec.encode(welcome));
         if (welcome.t === 'error') socket.close(1002);
@@ -383,7 +411,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       const frameReply = answer(frame, socket);
       // State replies are the sync's business: never held, not counted as outstanding ops.
       if (frame.t === 'getState') {
-        socket.send(codec.encode(frameReply));
+        socket.send(encodeReply(frameReply));
         return;
       }
       const count = (outstanding.get(socket) ?? 0) + 1;
@@ -416,6 +444,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       return maxOutstanding;
     },
     refusals,
+    oversized,
     releaseHeld() {
       for (const { socket, frame } of heldReplies.splice(0)) reply(socket, frame);
     },

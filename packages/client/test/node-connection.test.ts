@@ -81,6 +81,14 @@ describe('node connection handshake', () => {
     });
   });
 
+  it("cuts its batch bound to the frame limit of the node's welcome", async () => {
+    const plain = await fakeNode();
+    expect((await open(plain.url, { maxBatchBytes: 100_000 })).maxBatchBytes).toBe(100_000);
+    const small = await fakeNode({ maxFrameBytes: 64 * 1024 });
+    expect((await open(small.url, { maxBatchBytes: 100_000 })).maxBatchBytes).toBe(60 * 1024);
+    expect((await open(small.url, { maxBatchBytes: 2000 })).maxBatchBytes).toBe(2000);
+  });
+
   it('rejects with VERSION_MISMATCH when the welcome names another version', async () => {
     const fake = await fakeNode({
       onHello: (hello) => ({ t: 'welcome', id: hello.id, protocol: PROTOCOL_VERSION + 1, nodeId: 'n' }),

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, TmemError, type ClientFrame } from '@tmem/protocol';
+import { ConnectionLostError, ErrorCode, TimeoutError, type ClientFrame } from '@tmem/protocol';
 import { connect } from '../src/index.ts';
 import { startFakeNode, type FakeNode } from './fake-node.ts';
 import { PAGE_SIZE, nodeById, page, setupCluster } from './helpers.ts';
@@ -90,12 +90,64 @@ describe('topology answers', () => {
     expect(old.page(pool.id, 'o', 0)).toBeUndefined();
   });
 
-  it('gives up with the topology answer when the timeout runs out', async () => {
+  it('gives up with TIMEOUT, the last NOT_SERVING as its cause, when the timeout runs out', async () => {
     const { nodes, pool } = await setupCluster(1, { timeoutMs: 300 });
-    (nodes[0] as FakeNode).notServing = true;
+    const node = nodes[0] as FakeNode;
+    node.notServing = true;
     const error = await rejectionOf(pool.get('o', 0));
-    expect(error).toBeInstanceOf(TmemError);
-    expect(error).toMatchObject({ code: ErrorCode.NotServing });
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toMatchObject({ code: ErrorCode.Timeout, timeoutMs: 300 });
+    expect((error as Error).cause).toMatchObject({ code: ErrorCode.NotServing });
+    expect(node.refusals.notServing).toBeGreaterThanOrEqual(2);
+  });
+
+  it('gives up with TIMEOUT, the last STALE_STATE as its cause, when the state never catches up', async () => {
+    // A node that keeps claiming a version the client can never fetch.
+    const { nodes, pool } = await setupCluster(
+      1,
+      { timeoutMs: 300 },
+      {
+        onPageOp: (op) => ({
+          t: 'error',
+          id: op.id,
+          code: ErrorCode.StaleState,
+          message: 'ahead',
+          details: { version: 1_000_000 },
+        }),
+      },
+    );
+    const error = await rejectionOf(pool.put('o', 0, page(1)));
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).cause).toMatchObject({ code: ErrorCode.StaleState });
+    expect((nodes[0] as FakeNode).batches().length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('gives up on createPool with TIMEOUT, the last NO_COORDINATOR as its cause', async () => {
+    const fake = track(
+      await startFakeNode({
+        onFrame: (frame: ClientFrame) =>
+          frame.t === 'newPool'
+            ? { t: 'error', id: frame.id, code: ErrorCode.NoCoordinator, message: 'election' }
+            : undefined,
+      }),
+    );
+    const client = track(await connect({ seeds: [fake.url], timeoutMs: 300 }));
+    const error = await rejectionOf(client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE }));
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toMatchObject({ code: ErrorCode.Timeout });
+    expect((error as Error).cause).toMatchObject({ code: ErrorCode.NoCoordinator });
+    expect(fake.received.filter((r) => r.frame.t === 'newPool').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('reports CONNECTION_LOST, not TIMEOUT, for a member of the view that stayed unreachable', async () => {
+    const { cluster, nodes, pool } = await setupCluster(2, { timeoutMs: 300, retries: 0 });
+    const h = handles.find((x) => cluster.primaryOf(pool.id, x.oid, x.index) === 'n2');
+    expect(h).toBeDefined();
+    // Dead, but never removed from the cluster state: its partitions do not move.
+    await nodeById(nodes, 'n2').close();
+    const error = await rejectionOf(pool.put(h?.oid ?? '', h?.index ?? 0, page(1)));
+    expect(error).toBeInstanceOf(ConnectionLostError);
+    expect(error).toMatchObject({ code: ErrorCode.ConnectionLost });
   });
 
   it('retries createPool on NO_COORDINATOR', async () => {
