@@ -1,6 +1,7 @@
 /**
  * The local cluster that `npm run cluster` starts. Edit freely: ports, capacities, how many nodes, timing.
- * The first node founds the cluster; the others join it.
+ * The first node founds the cluster; the others join it. `npm run cluster -- --config <path>` starts another
+ * file instead: a module default-exporting an object of this shape (it need not import anything).
  */
 export interface ClusterConfig {
   /** Address every node listens on. */

@@ -1,32 +1,89 @@
-// `npm run cluster`: starts the nodes of cluster.config.ts as separate processes (the first founds the cluster,
-// the others join it), prints where each listens, shows a live status, and stops them all on Ctrl-C.
+// `npm run cluster`: starts the nodes of cluster.config.ts (or of the file `--config <path>` names) as separate
+// processes (the first founds the cluster, the others join it), waits until they form one ring, prints where
+// each listens, shows a live status, and stops them all on Ctrl-C.
+//
+// stdout: the human output, plus one machine-readable line `{"event":"ready","urls":[...]}` once every member
+// has committed the same state listing all of them, so scripts and tests wait for it instead of sleeping.
 //
 // Logging: the nodes' stderr stays inherited, so warnings and crashes reach the terminal, but every node runs
 // with TMEM_LOG_LEVEL=warn unless the environment sets another level: at `info` the JSON lines of three nodes
 // would scroll the live status away. For the full log: `TMEM_LOG_LEVEL=info npm run cluster 2>nodes.log`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { createLogUpdate } from 'log-update';
-import config, { type NodeConfig } from '../cluster.config.ts';
+import type { ClusterConfig, NodeConfig } from '../cluster.config.ts';
 import { fetchClusterStatus, formatClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
 const CLI = fileURLToPath(new URL('../packages/memnode/src/cli.ts', import.meta.url));
+const DEFAULT_CONFIG = fileURLToPath(new URL('../cluster.config.ts', import.meta.url));
 const LOG_LEVEL = process.env['TMEM_LOG_LEVEL'] ?? 'warn';
-const PARTITIONS = config.partitions ?? 1024;
-const REPLICATION = config.replication ?? 2;
 /** Pause between two status refreshes, in milliseconds. */
 const STATUS_INTERVAL_MS = 1000;
 /** Budget of each status connection: short, so one stuck node does not freeze the display for long. */
 const STATUS_TIMEOUT_MS = 800;
+/** How long the nodes may take, once all listen, to agree on the full member list. */
+const FORM_TIMEOUT_MS = 60_000;
+/** Pause between two checks of whether the ring has formed, in milliseconds. */
+const FORM_POLL_MS = 200;
 /** How long a node may take to leave gracefully after SIGTERM before it is SIGKILLed. */
 const KILL_AFTER_MS = 10_000;
+
+function fail(message: string): never {
+  process.stderr.write(`tmem cluster: ${message}\n`);
+  process.exit(2);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/** Imports a config file and checks the fields the script relies on, naming the file in every complaint. */
+async function loadConfig(path: string): Promise<ClusterConfig> {
+  let loaded: unknown;
+  try {
+    loaded = ((await import(pathToFileURL(path).href)) as { default?: unknown }).default;
+  } catch (error) {
+    fail(`cannot load ${path}: ${(error as Error).message}`);
+  }
+  if (!isRecord(loaded)) fail(`${path} must default-export the cluster config object`);
+  if (typeof loaded['host'] !== 'string') fail(`${path}: host must be a string such as '127.0.0.1'`);
+  if (typeof loaded['clusterSecret'] !== 'string' || loaded['clusterSecret'] === '') {
+    fail(`${path}: clusterSecret must be a non-empty string`);
+  }
+  const nodes = loaded['nodes'];
+  if (!Array.isArray(nodes) || nodes.length === 0) fail(`${path}: nodes must list at least one node`);
+  nodes.forEach((node: unknown, i) => {
+    const port = isRecord(node) ? node['port'] : undefined;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      fail(`${path}: nodes[${i}].port must be an integer 0..65535 (0 picks a free port)`);
+    }
+    if (!isRecord(node) || typeof node['capacity'] !== 'string') {
+      fail(`${path}: nodes[${i}].capacity must be a size such as '256MiB'`);
+    }
+  });
+  return loaded as unknown as ClusterConfig;
+}
+
+let configPath: string;
+try {
+  const { values } = parseArgs({ options: { config: { type: 'string' } }, strict: true });
+  // A path given on the command line is the user's, so relative to where they are, not to this script.
+  configPath = values.config === undefined ? DEFAULT_CONFIG : resolve(process.cwd(), values.config);
+} catch (error) {
+  fail(`${(error as Error).message}; usage: npm run cluster -- [--config <path>]`);
+}
+const config = await loadConfig(configPath);
+const PARTITIONS = config.partitions ?? 1024;
+const REPLICATION = config.replication ?? 2;
 
 interface RunningNode {
   readonly config: NodeConfig;
   readonly child: ChildProcess;
-  /** Resolves with the URL from the node's `listening` line; rejects if it exits first. */
-  readonly url: Promise<string>;
+  /** Resolves with the URL and id from the node's `listening` line; rejects if it exits first. */
+  readonly listening: Promise<{ url: string; nodeId: string }>;
   readonly exited: Promise<void>;
   /** The URL once known. */
   listeningUrl?: string;
@@ -72,11 +129,13 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
     env: { ...process.env, TMEM_LOG_LEVEL: LOG_LEVEL, TMEM_CLUSTER_SECRET: config.clusterSecret },
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = new Promise<string>((resolve, reject) => {
+  const listening = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
-        const event = JSON.parse(line) as { event?: string; url?: string };
-        if (event.event === 'listening' && event.url) resolve(event.url);
+        const event = JSON.parse(line) as { event?: string; url?: string; nodeId?: string };
+        if (event.event === 'listening' && event.url && event.nodeId) {
+          resolve({ url: event.url, nodeId: event.nodeId });
+        }
       } catch {
         // a line that is not ours
       }
@@ -85,9 +144,9 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
       reject(new Error(`node on port ${node.port} exited (${code ?? signal}) before listening`)),
     );
   });
-  const running: RunningNode = { config: node, child, url, exited, gone: false };
-  void url.then(
-    (listening) => (running.listeningUrl = listening),
+  const running: RunningNode = { config: node, child, listening, exited, gone: false };
+  void listening.then(
+    (event) => (running.listeningUrl = event.url),
     () => undefined,
   );
   child.once('exit', (code, signal) => {
@@ -113,7 +172,7 @@ function notice(text: string): void {
 }
 
 function onNodeExit(node: RunningNode, code: number | null, signal: NodeJS.Signals | null): void {
-  // Before every node listens, the startup code reports the failure; while stopping, exits are expected.
+  // Before the ring has formed, the startup code reports the failure; while stopping, exits are expected.
   if (stopping || !started) return;
   notice(`node ${node.listeningUrl ?? `on port ${node.config.port}`} exited (${code ?? signal})`);
   // The others keep running (the ring survives a member's death, which is worth watching); not with none left.
@@ -191,19 +250,58 @@ async function liveStatus(): Promise<void> {
   }
 }
 
+/**
+ * Resolves once the status from `seeds` lists exactly `ids` and every one of them answers with the seed's
+ * committed version: one version is one state, so then all of them agree on the full member list. Rejects when
+ * one of our nodes exits first or after FORM_TIMEOUT_MS.
+ */
+async function waitForRing(ids: readonly string[], seeds: readonly string[]): Promise<void> {
+  const want = [...ids].sort().join(',');
+  const deadline = Date.now() + FORM_TIMEOUT_MS;
+  let last = 'no node answered yet';
+  for (;;) {
+    const gone = nodes.find((n) => n.gone);
+    if (gone !== undefined) {
+      throw new Error(
+        `node ${gone.listeningUrl ?? `on port ${gone.config.port}`} exited before the ring formed`,
+      );
+    }
+    try {
+      const status = await fetchClusterStatus(seeds, { timeoutMs: STATUS_TIMEOUT_MS });
+      const have = status.members.map((m) => m.id).sort();
+      const lagging = status.members.filter((m) => m.stateVersion !== status.version);
+      if (have.join(',') === want && lagging.length === 0) return;
+      last = `state v${status.version} lists ${have.length} of ${ids.length} nodes, ${lagging.length} not at v${status.version}`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the nodes did not form one ring within ${FORM_TIMEOUT_MS / 1000} s (${last})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, FORM_POLL_MS));
+  }
+}
+
 try {
   const [founder, ...joiners] = config.nodes;
-  if (founder === undefined) throw new Error('cluster.config.ts lists no nodes; add at least one');
+  if (founder === undefined) throw new Error(`${configPath} lists no nodes; add at least one`);
+  process.stderr.write(`tmem cluster: starting the nodes of ${configPath}...\n`);
   // The founder must listen before anyone can join it; the others then start together, each told every URL
   // started before it: the founder's, then the fixed ports of earlier joiners (port 0 is known only later).
   const first = startNode(founder, []);
   nodes.push(first);
-  const firstUrl = await first.url;
+  const firstUrl = (await first.listening).url;
   joiners.forEach((node, i) => {
     const earlier = joiners.slice(0, i).filter((n) => n.port !== 0);
     nodes.push(startNode(node, [firstUrl, ...earlier.map((n) => `ws://${config.host}:${n.port}`)]));
   });
-  const urls = await Promise.all(nodes.map((node) => node.url));
+  const listening = await Promise.all(nodes.map((node) => node.listening));
+  const urls = listening.map((event) => event.url);
+  // Listening is not joined: the count below and the ready line promise a formed ring.
+  await waitForRing(
+    listening.map((event) => event.nodeId),
+    urls,
+  );
   started = true;
   process.stdout.write(
     `tmem cluster: ${urls.length} node${urls.length === 1 ? '' : 's'}, ${PARTITIONS} partitions, ` +
@@ -213,10 +311,12 @@ try {
   process.stdout.write(
     `seeds for connect(): ${JSON.stringify(urls)}\n` +
       `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --port 0 --capacity 64MiB --join ${firstUrl}\n` +
-      'Ctrl-C stops the cluster.\n\n',
+      'Ctrl-C stops the cluster.\n',
   );
+  process.stdout.write(`${JSON.stringify({ event: 'ready', urls })}\n\n`);
 } catch (error) {
-  process.stderr.write(`${(error as Error).message}\n`);
+  // After Ctrl-C during startup, the nodes exiting is the stop itself, not a failure worth reporting.
+  if (!stopping) process.stderr.write(`tmem cluster: ${(error as Error).message}\n`);
   await stopAll(1);
 }
 await liveStatus();

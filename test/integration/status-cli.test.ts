@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killAllNodes, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
-// A deep import until @tmem/memnode's index exports the status functions.
+import { connect, type TmemClient } from '@tmem/client';
 import { fetchClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -17,6 +17,8 @@ interface CliResult {
 
 /** CLI processes still running, killed in afterEach like the nodes. */
 const cliProcesses = new Set<ChildProcess>();
+/** Clients still open, closed in afterEach. */
+const clients = new Set<TmemClient>();
 
 /** Runs the real `tmem` CLI from source, as a user would, and collects its output. */
 function runCli(args: string[]): Promise<CliResult> {
@@ -48,10 +50,13 @@ async function deadUrl(): Promise<string> {
   return `ws://127.0.0.1:${port}`;
 }
 
-/** Starts two nodes, the second joining the first, and waits until the state lists both, both answering. */
-async function twoNodeCluster(): Promise<[NodeProcess, NodeProcess]> {
-  const first = await startNode();
-  const second = await startNode({ args: ['--join', first.url] });
+/**
+ * Starts two nodes, the second joining the first, and waits until the state lists both, both answering.
+ * `args` go to both nodes (timing flags).
+ */
+async function twoNodeCluster(args: string[] = []): Promise<[NodeProcess, NodeProcess]> {
+  const first = await startNode({ args });
+  const second = await startNode({ args: [...args, '--join', first.url] });
   await waitFor(
     async () => {
       const status = await fetchClusterStatus(first.url, { timeoutMs: 2000 });
@@ -65,6 +70,8 @@ async function twoNodeCluster(): Promise<[NodeProcess, NodeProcess]> {
 afterEach(async () => {
   for (const child of cliProcesses) child.kill('SIGKILL');
   cliProcesses.clear();
+  await Promise.all([...clients].map((client) => client.close()));
+  clients.clear();
   await killAllNodes();
 });
 
@@ -109,16 +116,50 @@ describe('tmem status', () => {
   });
 
   it('reports a member that does not answer as unreachable instead of failing', async () => {
-    const [first, second] = await twoNodeCluster();
-    await second.kill();
-    const status = await fetchClusterStatus(first.url, { timeoutMs: 2000 });
+    // Slow failure detection and long leases: the paused member stays listed, and the leader, short of a
+    // majority without it, does not step down, for the whole test.
+    const [first, second] = await twoNodeCluster(['--failure-timeout-ms', '60000', '--lease-ms', '30000']);
+    second.signal('SIGSTOP');
+    const status = await fetchClusterStatus(first.url, { timeoutMs: 1000 });
+    expect(status.members.map((m) => m.id).sort()).toEqual([first.nodeId, second.nodeId].sort());
     expect(status.members.find((m) => m.id === first.nodeId)?.reachable).toBe(true);
-    // Failure detection may already have removed it; while it is listed, it must show as unreachable.
-    const dead = status.members.find((m) => m.id === second.nodeId);
-    if (dead !== undefined) {
-      expect(dead.reachable).toBe(false);
-      expect(dead.stats).toBeUndefined();
-      expect(dead.error).toBeTruthy();
+    const paused = status.members.find((m) => m.id === second.nodeId);
+    expect(paused?.reachable).toBe(false);
+    expect(paused?.stats).toBeUndefined();
+    expect(paused?.role).toBeUndefined();
+    expect(paused?.error).toBeTruthy();
+    // The pool count comes from the members that answer.
+    expect(status.pools).toBe(0);
+  });
+
+  it('--json shows the pages, memory, role, state version and lease of every member', async () => {
+    const [first, second] = await twoNodeCluster();
+    const client = await connect({ seeds: [first.url, second.url] });
+    clients.add(client);
+    // One copy per page, so the page count is the number of puts whatever the cluster's replication.
+    const pool = await client.createPool({ kind: 'persistent', pageSize: 4096, replication: 1 });
+    const puts = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => pool.put(`object-${i % 10}`, i, new Uint8Array(4096).fill(i))),
+    );
+    expect(puts.every((accepted) => accepted)).toBe(true);
+
+    const result = await runCli(['status', '--seed', first.url, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const status = JSON.parse(result.stdout) as ClusterStatus;
+    expect(status.members).toHaveLength(2);
+    expect(status.members.reduce((sum, m) => sum + (m.pages ?? 0), 0)).toBe(100);
+    expect(status.members.reduce((sum, m) => sum + (m.stats?.usedBytes ?? 0), 0)).toBeGreaterThan(0);
+    // The state a client sees lists only its own pools: the count comes from the members' statistics.
+    expect(status.pools).toBe(1);
+    for (const member of status.members) {
+      expect(member.reachable).toBe(true);
+      expect(member.pages).toBe((member.stats?.ephemeralPages ?? 0) + (member.stats?.persistentPages ?? 0));
+      expect(['leader', 'follower']).toContain(member.role);
+      expect(member.stateVersion).toBe(status.version);
+      expect(member.behind).toBe(false);
+      expect(member.leaseHeld).toBe(true);
+      expect(member.servingPartitions).toBe(member.partitions);
     }
+    expect(status.members.filter((m) => m.role === 'leader').map((m) => m.id)).toEqual([status.leaderId]);
   });
 });

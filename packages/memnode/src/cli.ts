@@ -81,9 +81,9 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, nodeId })}\n`);
 
-  const stop = (reason: string) => {
-    logger.info({ reason }, 'stopping');
-    node.close().then(
+  const stop = (reason: string, leave = true) => {
+    logger.info({ reason, leave }, 'stopping');
+    node.close({ leave }).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'unclean stop');
@@ -94,8 +94,9 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // Started by a launcher with an IPC channel (tests, `npm run cluster`): when the parent dies, so do we,
-  // so no orphan node outlives a killed test run.
-  if (process.send !== undefined) process.once('disconnect', () => stop('parent exited'));
+  // so no orphan node outlives a killed test run. The launcher's other nodes go too, so there is no cluster
+  // left to hand partitions to: stop without leaving.
+  if (process.send !== undefined) process.once('disconnect', () => stop('parent exited', false));
 }
 
 interface StatusCommandOptions {
@@ -166,7 +167,9 @@ export function buildCli(): Command {
     .action((options: NodeCommandOptions) => runNode(options));
   program
     .command('status')
-    .description('show the members of a cluster, their partitions, memory and hit ratios')
+    .description(
+      'show the members of a cluster: role, state version, lease, partitions, pages, memory and hit ratios',
+    )
     .option(
       '-s, --seed <url>',
       `node to ask for the cluster state; repeat or comma-separate to try several in order (default: ${DEFAULT_STATUS_SEED})`,

@@ -1,5 +1,5 @@
 // Public API of @tmem/memnode: embed a memory node, or run one with the `tmem` CLI.
-export { createMemnode, type Memnode, type MemnodeOptions } from './memnode.ts';
+export { createMemnode, type CloseOptions, type Memnode, type MemnodeOptions } from './memnode.ts';
 export {
   createPageStore,
   PAGE_META_BYTES,

@@ -40,6 +40,16 @@ export interface MemnodeOptions {
   clusterSecret?: string;
 }
 
+/** How a node stops. */
+export interface CloseOptions {
+  /**
+   * Leave the cluster first, so its partitions move before the process goes. Skip it when the whole cluster
+   * is going down (its launcher died): the last nodes would wait for a majority that is already gone.
+   * @default true
+   */
+  leave?: boolean;
+}
+
 /** A running memory node. */
 export interface Memnode {
   readonly nodeId: string;
@@ -52,7 +62,7 @@ export interface Memnode {
    * Leaves the cluster gracefully (its partitions move to the others), then closes every client socket
    * (1001) and the listener. Idempotent.
    */
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
 }
 
 // Frames up to the codec limit are read and answered with FRAME_TOO_LARGE; far beyond it ws itself cuts the
@@ -119,10 +129,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   );
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
-  async function shutdown(): Promise<void> {
-    logger.info('closing');
+  async function shutdown(leave: boolean): Promise<void> {
+    logger.info({ leave }, 'closing');
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
-    await member.leave();
+    if (leave) await member.leave();
     member.close();
     // Then stop accepting first: peers reconnect every few hundred ms, and a connection accepted now would
     // keep the HTTP server from closing.
@@ -156,6 +166,6 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     port: address.port,
     store,
     cluster: member,
-    close: () => (closing ??= shutdown()),
+    close: (closeOptions = {}) => (closing ??= shutdown(closeOptions.leave ?? true)),
   };
 }

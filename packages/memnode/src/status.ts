@@ -35,10 +35,17 @@ export interface FetchClusterStatusOptions {
   timeoutMs?: number;
 }
 
-/** One member of the cluster as the status shows it. */
+/** A member's role in the coordination protocol, as it reports it (NodeStats.role). */
+export type MemberRole = NonNullable<NodeStats['role']>;
+
+/**
+ * One member of the cluster as the status shows it. Fields taken from the member's own answer are absent when
+ * it is unreachable (or, for the cluster fields, when it is a node too old to report them).
+ */
 export interface MemberStatus {
   id: string;
   url: string;
+  /** Incarnation the committed state lists; the process answering may run a newer one (`stats.incarnation`). */
   incarnation: number;
   /** Capacity the member announced when it joined, in bytes. */
   capacityBytes: number;
@@ -46,12 +53,24 @@ export interface MemberStatus {
   leader: boolean;
   /** True when the member answered `stats` at its URL, as the member with this id, within the timeout. */
   reachable: boolean;
+  /** Its role as the member itself reports it (the seed's opinion is `leader`). */
+  role?: MemberRole;
+  /** Version of the latest cluster state the member has committed. */
+  stateVersion?: number;
+  /** True when the member answered with a committed version older than the seed's: it has not caught up. */
+  behind: boolean;
+  /** Whether the member holds a lease now (it serves page ops only then). */
+  leaseHeld?: boolean;
+  /** Partitions the member serves as primary right now; compare with `partitions`, what it should own. */
+  servingPartitions?: number;
+  /** Partitions this member should be the primary owner of (first owner in partitionTableFor(state, 1)). */
+  partitions: number;
+  /** Pages the member holds, ephemeral and persistent. */
+  pages?: number;
   /** The member's own statistics; absent when it is unreachable. */
   stats?: NodeStats;
   /** Why the member is unreachable; absent when it is reachable. */
   error?: string;
-  /** Partitions this member is the primary owner of (first owner in partitionTableFor(state, 1)). */
-  partitions: number;
 }
 
 /** The cluster as the status shows it. */
@@ -65,8 +84,11 @@ export interface ClusterStatus {
   /** The coordinator as far as the seed knows; null during an election. */
   leaderId: string | null;
   partitionCount: number;
-  /** Pools that exist cluster-wide. */
-  pools: number;
+  /**
+   * Pools that exist cluster-wide: the most any reachable member reports (every member holds every pool; the
+   * state a node gives a client lists only that client's own pools). Null when no member answered.
+   */
+  pools: number | null;
   /** Members in the order of the state (sorted by id). */
   members: MemberStatus[];
 }
@@ -288,25 +310,33 @@ export async function fetchClusterStatus(
     const members = await Promise.all(
       state.members.map(async (member): Promise<MemberStatus> => {
         const answer = await statsOf(member, timeoutMs, sessions);
+        const stats = 'stats' in answer ? answer.stats : undefined;
         return {
           id: member.id,
           url: member.url,
           incarnation: member.incarnation,
           capacityBytes: member.capacityBytes,
           leader: member.id === leaderId,
-          reachable: 'stats' in answer,
-          ...answer,
+          reachable: stats !== undefined,
+          ...(stats?.role === undefined ? {} : { role: stats.role }),
+          ...(stats?.stateVersion === undefined ? {} : { stateVersion: stats.stateVersion }),
+          behind: stats?.stateVersion !== undefined && stats.stateVersion < state.version,
+          ...(stats?.leaseHeld === undefined ? {} : { leaseHeld: stats.leaseHeld }),
+          ...(stats?.servingPartitions === undefined ? {} : { servingPartitions: stats.servingPartitions }),
           partitions: primaries.get(memberKey(member)) ?? 0,
+          ...(stats === undefined ? {} : { pages: stats.ephemeralPages + stats.persistentPages }),
+          ...answer,
         };
       }),
     );
+    const reachable = members.flatMap((m) => (m.stats === undefined ? [] : [m.stats]));
     return {
       seed,
       version: state.version,
       term: state.term,
       leaderId,
       partitionCount: state.partitionCount,
-      pools: state.pools.length,
+      pools: reachable.length === 0 ? null : Math.max(...reachable.map((stats) => stats.pools)),
       members,
     };
   } finally {
@@ -335,49 +365,79 @@ function hitsMisses(stats: NodeStats): string {
   return `${stats.hits}/${stats.misses}${ratio}`;
 }
 
+function yesNo(value: boolean | undefined): string {
+  return value === undefined ? '?' : value ? 'yes' : 'no';
+}
+
 /** Renders a status as a summary line and a table of members, for people (not for parsing: use the JSON). */
 export function formatClusterStatus(status: ClusterStatus): string {
   const idLength = shortIdLength(status.members.map((m) => m.id));
   const short = (id: string) => id.slice(0, idLength);
   const table = new Table({
-    head: ['id', 'url', 'role', 'partitions', 'pages', 'memory MiB (used/cap)', 'hits/misses'],
-    colAligns: ['left', 'left', 'left', 'right', 'right', 'right', 'right'],
+    head: [
+      'id',
+      'url',
+      'inc',
+      'role',
+      'state',
+      'lease',
+      'partitions\nserving/own',
+      'pages',
+      'memory MiB\nused/cap',
+      'hits/misses',
+    ],
+    colAligns: ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'right', 'right', 'right'],
     // No colours: the output is also read from logs and pipes.
     style: { head: [], border: [], compact: true },
   });
   for (const member of status.members) {
-    const role = member.leader ? 'leader' : 'follower';
     const { stats } = member;
+    // A process that rejoined under the same id runs a newer incarnation than the state still lists.
+    const incarnation =
+      stats?.incarnation === undefined || stats.incarnation === member.incarnation
+        ? String(member.incarnation)
+        : `${member.incarnation} (runs ${stats.incarnation})`;
     table.push(
       stats === undefined
         ? [
             short(member.id),
             member.url,
-            role,
-            member.partitions,
+            incarnation,
             'unreachable',
+            '-',
+            '-',
+            `- / ${member.partitions}`,
+            '-',
             `- / ${mib(member.capacityBytes)}`,
             '-',
           ]
         : [
             short(member.id),
             member.url,
-            role,
-            member.partitions,
-            stats.ephemeralPages + stats.persistentPages,
+            incarnation,
+            member.role ?? (member.leader ? 'leader' : '?'),
+            member.stateVersion === undefined
+              ? '?'
+              : `v${member.stateVersion}${member.behind ? ' (behind)' : ''}`,
+            yesNo(member.leaseHeld),
+            `${member.servingPartitions ?? '?'} / ${member.partitions}`,
+            member.pages ?? '-',
             `${mib(stats.usedBytes)} / ${mib(stats.capacityBytes)}`,
             hitsMisses(stats),
           ],
     );
   }
-  const unreachable = status.members.filter((m) => !m.reachable).length;
+  const unreachable = status.members.filter((m) => !m.reachable);
+  const behind = status.members.filter((m) => m.behind).length;
   const summary = [
     `cluster state v${status.version} (term ${status.term})`,
     `${status.members.length} member${status.members.length === 1 ? '' : 's'}`,
-    ...(unreachable > 0 ? [`${unreachable} unreachable`] : []),
+    ...(unreachable.length > 0 ? [`${unreachable.length} unreachable`] : []),
+    ...(behind > 0 ? [`${behind} behind v${status.version}`] : []),
     `leader ${status.leaderId === null ? 'none (election)' : short(status.leaderId)}`,
     `${status.partitionCount} partitions`,
-    `${status.pools} pool${status.pools === 1 ? '' : 's'}`,
+    status.pools === null ? 'pools unknown' : `${status.pools} pool${status.pools === 1 ? '' : 's'}`,
   ].join(', ');
-  return `${summary}\n${table.toString()}`;
+  const reasons = unreachable.map((m) => `${short(m.id)} unreachable: ${m.error ?? 'no answer'}`);
+  return [summary, table.toString(), ...reasons].join('\n');
 }
