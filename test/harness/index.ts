@@ -1,5 +1,6 @@
 // Shared test harness: real node processes and clusters, raw protocol peers and condition polling.
 export * from './cluster.ts';
+export * from './fault-proxy.ts';
 export * from './node-process.ts';
 export * from './raw-peer.ts';
 export * from './wait-for.ts';
