@@ -6,7 +6,6 @@ import { performance } from 'node:perf_hooks';
 import {
   ErrorCode,
   TmemError,
-  partitionTableFor,
   type ChangeResult as ChangeResultFrame,
   type ClusterState,
   type Codec,
@@ -18,6 +17,7 @@ import { StateChange, isMember, type ChangeResult } from './cluster-state.ts';
 import { ConsensusMessage } from './consensus-messages.ts';
 import { createConsensus, type Consensus, type ConsensusOutput } from './consensus.ts';
 import type { ConsensusOptions } from './consensus-options.ts';
+import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
 import { createPeerLinks, type PeerLinks } from './peer-links.ts';
 
 /** Timing of the coordination protocol; see ConsensusOptions for each default. */
@@ -118,14 +118,14 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   // Incarnations grow across restarts (wall clock at start) and across rejoins of one process (+1).
   let incarnation = Date.now();
   let consensus: Consensus = startConsensus(options.seeds.length === 0);
-  /** Set when the lease lapsed, until the next committed state shows whether a state went by unseen. */
-  let leaseLapsed = false;
-  /** Version of the latest committed state applied here. */
-  let lastCommittedVersion = consensus.committed?.version ?? 0;
+  /** Decides which pages go when (see page-retention.ts); one instance per incarnation. */
+  let retention: PageRetention = createPageRetention({
+    selfId: nodeId,
+    incarnation,
+    committedVersion: consensus.committed?.version ?? 0,
+  });
   /** Pools this member created in the store (from states), so destroyed ones can be found. */
   const poolsInStore = new Set<number>();
-  /** Partitions this node was primary for in the last state applied to the store (to skip no-op drops). */
-  let ownedKey = '';
 
   function selfInfo(): MemberInfo {
     return { id: nodeId, url: options.url, incarnation, capacityBytes: options.capacityBytes };
@@ -158,22 +158,20 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   // ---- applying states to the store
 
   /**
-   * Drops every page of a partition this node is not primary for in `state`. Runs when a state is ACCEPTED,
+   * Applies a page-retention decision to the store, synchronously: a drop for an ACCEPTED state must be done
    * before the ack goes out, so an old owner never keeps pages a new owner may overwrite; if the partition
    * comes back later, gets miss instead of returning stale data (get-get coherency through flapping).
    */
-  function dropUnowned(state: ClusterState): void {
-    const table = partitionTableFor(state, 1);
-    const owned = new Uint8Array(state.partitionCount);
-    for (let p = 0; p < state.partitionCount; p++) {
-      const primary = table.primary(p);
-      owned[p] = primary?.id === nodeId && primary.incarnation === incarnation ? 1 : 0;
+  function applyDrop(drop: PageDrop | null): void {
+    if (drop === null) return;
+    if (drop.type === 'all') {
+      const dropped = store.removePages(() => true);
+      log.warn({ reason: drop.reason, dropped }, 'dropped every page');
+      return;
     }
-    const key = `${state.partitionCount}:${Buffer.from(owned).toString('base64')}`;
-    if (key === ownedKey) return;
-    ownedKey = key;
-    const dropped = store.removePages((_pool, hash) => owned[hash % state.partitionCount] === 0);
-    if (dropped > 0) log.info({ version: state.version, dropped }, 'dropped pages of partitions moved away');
+    const { owned } = drop;
+    const dropped = store.removePages((_pool, hash) => owned[hash % owned.length] === 0);
+    if (dropped > 0) log.info({ version: drop.version, dropped }, 'dropped pages of partitions moved away');
   }
 
   /** Creates pools the state has and the store lacks; destroys pools the state no longer has. */
@@ -194,12 +192,6 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     }
   }
 
-  function dropEverything(reason: string): void {
-    ownedKey = '';
-    const dropped = store.removePages(() => true);
-    log.warn({ reason, dropped }, 'dropped every page');
-  }
-
   // ---- driving the core
 
   function handle(output: ConsensusOutput): void {
@@ -213,21 +205,13 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       case 'accepted':
         learnAddresses(output.state);
         syncPools(output.state, false);
-        dropUnowned(output.state);
+        applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
-        // After a lapse, the pages survive only if no committed state went by unseen: committed states form one
-        // chain, so the next one being exactly +1 means every move of a partition away from this node was a
-        // state it accepted (and dropped those pages for). A gap means a partition may have moved away and
-        // back: its pages here may be stale.
-        if (leaseLapsed && output.state.version !== lastCommittedVersion + 1) {
-          dropEverything('a committed state went by while the lease had lapsed');
-        }
-        leaseLapsed = false;
-        lastCommittedVersion = output.state.version;
+        // Everything goes when the lease had lapsed and a committed state may have gone by unseen; else the
+        // pages of partitions not owned (normally nothing: the same state was accepted first).
+        applyDrop(retention.onCommitted(output.state));
         learnAddresses(output.state);
-        // Normally a no-op (the same state was accepted first); covers a commit learned without its proposal.
-        dropUnowned(output.state);
         syncPools(output.state, true);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
@@ -246,14 +230,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         // Not serving from now on (the serving rule checks the lease). Whether the pages are still current is
         // decided by the next committed state; dropping here would wipe most caches at every leader failover.
         log.info('lease lapsed; not serving until it is renewed');
-        leaseLapsed = true;
+        retention.onLeaseLost();
         return;
       case 'removed':
         if (leaving || closed) return;
-        dropEverything('removed from the cluster');
+        applyDrop(retention.onRemoved());
         incarnation = Math.max(Date.now(), incarnation + 1);
         log.warn({ incarnation }, 'rejoining as a new incarnation');
         consensus = startConsensus(false);
+        retention = createPageRetention({ selfId: nodeId, incarnation });
         void joinLoop();
         return;
       case 'roleChanged':
@@ -268,7 +253,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     for (const output of outputs) {
       if (output.type === 'accepted' || output.type === 'committed') learnAddresses(output.state);
     }
-    for (const output of outputs) handle(output);
+    for (const output of leaseLossFirst(outputs)) handle(output);
     schedule();
   }
 

@@ -3,6 +3,7 @@
 //   SIM_SEED=1234 npx vitest run packages/memnode/test/cluster/consensus-sim.test.ts   one seed, traced
 //   SIM_RUNS=20000 SIM_FIRST=1 npx vitest run packages/memnode/test/cluster/consensus-sim.test.ts
 import { afterAll, describe, expect, it } from 'vitest';
+import { createPageRetention, type PageRetention } from '../../src/cluster/page-retention.ts';
 import { SimViolation, runSimulation, type SimReport } from './sim.ts';
 
 const RUNS = Number(process.env.SIM_RUNS ?? 2000);
@@ -33,6 +34,51 @@ const REGRESSIONS: readonly { seed: number; bug: string }[] = [
   { seed: 666, bug: 'a voter change left the new configuration without a responsive majority' },
 ];
 
+/** Keeps every page: what a drop of nothing looks like. */
+const KEEP_ALL = { type: 'unowned', version: 0, owned: new Uint8Array([1]) } as const;
+
+/**
+ * Page retentions with a rule broken, each of which the simulation must catch within a few seeds (proof that
+ * the stale-read check (e) has teeth). Breaking one rule alone does not always show: a removed member has
+ * already dropped everything for the state that removed it (it owns nothing there), and a drop left out on
+ * accept is repeated on commit unless the module believes it was applied.
+ */
+const BROKEN_RETENTIONS: readonly {
+  name: string;
+  wrap: (r: PageRetention) => PageRetention;
+}[] = [
+  {
+    name: 'never drops a page',
+    wrap: (r) => ({
+      ...delegate(r),
+      onAccepted: () => null,
+      onCommitted: () => null,
+      onRemoved: () => KEEP_ALL,
+    }),
+  },
+  {
+    name: 'does not apply the drop it decided on accepting a state',
+    wrap: (r) => ({ ...delegate(r), onAccepted: (state) => (r.onAccepted(state), null) }),
+  },
+];
+
+/** A PageRetention that forwards every call to `r` (its getters stay live). */
+function delegate(r: PageRetention): PageRetention {
+  return {
+    incarnation: r.incarnation,
+    get leaseLapsed() {
+      return r.leaseLapsed;
+    },
+    get lastCommittedVersion() {
+      return r.lastCommittedVersion;
+    },
+    onAccepted: (state) => r.onAccepted(state),
+    onCommitted: (state) => r.onCommitted(state),
+    onLeaseLost: () => r.onLeaseLost(),
+    onRemoved: () => r.onRemoved(),
+  };
+}
+
 /** Runs one seed; on a violation reruns it with tracing so the failure shows the last events. */
 function runSeed(seed: number, validate = false): SimReport {
   try {
@@ -58,6 +104,10 @@ const totals = {
   commits: 0,
   elections: 0,
   handoffs: 0,
+  pageWrites: 0,
+  pageHits: 0,
+  pageMisses: 0,
+  pageWipes: 0,
   faults: {} as Record<string, number>,
   slowestConvergenceMs: 0,
   virtualMs: 0,
@@ -71,6 +121,10 @@ function add(report: SimReport): void {
   totals.commits += report.commits;
   totals.elections += report.elections;
   totals.handoffs += report.handoffs;
+  totals.pageWrites += report.pageWrites;
+  totals.pageHits += report.pageHits;
+  totals.pageMisses += report.pageMisses;
+  totals.pageWipes += report.pageWipes;
   totals.virtualMs += report.virtualMs;
   totals.slowestConvergenceMs = Math.max(totals.slowestConvergenceMs, report.convergedAfterMs);
   for (const [kind, n] of Object.entries(report.faults)) totals.faults[kind] = (totals.faults[kind] ?? 0) + n;
@@ -88,6 +142,19 @@ describe('consensus simulation', () => {
 
   it.each(REGRESSIONS)('regression seed $seed: $bug', ({ seed }) => {
     add(runSeed(seed, true));
+  });
+
+  it.each(BROKEN_RETENTIONS)('the stale-read check catches a node that $name', ({ wrap }) => {
+    const caught: SimViolation[] = [];
+    for (let seed = 1; seed <= 50 && caught.length === 0; seed++) {
+      try {
+        runSimulation({ seed, createRetention: (options) => wrap(createPageRetention(options)) });
+      } catch (error) {
+        if (!(error instanceof SimViolation)) throw error;
+        caught.push(error);
+      }
+    }
+    expect(caught.map((v) => v.invariant)).toEqual(['e']);
   });
 
   const chunks: { from: number; to: number }[] = [];
@@ -109,7 +176,9 @@ describe('consensus simulation', () => {
       `consensus simulation: ${totals.runs} runs, ${Math.round(totals.virtualMs / 1000)} s virtual, ` +
         `${totals.events} events, ${totals.sent} messages (${totals.dropped} lost), ${totals.commits} commits, ` +
         `${totals.elections} elections, ${totals.handoffs} partition hand-offs, slowest convergence ` +
-        `${Math.round(totals.slowestConvergenceMs)} ms; faults ${JSON.stringify(totals.faults)}`,
+        `${Math.round(totals.slowestConvergenceMs)} ms; pages: ${totals.pageWrites} writes, reads ` +
+        `${totals.pageHits} hits / ${totals.pageMisses} misses, ${totals.pageWipes} wipes; ` +
+        `faults ${JSON.stringify(totals.faults)}`,
     );
   });
 });

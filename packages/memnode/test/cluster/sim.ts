@@ -3,8 +3,15 @@
 // crashes with restarts as new incarnations, graceful leaves, and pool changes. It plays the part of the
 // wiring: joiners ask a random node, which forwards to the leader it knows.
 //
+// Each node also keeps a page model: one ephemeral page per partition (the id of the write that stored it),
+// dropped by the same page-retention module the real wiring uses, fed the same outputs in the same order. A
+// seeded client workload (its own PRNG, so it never changes what the cluster does) writes and reads at the
+// node serving the partition at that instant.
+//
 // Checked continuously: (a) one state per committed version, cluster-wide; (b) per instance, committed
-// versions only grow; (c) at every instant at most one node serves each partition. After the faults stop:
+// versions only grow; (c) at every instant at most one node serves each partition; (e) a read never returns
+// a page older than the partition's latest write (a miss is fine: ephemeral pages may vanish), at every
+// client read and, after every event, for each partition a running node serves. After the faults stop:
 // (d) convergence within a bound. Same seed, same run: a failure is reproduced with SIM_SEED=<seed>.
 import {
   createConsensus,
@@ -14,12 +21,21 @@ import {
 } from '../../src/cluster/consensus.ts';
 import { ConsensusMessage } from '../../src/cluster/consensus-messages.ts';
 import {
+  createPageRetention,
+  dropsPartition,
+  leaseLossFirst,
+  type PageDrop,
+  type PageRetention,
+  type PageRetentionOptions,
+} from '../../src/cluster/page-retention.ts';
+import {
   initialState,
   isMember,
   type ClusterState,
   type MemberInfo,
   type StateChange,
 } from '../../src/cluster/cluster-state.ts';
+import { partitionTableFor } from '../../src/cluster/partition-table.ts';
 
 /** sfc32 seeded through splitmix32: small, fast, and good enough to drive a simulation. */
 export function createRandom(seed: number): () => number {
@@ -58,6 +74,8 @@ export function rerunCommand(seed: number): string {
 /** An invariant broke; the message names the seed and the command that reproduces it. */
 export class SimViolation extends Error {
   readonly seed: number;
+  /** The invariant that broke ('a' to 'e', see the top of this file), or null for another failure. */
+  readonly invariant: string | null;
   constructor(seed: number, what: string, trace: readonly string[]) {
     super(
       `simulation seed ${seed}: ${what}\n  rerun: ${rerunCommand(seed)}` +
@@ -65,6 +83,7 @@ export class SimViolation extends Error {
     );
     this.name = 'SimViolation';
     this.seed = seed;
+    this.invariant = /^\(([a-e])\) /.exec(what)?.[1] ?? null;
   }
 }
 
@@ -89,6 +108,16 @@ export interface SimReport {
   /** Virtual ms from the end of faults to convergence. */
   convergedAfterMs: number;
   virtualMs: number;
+  /** Client page writes (each at the node serving the partition then). */
+  pageWrites: number;
+  /** Client reads that found the partition's latest write (never an older one: checked). */
+  pageHits: number;
+  /** Client reads that found no page (dropped, crashed, or never written there). */
+  pageMisses: number;
+  /** Client ops that found no node serving the partition. */
+  pageUnserved: number;
+  /** Times a node dropped every page (a gap after a lapsed lease, or a removal). */
+  pageWipes: number;
 }
 
 /** Options of one run; everything not given is drawn from the seed. */
@@ -104,6 +133,10 @@ export interface SimOptions {
   faultMs?: number;
   /** Virtual ms allowed for convergence after the faults stop. */
   convergeWithinMs?: number;
+  /** Mean virtual ms between client page ops. @default 8 */
+  clientOpEveryMs?: number;
+  /** Builds each incarnation's page retention; a test may pass a broken one to see the check catch it. */
+  createRetention?: (options: PageRetentionOptions) => PageRetention;
 }
 
 const PARTITIONS = 64;
@@ -122,6 +155,11 @@ interface SimNode {
   tickGen: number;
   tickAt: number;
   lastCommitted: number;
+  /** Page model: partition -> id of the write whose page this node holds. */
+  pages: Map<number, number>;
+  retention: PageRetention;
+  /** Recent page-relevant events of this node (traced runs only), for the stale-read report. */
+  pageLog: string[];
 }
 
 type SimEvent =
@@ -133,7 +171,8 @@ type SimEvent =
   | { kind: 'resume'; node: number; incarnation: number }
   | { kind: 'restart'; node: number }
   | { kind: 'heal' }
-  | { kind: 'converge' };
+  | { kind: 'converge' }
+  | { kind: 'client' };
 
 interface Queued {
   time: number;
@@ -209,6 +248,11 @@ export function runSimulation(options: SimOptions): SimReport {
   const nodeCount = 3 + Math.floor(rnd() * 3);
   const faultMs = options.faultMs ?? between(2000, 5000);
   const convergeWithinMs = options.convergeWithinMs ?? 20_000;
+  const clientOpEveryMs = options.clientOpEveryMs ?? 8;
+  const createRetention = options.createRetention ?? createPageRetention;
+  // The client workload draws from its own stream: adding or tuning it never changes what the cluster does,
+  // so seeds keep reproducing the runs they were recorded from.
+  const clientRnd = createRandom(Math.imul(seed, 0x9e3779b1) ^ 0x5eed5eed);
   // Most runs use the defaults; some use other timings (any positive values must be safe).
   const timing: Partial<ConsensusOptions> = {};
   if (chance(0.3)) {
@@ -248,6 +292,11 @@ export function runSimulation(options: SimOptions): SimReport {
     handoffs: 0,
     convergedAfterMs: -1,
     virtualMs: 0,
+    pageWrites: 0,
+    pageHits: 0,
+    pageMisses: 0,
+    pageUnserved: 0,
+    pageWipes: 0,
   };
 
   const queue = new EventQueue();
@@ -285,6 +334,9 @@ export function runSimulation(options: SimOptions): SimReport {
       tickGen: 0,
       tickAt: Infinity,
       lastCommitted: 0,
+      pages: new Map(),
+      retention: createRetention({ selfId: `n${i}`, incarnation: 1 }),
+      pageLog: [],
     });
   }
   const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -307,6 +359,13 @@ export function runSimulation(options: SimOptions): SimReport {
       ...timing,
     });
     n.lastCommitted = bootstrap ? 1 : 0;
+    // The store is not cleared here: after 'removed' the retention's drop must have emptied it (checked by
+    // the reads), and a crash took it with the process.
+    n.retention = createRetention({
+      selfId: n.id,
+      incarnation: n.incarnation,
+      committedVersion: bootstrap ? 1 : 0,
+    });
     n.paused = false;
     n.inbox = [];
     n.tickGen++;
@@ -357,10 +416,93 @@ export function runSimulation(options: SimOptions): SimReport {
     if (state.version > report.maxVersion) report.maxVersion = state.version;
   }
 
+  // ------------------------------------------------------------ page model and client workload
+
+  let writeCounter = 0;
+  /** Per partition, the id of its latest write (0: never written). */
+  const lastWrite = new Float64Array(PARTITIONS);
+  /** Traced runs only: every write, for the stale-read report. */
+  const writeLog: { p: number; id: number; text: string }[] = [];
+  /** Traced runs only: every committed state by version, to show a partition's owners over time. */
+  const committedStates = new Map<number, ClusterState>();
+
+  function pageLog(n: SimNode, line: string): void {
+    if (!traceOn) return;
+    n.pageLog.push(`${now.toFixed(1)} ${n.id}:${n.incarnation} ${line}`);
+    if (n.pageLog.length > 400) n.pageLog.splice(0, 200);
+  }
+
+  /** Applies a retention decision to the node's page model, as the wiring applies it to the store. */
+  function applyDrop(n: SimNode, drop: PageDrop | null): void {
+    if (drop === null) return;
+    if (drop.type === 'all') report.pageWipes++;
+    const gone: number[] = [];
+    for (const p of n.pages.keys()) if (dropsPartition(drop, p)) gone.push(p);
+    for (const p of gone) n.pages.delete(p);
+    if (traceOn) {
+      const what = drop.type === 'all' ? `all (${drop.reason})` : `unowned in v${drop.version}`;
+      pageLog(n, `drop ${what}: partitions [${gone.join(' ')}]`);
+      log(`${n.id}:${n.incarnation} dropped pages of ${what}: [${gone.join(' ')}]`);
+    }
+  }
+
+  function describeNode(n: SimNode): string {
+    return `${n.id}:${n.incarnation} (v${n.c?.committed?.version}/${n.c?.accepted?.version})`;
+  }
+
+  /** One client op at a random partition, at the node serving it now (a paused process answers nothing). */
+  function clientOp(): void {
+    const p = Math.floor(clientRnd() * PARTITIONS);
+    const write = clientRnd() < 0.5;
+    let server: SimNode | null = null;
+    for (const n of nodes) {
+      if (!n.c || n.paused || !n.c.isServingPrimary(local(n), p)) continue;
+      if (server) fail(`(c) partition ${p} served by ${describeNode(server)} and ${describeNode(n)}`);
+      server = n;
+    }
+    if (server === null) {
+      report.pageUnserved++;
+      return;
+    }
+    if (write) {
+      const id = ++writeCounter;
+      server.pages.set(p, id);
+      lastWrite[p] = id;
+      report.pageWrites++;
+      if (traceOn) writeLog.push({ p, id, text: `${now.toFixed(1)} w${id} at ${describeNode(server)}` });
+      return;
+    }
+    const found = server.pages.get(p);
+    if (found === undefined) report.pageMisses++;
+    else if (found === lastWrite[p]) report.pageHits++;
+    else staleRead(server, p, found);
+  }
+
+  function staleRead(reader: SimNode, p: number, found: number): never {
+    const latest = lastWrite[p] as number;
+    let detail = '';
+    if (traceOn) {
+      const owners: string[] = [];
+      for (const [version, state] of [...committedStates].sort(([a], [b]) => a - b)) {
+        const primary = partitionTableFor(state, 1).primary(p);
+        owners.push(`v${version}:${primary ? keyOf(primary.id, primary.incarnation) : '-'}`);
+      }
+      const writes = writeLog.filter((w) => w.p === p && w.id >= found).map((w) => w.text);
+      detail =
+        `\n  writes of p${p} since w${found}:\n    ${writes.slice(-12).join('\n    ')}` +
+        `\n  primary of p${p} by committed version: ${owners.join(' ')}` +
+        `\n  the reader's page events:\n    ${reader.pageLog.slice(-40).join('\n    ')}`;
+    }
+    return fail(
+      `(e) stale read: ${describeNode(reader)} served p${p} = w${found}, but the latest write is w${latest}${detail}`,
+    );
+  }
+
   function handle(n: SimNode, outputs: readonly ConsensusOutput[]): void {
     let reincarnate = false;
     let acked = false;
-    for (const o of outputs) {
+    // The same order the real wiring uses (cluster-member.ts).
+    for (const o of leaseLossFirst(outputs)) {
       switch (o.type) {
         case 'send':
           if (o.message.type === 'ack') acked = true;
@@ -371,11 +513,18 @@ export function runSimulation(options: SimOptions): SimReport {
             `${n.id}:${n.incarnation} committed v${o.state.version} t${o.state.term} [${o.state.members.map((m) => keyOf(m.id, m.incarnation)).join(' ')}]`,
           );
           recordCommit(n, o.state);
+          if (traceOn) {
+            committedStates.set(o.state.version, o.state);
+            pageLog(n, `committed v${o.state.version}`);
+          }
+          applyDrop(n, n.retention.onCommitted(o.state));
           break;
         case 'accepted':
           // The node drops pages it no longer owns when it sees 'accepted': that must precede its ack.
           if (acked) fail(`${n.id}:${n.incarnation} sent an ack before the 'accepted' output it covers`);
           log(`${n.id}:${n.incarnation} accepted v${o.state.version} t${o.state.term}`);
+          pageLog(n, `accepted v${o.state.version} t${o.state.term}`);
+          applyDrop(n, n.retention.onAccepted(o.state));
           break;
         case 'roleChanged':
           if (o.role === 'leader') report.elections++;
@@ -384,9 +533,14 @@ export function runSimulation(options: SimOptions): SimReport {
         case 'leaseLost':
           report.leaseLosts++;
           log(`${n.id}:${n.incarnation} lease lost`);
+          pageLog(n, 'lease lost');
+          n.retention.onLeaseLost();
           break;
         case 'removed':
           log(`${n.id}:${n.incarnation} removed`);
+          pageLog(n, 'removed');
+          // The real wiring then exits (a leaver) or rejoins with an empty store; either way the pages go.
+          applyDrop(n, n.retention.onRemoved());
           reincarnate = true;
           break;
         case 'changeDone':
@@ -438,6 +592,9 @@ export function runSimulation(options: SimOptions): SimReport {
         }
         owner[p] = n.index;
         report.served++;
+        // (e) at every instant, not only at client reads: what a read here would return now must be current.
+        const page = n.paused ? undefined : n.pages.get(p);
+        if (page !== undefined && page !== lastWrite[p]) staleRead(n, p, page);
         if (validate && !n.c.isServingPrimary(local(n), p)) fail(`isServingPrimary disagrees on ${p}`);
         const who = keyOf(n.id, n.incarnation);
         if (lastServer[p] !== who) {
@@ -545,7 +702,9 @@ export function runSimulation(options: SimOptions): SimReport {
   function crash(n: SimNode, kind: string): void {
     count(kind);
     log(`CRASH ${n.id}:${n.incarnation}`);
+    pageLog(n, 'crash');
     n.c = null;
+    n.pages.clear();
     n.paused = false;
     n.inbox = [];
     n.tickGen++;
@@ -564,6 +723,7 @@ export function runSimulation(options: SimOptions): SimReport {
     if (!n.c || !n.paused) return;
     n.paused = false;
     log(`RESUME ${n.id}:${n.incarnation}`);
+    pageLog(n, 'resume');
     const inbox = n.inbox;
     n.inbox = [];
     for (const m of inbox) {
@@ -611,6 +771,7 @@ export function runSimulation(options: SimOptions): SimReport {
       const n = pick(live.filter((m) => !m.paused).length > 0 ? live.filter((m) => !m.paused) : nodes);
       if (!n.c || n.paused) return;
       count('pause');
+      pageLog(n, 'pause');
       n.paused = true;
       n.tickGen++;
       n.tickAt = Infinity;
@@ -702,12 +863,19 @@ export function runSimulation(options: SimOptions): SimReport {
   for (let t = between(100, 400); t < faultMs; t += between(50, 600)) queue.push(t, { kind: 'fault' });
   queue.push(faultMs, { kind: 'heal' });
   queue.push(faultMs + 50, { kind: 'converge' });
+  queue.push(clientRnd() * clientOpEveryMs, { kind: 'client' });
 
   while (!done) {
     const item = queue.pop();
     if (!item) fail('event queue ran dry');
     const { time, event } = item as Queued;
     now = time;
+    if (event.kind === 'client') {
+      // Not counted as an event and followed by no serving check: client ops change nothing in the cluster.
+      clientOp();
+      queue.push(now + clientRnd() * 2 * clientOpEveryMs, { kind: 'client' });
+      continue;
+    }
     report.events++;
     switch (event.kind) {
       case 'deliver': {
