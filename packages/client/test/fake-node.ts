@@ -10,6 +10,7 @@ import {
   partitionOf,
   partitionTableFor,
   sameMember,
+  zeroStoreCounters,
   type Batch,
   type ClientFrame,
   type Hello,
@@ -202,23 +203,7 @@ export interface FakeNode {
 type Objects = Map<string, Map<number, Uint8Array<ArrayBuffer>>>;
 
 function zeroStats(nodeId: string): NodeStats {
-  return {
-    nodeId,
-    capacityBytes: 0,
-    usedBytes: 0,
-    pools: 0,
-    ephemeralPages: 0,
-    persistentPages: 0,
-    puts: 0,
-    acceptedPuts: 0,
-    refusedPuts: 0,
-    duplicatePuts: 0,
-    gets: 0,
-    hits: 0,
-    misses: 0,
-    flushes: 0,
-    evictions: 0,
-  };
+  return { nodeId, ...zeroStoreCounters() };
 }
 
 /** Starts a fake node on 127.0.0.1, port 0, and makes it a member of its cluster. */

@@ -28,6 +28,7 @@ import {
   oidKey,
   partitionHash,
   toOidBytes,
+  zeroStoreCounters,
 } from '@tmem/protocol';
 import type { PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
@@ -208,22 +209,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     });
   }
 
-  const counters: StoreStats = {
-    capacityBytes,
-    usedBytes: 0,
-    pools: 0,
-    ephemeralPages: 0,
-    persistentPages: 0,
-    puts: 0,
-    acceptedPuts: 0,
-    refusedPuts: 0,
-    duplicatePuts: 0,
-    gets: 0,
-    hits: 0,
-    misses: 0,
-    flushes: 0,
-    evictions: 0,
-  };
+  const counters: StoreStats = zeroStoreCounters(capacityBytes);
   /** Bytes charged for ephemeral pages: how much eviction could free at most. */
   let ephemeralBytes = 0;
 

@@ -237,6 +237,28 @@ export const NodeStats = z.object({
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 
+/** The page-store counters of NodeStats, all zero: the starting point of every store. */
+export function zeroStoreCounters(
+  capacityBytes = 0,
+): Omit<NodeStats, 'nodeId' | 'stateVersion' | 'incarnation' | 'role' | 'leaseHeld' | 'servingPartitions'> {
+  return {
+    capacityBytes,
+    usedBytes: 0,
+    pools: 0,
+    ephemeralPages: 0,
+    persistentPages: 0,
+    puts: 0,
+    acceptedPuts: 0,
+    refusedPuts: 0,
+    duplicatePuts: 0,
+    gets: 0,
+    hits: 0,
+    misses: 0,
+    flushes: 0,
+    evictions: 0,
+  };
+}
+
 /** Statistics reply. */
 export const StatsReply = z.object({ t: z.literal('stats'), id: requestId, stats: NodeStats });
 export type StatsReply = z.infer<typeof StatsReply>;
