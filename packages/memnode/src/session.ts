@@ -10,7 +10,7 @@ import {
   type NodeFrame,
 } from '@tmem/protocol';
 import type { Logger } from './logger.ts';
-import { handleFrame, visibleState } from './request-handler.ts';
+import { handleFrame, visibleState, type RequestContext } from './request-handler.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 
@@ -59,8 +59,8 @@ const FATAL_FRAME_ERRORS = new Set<string>([
  * sends can throw out of here; a bad frame gets an error reply, and garbage also closes the connection.
  */
 export function serveSession(socket: WebSocket, deps: SessionDeps): void {
-  let identity: string | undefined;
-  let isPeer = false;
+  /** Set by the handshake: who is on the other end. One per connection, reused by every frame after it. */
+  let ctx: RequestContext | undefined;
   let unsubscribe: (() => void) | undefined;
   const log = deps.logger.child({ component: 'session' });
 
@@ -97,7 +97,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       if (FATAL_FRAME_ERRORS.has(code)) socket.close(CloseCode.ProtocolViolation, code);
       return;
     }
-    if (identity === undefined) {
+    if (ctx === undefined) {
       if (frame.t !== 'hello') {
         sendError(frame.id, new TmemError(ErrorCode.HandshakeRequired, 'send hello before any other frame'));
         socket.close(CloseCode.PolicyViolation, ErrorCode.HandshakeRequired);
@@ -123,10 +123,17 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         socket.close(CloseCode.PolicyViolation, ErrorCode.Unauthorized);
         return;
       }
-      identity = frame.identity;
-      isPeer = frame.role === 'peer';
+      const isPeer = frame.role === 'peer';
+      ctx = {
+        nodeId: deps.nodeId,
+        identity: frame.identity,
+        isPeer,
+        store: deps.store,
+        cluster: deps.cluster,
+        defaultReplication: deps.defaultReplication,
+      };
       if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
-      log.debug({ identity, isPeer }, 'handshake');
+      log.debug({ identity: frame.identity, isPeer }, 'handshake');
       send({
         t: 'welcome',
         id: frame.id,
@@ -141,23 +148,12 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       return;
     }
     if (frame.t === 'getState' && frame.subscribe && unsubscribe === undefined) {
-      const viewer = identity;
-      const peer = isPeer;
+      const viewer = ctx;
       unsubscribe = deps.cluster.onCommitted((state, leaderId) =>
-        send({ t: 'state', id: 0, state: visibleState(state, viewer, peer), leaderId }),
+        send({ t: 'state', id: 0, state: visibleState(state, viewer.identity, viewer.isPeer), leaderId }),
       );
     }
-    void handleFrame(
-      {
-        nodeId: deps.nodeId,
-        identity,
-        isPeer,
-        store: deps.store,
-        cluster: deps.cluster,
-        defaultReplication: deps.defaultReplication,
-      },
-      frame,
-    ).then((reply) => {
+    void handleFrame(ctx, frame).then((reply) => {
       if (reply !== undefined) send(reply);
     });
   }

@@ -203,7 +203,6 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         return;
       }
       case 'accepted':
-        learnAddresses(output.state);
         syncPools(output.state, false);
         applyDrop(retention.onAccepted(output.state));
         return;
@@ -211,7 +210,6 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         // Everything goes when the lease had lapsed and a committed state may have gone by unseen; else the
         // pages of partitions not owned (normally nothing: the same state was accepted first).
         applyDrop(retention.onCommitted(output.state));
-        learnAddresses(output.state);
         syncPools(output.state, true);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
@@ -248,8 +246,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   }
 
   function run(outputs: ConsensusOutput[]): void {
-    // Learn every address first: a proposal that adds a member is sent to it before the output that
-    // carries the state naming its URL is handled.
+    // Learn every address first (here only): a proposal that adds a member is sent to it before the output
+    // that carries the state naming its URL is handled.
     for (const output of outputs) {
       if (output.type === 'accepted' || output.type === 'committed') learnAddresses(output.state);
     }

@@ -141,7 +141,13 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     term: currentTerm,
     leaderId: null,
   };
-  let servingCache: { committed: ClusterState; accepted: ClusterState; partitions: number[] } | null = null;
+  /** Partitions served per (committed, accepted) pair: the list, and a mask so a page op's check is O(1). */
+  let servingCache: {
+    committed: ClusterState;
+    accepted: ClusterState;
+    partitions: number[];
+    mask: Uint8Array;
+  } | null = null;
 
   let out: ConsensusOutput[] = [];
 
@@ -866,12 +872,15 @@ export function createConsensus(options: ConsensusOptions): Consensus {
 
   // ---------------------------------------------------------------- serving
 
-  function primaryPartitions(): number[] {
-    if (committed === null || accepted === null) return [];
+  const NONE_SERVED = { partitions: [] as number[], mask: new Uint8Array(0) };
+
+  function primaryPartitions(): { partitions: number[]; mask: Uint8Array } {
+    if (committed === null || accepted === null) return NONE_SERVED;
     if (servingCache && servingCache.committed === committed && servingCache.accepted === accepted) {
-      return servingCache.partitions;
+      return servingCache;
     }
     const partitions: number[] = [];
+    const mask = new Uint8Array(committed.partitionCount);
     // With accepted more than one version ahead, a state between them (committed elsewhere, unknown here)
     // may have given p to someone else who serves it now. Accepted is committed or its direct successor.
     if (
@@ -883,11 +892,14 @@ export function createConsensus(options: ConsensusOptions): Consensus {
       const a = partitionTableFor(committed, 1);
       const b = partitionTableFor(accepted, 1);
       for (let p = 0; p < committed.partitionCount; p++) {
-        if (sameMember(a.primary(p), self) && sameMember(b.primary(p), self)) partitions.push(p);
+        if (sameMember(a.primary(p), self) && sameMember(b.primary(p), self)) {
+          partitions.push(p);
+          mask[p] = 1;
+        }
       }
     }
-    servingCache = { committed, accepted, partitions };
-    return partitions;
+    servingCache = { committed, accepted, partitions, mask };
+    return servingCache;
   }
 
   function hasLease(now: number): boolean {
@@ -932,10 +944,11 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     },
     hasLease,
     isServingPrimary(now, partition) {
-      return hasLease(now) && primaryPartitions().includes(partition);
+      // Called for every page op: a mask lookup, not a scan of up to partitionCount entries.
+      return hasLease(now) && primaryPartitions().mask[partition] === 1;
     },
     servingPartitions(now) {
-      return hasLease(now) ? primaryPartitions() : [];
+      return hasLease(now) ? primaryPartitions().partitions : [];
     },
     nextTickAt() {
       if (removed) return Infinity;
