@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import {
   BadPageSizeError,
   DEFAULT_PAGE_SIZE,
+  MAX_REPLICATION,
   ErrorCode,
   MAX_PAGE_SIZE,
   MIN_PAGE_SIZE,
@@ -165,7 +166,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       }
       if (
         replication !== undefined &&
-        (!Number.isInteger(replication) || replication < 1 || replication > 16)
+        (!Number.isInteger(replication) || replication < 1 || replication > MAX_REPLICATION)
       ) {
         throw new TmemError(ErrorCode.BadArgument, 'replication must be an integer from 1 to 16', {
           details: { replication },

@@ -6,7 +6,7 @@ export function now(): number {
 }
 
 /** The reason an aborted signal carries, as an Error (the client aborts with CLIENT_CLOSED). */
-function abortReason(signal: AbortSignal): Error {
+export function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   return reason instanceof Error ? reason : new Error('aborted', { cause: reason });
 }

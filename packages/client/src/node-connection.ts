@@ -69,10 +69,6 @@ export interface NodeConnection {
   readonly nodeId: string;
   /** False once the connection closed for any reason; a closed connection never reopens. */
   readonly isOpen: boolean;
-  /** Frames sent and not yet answered. */
-  readonly framesInFlight: number;
-  /** Ops waiting in the client for a frame slot. */
-  readonly queuedOps: number;
   /**
    * The byte bound of one batch on this connection: maxBatchBytes, cut to the frame limit the node advertised
    * in its welcome less a margin (see batchBytesFor), so that neither a batch nor its reply exceeds it.
@@ -178,12 +174,6 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     },
     get isOpen() {
       return state === 'open';
-    },
-    get framesInFlight() {
-      return frames.size;
-    },
-    get queuedOps() {
-      return queue.length;
     },
     get maxBatchBytes() {
       return limits.maxBytes;

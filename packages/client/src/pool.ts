@@ -64,7 +64,9 @@ export type Execute = <R extends RoutedRequest>(request: R, options: ExecuteOpti
  * caller has reused its buffer.
  */
 function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(toOidBytes(oid));
+  const bytes = toOidBytes(oid);
+  // A string's bytes are already a fresh array; only the caller's own bytes need a copy.
+  return typeof oid === 'string' ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
 }
 
 /** Creates the Pool handle for a pool the cluster created. */

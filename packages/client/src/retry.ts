@@ -1,5 +1,5 @@
 import { ConnectionLostError } from '@tmem/protocol';
-import { now, sleep } from './deadline.ts';
+import { abortReason, now, sleep } from './deadline.ts';
 
 /** First pause before a reconnection, in milliseconds; it doubles per attempt. */
 const BASE_BACKOFF_MS = 25;
@@ -44,7 +44,7 @@ export async function withRetries<T>(attempt: (n: number) => Promise<T>, options
     } catch (error) {
       if (!isRetryable(error)) throw error;
       // Closing the client wins over a lost connection: the caller learns why nothing will be retried.
-      if (options.signal.aborted) throw options.signal.reason;
+      if (options.signal.aborted) throw abortReason(options.signal);
       if (n >= options.retries) throw error;
       const pause = backoffMs(n + 1);
       if (now() + pause >= options.deadline) throw error;

@@ -12,7 +12,7 @@ import {
 } from '@tmem/protocol';
 import type { ConnectionPool } from './connection-pool.ts';
 import type { ViewTracker } from './cluster-view.ts';
-import { beforeDeadline, now, sleep } from './deadline.ts';
+import { abortReason, beforeDeadline, now, sleep } from './deadline.ts';
 import type { NodeConnection } from './node-connection.ts';
 import type { Logger } from './options.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
@@ -79,10 +79,6 @@ export function createRouter(options: RouterOptions): Router {
   /** The connection that answered a topology error: a node ahead of us is the best place to refresh from. */
   const sources = new WeakMap<TmemError, NodeConnection>();
 
-  function abortReason(): Error {
-    return signal.reason as Error;
-  }
-
   /** Sends `request` to `member`, connecting first if needed. */
   async function sendTo<R extends RoutedRequest>(
     member: MemberInfo,
@@ -94,12 +90,14 @@ export function createRouter(options: RouterOptions): Router {
     let connection: NodeConnection | undefined;
     try {
       try {
-        connection = await beforeDeadline(pool.get(member), deadline, timeoutMs);
+        // An open connection needs no deadline race (a timer and a race promise per op); connection.request
+        // enforces the deadline itself.
+        connection = pool.peek(member) ?? (await beforeDeadline(pool.get(member), deadline, timeoutMs));
       } catch (error) {
         // Nothing was sent, so nothing is in doubt: a member of the view that cannot be reached (crashed,
         // not yet removed) is a topology answer. The op waits, within its deadline, for the cluster to move
         // the partition instead of failing: a node crash must not surface as an error for ephemeral gets.
-        if (isRetryable(error) && tracker.state?.members.some((m) => m.id === member.id)) {
+        if (isRetryable(error) && tracker.memberById(member.id) !== undefined) {
           pool.suspect(member);
           throw new TmemError(ErrorCode.NotServing, `member ${member.id} is unreachable`, {
             cause: error,
@@ -122,7 +120,7 @@ export function createRouter(options: RouterOptions): Router {
       await beforeDeadline(sync.refresh(source), deadline, timeoutMs);
       return undefined;
     } catch (error) {
-      if (signal.aborted) throw abortReason();
+      if (signal.aborted) throw abortReason(signal);
       return error;
     }
   }
@@ -134,25 +132,38 @@ export function createRouter(options: RouterOptions): Router {
    * topology answer as its cause (the op ran out of time; a NO_COORDINATOR change may still commit), or the
    * ConnectionLostError of a member that stayed unreachable.
    */
+  /**
+   * What an op that ran out of time while retrying topology answers fails with: the lost connection when the
+   * member stayed unreachable (the retry loop may still retry it or report it as lost), else a timeout.
+   */
+  function outOfTime(lastTopology: TmemError): Error {
+    if (lastTopology.details['unreachable'] === true && lastTopology.cause instanceof Error) {
+      return lastTopology.cause;
+    }
+    return new TimeoutError(timeoutMs, { cause: lastTopology });
+  }
+
   async function settle<T>(attempt: () => Promise<T>, deadline: number): Promise<T> {
+    let lastTopology: TmemError | undefined;
     for (let n = 0; ; n++) {
-      if (signal.aborted) throw abortReason();
+      if (signal.aborted) throw abortReason(signal);
       try {
         return await attempt();
       } catch (error) {
-        if (!isTopologyError(error)) throw error;
+        if (!isTopologyError(error)) {
+          // The deadline can also strike inside an attempt (while connecting again): when the member had
+          // stayed unreachable, that is the same outcome as running out of time below, and reads the same.
+          if (error instanceof TimeoutError && lastTopology !== undefined) throw outOfTime(lastTopology);
+          throw error;
+        }
+        lastTopology = error;
         const before = tracker.version;
         const reported = error.details['version'];
         const source = typeof reported === 'number' && reported > before ? sources.get(error) : undefined;
         await refreshQuietly(deadline, source);
         if (tracker.version !== before) continue;
         const pause = Math.min(MAX_TOPOLOGY_BACKOFF_MS, TOPOLOGY_BACKOFF_MS * 2 ** n);
-        if (now() + pause >= deadline) {
-          // Out of time while a member stayed unreachable: report the lost connection, which the retry loop
-          // may still retry (after a refresh) or report as lost. Otherwise the op ran out of time.
-          if (error.details['unreachable'] === true && error.cause instanceof Error) throw error.cause;
-          throw new TimeoutError(timeoutMs, { cause: error });
-        }
+        if (now() + pause >= deadline) throw outOfTime(error);
         log.debug({ code: error.code, version: before, pause }, 'retrying after a topology answer');
         await sleep(pause, signal);
       }
@@ -166,7 +177,7 @@ export function createRouter(options: RouterOptions): Router {
   function run<T>(retry: boolean, deadline: number, attempt: () => Promise<T>): Promise<T> {
     return withRetries(
       async (n) => {
-        if (signal.aborted) throw abortReason();
+        if (signal.aborted) throw abortReason(signal);
         let refreshError: unknown;
         if (n > 0) {
           log.debug({ attempt: n }, 'retrying after a lost connection');

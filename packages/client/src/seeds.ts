@@ -1,4 +1,5 @@
 import { ErrorCode, TmemError } from '@tmem/protocol';
+import { abortReason } from './deadline.ts';
 
 /** One seed (or member) that could not be used, as reported in NO_NODES details. */
 export interface SeedFailure {
@@ -39,7 +40,7 @@ export async function connectFirst<T>(
     try {
       return await use(url);
     } catch (error) {
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) throw abortReason(signal);
       failures.push(seedFailure(url, error));
       errors.push(error);
     }

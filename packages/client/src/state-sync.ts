@@ -3,7 +3,7 @@
 import { ErrorCode, TmemError, type MemberInfo, type StateReply } from '@tmem/protocol';
 import type { ConnectionPool } from './connection-pool.ts';
 import { sameState, type ViewTracker } from './cluster-view.ts';
-import { now } from './deadline.ts';
+import { abortReason, now } from './deadline.ts';
 import type { NodeConnection } from './node-connection.ts';
 import type { Logger } from './options.ts';
 import { backoffMs } from './retry.ts';
@@ -83,7 +83,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     // Opened just as the client closed: nobody would close it later.
     if (signal.aborted) {
       await connection.close(signal.reason as TmemError);
-      throw signal.reason as Error;
+      throw abortReason(signal);
     }
     if (connection.isOpen) seedConnections.add(connection);
     return connection;
@@ -150,7 +150,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     const failures: SeedFailure[] = [];
     const errors: unknown[] = [];
     const fail = (url: string, error: unknown): void => {
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) throw abortReason(signal);
       failures.push(seedFailure(url, error));
       errors.push(error);
     };
@@ -212,7 +212,7 @@ export function createStateSync(options: StateSyncOptions): StateSync {
   }
 
   function refresh(source?: NodeConnection): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    if (signal.aborted) return Promise.reject(abortReason(signal));
     inFlight ??= fetchFrom(source).finally(() => {
       inFlight = undefined;
     });

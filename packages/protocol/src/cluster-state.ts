@@ -6,7 +6,7 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { isValidPageSize } from './constants.ts';
+import { MAX_REPLICATION, isValidPageSize } from './constants.ts';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -35,7 +35,7 @@ export const PoolInfo = z.object({
   /** Client identity that created the pool. */
   owner: z.string().min(1).max(256),
   /** Copies kept of each page (1 for ephemeral pools). */
-  replication: z.number().int().min(1).max(16),
+  replication: z.number().int().min(1).max(MAX_REPLICATION),
 });
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;

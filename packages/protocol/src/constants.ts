@@ -24,6 +24,9 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Most ops one batch frame may carry. */
 export const MAX_BATCH_OPS = 1024;
 
+/** Most copies a persistent pool may keep of each page. */
+export const MAX_REPLICATION = 16;
+
 /** Largest value of an unsigned 32-bit number: page indexes, pool ids and request ids are u32. */
 export const U32_MAX = 0xffffffff;
 

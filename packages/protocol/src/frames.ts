@@ -5,6 +5,7 @@ import {
   MAX_IDENTITY_LENGTH,
   MAX_OID_BYTES,
   MAX_PAGE_SIZE,
+  MAX_REPLICATION,
   U32_MAX,
   isValidPageSize,
 } from './constants.ts';
@@ -54,7 +55,7 @@ export const NewPool = z.object({
     message: 'page size must be a power of two from 512 to 65536',
   }),
   /** Copies of each page a persistent pool keeps; ephemeral pools keep one. Default: the cluster's. */
-  replication: z.number().int().min(1).max(16).optional(),
+  replication: z.number().int().min(1).max(MAX_REPLICATION).optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
 

@@ -6,7 +6,7 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { ClusterState, MemberInfo, PoolInfo, isValidPageSize } from '@tmem/protocol';
+import { ClusterState, MAX_REPLICATION, MemberInfo, PoolInfo, isValidPageSize } from '@tmem/protocol';
 
 // The state schemas live in @tmem/protocol (clients validate and route by the same state); re-exported here
 // so the cluster modules have one import for the state and the changes to it.
@@ -122,7 +122,7 @@ export function applyChange(
     }
     case 'createPool': {
       if (!isValidPageSize(change.pageSize)) return refuse(state, 'bad-page-size');
-      const maxReplication = change.kind === 'ephemeral' ? 1 : 16;
+      const maxReplication = change.kind === 'ephemeral' ? 1 : MAX_REPLICATION;
       if (
         !Number.isInteger(change.replication) ||
         change.replication < 1 ||
