@@ -36,7 +36,11 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 export function beforeDeadline<T>(promise: Promise<T>, deadline: number, timeoutMs: number): Promise<T> {
   const remaining = deadline - now();
-  if (remaining <= 0) return Promise.reject(new TimeoutError(timeoutMs));
+  if (remaining <= 0) {
+    // The caller has started `promise` already; nobody else will see how it ends.
+    promise.catch(() => undefined);
+    return Promise.reject(new TimeoutError(timeoutMs));
+  }
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new TimeoutError(timeoutMs)), remaining);
