@@ -336,6 +336,9 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return { t: 'state', id: frame.id, state: cluster.state, leaderId: cluster.leaderId };
       case 'peer':
       case 'propose':
+      case 'replicate':
+      case 'fetch':
+      case 'peerGet':
         return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
         return answerPageOp(frame, undefined);

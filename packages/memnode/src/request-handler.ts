@@ -157,6 +157,11 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
     }
     case 'batch':
       return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => handlePageOp(ctx, op, frame.sv)) };
+    case 'replicate':
+    case 'fetch':
+    case 'peerGet':
+      requirePeer(ctx, frame);
+      throw new TmemError(ErrorCode.Internal, `${frame.t} is not served yet`);
     default:
       return handlePageOp(ctx, frame, undefined);
   }

@@ -23,6 +23,12 @@ export const MemberInfo = z.object({
   incarnation: count,
   /** Bytes of page data the node offers; weights its share of partitions. */
   capacityBytes: count,
+  /**
+   * Persistent placement: a member that joined is `filling` (it receives new writes and copies the persistent
+   * partitions it will own) until it reports them copied and becomes `ready`; a member handing its partitions
+   * over before it leaves is `leaving`. Only ready members own persistent partitions. Absent means ready.
+   */
+  phase: z.enum(['filling', 'ready', 'leaving']).optional(),
 });
 /** One member of the cluster. */
 export type MemberInfo = z.infer<typeof MemberInfo>;

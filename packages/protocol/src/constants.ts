@@ -36,3 +36,10 @@ export function isValidPageSize(size: number): boolean {
     Number.isInteger(size) && size >= MIN_PAGE_SIZE && size <= MAX_PAGE_SIZE && (size & (size - 1)) === 0
   );
 }
+
+/**
+ * Versions of persistent pages: a primary serving state version `sv` stamps at least `sv * VERSION_EPOCH`,
+ * then counts up per partition, so a primary of a later state stamps above any earlier primary (up to 2^21
+ * writes per partition per state version) and versions stay safe integers for 2^32 state versions.
+ */
+export const VERSION_EPOCH = 2 ** 21;

@@ -38,6 +38,8 @@ export const ErrorCode = {
   NoCoordinator: 'NO_COORDINATOR',
   /** Every copy of an accepted persistent page was lost; the page cannot be read. */
   DataLost: 'DATA_LOST',
+  /** A page's bytes do not match the checksum computed when it was put: corrupted on the way or in memory. */
+  ChecksumMismatch: 'CHECKSUM_MISMATCH',
   /** The node is shutting down and takes no new work. */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug on the node; the op changed nothing that a later op could observe half-done. */
@@ -132,6 +134,14 @@ export class DataLostError extends TmemError {
   }
 }
 
+/** A page's bytes do not match its checksum (CHECKSUM_MISMATCH): the copy was corrupted and is not used. */
+export class ChecksumError extends TmemError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.ChecksumMismatch, message, options);
+    this.name = 'ChecksumError';
+  }
+}
+
 /** The wire shape of an error reply. */
 export interface WireError {
   code: string;
@@ -171,6 +181,8 @@ export function errorFromWire(wire: WireError): TmemError {
       return new ConnectionLostError(wire.message, options);
     case ErrorCode.DataLost:
       return new DataLostError(wire.message, options);
+    case ErrorCode.ChecksumMismatch:
+      return new ChecksumError(wire.message, options);
     default:
       return new TmemError(code, wire.message, options);
   }

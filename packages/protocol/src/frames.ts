@@ -63,7 +63,11 @@ export type NewPool = z.infer<typeof NewPool>;
 export const DestroyPool = z.object({ t: z.literal('destroyPool'), id: requestId, pool: u32 });
 export type DestroyPool = z.infer<typeof DestroyPool>;
 
-/** Stores a page. Answered accepted or refused. */
+/**
+ * Stores a page. Answered accepted or refused. `sum` is the CRC-32C of the page computed by the client: the
+ * node refuses a page that does not match it (CHECKSUM_MISMATCH), keeps it with the page, checks it on every
+ * copy and returns it with every hit, so corruption anywhere on the way is detected end to end.
+ */
 export const Put = z.object({
   t: z.literal('put'),
   id: requestId,
@@ -71,11 +75,22 @@ export const Put = z.object({
   oid,
   index: u32,
   page,
+  sum: u32.optional(),
 });
 export type Put = z.infer<typeof Put>;
 
-/** Reads a page. Answered hit (with the page) or miss. */
-export const Get = z.object({ t: z.literal('get'), id: requestId, pool: u32, oid, index: u32 });
+/**
+ * Reads a page. Answered hit (with the page) or miss. A persistent get goes to the partition's primary;
+ * `replica` marks a read the client sends to another owner because the primary is unreachable.
+ */
+export const Get = z.object({
+  t: z.literal('get'),
+  id: requestId,
+  pool: u32,
+  oid,
+  index: u32,
+  replica: z.boolean().optional(),
+});
 export type Get = z.infer<typeof Get>;
 
 /** Removes one page; ok even when nothing was there. */
@@ -142,6 +157,66 @@ export const ProposeChange = z.object({
 });
 export type ProposeChange = z.infer<typeof ProposeChange>;
 
+// ---- replication between memory nodes (peers only) ----
+
+/**
+ * The version of a persistent page or tombstone, stamped by the partition's primary: larger is newer. A
+ * primary stamps at least `stateVersion * 2^21` (see VERSION_EPOCH), so a primary of a later state always
+ * stamps above everything an earlier primary stamped.
+ */
+const version = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * One replicated change of a persistent pool: a page (`page` + `sum`), a flushed page (`page` absent), or a
+ * flushed object (`index` absent). Applied newest-version-wins; a flush leaves a tombstone of its version.
+ */
+export const ReplicaEntry = z.object({
+  pool: u32,
+  oid,
+  index: u32.optional(),
+  version,
+  page: page.optional(),
+  sum: u32.optional(),
+});
+export type ReplicaEntry = z.infer<typeof ReplicaEntry>;
+
+/** Primary to owner: apply these entries (in order). `sv` is the sender's state version. */
+export const Replicate = z.object({
+  t: z.literal('replicate'),
+  id: requestId,
+  sv: u32,
+  entries: z.array(ReplicaEntry).min(1).max(MAX_BATCH_OPS),
+});
+export type Replicate = z.infer<typeof Replicate>;
+
+/**
+ * Filling owner to a complete owner: stream the pages and tombstones of `pool` in `partitions`. The first
+ * call has no `cursor`; each answer gives the next one until `done`.
+ */
+export const Fetch = z.object({
+  t: z.literal('fetch'),
+  id: requestId,
+  sv: u32,
+  pool: u32,
+  partitions: z
+    .array(u32)
+    .min(1)
+    .max(1 << 20),
+  cursor: u32.optional(),
+});
+export type Fetch = z.infer<typeof Fetch>;
+
+/** Any node to an owner: the newest entry it holds for one handle, and whether its copy is complete. */
+export const PeerGet = z.object({
+  t: z.literal('peerGet'),
+  id: requestId,
+  sv: u32,
+  pool: u32,
+  oid,
+  index: u32,
+});
+export type PeerGet = z.infer<typeof PeerGet>;
+
 /** Every frame a client may send to a node. */
 export const ClientFrame = z.discriminatedUnion('t', [
   Hello,
@@ -156,6 +231,9 @@ export const ClientFrame = z.discriminatedUnion('t', [
   GetState,
   PeerMessage,
   ProposeChange,
+  Replicate,
+  Fetch,
+  PeerGet,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -198,8 +276,8 @@ export type RefuseReason = z.infer<typeof RefuseReason>;
 export const Refused = z.object({ t: z.literal('refused'), id: requestId, reason: RefuseReason });
 export type Refused = z.infer<typeof Refused>;
 
-/** The page was found. */
-export const Hit = z.object({ t: z.literal('hit'), id: requestId, page: bytes });
+/** The page was found; `sum` is the CRC-32C it was put with (absent for a page put without one). */
+export const Hit = z.object({ t: z.literal('hit'), id: requestId, page: bytes, sum: u32.optional() });
 export type Hit = z.infer<typeof Hit>;
 
 /** Nothing at the handle: a normal answer, not an error. */
@@ -308,6 +386,58 @@ export const ChangeResult = z.object({
 });
 export type ChangeResult = z.infer<typeof ChangeResult>;
 
+/** How an owner took one ReplicaEntry. */
+export const ReplicaResult = z.enum([
+  /** Applied, or an equal or newer version was already there: the owner holds this version or newer. */
+  'ok',
+  /** No room for the page: the primary refuses the put. */
+  'full',
+  /** The pool does not exist in the owner's state. */
+  'unknown-pool',
+  /** The owner does not own the partition in its state: the sender's state is behind (or ahead). */
+  'not-owner',
+  /** The page does not match its checksum. */
+  'corrupt',
+]);
+export type ReplicaResult = z.infer<typeof ReplicaResult>;
+
+/** Answer to Replicate: one result per entry, in order. */
+export const Replicated = z.object({
+  t: z.literal('replicated'),
+  id: requestId,
+  results: z.array(ReplicaResult).max(MAX_BATCH_OPS),
+});
+export type Replicated = z.infer<typeof Replicated>;
+
+/**
+ * Answer to Fetch. `complete` is false when the sender does not hold a complete copy of every partition asked
+ * for (then `entries` is empty: ask another owner); `lost` lists partitions whose every copy was lost.
+ */
+export const Fetched = z.object({
+  t: z.literal('fetched'),
+  id: requestId,
+  complete: z.boolean(),
+  entries: z.array(ReplicaEntry),
+  lost: z.array(u32).optional(),
+  /** Where the next call starts; absent when this was the last chunk. */
+  cursor: u32.optional(),
+});
+export type Fetched = z.infer<typeof Fetched>;
+
+/**
+ * Answer to PeerGet: the newest entry for the handle (a page, or a tombstone), none, and whether the
+ * sender's copy of the partition is `complete` (a miss from a complete owner is an authoritative miss) or
+ * `lost`.
+ */
+export const PeerGot = z.object({
+  t: z.literal('peerGot'),
+  id: requestId,
+  complete: z.boolean(),
+  lost: z.boolean().optional(),
+  entry: ReplicaEntry.optional(),
+});
+export type PeerGot = z.infer<typeof PeerGot>;
+
 /** Every frame a node may send to a client. */
 export const NodeFrame = z.discriminatedUnion('t', [
   Welcome,
@@ -322,5 +452,8 @@ export const NodeFrame = z.discriminatedUnion('t', [
   BatchReply,
   StateReply,
   ChangeResult,
+  Replicated,
+  Fetched,
+  PeerGot,
 ]);
 export type NodeFrame = z.infer<typeof NodeFrame>;

@@ -6,3 +6,4 @@ export * from './codec.ts';
 export * from './handle.ts';
 export * from './cluster-state.ts';
 export * from './partition-table.ts';
+export * from './checksum.ts';

@@ -7,7 +7,7 @@
 // consistent: adding a member only adds points (partitions move only TO it), removing one only removes its
 // points (only ITS partitions move), and shares stay proportional to capacity.
 import HashRing from 'hashring';
-import type { ClusterState, MemberInfo } from './cluster-state.ts';
+import type { ClusterState, MemberInfo, PoolInfo } from './cluster-state.ts';
 
 /** A member as the partition table names it: a new incarnation is a new owner identity. */
 export interface MemberRef {
@@ -129,4 +129,70 @@ export function partitionTableFor(state: ClusterState, replicas: number): Partit
   }
   perState.set(replicas, table);
   return table;
+}
+
+// ---- persistent placement ----
+//
+// Persistent partitions are owned by READY members only: a member that joined copies the partitions it will
+// own while it is `filling` and owns them once it is committed `ready`, so an owner never lacks an accepted
+// page because it has not copied it yet. A `leaving` member owns nothing and hands its copies over. New
+// writes go to the owners in both tables (ready, and ready + filling), so a filling member misses nothing
+// written while it copies.
+
+/** True for a member that owns persistent partitions: phase `ready` (or absent, the default). */
+export function isReadyMember(member: MemberInfo): boolean {
+  return member.phase === undefined || member.phase === 'ready';
+}
+
+const readyViews = new WeakMap<ClusterState, ClusterState>();
+const fillingViews = new WeakMap<ClusterState, ClusterState>();
+
+/** `state` with only the members `keep` selects; the same object when that is all of them. */
+function viewOf(
+  cache: WeakMap<ClusterState, ClusterState>,
+  state: ClusterState,
+  keep: (m: MemberInfo) => boolean,
+): ClusterState {
+  let view = cache.get(state);
+  if (view === undefined) {
+    const members = state.members.filter(keep);
+    view = members.length === state.members.length ? state : { ...state, members };
+    cache.set(state, view);
+  }
+  return view;
+}
+
+/** Owners of persistent partitions with `replicas` copies: ready members only, primary first. */
+export function persistentTableFor(state: ClusterState, replicas: number): PartitionTable {
+  return partitionTableFor(viewOf(readyViews, state, isReadyMember), replicas);
+}
+
+/**
+ * Owners persistent partitions will have once every filling member is ready: ready and filling members (not
+ * leaving ones). A primary sends each write to the owners of both tables.
+ */
+export function fillingTableFor(state: ClusterState, replicas: number): PartitionTable {
+  return partitionTableFor(
+    viewOf(fillingViews, state, (m) => m.phase !== 'leaving'),
+    replicas,
+  );
+}
+
+/** Every member a persistent write to `partition` must reach: owners of both tables, primary first. */
+export function replicaTargets(state: ClusterState, replicas: number, partition: number): MemberRef[] {
+  const targets = [...persistentTableFor(state, replicas).owners(partition)];
+  for (const owner of fillingTableFor(state, replicas).owners(partition)) {
+    if (!targets.some((t) => sameMember(t, owner))) targets.push(owner);
+  }
+  return targets;
+}
+
+/** The table a pool's pages are placed by: one owner for ephemeral pools, `replication` ready owners else. */
+export function tableForPool(
+  state: ClusterState,
+  pool: Pick<PoolInfo, 'kind' | 'replication'>,
+): PartitionTable {
+  return pool.kind === 'persistent'
+    ? persistentTableFor(state, pool.replication)
+    : partitionTableFor(state, 1);
 }

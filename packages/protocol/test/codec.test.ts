@@ -139,6 +139,21 @@ const clientSamples: ClientFrame[] = [
   { t: 'getState', id: 20, subscribe: true },
   { t: 'peer', id: 0, message: { type: 'heartbeat', term: 3 } },
   { t: 'propose', id: 21, change: { type: 'noop', changeId: 'c1' } },
+  { ...put, id: 22, sum: 0xdeadbeef },
+  { ...get, id: 23, replica: true },
+  {
+    t: 'replicate',
+    id: 24,
+    sv: 9,
+    entries: [
+      { pool: 3, oid, index: 7, version: 9 * 2 ** 21 + 1, page: bytesOf(DEFAULT_PAGE_SIZE, 1), sum: 7 },
+      { pool: 3, oid, index: 8, version: 9 * 2 ** 21 + 2 },
+      { pool: 3, oid, version: 9 * 2 ** 21 + 3 },
+    ],
+  },
+  { t: 'fetch', id: 25, sv: 9, pool: 3, partitions: [0, 5, 1023] },
+  { t: 'fetch', id: 26, sv: 9, pool: 3, partitions: [5], cursor: 77 },
+  { t: 'peerGet', id: 27, sv: 9, pool: 3, oid, index: 7 },
 ];
 
 const clusterState: ClusterState = {
@@ -202,6 +217,12 @@ const nodeSamples: NodeFrame[] = [
   { t: 'state', id: 0, state: clusterState, leaderId: null },
   { t: 'changeResult', id: 17, ok: true, poolId: 3 },
   { t: 'changeResult', id: 18, ok: false, error: 'unknown-pool' },
+  { t: 'hit', id: 19, page: bytesOf(DEFAULT_PAGE_SIZE, 5), sum: 0xffffffff },
+  { t: 'replicated', id: 20, results: ['ok', 'full', 'unknown-pool', 'not-owner', 'corrupt'] },
+  { t: 'fetched', id: 21, complete: true, entries: [{ pool: 3, oid, index: 1, version: 5 }], cursor: 9 },
+  { t: 'fetched', id: 22, complete: false, entries: [], lost: [4] },
+  { t: 'peerGot', id: 23, complete: true },
+  { t: 'peerGot', id: 24, complete: false, lost: true, entry: { pool: 3, oid, version: 5 } },
 ];
 
 type Side = 'client' | 'node';

@@ -13,6 +13,7 @@ import {
   errorFromWire,
   errorToWire,
   isErrorCode,
+  ChecksumError,
 } from '../src/index.ts';
 import type { WireError } from '../src/index.ts';
 
@@ -28,6 +29,7 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   HANDSHAKE_REQUIRED: ProtocolError,
   UNAUTHORIZED: ProtocolError,
   UNKNOWN_POOL: UnknownPoolError,
+  CHECKSUM_MISMATCH: ChecksumError,
   BAD_PAGE_SIZE: BadPageSizeError,
   CONNECTION_LOST: ConnectionLostError,
   BAD_ARGUMENT: TmemError,
