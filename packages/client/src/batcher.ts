@@ -1,8 +1,9 @@
 import type { PageRequest } from './requests.ts';
 
 /**
- * Upper bound of the msgpack bytes one page op adds to a batch frame besides its oid and page: a map of six
- * short keys, the longest op name, four u32 fields and two binary headers (61 bytes), rounded up.
+ * Upper bound of the msgpack bytes one page op adds to a batch frame besides its oid and page. The largest is a
+ * put with its checksum: a map of seven short keys, five u32 fields and two binary headers, 64 bytes with the
+ * largest oid and page (a get with `replica` takes 54, a hit reply with its `sum` 36).
  */
 export const OP_OVERHEAD_BYTES = 64;
 /** Upper bound of a batch frame's bytes besides its ops: the map, `t`, `id` and the array header. */

@@ -117,6 +117,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       maxBatchOps: options.maxBatchOps,
       maxBatchBytes: options.maxBatchBytes,
       maxFramesInFlight: options.maxFramesInFlight,
+      localAddress: options.localAddress,
       signal: closer.signal,
       onClose: (connection) => {
         pool.forget(connection);
@@ -177,6 +178,8 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           ? { t: 'newPool' as const, kind, pageSize }
           : { t: 'newPool' as const, kind, pageSize, replication };
       const reply = await router.execute(request, { retry: false });
+      // The handle knows the pool's kind; its replication the router reads from the cluster state, which holds
+      // the pool from the version that created it on.
       return createPoolHandle({ id: reply.pool, kind: reply.kind, pageSize: reply.pageSize }, router.execute);
     },
 

@@ -1,13 +1,16 @@
-// The client's copy of the cluster state: the one place that decides which state is current and which member
-// is the primary of a page.
+// The client's copy of the cluster state: the one place that decides which state is current and which members
+// own a page.
 import {
   memberKey,
   partitionOf,
   partitionTableFor,
+  tableForPool,
   type ClusterState,
   type MemberInfo,
   type MemberRef,
   type PartitionTable,
+  type PoolInfo,
+  type PoolKind,
 } from '@tmem/protocol';
 import { createEmitter, type Emitter } from './emitter.ts';
 
@@ -64,8 +67,13 @@ export interface ViewTracker {
    * state) and emits 'view'. A state at the current version only updates the leader. Returns true if adopted.
    */
   offer(state: ClusterState, leaderId: string | null, options?: OfferOptions): boolean;
-  /** The member that is the primary of the page (pool, oid, index) in the current state. */
-  primaryFor(pool: number, oid: Uint8Array, index: number): MemberInfo | undefined;
+  /**
+   * The members that own the page (pool, oid, index) of a pool of `kind` in the current state, primary first:
+   * for an ephemeral pool its one owner in the table of every member; for a persistent pool its `replication`
+   * owners among the ready members (see tableForPool). Empty when no member owns it. Undefined when the
+   * persistent pool is newer than the current state (its replication is not known yet): refresh and ask again.
+   */
+  ownersFor(pool: number, kind: PoolKind, oid: Uint8Array, index: number): readonly MemberInfo[] | undefined;
   /** The member with this id in the current state. */
   memberById(id: string): MemberInfo | undefined;
   /** True when this incarnation of the member is in the current state. */
@@ -83,6 +91,8 @@ interface Current {
   readonly table: PartitionTable;
   readonly byKey: ReadonlyMap<string, MemberInfo>;
   readonly byId: ReadonlyMap<string, MemberInfo>;
+  /** This client's pools in the state (a node shows a client its own pools only). */
+  readonly pools: ReadonlyMap<number, PoolInfo>;
   leaderId: string | null;
   view: ClusterView | undefined;
 }
@@ -97,18 +107,31 @@ export function sameState(a: ClusterState, b: ClusterState): boolean {
   );
 }
 
+/**
+ * The table a pool's pages are placed by in `current`. A persistent pool missing from the state is either newer
+ * than it (undefined: the caller refreshes) or, when its id is below nextPoolId, gone: destroyed, or never this
+ * identity's. Then any member answers UNKNOWN_POOL, so the ephemeral table serves to get that answer.
+ */
+function tableFor(current: Current, pool: number, kind: PoolKind): PartitionTable | undefined {
+  const info = current.pools.get(pool);
+  if (info !== undefined) return tableForPool(current.state, info);
+  if (kind === 'persistent' && pool >= current.state.nextPoolId) return undefined;
+  return current.table;
+}
+
 /** Creates an empty tracker. Listener errors go to `onListenerError`. */
 export function createViewTracker(onListenerError: (error: unknown) => void): ViewTracker {
   const events: Emitter<ClientEvents> = createEmitter<ClientEvents>(onListenerError);
   let current: Current | undefined;
 
   function adopt(state: ClusterState, leaderId: string | null): void {
-    // Page ops always go to the primary alone (replication is the primary's business): one owner per partition.
     current = {
       state,
+      // Ephemeral pages have one owner per partition, among every member (a filling one too).
       table: partitionTableFor(state, 1),
       byKey: new Map(state.members.map((m) => [memberKey(m), m])),
       byId: new Map(state.members.map((m) => [m.id, m])),
+      pools: new Map(state.pools.map((p) => [p.id, p])),
       leaderId,
       view: undefined,
     };
@@ -152,11 +175,17 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
       events.emit('view', view());
       return true;
     },
-    primaryFor(pool, oid, index) {
+    ownersFor(pool, kind, oid, index) {
       if (current === undefined) return undefined;
+      const table = tableFor(current, pool, kind);
+      if (table === undefined) return undefined;
       const partition = partitionOf(pool, oid, index, current.state.partitionCount);
-      const ref = current.table.primary(partition);
-      return ref === undefined ? undefined : current.byKey.get(memberKey(ref));
+      const owners: MemberInfo[] = [];
+      for (const ref of table.owners(partition)) {
+        const member = current.byKey.get(memberKey(ref));
+        if (member !== undefined) owners.push(member);
+      }
+      return owners;
     },
     memberById: (id) => current?.byId.get(id),
     isMember: (ref) => current?.byKey.has(memberKey(ref)) ?? false,

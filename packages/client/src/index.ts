@@ -7,6 +7,7 @@ export type { Pool } from './pool.ts';
 export type { SeedFailure } from './seeds.ts';
 export {
   BadPageSizeError,
+  ChecksumError,
   ConnectionLostError,
   DataLostError,
   DEFAULT_PAGE_SIZE,

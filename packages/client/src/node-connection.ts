@@ -41,6 +41,8 @@ export interface NodeConnectionOptions {
   /** The client's bound of one batch; the connection cuts it further to the frame limit its node advertises. */
   maxBatchBytes: number;
   maxFramesInFlight: number;
+  /** Local IP address to connect from; undefined lets the operating system choose. */
+  localAddress?: string | undefined;
   /** Aborting while the connection is being opened rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called once when an open connection closes, with the error its pending ops were rejected with. */
@@ -151,7 +153,11 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     rejectOpen = reject;
   });
 
-  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: codec.maxFrameBytes });
+  const ws = new WebSocket(url, {
+    perMessageDeflate: false,
+    maxPayload: codec.maxFrameBytes,
+    localAddress: options.localAddress,
+  });
   ws.binaryType = 'nodebuffer';
   const socketClosed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
 

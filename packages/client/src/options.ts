@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
@@ -70,7 +71,14 @@ export interface ConnectOptions {
    */
   stateRefreshMs?: number;
   /**
-   * Where the client logs connection changes (info, warn) and late replies (debug).
+   * Local IP address every connection of the client is made from (e.g. `127.0.0.2` on loopback), passed to the
+   * socket as its `localAddress`. Lets a test tell its clients apart at a proxy between them and the nodes;
+   * the address must belong to this host.
+   * @default chosen by the operating system
+   */
+  localAddress?: string;
+  /**
+   * Where the client logs connection changes (info, warn), corrupt pages (warn) and late replies (debug).
    * @default none: the library is silent
    */
   logger?: Logger;
@@ -87,6 +95,7 @@ export interface ResolvedOptions {
   maxFramesInFlight: number;
   retries: number;
   stateRefreshMs: number;
+  localAddress: string | undefined;
   logger: Logger;
 }
 
@@ -131,6 +140,11 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   if (typeof identity !== 'string' || identity.length === 0 || identity.length > MAX_IDENTITY_LENGTH) {
     throw badOption('identity', `a string of 1 to ${MAX_IDENTITY_LENGTH} characters`, identity);
   }
+  const localAddress: unknown = options.localAddress;
+  // Checked here rather than left to the socket: a bad address would fail every connection, one by one.
+  if (localAddress !== undefined && (typeof localAddress !== 'string' || isIP(localAddress) === 0)) {
+    throw badOption('localAddress', 'an IPv4 or IPv6 address of this host, such as 127.0.0.2', localAddress);
+  }
   return {
     seeds: [...(seeds as string[])],
     identity,
@@ -147,6 +161,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     maxFramesInFlight: integerIn('maxFramesInFlight', options.maxFramesInFlight ?? 16, 1, 1_000_000),
     retries: integerIn('retries', options.retries ?? 2, 0, 1000),
     stateRefreshMs: integerIn('stateRefreshMs', options.stateRefreshMs ?? 2000, 1, MAX_TIMER_MS),
+    localAddress,
     logger: options.logger ?? silentLogger,
   };
 }

@@ -3,6 +3,7 @@ import {
   ErrorCode,
   ProtocolError,
   checkIndex,
+  pageChecksum,
   toOidBytes,
   type ObjectId,
   type PoolKind,
@@ -19,10 +20,16 @@ export interface Pool {
   readonly pageSize: number;
   /**
    * Stores a copy of `page` (exactly pageSize bytes; the caller may reuse its buffer at once). Resolves true
-   * when accepted, false when refused: refused is an answer, and any older page at the handle is gone too.
+   * when accepted, false when refused (the node is full; for a persistent page also when not enough owners
+   * could store a copy): refused is an answer, and any older page at the handle is gone too.
    */
   put(oid: ObjectId, index: number, page: Uint8Array): Promise<boolean>;
-  /** Reads a page into a new array the caller owns; null on a miss. */
+  /**
+   * Reads a page into a new array the caller owns; null on a miss. Every page is checked against the checksum
+   * it was put with: a corrupt ephemeral page reads as a miss; for a persistent page the other owners' copies
+   * are read, and the read rejects with ChecksumError when none is good. Rejects with DataLostError when every
+   * copy of an accepted persistent page was lost.
+   */
   get(oid: ObjectId, index: number): Promise<Uint8Array | null>;
   /** Removes one page; resolves even when nothing was there. */
   flushPage(oid: ObjectId, index: number): Promise<void>;
@@ -54,6 +61,11 @@ export interface ExecuteOptions {
   retry: boolean;
   /** The pool's page size, for batch accounting. */
   pageSize?: number;
+  /**
+   * Kind of the pool of a page op: persistent pages are placed on the pool's ready owners, and a get reads
+   * another owner's copy when the primary cannot be reached or its copy is corrupt. Absent: ephemeral.
+   */
+  kind?: PoolKind;
 }
 
 /** Runs one request on the member(s) that serve it, with the client's timeout and retry policy. */
@@ -72,7 +84,7 @@ function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
 /** Creates the Pool handle for a pool the cluster created. */
 export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
   const { id, kind, pageSize } = info;
-  const pageOp = { retry: true, pageSize };
+  const pageOp: ExecuteOptions = { retry: true, pageSize, kind };
 
   function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {
     if (!(page instanceof Uint8Array) || page.length !== pageSize) {
@@ -91,8 +103,12 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
     kind,
     pageSize,
     async put(oid, index, page) {
+      const owned = ownedPage(page);
+      // Computed at the call: nodes check it on every copy and return it with every hit, so corruption anywhere
+      // after this point, on the wire or in a node's memory, is detected.
+      const sum = pageChecksum(owned);
       const reply = await execute(
-        { t: 'put', pool: id, oid: ownedOid(oid), index: checkIndex(index), page: ownedPage(page) },
+        { t: 'put', pool: id, oid: ownedOid(oid), index: checkIndex(index), page: owned, sum },
         pageOp,
       );
       return reply.t === 'accepted';

@@ -1,4 +1,4 @@
-import { ConnectionLostError } from '@tmem/protocol';
+import { ConnectionLostError, ErrorCode, TmemError } from '@tmem/protocol';
 import { abortReason, now, sleep } from './deadline.ts';
 
 /** First pause before a reconnection, in milliseconds; it doubles per attempt. */
@@ -21,6 +21,31 @@ export function backoffMs(attempt: number): number {
  */
 export function isRetryable(error: unknown): boolean {
   return error instanceof ConnectionLostError && error.details['remote'] !== true;
+}
+
+const TOPOLOGY_CODES = new Set<string>([
+  ErrorCode.StaleState,
+  ErrorCode.NotServing,
+  ErrorCode.NoCoordinator,
+  ErrorCode.ShuttingDown,
+]);
+
+/**
+ * True for answers that say "ask again after refreshing the cluster state": the op was not applied, because the
+ * node routed by another state version, does not serve the partition now, no coordinator could commit, or the
+ * node is shutting down (the state that removes it is on its way).
+ */
+export function isTopologyError(error: unknown): error is TmemError {
+  return error instanceof TmemError && TOPOLOGY_CODES.has(error.code);
+}
+
+/**
+ * True when the member an op went to could not be reached: the connection was lost under the op, or could not
+ * be opened (the router turns that into NOT_SERVING with `details.unreachable`). Nobody answered, so another
+ * owner of the page may be asked instead.
+ */
+export function isUnreachable(error: unknown): boolean {
+  return isRetryable(error) || (isTopologyError(error) && error.details['unreachable'] === true);
 }
 
 /** Bounds of a retry loop. */

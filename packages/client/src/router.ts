@@ -15,25 +15,16 @@ import type { ViewTracker } from './cluster-view.ts';
 import { abortReason, beforeDeadline, now, sleep } from './deadline.ts';
 import type { NodeConnection } from './node-connection.ts';
 import type { Logger } from './options.ts';
+import { readPage } from './page-read.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
-import type { ReplyTo, RoutedRequest } from './requests.ts';
-import { isRetryable, withRetries } from './retry.ts';
+import type { PageRequest, ReplyTo, RoutedRequest } from './requests.ts';
+import { isRetryable, isTopologyError, withRetries } from './retry.ts';
 import type { StateSync } from './state-sync.ts';
 
 /** First pause before retrying after a topology answer, in milliseconds; it doubles per attempt. */
 const TOPOLOGY_BACKOFF_MS = 10;
 /** Longest pause between retries after topology answers, in milliseconds. */
 const MAX_TOPOLOGY_BACKOFF_MS = 200;
-
-const TOPOLOGY_CODES = new Set<string>([ErrorCode.StaleState, ErrorCode.NotServing, ErrorCode.NoCoordinator]);
-
-/**
- * True for answers that say "ask again after refreshing the cluster state": the op was not applied, because the
- * node routed by another state version, does not serve the partition now, or no coordinator could commit.
- */
-export function isTopologyError(error: unknown): error is TmemError {
-  return error instanceof TmemError && TOPOLOGY_CODES.has(error.code);
-}
 
 /** What the router needs. */
 export interface RouterOptions {
@@ -54,8 +45,9 @@ export interface RouterOptions {
 /** Runs ops on the cluster. */
 export interface Router {
   /**
-   * Runs one request: page ops on their partition's primary, flushObject on every member, pool changes on any
-   * member (which forwards them to the coordinator).
+   * Runs one request: page ops on their partition's primary (a persistent get on another owner when the
+   * primary cannot be reached or its copy is corrupt), flushObject on every member, pool changes on any member
+   * (which forwards them to the coordinator).
    */
   execute: Execute;
   /** Statistics of every member of the current view, in member order. */
@@ -72,6 +64,18 @@ function severity(error: unknown): number {
 function noOwner(): TmemError {
   return new TmemError(ErrorCode.NotServing, 'no member serves this op in the current cluster state');
 }
+
+/** A persistent pool the view does not show yet: a topology answer, so the state is refreshed. */
+function poolNotInView(pool: number, viewVersion: number): TmemError {
+  return new TmemError(
+    ErrorCode.NotServing,
+    `persistent pool ${pool} is not in the cluster state the client has (version ${viewVersion}) yet`,
+    { details: { pool, viewVersion } },
+  );
+}
+
+/** A page op of one page: the ops routed to the owners of a partition. */
+type OnePageRequest = Exclude<PageRequest, { t: 'flushObject' }>;
 
 /** Creates a router over the client's view, connections and state sync. */
 export function createRouter(options: RouterOptions): Router {
@@ -278,17 +282,40 @@ export function createRouter(options: RouterOptions): Router {
     });
   }
 
+  /**
+   * Owners of the page's partition in the current view, primary first: by the pool's own table (ready members
+   * for a persistent pool). Throws a topology answer when there are none, or the view predates the pool.
+   */
+  function ownersOf(request: OnePageRequest, how: ExecuteOptions): readonly MemberInfo[] {
+    if (tracker.state === undefined) throw noOwner();
+    const kind = how.kind ?? 'ephemeral';
+    const owners = tracker.ownersFor(request.pool, kind, request.oid, request.index);
+    if (owners === undefined) throw poolNotInView(request.pool, tracker.version);
+    if (owners.length === 0) throw noOwner();
+    return owners;
+  }
+
   function route(request: RoutedRequest, how: ExecuteOptions): Promise<unknown> {
     const deadline = now() + timeoutMs;
     switch (request.t) {
       case 'put':
-      case 'get':
       case 'flushPage':
         return run(how.retry, deadline, () => {
-          // Primary and version read together: the op travels with the version it was routed by.
-          const member = tracker.primaryFor(request.pool, request.oid, request.index);
-          if (member === undefined) throw noOwner();
-          return sendTo(member, request, tracker.version, deadline, how.pageSize);
+          // Owners and version read together: the op travels with the version it was routed by.
+          const sv = tracker.version;
+          const [primary] = ownersOf(request, how);
+          return sendTo(primary as MemberInfo, request, sv, deadline, how.pageSize);
+        });
+      case 'get':
+        return run(how.retry, deadline, () => {
+          const sv = tracker.version;
+          return readPage(request, {
+            kind: how.kind ?? 'ephemeral',
+            owners: ownersOf(request, how),
+            send: (member, get) => sendTo(member, get, sv, deadline, how.pageSize),
+            isSuspect: (member) => pool.isSuspect(member),
+            logger: log,
+          });
         });
       case 'flushObject':
         // Each member flushes what it holds of the object: a page may sit on a former owner until it is moved.

@@ -125,8 +125,9 @@ describe('pageOpWeight', () => {
       oid,
       index: u32,
       page: fc.integer({ min: 0, max: MAX_PAGE_SIZE }).map((n) => new Uint8Array(n)),
+      sum: u32,
     }),
-    fc.record({ t: fc.constant('get' as const), id: u32, pool: u32, oid, index: u32 }),
+    fc.record({ t: fc.constant('get' as const), id: u32, pool: u32, oid, index: u32, replica: fc.boolean() }),
     fc.record({ t: fc.constant('flushPage' as const), id: u32, pool: u32, oid, index: u32 }),
     fc.record({ t: fc.constant('flushObject' as const), id: u32, pool: u32, oid }),
   );
@@ -142,6 +143,21 @@ describe('pageOpWeight', () => {
     );
   });
 
+  it('bounds the largest op of each kind: all fields at their maximum, a put with its sum', () => {
+    const oidBytes = new Uint8Array(MAX_OID_BYTES);
+    const fields = { id: U32_MAX, pool: U32_MAX, oid: oidBytes, index: U32_MAX };
+    const ops: PageOp[] = [
+      { t: 'put', ...fields, page: new Uint8Array(MAX_PAGE_SIZE), sum: U32_MAX },
+      { t: 'get', ...fields, replica: true },
+      { t: 'flushPage', ...fields },
+      { t: 'flushObject', id: U32_MAX, pool: U32_MAX, oid: oidBytes },
+    ];
+    for (const op of ops) {
+      const encoded = codec.encode({ t: 'batch', id: U32_MAX, ops: [op] }).length;
+      expect(encoded).toBeLessThanOrEqual(BATCH_OVERHEAD_BYTES + pageOpWeight(op, MAX_PAGE_SIZE));
+    }
+  });
+
   it("counts a get's page, so the reply frame stays within the same bound", () => {
     fc.assert(
       fc.property(u32, fc.array(oid, { minLength: 1, maxLength: 20 }), (id, oids) => {
@@ -150,7 +166,12 @@ describe('pageOpWeight', () => {
         const reply = codec.encode({
           t: 'batch',
           id,
-          replies: ops.map((op) => ({ t: 'hit' as const, id: op.id, page: new Uint8Array(pageSize) })),
+          replies: ops.map((op) => ({
+            t: 'hit' as const,
+            id: op.id,
+            page: new Uint8Array(pageSize),
+            sum: 2 ** 32 - 1,
+          })),
         }).length;
         const estimate = BATCH_OVERHEAD_BYTES + ops.reduce((sum, op) => sum + pageOpWeight(op, pageSize), 0);
         expect(reply).toBeLessThanOrEqual(estimate);

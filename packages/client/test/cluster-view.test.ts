@@ -3,7 +3,9 @@ import {
   ClusterState,
   partitionOf,
   partitionTableFor,
+  persistentTableFor,
   type MemberInfo,
+  type PoolInfo,
   type ClusterState as State,
 } from '@tmem/protocol';
 import { createViewTracker } from '../src/cluster-view.ts';
@@ -16,9 +18,20 @@ const member = (id: string, incarnation = 1): MemberInfo => ({
   capacityBytes: 64 << 20,
 });
 
-function state(version: number, members: MemberInfo[], term = 1): State {
-  return ClusterState.parse({ version, term, members, pools: [], nextPoolId: 1, partitionCount: 256 });
+function state(version: number, members: MemberInfo[], term = 1, pools: PoolInfo[] = []): State {
+  const nextPoolId = Math.max(0, ...pools.map((p) => p.id)) + 1;
+  return ClusterState.parse({ version, term, members, pools, nextPoolId, partitionCount: 256 });
 }
+
+const pool = (id: number, kind: PoolInfo['kind'], replication: number): PoolInfo => ({
+  id,
+  kind,
+  pageSize: 4096,
+  owner: 'me',
+  replication,
+});
+
+const ids = (members: readonly MemberInfo[] | undefined) => members?.map((m) => m.id);
 
 function tracked() {
   const errors: unknown[] = [];
@@ -32,7 +45,7 @@ describe('view tracker', () => {
   it('starts empty', () => {
     const { tracker } = tracked();
     expect(tracker.view()).toEqual({ version: 0, members: [], leaderId: null });
-    expect(tracker.primaryFor(1, Uint8Array.of(1), 0)).toBeUndefined();
+    expect(tracker.ownersFor(1, 'ephemeral', Uint8Array.of(1), 0)).toBeUndefined();
   });
 
   it('adopts only newer versions and emits once per adopted version', () => {
@@ -68,7 +81,7 @@ describe('view tracker', () => {
     expect(views.map((v) => v.version)).toEqual([9, 2]);
   });
 
-  it('answers the primary from the partition table of the current version', () => {
+  it('answers the ephemeral owner from the partition table of the current version', () => {
     const { tracker } = tracked();
     const members = [member('a'), member('b', 7), member('c')];
     const current = state(4, members);
@@ -77,7 +90,9 @@ describe('view tracker', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
       const oid = Uint8Array.of(i, i >> 3);
-      const primary = tracker.primaryFor(3, oid, i * 5);
+      const owners = tracker.ownersFor(3, 'ephemeral', oid, i * 5);
+      expect(owners).toHaveLength(1);
+      const primary = owners?.[0];
       const expected = table.primary(partitionOf(3, oid, i * 5, current.partitionCount));
       expect(primary).toBeDefined();
       expect({ id: primary?.id, incarnation: primary?.incarnation }).toEqual(expected);
@@ -87,6 +102,43 @@ describe('view tracker', () => {
     expect(tracker.isMember({ id: 'b', incarnation: 7 })).toBe(true);
     expect(tracker.isMember({ id: 'b', incarnation: 6 })).toBe(false);
     expect(tracker.memberById('c')?.url).toBe('ws://c.invalid:1');
+  });
+
+  it('places a persistent pool on its replication ready owners, and an ephemeral one on every member', () => {
+    const { tracker } = tracked();
+    const members = [member('a'), { ...member('b'), phase: 'filling' as const }, member('c'), member('d')];
+    const current = state(4, members, 1, [pool(1, 'ephemeral', 1), pool(2, 'persistent', 2)]);
+    tracker.offer(current, 'a');
+    const ready = persistentTableFor(current, 2);
+    const everyone = partitionTableFor(current, 1);
+    const ephemeralOwners = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const oid = Uint8Array.of(i, i >> 4);
+      const persistent = tracker.ownersFor(2, 'persistent', oid, i * 16);
+      expect(ids(persistent)).toEqual(ready.owners(partitionOf(2, oid, i * 16, 256)).map((m) => m.id));
+      expect(persistent).toHaveLength(2);
+      expect(ids(persistent)).not.toContain('b');
+      const ephemeral = tracker.ownersFor(1, 'ephemeral', oid, i * 16);
+      expect(ids(ephemeral)).toEqual([everyone.primary(partitionOf(1, oid, i * 16, 256))?.id]);
+      ephemeralOwners.add(ephemeral?.[0]?.id ?? '');
+    }
+    // The filling member keeps its share of ephemeral partitions.
+    expect(ephemeralOwners).toEqual(new Set(['a', 'b', 'c', 'd']));
+  });
+
+  it('has no owners for a persistent pool newer than its state; a destroyed one goes anywhere', () => {
+    const { tracker } = tracked();
+    tracker.offer(
+      state(4, [member('a'), member('b')], 1, [pool(1, 'ephemeral', 1), pool(3, 'persistent', 2)]),
+      'a',
+    );
+    const oid = Uint8Array.of(9);
+    // Pool 4 was created after this state: its replication is not known yet.
+    expect(tracker.ownersFor(4, 'persistent', oid, 0)).toBeUndefined();
+    // Pool 2 is gone (below nextPoolId): any member answers UNKNOWN_POOL, so one owner is as good as another.
+    expect(tracker.ownersFor(2, 'persistent', oid, 0)).toHaveLength(1);
+    // An ephemeral pool needs nothing from the state.
+    expect(tracker.ownersFor(4, 'ephemeral', oid, 0)).toHaveLength(1);
   });
 
   it('reports a throwing listener and still calls the others', () => {

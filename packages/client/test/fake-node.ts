@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
@@ -7,9 +8,12 @@ import {
   PROTOCOL_VERSION,
   createCodec,
   oidKey,
+  memberKey,
   partitionOf,
   partitionTableFor,
+  replicaTargets,
   sameMember,
+  tableForPool,
   zeroStoreCounters,
   type Batch,
   type ClientFrame,
@@ -19,13 +23,16 @@ import {
   type NodeStats,
   type PageOp,
   type PageReply,
+  type PartitionTable,
 } from '@tmem/protocol';
 
-/** A frame the fake received, with its encoded size and the socket it came on. */
+/** A frame the fake received, with its encoded size, the socket it came on and the address it came from. */
 export interface ReceivedFrame {
   frame: ClientFrame;
   bytes: number;
   socket: WebSocket;
+  /** The client's IP address, as the node's socket sees it. */
+  remoteAddress: string | undefined;
 }
 
 /**
@@ -43,17 +50,36 @@ export interface FakeCluster {
   commit(change?: (draft: ClusterState) => void): ClusterState;
   /** Removes a member, as the coordinator does once its lease surely expired. */
   removeMember(id: string): ClusterState;
-  /** Id of the member that is the primary of a page in the current state. */
+  /** Id of the member that is the primary of a page in the current state, by its pool's table. */
   primaryOf(pool: number, oid: Uint8Array | string, index: number): string | undefined;
+  /**
+   * Ids of the members that own a page in the current state, primary first: for a persistent pool its
+   * `replication` ready owners, else the one owner among every member (as tableForPool says).
+   */
+  ownersOf(pool: number, oid: Uint8Array | string, index: number): string[];
 }
+
+/** A change a primary sends to the other owners of a persistent page. */
+type ReplicaChange = Extract<PageOp, { t: 'put' | 'flushPage' }>;
 
 /** What the cluster tells each of its nodes. */
 interface ClusterNode {
+  readonly member: MemberInfo;
   onCommit(state: ClusterState): void;
+  /** Applies a change of a persistent page its primary accepted. */
+  applyReplica(change: ReplicaChange): void;
 }
 
 interface InternalCluster extends FakeCluster {
-  join(node: ClusterNode, member: MemberInfo): void;
+  join(node: ClusterNode): void;
+  /** Hands a persistent change `from` its primary to the other owners it must reach (filling ones too). */
+  replicate(from: MemberInfo, change: ReplicaChange): void;
+}
+
+/** The table the pages of `pool` are placed by in `state`; the ephemeral one for a pool it does not know. */
+function tableOf(state: ClusterState, pool: number): PartitionTable {
+  const info = state.pools.find((p) => p.id === pool);
+  return info === undefined ? partitionTableFor(state, 1) : tableForPool(state, info);
 }
 
 const utf8 = new TextEncoder();
@@ -67,7 +93,7 @@ export interface FakeClusterOptions {
 
 /** Creates an empty fake cluster (version 1, no members); nodes join it when they start. */
 export function createFakeCluster(options: FakeClusterOptions = {}): FakeCluster {
-  const nodes = new Set<ClusterNode>();
+  const nodes = new Map<string, ClusterNode>();
   let state = ClusterState.parse({
     version: 1,
     term: 1,
@@ -92,7 +118,7 @@ export function createFakeCluster(options: FakeClusterOptions = {}): FakeCluster
       draft.version = state.version + 1;
       draft.members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       state = ClusterState.parse(draft);
-      for (const node of nodes) node.onCommit(state);
+      for (const node of nodes.values()) node.onCommit(state);
       return state;
     },
     removeMember(id) {
@@ -101,16 +127,30 @@ export function createFakeCluster(options: FakeClusterOptions = {}): FakeCluster
       });
     },
     primaryOf(pool, oid, index) {
-      const partition = partitionOf(pool, bytesOf(oid), index, state.partitionCount);
-      return partitionTableFor(state, 1).primary(partition)?.id;
+      return cluster.ownersOf(pool, oid, index)[0];
     },
-    join(node, member) {
-      nodes.add(node);
+    ownersOf(pool, oid, index) {
+      const partition = partitionOf(pool, bytesOf(oid), index, state.partitionCount);
+      return tableOf(state, pool)
+        .owners(partition)
+        .map((m) => m.id);
+    },
+    join(node) {
+      const { member } = node;
+      nodes.set(memberKey(member), node);
       cluster.leaderId ??= member.id;
       cluster.commit((draft) => {
         draft.members = draft.members.filter((m) => m.id !== member.id);
         draft.members.push(member);
       });
+    },
+    replicate(from, change) {
+      const info = state.pools.find((p) => p.id === change.pool);
+      if (info?.kind !== 'persistent') return;
+      const partition = partitionOf(change.pool, change.oid, change.index, state.partitionCount);
+      for (const target of replicaTargets(state, info.replication, partition)) {
+        if (!sameMember(target, from)) nodes.get(memberKey(target))?.applyReplica(change);
+      }
     },
   };
   return cluster;
@@ -140,6 +180,12 @@ export interface FakeNodeOptions {
   onPageOp?: (op: PageOp) => PageReply | undefined;
 }
 
+/** One stored page and the checksum it was put with. */
+interface StoredPage {
+  page: Uint8Array<ArrayBuffer>;
+  sum: number | undefined;
+}
+
 /**
  * An in-process memory node that speaks the wire protocol with an in-memory page map, records every frame
  * it receives, and can hold replies back, drop connections or send raw bytes: enough to drive the client
@@ -148,7 +194,10 @@ export interface FakeNodeOptions {
  * As a cluster member it follows the serving rule of a real node: it answers getState (subscribing the
  * socket to pushes when asked), answers STALE_STATE (details.version) to batch ops whose `sv` differs from
  * the cluster's version, and NOT_SERVING to puts, gets and page flushes of partitions it is not the primary
- * of (flushObject is served by every member, each flushing what it holds).
+ * of by the pool's table (tableForPool: ready members only for persistent pools), except gets marked
+ * `replica` of partitions it owns in another place (flushObject is served by every member, each flushing what
+ * it holds). It keeps each page's `sum` and returns it with every hit, and, as the primary of a persistent
+ * page, copies each put and page flush to the page's other owners at once (replicaTargets).
  */
 export interface FakeNode {
   readonly url: string;
@@ -183,6 +232,13 @@ export interface FakeNode {
   batches(): Batch[];
   /** The page the node holds at a handle, if any. */
   page(pool: number, oid: Uint8Array | string, index: number): Uint8Array | undefined;
+  /** The checksum the node keeps with the page at a handle; undefined when there is none (or no page). */
+  sum(pool: number, oid: Uint8Array | string, index: number): number | undefined;
+  /**
+   * Flips the bits of the first byte of the page at a handle and keeps its checksum: a copy corrupted in the
+   * node's memory. Returns false when there is no page there.
+   */
+  corrupt(pool: number, oid: Uint8Array | string, index: number): boolean;
   /** Pages the node holds, over all pools. */
   pageCount(): number;
   /** Sends raw bytes (binary) or a string (a text frame) on every open socket. */
@@ -200,7 +256,7 @@ export interface FakeNode {
   close(): Promise<void>;
 }
 
-type Objects = Map<string, Map<number, Uint8Array<ArrayBuffer>>>;
+type Objects = Map<string, Map<number, StoredPage>>;
 
 function zeroStats(nodeId: string): NodeStats {
   return { nodeId, ...zeroStoreCounters() };
@@ -248,7 +304,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     return cluster.state.pools.find((p) => p.id === id);
   }
 
-  /** The serving rule: lease (notServing), then version, then primacy. */
+  /** The serving rule: lease (notServing), then version, then ownership by the pool's table. */
   function refusal(op: PageOp, sv: number | undefined): PageReply | undefined {
     if (fake.notServing) {
       refusals.notServing++;
@@ -261,7 +317,12 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     }
     if (op.t !== 'flushObject') {
       const partition = partitionOf(op.pool, op.oid, op.index, state.partitionCount);
-      if (!sameMember(partitionTableFor(state, 1).primary(partition), member)) {
+      const table = tableOf(state, op.pool);
+      const serves =
+        op.t === 'get' && op.replica === true
+          ? table.owners(partition).some((owner) => sameMember(owner, member))
+          : sameMember(table.primary(partition), member);
+      if (!serves) {
         refusals.notServing++;
         return error(op.id, ErrorCode.NotServing, 'not the primary');
       }
@@ -269,33 +330,58 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     return undefined;
   }
 
+  function objectsOf(pool: number): Objects {
+    let objects = pages.get(pool);
+    if (objects === undefined) {
+      objects = new Map();
+      pages.set(pool, objects);
+    }
+    return objects;
+  }
+
+  /** Stores or removes one page: a put or page flush served here or copied here by its primary. */
+  function apply(change: ReplicaChange): void {
+    const objects = objectsOf(change.pool);
+    const key = oidKey(change.oid);
+    if (change.t === 'flushPage') {
+      objects.get(key)?.delete(change.index);
+      return;
+    }
+    const object = objects.get(key) ?? new Map<number, StoredPage>();
+    // Copied: the decoded page is a view into the received frame.
+    object.set(change.index, { page: new Uint8Array(change.page), sum: change.sum });
+    objects.set(key, object);
+  }
+
+  function stored(pool: number, oid: Uint8Array | string, index: number): StoredPage | undefined {
+    return pages
+      .get(pool)
+      ?.get(oidKey(bytesOf(oid)))
+      ?.get(index);
+  }
+
   function answerPageOp(op: PageOp, sv: number | undefined): PageReply {
     const custom = options.onPageOp?.(op) ?? refusal(op, sv);
     if (custom !== undefined) return custom;
     if (poolInfo(op.pool) === undefined) return error(op.id, ErrorCode.UnknownPool);
-    let objects = pages.get(op.pool);
-    if (objects === undefined) {
-      objects = new Map();
-      pages.set(op.pool, objects);
-    }
-    const key = oidKey(op.oid);
     switch (op.t) {
-      case 'put': {
-        const object = objects.get(key) ?? new Map<number, Uint8Array<ArrayBuffer>>();
-        // Copied: the decoded page is a view into the received frame.
-        object.set(op.index, new Uint8Array(op.page));
-        objects.set(key, object);
+      case 'put':
+        apply(op);
+        cluster.replicate(member, op);
         return { t: 'accepted', id: op.id };
-      }
       case 'get': {
-        const page = objects.get(key)?.get(op.index);
-        return page === undefined ? { t: 'miss', id: op.id } : { t: 'hit', id: op.id, page };
+        const copy = stored(op.pool, op.oid, op.index);
+        if (copy === undefined) return { t: 'miss', id: op.id };
+        return copy.sum === undefined
+          ? { t: 'hit', id: op.id, page: copy.page }
+          : { t: 'hit', id: op.id, page: copy.page, sum: copy.sum };
       }
       case 'flushPage':
-        objects.get(key)?.delete(op.index);
+        apply(op);
+        cluster.replicate(member, op);
         return { t: 'ok', id: op.id };
       case 'flushObject':
-        objects.delete(key);
+        objectsOf(op.pool).delete(oidKey(op.oid));
         return { t: 'ok', id: op.id };
     }
   }
@@ -360,7 +446,8 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     if (socket.readyState === socket.OPEN) socket.send(encodeReply(frame));
   }
 
-  server.on('connection', (socket: WebSocket) => {
+  server.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    const { remoteAddress } = request.socket;
     connections++;
     sockets.add(socket);
     outstanding.set(socket, 0);
@@ -380,7 +467,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       }
       // A frame the client under test cannot encode properly is a bug: let it throw out of the test.
       const frame = codec.decodeClientFrame(data);
-      received.push({ frame, bytes: data.length, socket });
+      received.push({ frame, bytes: data.length, socket, remoteAddress });
       if (!greeted) {
         greeted = true;
         if (frame.t !== 'hello') throw new Error(`client sent ${frame.t} before hello`);
@@ -440,10 +527,16 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       return received.flatMap(({ frame }) => (frame.t === 'batch' ? [frame] : []));
     },
     page(pool, oid, index) {
-      return pages
-        .get(pool)
-        ?.get(oidKey(bytesOf(oid)))
-        ?.get(index);
+      return stored(pool, oid, index)?.page;
+    },
+    sum(pool, oid, index) {
+      return stored(pool, oid, index)?.sum;
+    },
+    corrupt(pool, oid, index) {
+      const copy = stored(pool, oid, index);
+      if (copy === undefined || copy.page.length === 0) return false;
+      copy.page[0] = (copy.page[0] as number) ^ 0xff;
+      return true;
     },
     pageCount() {
       let count = 0;
@@ -480,18 +573,20 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
     },
   };
 
-  cluster.join(
-    {
-      onCommit(state) {
-        // A destroyed pool's pages go from every node.
-        for (const id of pages.keys()) if (!state.pools.some((p) => p.id === id)) pages.delete(id);
-        if (!cluster.pushes || closed !== undefined) return;
-        const push = codec.encode({ t: 'state', id: 0, state, leaderId: cluster.leaderId });
-        for (const socket of subscribed) if (socket.readyState === socket.OPEN) socket.send(push);
-      },
-    },
+  cluster.join({
     member,
-  );
+    onCommit(state) {
+      // A destroyed pool's pages go from every node.
+      for (const id of pages.keys()) if (!state.pools.some((p) => p.id === id)) pages.delete(id);
+      if (!cluster.pushes || closed !== undefined) return;
+      const push = codec.encode({ t: 'state', id: 0, state, leaderId: cluster.leaderId });
+      for (const socket of subscribed) if (socket.readyState === socket.OPEN) socket.send(push);
+    },
+    applyReplica(change) {
+      // A dead node receives nothing.
+      if (closed === undefined) apply(change);
+    },
+  });
   return fake;
 }
 

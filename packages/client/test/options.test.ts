@@ -18,7 +18,13 @@ describe('resolveOptions', () => {
       stateRefreshMs: 2000,
     });
     expect(options.identity).toMatch(/^client-[0-9a-f-]{36}$/);
+    expect(options.localAddress).toBeUndefined();
     expect(resolveOptions({ seeds }).identity).not.toBe(options.identity);
+  });
+
+  it('takes an IPv4 or IPv6 localAddress as it is', () => {
+    expect(resolveOptions({ seeds, localAddress: '127.0.0.2' }).localAddress).toBe('127.0.0.2');
+    expect(resolveOptions({ seeds, localAddress: '::1' }).localAddress).toBe('::1');
   });
 
   it.each<[string, Partial<ConnectOptions>]>([
@@ -35,6 +41,10 @@ describe('resolveOptions', () => {
     ['maxFramesInFlight 0', { maxFramesInFlight: 0 }],
     ['negative retries', { retries: -1 }],
     ['a zero state refresh period', { stateRefreshMs: 0 }],
+    ['a localAddress that is a host name', { localAddress: 'localhost' }],
+    ['an empty localAddress', { localAddress: '' }],
+    ['a localAddress that is no IP address', { localAddress: '127.0.0.256' }],
+    ['a localAddress that is not a string', { localAddress: 2130706434 as unknown as string }],
   ])('rejects %s with BAD_ARGUMENT', (_name, bad) => {
     let thrown: unknown;
     try {

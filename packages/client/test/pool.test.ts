@@ -94,31 +94,35 @@ describe('arguments checked before anything is sent', () => {
 });
 
 describe('error replies', () => {
-  it('maps UNKNOWN_POOL to UnknownPoolError, for page ops and destroy', async () => {
-    const { client, pool } = await setup();
-    const other = await client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE });
-    await other.destroy();
-    const ops: Array<(p: Pool) => Promise<unknown>> = [
-      (p) => p.put('o', 0, page(0)),
-      (p) => p.get('o', 0),
-      (p) => p.flushPage('o', 0),
-      (p) => p.flushObject('o'),
-      (p) => p.destroy(),
-    ];
-    for (const op of ops) {
-      const error = await rejectionOf(op(other));
-      expect(error).toBeInstanceOf(UnknownPoolError);
-      expect(error).toMatchObject({ code: ErrorCode.UnknownPool, details: { remote: true } });
-    }
-    expect(await pool.put('o', 0, page(0))).toBe(true);
-  });
+  it.each(['ephemeral', 'persistent'] as const)(
+    'maps UNKNOWN_POOL to UnknownPoolError, for page ops and destroy of a destroyed %s pool',
+    async (kind) => {
+      // A short timeout: a destroyed persistent pool is no longer in the view, and must not be waited for.
+      const { client, pool } = await setup({ timeoutMs: 1000 });
+      const other = await client.createPool({ kind, pageSize: PAGE_SIZE });
+      await other.destroy();
+      const ops: Array<(p: Pool) => Promise<unknown>> = [
+        (p) => p.put('o', 0, page(0)),
+        (p) => p.get('o', 0),
+        (p) => p.flushPage('o', 0),
+        (p) => p.flushObject('o'),
+        (p) => p.destroy(),
+      ];
+      for (const op of ops) {
+        const error = await rejectionOf(op(other));
+        expect(error).toBeInstanceOf(UnknownPoolError);
+        expect(error).toMatchObject({ code: ErrorCode.UnknownPool, details: { remote: true } });
+      }
+      expect(await pool.put('o', 0, page(0))).toBe(true);
+    },
+  );
 
   it('maps each error code of a batch to its op alone, and never retries error replies', async () => {
     const codes: Record<number, string> = {
       0: ErrorCode.BadPageSize,
       1: 'SOMETHING_NEW',
       2: ErrorCode.ConnectionLost,
-      3: ErrorCode.ShuttingDown,
+      3: ErrorCode.DataLost,
     };
     const { fake, pool } = await setup(
       { retries: 3 },
@@ -136,9 +140,26 @@ describe('error replies', () => {
     expect(outcomes[0]).toBeInstanceOf(BadPageSizeError);
     expect(outcomes[1]).toMatchObject({ code: ErrorCode.Internal });
     expect(outcomes[2]).toBeInstanceOf(ConnectionLostError);
-    expect(outcomes[3]).toMatchObject({ code: ErrorCode.ShuttingDown });
+    expect(outcomes[3]).toMatchObject({ code: ErrorCode.DataLost });
     expect(outcomes[4]).toBe(true);
     expect(fake.batches().length - before).toBe(1);
+  });
+
+  it('retries an op a node answered SHUTTING_DOWN (it was not applied; the node is leaving)', async () => {
+    let refused = 0;
+    const { fake, pool } = await setup(
+      { retries: 0 },
+      {
+        onPageOp: (op) =>
+          op.t === 'put' && refused++ === 0
+            ? { t: 'error', id: op.id, code: ErrorCode.ShuttingDown, message: 'leaving' }
+            : undefined,
+      },
+    );
+    const before = fake.batches().length;
+    expect(await pool.put('o', 0, page(0))).toBe(true);
+    expect(refused).toBe(2);
+    expect(fake.batches().length - before).toBe(2);
   });
 
   it('rejects every op of a batch the node refuses as a whole', async () => {

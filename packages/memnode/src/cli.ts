@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
@@ -39,6 +40,17 @@ function collectUrls(text: string, previous: string[]): string[] {
   return [...previous, ...urls];
 }
 
+function wsUrl(text: string): string {
+  const url = text.trim();
+  if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new InvalidArgumentError(`"${text}" is not a ws:// URL`);
+  return url;
+}
+
+function ipAddress(text: string): string {
+  if (isIP(text) === 0) throw new InvalidArgumentError(`"${text}" is not an IPv4 or IPv6 address`);
+  return text;
+}
+
 interface NodeCommandOptions {
   port: number;
   host: string;
@@ -52,6 +64,8 @@ interface NodeCommandOptions {
   leaseMs?: number;
   electionTimeoutMs?: number;
   failureTimeoutMs?: number;
+  advertiseUrl?: string;
+  sourceAddress?: string;
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
@@ -66,6 +80,8 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     logger,
     join: options.join,
     partitionCount: options.partitions,
+    ...(options.advertiseUrl === undefined ? {} : { advertiseUrl: options.advertiseUrl }),
+    ...(options.sourceAddress === undefined ? {} : { sourceAddress: options.sourceAddress }),
     // From the environment, not a flag, so it never shows in `ps`.
     ...(process.env['TMEM_CLUSTER_SECRET'] ? { clusterSecret: process.env['TMEM_CLUSTER_SECRET'] } : {}),
     defaultReplication: options.replication,
@@ -79,7 +95,9 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     },
   });
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, nodeId })}\n`);
+  // `url` is where the node listens; `advertisedUrl` is what it tells peers and clients (a proxy, say).
+  const advertisedUrl = options.advertiseUrl ?? node.url;
+  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, advertisedUrl, nodeId })}\n`);
 
   const stop = (reason: string, leave = true) => {
     logger.info({ reason, leave }, 'stopping');
@@ -163,6 +181,16 @@ export function buildCli(): Command {
       '--failure-timeout-ms <ms>',
       'silence after which a member is suspected (default 800)',
       positiveInt,
+    )
+    .option(
+      '--advertise-url <url>',
+      'URL to give peers and clients instead of the listening one, e.g. a proxy in front of this node',
+      wsUrl,
+    )
+    .option(
+      '--source-address <ip>',
+      'local address of outgoing peer links, e.g. 127.0.0.2, so a proxy can tell nodes apart',
+      ipAddress,
     )
     .action((options: NodeCommandOptions) => runNode(options));
   program

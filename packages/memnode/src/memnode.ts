@@ -38,6 +38,17 @@ export interface MemnodeOptions {
    * loopback. @default none
    */
   clusterSecret?: string;
+  /**
+   * The URL this node gives peers and clients (in the cluster state and its peer handshakes) instead of the one
+   * it listens on, e.g. a fault proxy in front of it. `Memnode.url` stays the listening URL.
+   * @default the listening URL
+   */
+  advertiseUrl?: string;
+  /**
+   * Local IP address of the node's outgoing peer links, e.g. `127.0.0.2`, so a proxy can tell nodes apart by
+   * source address. @default chosen by the operating system
+   */
+  sourceAddress?: string;
 }
 
 /** How a node stops. */
@@ -78,6 +89,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const store = createPageStore({ capacityBytes: options.capacityBytes });
   const closeGraceMs = options.closeGraceMs ?? 2000;
   let closing: Promise<void> | undefined;
+  /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
+  let refusing = false;
 
   const http: Server = createServer((_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
@@ -101,7 +114,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const url = `ws://${host}:${address.port}`;
   const member = createClusterMember({
     nodeId,
-    url,
+    url: options.advertiseUrl ?? url,
+    ...(options.sourceAddress === undefined ? {} : { sourceAddress: options.sourceAddress }),
     capacityBytes: options.capacityBytes,
     seeds: options.join ?? [],
     ...(options.partitionCount === undefined ? {} : { partitionCount: options.partitionCount }),
@@ -124,7 +138,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       logger,
       defaultReplication: options.defaultReplication ?? 2,
       clusterSecret: options.clusterSecret,
-      isClosing: () => closing !== undefined,
+      isClosing: () => refusing,
     }),
   );
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
@@ -132,7 +146,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   async function shutdown(leave: boolean): Promise<void> {
     logger.info({ leave }, 'closing');
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
+    // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
+    // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
     if (leave) await member.leave();
+    refusing = true;
     member.close();
     // Then stop accepting first: peers reconnect every few hundred ms, and a connection accepted now would
     // keep the HTTP server from closing.

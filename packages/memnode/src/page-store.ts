@@ -4,8 +4,8 @@
  * Layout (why it looks like this): a node holds millions of pages, so nothing here is one JS object per page.
  * - Page bytes live in slab slots (slab-allocator.ts), one slab class per page size.
  * - Page metadata is a struct of typed arrays indexed by a record number: object, index, partition hash, slot
- *   (or fill byte), LRU links, object-list links and flags: 33 bytes per page, plus 5 to 11 bytes in the
- *   handle table (handle-table.ts) that finds a record from (object, index).
+ *   (or fill byte), LRU links, object-list links, flags, version and checksum: 45 bytes per page, plus 5 to 11
+ *   bytes in the handle table (handle-table.ts) that finds a record from (object, index).
  * - An "object" is one (pool, oid): a record in a second struct of arrays holding the list of its pages, so
  *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
@@ -25,20 +25,22 @@ import {
   checkIndex,
   isU32,
   isValidPageSize,
+  oidFromKey,
   oidKey,
   partitionHash,
   toOidBytes,
   zeroStoreCounters,
 } from '@tmem/protocol';
-import type { PoolKind } from '@tmem/protocol';
+import type { PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
 
 /**
  * What a same-filled page (every byte equal) costs against capacity: it is kept as metadata only (the fill
- * byte), with no slab slot. Measured metadata is about 43 bytes per page in many-page objects and up to about
- * 130 in one-page objects; 128 keeps a store full of zero pages close to its capacity in real memory.
+ * byte), with no slab slot. Measured metadata was about 43 bytes per page in many-page objects and up to about
+ * 130 in one-page objects; version and checksum since add 12 bytes to each (about 55 and 142, not re-measured).
+ * 128 keeps a store full of zero pages close to its capacity in real memory.
  */
 export const PAGE_META_BYTES = 128;
 
@@ -70,6 +72,28 @@ export interface PoolSpec {
   pageSize: number;
   /** The client identity that created the pool. */
   owner: string;
+}
+
+/** Replication metadata stored with a page (see PageStore.put). */
+export interface PageMeta {
+  /**
+   * The page's version: a safe integer >= 0, set by whoever orders writes to the handle. The store does not
+   * compare versions on put (a put always replaces); it keeps them so replicas can tell older copies apart.
+   * @default 0
+   */
+  version?: number;
+  /** CRC-32C of the page as a u32 (pageChecksum in @tmem/protocol), carried end to end; none if absent. */
+  sum?: number;
+}
+
+/** A copy of a stored page with its metadata. */
+export interface StoredPage {
+  /** The page bytes; the copy owns its whole ArrayBuffer. */
+  page: Uint8Array<ArrayBuffer>;
+  /** The version it was put with (0 if none was given). */
+  version: number;
+  /** The checksum it was put with, or undefined if it was put without one. */
+  sum: number | undefined;
 }
 
 /** Outcome of a put. Refused is an answer, not an error: the caller keeps the page elsewhere. */
@@ -122,20 +146,41 @@ export interface PageStore {
   /**
    * Stores a copy of `page` under (pool, oid, index). A page already there is removed first, even if this put
    * is then refused: a refused put never leaves older data readable. Makes room by evicting ephemeral pages, least
-   * recently used first, and only as many as needed; persistent pages are never evicted. Throws UNKNOWN_POOL,
-   * BAD_PAGE_SIZE (length differs from the pool's page size) or BAD_ARGUMENT, changing nothing.
+   * recently used first, and only as many as needed; persistent pages are never evicted. `meta` is stored with
+   * the page (version 0 and no checksum when absent) and replaces the old page's. Throws UNKNOWN_POOL,
+   * BAD_PAGE_SIZE (length differs from the pool's page size) or BAD_ARGUMENT (including a version that is not a
+   * safe integer >= 0 or a sum that is not a u32), changing nothing.
    */
-  put(pool: number, oid: Uint8Array, index: number, page: Uint8Array): PutResult;
+  put(pool: number, oid: Uint8Array, index: number, page: Uint8Array, meta?: PageMeta): PutResult;
   /**
    * A fresh copy of the page, or null on a miss. A get from an ephemeral pool removes the page (exclusive get:
    * the caller now holds the only copy); a persistent page stays. The copy owns its whole ArrayBuffer, so it can
    * be sent or transferred as is. Throws UNKNOWN_POOL or BAD_ARGUMENT.
    */
   get(pool: number, oid: Uint8Array, index: number): Uint8Array<ArrayBuffer> | null;
+  /** Exactly get (same counters, same exclusive-get removal), returning the page's version and checksum too. */
+  read(pool: number, oid: Uint8Array, index: number): StoredPage | null;
+  /**
+   * A copy of the page with its metadata, or null, changing nothing: no counters, no LRU move, and an ephemeral
+   * page stays (this is the node copying a page to a peer, not a client taking it). Throws UNKNOWN_POOL or
+   * BAD_ARGUMENT.
+   */
+  peek(pool: number, oid: Uint8Array, index: number): StoredPage | null;
+  /** The version of the page held, or -1 if there is none; counts nothing. Throws UNKNOWN_POOL or BAD_ARGUMENT. */
+  versionOf(pool: number, oid: Uint8Array, index: number): number;
   /** Removes one page; true if there was one. Throws UNKNOWN_POOL or BAD_ARGUMENT. */
   flushPage(pool: number, oid: Uint8Array, index: number): boolean;
-  /** Removes every page of (pool, oid), in time proportional to their number; returns how many. */
-  flushObject(pool: number, oid: Uint8Array): number;
+  /**
+   * Removes one page like flushPage but without counting a flush: the node dropping a corrupt copy or one it no
+   * longer owns is not a client's flush. True if there was one. Throws UNKNOWN_POOL or BAD_ARGUMENT.
+   */
+  discard(pool: number, oid: Uint8Array, index: number): boolean;
+  /**
+   * Removes every page of (pool, oid), or with `olderThan` only those whose version is below it, in time
+   * proportional to the object's pages; returns how many. Counts one flush either way. Throws UNKNOWN_POOL, or
+   * BAD_ARGUMENT for a bad oid or an `olderThan` that is not a safe integer >= 0.
+   */
+  flushObject(pool: number, oid: Uint8Array, olderThan?: number): number;
   /**
    * Removes every page for which `predicate(pool, partitionHash)` is true (used when partitions move away) and
    * returns how many. The hash is `partitionHash(pool, oid, index)`, computed at put time. Scans every page.
@@ -143,6 +188,18 @@ export interface PageStore {
    * before stay removed.
    */
   removePages(predicate: (pool: PoolSpec, hash: number) => boolean): number;
+  /**
+   * The handles of every page for which `predicate(pool, partitionHash)` is true (used to copy partitions to
+   * other nodes), as a snapshot: later changes to the store do not change the list. Scans every page, counts
+   * nothing, and has the same predicate rules as removePages. Handles of one object share one oid array, so
+   * treat the oids as read-only.
+   */
+  handlesWhere(predicate: (pool: PoolSpec, hash: number) => boolean): PageHandle[];
+  /**
+   * The indexes of the pages (pool, oid) holds, in time proportional to their number (flush object on a
+   * replicated pool flushes each page with its own version). Throws UNKNOWN_POOL or BAD_ARGUMENT.
+   */
+  objectIndexes(pool: number, oid: Uint8Array): number[];
   /** A snapshot of the counters. */
   stats(): StoreStats;
 }
@@ -153,6 +210,8 @@ const NIL = NO_RECORD;
 const LIVE = 1;
 const PERSISTENT = 2;
 const SAME_FILLED = 4;
+/** rSum holds a checksum (a sum of 0 is a valid CRC, so presence needs its own bit). */
+const HAS_SUM = 8;
 
 const INITIAL_RECORDS = 1024;
 const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
@@ -167,7 +226,7 @@ interface PoolState {
   readonly slab: SlabAllocator;
 }
 
-type TypedArray = Int32Array | Uint32Array | Uint8Array;
+type TypedArray = Int32Array | Uint32Array | Uint8Array | Float64Array;
 
 /** A copy of `a` with room for `length` elements. */
 function grown<T extends TypedArray>(a: T, length: number): T {
@@ -192,6 +251,15 @@ function fillByteOf(page: Uint8Array): number {
   }
   for (; i < n; i++) if (page[i] !== first) return -1;
   return first;
+}
+
+/** Throws BAD_ARGUMENT unless `value` can be a version: a safe integer >= 0 (`name` says which argument). */
+function checkVersion(value: unknown, name: string): void {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw new TmemError(ErrorCode.BadArgument, `${name} must be a safe integer >= 0`, {
+      details: { [name]: value },
+    });
+  }
 }
 
 /** Creates an empty page store. Throws BAD_ARGUMENT for a capacity that is not an integer 0..MAX_CAPACITY_BYTES. */
@@ -232,6 +300,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   /** Links in the object's page list. */
   let rObjPrev = new Int32Array(recordCapacity);
   let rObjNext = new Int32Array(recordCapacity);
+  /** Version of the page: a double, since versions are safe integers that may pass 2^32. */
+  let rVersion = new Float64Array(recordCapacity);
+  /** CRC-32C of the page when HAS_SUM is set. */
+  let rSum = new Uint32Array(recordCapacity);
   let lruHead = NIL; // least recently used
   let lruTail = NIL; // most recently used
 
@@ -249,12 +321,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     indexOf: (record) => rIndex[record] as number,
   });
 
-  /** Set while a removePages predicate runs, so a re-entrant call fails loudly instead of corrupting a scan. */
+  /** Set while a scan predicate runs, so a re-entrant call fails loudly instead of corrupting a scan. */
   let scanning = false;
 
   function enter(): void {
     if (scanning) {
-      throw new TmemError(ErrorCode.Internal, 'the page store was called from a removePages predicate');
+      throw new TmemError(ErrorCode.Internal, 'the page store was called from a scan predicate');
     }
   }
 
@@ -306,8 +378,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         grown(rNext, n),
         grown(rObjPrev, n),
         grown(rObjNext, n),
+        grown(rVersion, n),
+        grown(rSum, n),
       ] as const;
-      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext] = next;
+      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum] = next;
       recordCapacity = n;
     }
     return recordHighWater++;
@@ -439,6 +513,97 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     }
   }
 
+  /** Checks put's metadata; returns the version (default 0). */
+  function checkMeta(meta: PageMeta | undefined): number {
+    if (meta === undefined) return 0;
+    if (typeof meta !== 'object' || meta === null) {
+      throw new TmemError(ErrorCode.BadArgument, 'page meta must be an object');
+    }
+    const { version = 0, sum } = meta;
+    checkVersion(version, 'version');
+    if (sum !== undefined && !isU32(sum)) {
+      throw new TmemError(ErrorCode.BadArgument, 'sum must be a u32 (a CRC-32C)', { details: { sum } });
+    }
+    return version;
+  }
+
+  /** The record of (pool, oid, index), or NIL, after checking the oid and index (BAD_ARGUMENT). */
+  function findRecord(pool: PoolState, oid: Uint8Array, index: number): number {
+    const oidBytes = toOidBytes(oid);
+    checkIndex(index);
+    return lookup(pool, oidKey(oidBytes), index);
+  }
+
+  /** A copy of a live record's page and metadata. */
+  function copyOut(record: number, pool: PoolState): StoredPage {
+    const flags = rFlags[record] as number;
+    const page =
+      flags & SAME_FILLED
+        ? new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number)
+        : pool.slab.read(rSlot[record] as number);
+    return {
+      page,
+      version: rVersion[record] as number,
+      sum: flags & HAS_SUM ? rSum[record] : undefined,
+    };
+  }
+
+  /** Removes the pages of `object` whose version is below `olderThan`, walking only that object's list. */
+  function removeOlder(pool: PoolState, object: number, olderThan: number): number {
+    let removed = 0;
+    let record = oHead[object] as number;
+    // Take the next link before removing: removal rewrites the neighbours' links but not this record's next.
+    // If the last page goes, the object is freed, and by then every page was removed, so next is NIL.
+    while (record !== NIL) {
+      const next = rObjNext[record] as number;
+      if ((rVersion[record] as number) < olderThan) {
+        removeRecord(record, pool);
+        removed++;
+      }
+      record = next;
+    }
+    return removed;
+  }
+
+  /** Calls `visit` for every live record that `predicate` matches, with the re-entrancy guard up meanwhile. */
+  function scan(
+    predicate: (pool: PoolSpec, hash: number) => boolean,
+    visit: (record: number, pool: PoolState) => void,
+  ): void {
+    enter();
+    for (let record = 0; record < recordHighWater; record++) {
+      if (!((rFlags[record] as number) & LIVE)) continue;
+      const pool = poolOfRecord(record);
+      let match: boolean;
+      scanning = true;
+      try {
+        match = predicate(pool.spec, rHash[record] as number);
+      } finally {
+        scanning = false;
+      }
+      // A removed record is only reused by a later put, never during this scan.
+      if (match) visit(record, pool);
+    }
+  }
+
+  /** PageStore.read; a named function so get can wrap it without depending on `this`. */
+  function read(poolId: number, oid: Uint8Array, index: number): StoredPage | null {
+    enter();
+    const pool = requirePool(poolId);
+    const record = findRecord(pool, oid, index);
+    counters.gets++;
+    if (record === NIL) {
+      counters.misses++;
+      return null;
+    }
+    counters.hits++;
+    const stored = copyOut(record, pool);
+    // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
+    // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
+    if (!pool.persistent) removeRecord(record, pool);
+    return stored;
+  }
+
   function removeObject(pool: PoolState, object: number): number {
     // Removing the last page frees the object, so count first and never touch `object` after that.
     const n = oCount[object] as number;
@@ -499,12 +664,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       return true;
     },
 
-    put(poolId, oid, index, page) {
+    put(poolId, oid, index, page, meta) {
       enter();
       const pool = requirePool(poolId);
       const oidBytes = toOidBytes(oid);
       checkIndex(index);
       checkPage(pool, page);
+      const version = checkMeta(meta);
+      const sum = meta?.sum;
       const key = oidKey(oidBytes);
       counters.puts++;
 
@@ -549,7 +716,13 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
-      rFlags[record] = LIVE | (pool.persistent ? PERSISTENT : 0) | (fill >= 0 ? SAME_FILLED : 0);
+      rVersion[record] = version;
+      rSum[record] = sum ?? 0;
+      rFlags[record] =
+        LIVE |
+        (pool.persistent ? PERSISTENT : 0) |
+        (fill >= 0 ? SAME_FILLED : 0) |
+        (sum !== undefined ? HAS_SUM : 0);
       const head = oHead[object] as number;
       rObjPrev[record] = NIL;
       rObjNext[record] = head;
@@ -570,69 +743,89 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     },
 
     get(poolId, oid, index) {
+      return read(poolId, oid, index)?.page ?? null;
+    },
+
+    read,
+
+    peek(poolId, oid, index) {
       enter();
       const pool = requirePool(poolId);
-      const oidBytes = toOidBytes(oid);
-      checkIndex(index);
-      counters.gets++;
-      const record = lookup(pool, oidKey(oidBytes), index);
-      if (record === NIL) {
-        counters.misses++;
-        return null;
-      }
-      counters.hits++;
-      const flags = rFlags[record] as number;
-      const page =
-        flags & SAME_FILLED
-          ? new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number)
-          : pool.slab.read(rSlot[record] as number);
-      // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
-      // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
-      if (!pool.persistent) removeRecord(record, pool);
-      return page;
+      const record = findRecord(pool, oid, index);
+      return record === NIL ? null : copyOut(record, pool);
+    },
+
+    versionOf(poolId, oid, index) {
+      enter();
+      const record = findRecord(requirePool(poolId), oid, index);
+      return record === NIL ? -1 : (rVersion[record] as number);
     },
 
     flushPage(poolId, oid, index) {
       enter();
       const pool = requirePool(poolId);
-      const oidBytes = toOidBytes(oid);
-      checkIndex(index);
+      const record = findRecord(pool, oid, index);
       counters.flushes++;
-      const record = lookup(pool, oidKey(oidBytes), index);
       if (record === NIL) return false;
       removeRecord(record, pool);
       return true;
     },
 
-    flushObject(poolId, oid) {
+    discard(poolId, oid, index) {
+      enter();
+      const pool = requirePool(poolId);
+      const record = findRecord(pool, oid, index);
+      if (record === NIL) return false;
+      removeRecord(record, pool);
+      return true;
+    },
+
+    flushObject(poolId, oid, olderThan) {
       enter();
       const pool = requirePool(poolId);
       const oidBytes = toOidBytes(oid);
+      if (olderThan !== undefined) checkVersion(olderThan, 'olderThan');
       counters.flushes++;
       const object = pool.objects.get(oidKey(oidBytes));
-      return object === undefined ? 0 : removeObject(pool, object);
+      if (object === undefined) return 0;
+      return olderThan === undefined ? removeObject(pool, object) : removeOlder(pool, object, olderThan);
     },
 
     removePages(predicate) {
-      enter();
       let removed = 0;
-      for (let record = 0; record < recordHighWater; record++) {
-        if (!((rFlags[record] as number) & LIVE)) continue;
-        const pool = poolOfRecord(record);
-        let match: boolean;
-        scanning = true;
-        try {
-          match = predicate(pool.spec, rHash[record] as number);
-        } finally {
-          scanning = false;
-        }
-        // A removed record is only reused by a later put, never during this scan.
-        if (match) {
-          removeRecord(record, pool);
-          removed++;
-        }
-      }
+      scan(predicate, (record, pool) => {
+        removeRecord(record, pool);
+        removed++;
+      });
       return removed;
+    },
+
+    objectIndexes(poolId, oid) {
+      enter();
+      const pool = requirePool(poolId);
+      const object = pool.objects.get(oidKey(toOidBytes(oid)));
+      const indexes: number[] = [];
+      if (object === undefined) return indexes;
+      for (let record = oHead[object] as number; record !== NIL; record = rObjNext[record] as number) {
+        indexes.push(rIndex[record] as number);
+      }
+      return indexes;
+    },
+
+    handlesWhere(predicate) {
+      const handles: PageHandle[] = [];
+      // One oid per object, built on first use: a large object would otherwise cost one copy per page.
+      const oids = new Map<number, Uint8Array>();
+      scan(predicate, (record) => {
+        const object = rObject[record] as number;
+        let oid = oids.get(object);
+        if (oid === undefined) {
+          oid = oidFromKey(oKey[object] as string);
+          oids.set(object, oid);
+        }
+        handles.push({ pool: oPool[object] as number, oid, index: rIndex[record] as number });
+      });
+      return handles;
     },
 
     stats() {

@@ -1,5 +1,7 @@
 import {
+  ChecksumError,
   ErrorCode,
+  checksumMatches,
   TmemError,
   UnknownPoolError,
   errorToWire,
@@ -42,28 +44,72 @@ function errorReply(id: number, error: unknown): PageReply & { t: 'error' } {
   return { t: 'error', id, ...errorToWire(error) };
 }
 
-/**
- * Applies one page op to the store, if this node may serve it: the request's state version must be this
- * node's and the node must be the primary of the page's partition, holding a lease. Never throws: failures
- * become error replies for that op alone.
- */
-export function handlePageOp(ctx: RequestContext, op: PageOp, stateVersion: number | undefined): PageReply {
+/** A page op of a persistent pool: replicated (see replication/replication.ts). Never rejects. */
+async function handlePersistentOp(
+  ctx: RequestContext,
+  op: PageOp,
+  stateVersion: number | undefined,
+): Promise<PageReply> {
+  const replication = ctx.cluster.replication;
   try {
-    ownedPool(ctx, op.pool);
+    switch (op.t) {
+      case 'put':
+        return await replication.put(op, stateVersion);
+      case 'get':
+        return await replication.get(op, stateVersion);
+      case 'flushPage':
+        return await replication.flushPage(op, stateVersion);
+      case 'flushObject':
+        return await replication.flushObject(op, stateVersion);
+    }
+  } catch (error) {
+    return errorReply(op.id, error);
+  }
+}
+
+/**
+ * Applies one page op, if this node may serve it: the request's state version must be this node's and the
+ * node must be the primary of the page's partition (or, for a replica read of a persistent pool, an owner),
+ * holding a lease. Ephemeral ops complete synchronously; persistent ones wait for the other copies. Never
+ * throws or rejects: failures become error replies for that op alone.
+ */
+export function handlePageOp(
+  ctx: RequestContext,
+  op: PageOp,
+  stateVersion: number | undefined,
+): PageReply | Promise<PageReply> {
+  try {
+    const pool = ownedPool(ctx, op.pool);
+    if (pool.kind === 'persistent') return handlePersistentOp(ctx, op, stateVersion);
     const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
     // flushObject reaches every member (an object spans many partitions); it only needs a current lease.
     const partition = op.t === 'flushObject' ? null : partitionOf(op.pool, op.oid, op.index, partitionCount);
     ctx.cluster.checkServing(stateVersion, partition);
     switch (op.t) {
       case 'put': {
-        const result = ctx.store.put(op.pool, op.oid, op.index, op.page);
+        if (!checksumMatches(op.page, op.sum)) {
+          throw new ChecksumError('the page does not match its checksum; it was corrupted on the way');
+        }
+        const result = ctx.store.put(
+          op.pool,
+          op.oid,
+          op.index,
+          op.page,
+          op.sum === undefined ? {} : { sum: op.sum },
+        );
         return result.status === 'accepted'
           ? { t: 'accepted', id: op.id }
           : { t: 'refused', id: op.id, reason: result.reason };
       }
       case 'get': {
-        const page = ctx.store.get(op.pool, op.oid, op.index);
-        return page === null ? { t: 'miss', id: op.id } : { t: 'hit', id: op.id, page };
+        const stored = ctx.store.read(op.pool, op.oid, op.index);
+        if (stored === null) return { t: 'miss', id: op.id };
+        return {
+          t: 'hit',
+          id: op.id,
+          page: stored.page,
+          ...(stored.sum === undefined ? {} : { sum: stored.sum }),
+        };
       }
       case 'flushPage':
         ctx.store.flushPage(op.pool, op.oid, op.index);
@@ -155,13 +201,20 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       const result = await ctx.cluster.handleProposeFrame(frame.change, frame.forwarded ?? false);
       return { ...result, id: frame.id };
     }
-    case 'batch':
-      return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => handlePageOp(ctx, op, frame.sv)) };
+    case 'batch': {
+      // Ephemeral ops are answered at once; persistent ones wait for their copies, concurrently.
+      const replies = frame.ops.map((op) => Promise.resolve(handlePageOp(ctx, op, frame.sv)));
+      return { t: 'batch', id: frame.id, replies: await Promise.all(replies) };
+    }
     case 'replicate':
+      requirePeer(ctx, frame);
+      return ctx.cluster.replication.onReplicate(frame);
     case 'fetch':
+      requirePeer(ctx, frame);
+      return ctx.cluster.replication.onFetch(frame, ctx.identity);
     case 'peerGet':
       requirePeer(ctx, frame);
-      throw new TmemError(ErrorCode.Internal, `${frame.t} is not served yet`);
+      return ctx.cluster.replication.onPeerGet(frame);
     default:
       return handlePageOp(ctx, frame, undefined);
   }

@@ -49,6 +49,8 @@ export interface MemberStatus {
   incarnation: number;
   /** Capacity the member announced when it joined, in bytes. */
   capacityBytes: number;
+  /** Persistent placement phase in the committed state: filling (copying), ready, or leaving (handing over). */
+  phase: 'filling' | 'ready' | 'leaving';
   /** True when the seed names this member as the coordinator. */
   leader: boolean;
   /** True when the member answered `stats` at its URL, as the member with this id, within the timeout. */
@@ -316,6 +318,7 @@ export async function fetchClusterStatus(
           url: member.url,
           incarnation: member.incarnation,
           capacityBytes: member.capacityBytes,
+          phase: member.phase ?? 'ready',
           leader: member.id === leaderId,
           reachable: stats !== undefined,
           ...(stats?.role === undefined ? {} : { role: stats.role }),
@@ -365,6 +368,17 @@ function hitsMisses(stats: NodeStats): string {
   return `${stats.hits}/${stats.misses}${ratio}`;
 }
 
+/** Copy progress of persistent partitions: phase, partitions still copying or lost, pages copied in. */
+function copies(member: MemberStatus): string {
+  const { stats } = member;
+  const parts: string[] = [member.phase];
+  if (stats?.fillingPartitions) parts.push(`${stats.fillingPartitions} copying`);
+  if (stats?.lostPartitions) parts.push(`${stats.lostPartitions} LOST`);
+  if (stats?.copiedPages) parts.push(`${stats.copiedPages} pages in`);
+  if (stats?.replicationBacklog) parts.push(`${stats.replicationBacklog} queued`);
+  return parts.join(', ');
+}
+
 function yesNo(value: boolean | undefined): string {
   return value === undefined ? '?' : value ? 'yes' : 'no';
 }
@@ -382,11 +396,12 @@ export function formatClusterStatus(status: ClusterStatus): string {
       'state',
       'lease',
       'partitions\nserving/own',
+      'copies',
       'pages',
       'memory MiB\nused/cap',
       'hits/misses',
     ],
-    colAligns: ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'right', 'right', 'right'],
+    colAligns: ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'left', 'right', 'right', 'right'],
     // No colours: the output is also read from logs and pipes.
     style: { head: [], border: [], compact: true },
   });
@@ -407,6 +422,7 @@ export function formatClusterStatus(status: ClusterStatus): string {
             '-',
             '-',
             `- / ${member.partitions}`,
+            member.phase,
             '-',
             `- / ${mib(member.capacityBytes)}`,
             '-',
@@ -421,6 +437,7 @@ export function formatClusterStatus(status: ClusterStatus): string {
               : `v${member.stateVersion}${member.behind ? ' (behind)' : ''}`,
             yesNo(member.leaseHeld),
             `${member.servingPartitions ?? '?'} / ${member.partitions}`,
+            copies(member),
             member.pages ?? '-',
             `${mib(stats.usedBytes)} / ${mib(stats.capacityBytes)}`,
             hitsMisses(stats),

@@ -10,7 +10,7 @@ import {
 } from '@tmem/protocol';
 import type { PoolKind } from '@tmem/protocol';
 import { createPageStore, MAX_CAPACITY_BYTES, PAGE_META_BYTES } from '../src/page-store.ts';
-import type { PageStore, PoolSpec, StoreStats } from '../src/page-store.ts';
+import type { PageMeta, PageStore, PoolSpec, StoredPage, StoreStats } from '../src/page-store.ts';
 
 const utf8 = new TextEncoder();
 const oid = (s: string): Uint8Array => utf8.encode(s);
@@ -781,14 +781,377 @@ describe('stats', () => {
   });
 });
 
+describe('versions and checksums', () => {
+  it('stores the version and sum given at put, and defaults to version 0 and no sum', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1), { version: 7, sum: 0xdeadbeef });
+    store.put(PERS, oid('a'), 1, page(PAGE, 2));
+    store.put(PERS, oid('a'), 2, page(PAGE, 3), { sum: 0 }); // 0 is a checksum, not "none"
+    store.put(PERS, oid('a'), 3, page(PAGE, 4), { version: Number.MAX_SAFE_INTEGER });
+    expect(store.read(PERS, oid('a'), 0)).toEqual({ page: page(PAGE, 1), version: 7, sum: 0xdeadbeef });
+    expect(store.read(PERS, oid('a'), 1)).toEqual({ page: page(PAGE, 2), version: 0, sum: undefined });
+    expect(store.read(PERS, oid('a'), 2)).toEqual({ page: page(PAGE, 3), version: 0, sum: 0 });
+    expect(store.peek(PERS, oid('a'), 3)).toEqual({
+      page: page(PAGE, 4),
+      version: Number.MAX_SAFE_INTEGER,
+      sum: undefined,
+    });
+  });
+
+  it('a duplicate put replaces the version and the sum, older or newer', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1), { version: 5, sum: 11 });
+    store.put(PERS, oid('a'), 0, page(PAGE, 2), { version: 9 });
+    expect(store.peek(PERS, oid('a'), 0)).toEqual({ page: page(PAGE, 2), version: 9, sum: undefined });
+    store.put(PERS, oid('a'), 0, page(PAGE, 3), { version: 2, sum: 12 });
+    expect(store.peek(PERS, oid('a'), 0)).toEqual({ page: page(PAGE, 3), version: 2, sum: 12 });
+    store.put(PERS, oid('a'), 0, page(PAGE, 4));
+    expect(store.versionOf(PERS, oid('a'), 0)).toBe(0);
+    expect(store.stats().duplicatePuts).toBe(3);
+  });
+
+  it.each(kinds)('keeps the version and sum of same-filled pages in a $kind pool', ({ pool }) => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('z'), 0, filled(PAGE, 0), { version: 3, sum: 0x12345678 });
+    store.put(pool, oid('z'), 1, filled(PAGE, 0xab), { version: 2 ** 40 });
+    expect(store.stats().usedBytes).toBe(2 * PAGE_META_BYTES);
+    expect(store.peek(pool, oid('z'), 0)).toEqual({ page: filled(PAGE, 0), version: 3, sum: 0x12345678 });
+    expect(store.versionOf(pool, oid('z'), 1)).toBe(2 ** 40);
+    expect(store.read(pool, oid('z'), 1)).toEqual({
+      page: filled(PAGE, 0xab),
+      version: 2 ** 40,
+      sum: undefined,
+    });
+  });
+
+  it('rejects a bad version or sum with BAD_ARGUMENT and changes nothing, not even the page there', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1), { version: 4, sum: 5 });
+    const before = store.stats();
+    const bad: unknown[] = [
+      { version: -1 },
+      { version: 1.5 },
+      { version: 2 ** 53 },
+      { version: Number.NaN },
+      { version: '3' },
+      { sum: -1 },
+      { sum: 2 ** 32 },
+      { sum: 0.5 },
+      { sum: null },
+      null,
+      5,
+    ];
+    for (const meta of bad) {
+      expect(codeOf(() => store.put(PERS, oid('a'), 0, page(PAGE, 2), meta as PageMeta))).toBe(
+        'BAD_ARGUMENT',
+      );
+    }
+    expect(store.stats()).toEqual(before);
+    expect(store.peek(PERS, oid('a'), 0)).toEqual({ page: page(PAGE, 1), version: 4, sum: 5 });
+  });
+
+  it('a refused put with meta leaves no version behind', () => {
+    const store = storeWithPools(PAGE);
+    store.put(PERS, oid('p'), 0, page(PAGE, 1), { version: 1 });
+    expect(store.put(PERS, oid('q'), 0, page(PAGE, 2), { version: 8 }).status).toBe('refused');
+    expect(store.versionOf(PERS, oid('q'), 0)).toBe(-1);
+    expect(store.versionOf(PERS, oid('p'), 0)).toBe(1);
+  });
+});
+
+describe('versionOf', () => {
+  it.each(kinds)(
+    'is the stored version, -1 without a page, and counts nothing in a $kind pool',
+    ({ pool }) => {
+      const store = storeWithPools(8192);
+      store.put(pool, oid('a'), 0, page(PAGE, 1), { version: 12 });
+      store.put(pool, oid('a'), 1, page(PAGE, 2));
+      const before = store.stats();
+      expect(store.versionOf(pool, oid('a'), 0)).toBe(12);
+      expect(store.versionOf(pool, oid('a'), 1)).toBe(0);
+      expect(store.versionOf(pool, oid('a'), 2)).toBe(-1);
+      expect(store.versionOf(pool, oid('b'), 0)).toBe(-1);
+      expect(store.stats()).toEqual(before);
+      // An ephemeral page stays where versionOf looked.
+      expect(store.versionOf(pool, oid('a'), 0)).toBe(12);
+    },
+  );
+});
+
+describe('peek', () => {
+  it('returns a copy with its metadata and changes no counter', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1), { version: 3, sum: 9 });
+    const before = store.stats();
+    const peeked = store.peek(PERS, oid('a'), 0) as StoredPage;
+    expect(peeked).toEqual({ page: page(PAGE, 1), version: 3, sum: 9 });
+    expect(store.peek(PERS, oid('a'), 1)).toBeNull();
+    expect(store.peek(PERS, oid('nothing'), 0)).toBeNull();
+    expect(store.stats()).toEqual(before);
+    // The copy owns its memory.
+    expect(peeked.page.byteOffset).toBe(0);
+    expect(peeked.page.buffer.byteLength).toBe(PAGE);
+    peeked.page.fill(0);
+    expect(store.peek(PERS, oid('a'), 0)?.page).toEqual(page(PAGE, 1));
+  });
+
+  it('leaves ephemeral pages in the store, and in their LRU place', () => {
+    const store = storeWithPools(3 * PAGE);
+    for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
+    const before = store.stats();
+    for (let i = 0; i < 3; i++) expect(store.peek(EPH, oid('a'), 0)?.page).toEqual(page(PAGE, 97));
+    expect(store.stats()).toEqual(before);
+    // A get would take 'a'; a peek did not even make it recent: 'a' is still the first to go.
+    store.put(EPH, oid('d'), 0, page(PAGE, 100));
+    expect(store.peek(EPH, oid('a'), 0)).toBeNull();
+    expect(store.peek(EPH, oid('b'), 0)?.page).toEqual(page(PAGE, 98));
+    expect(store.stats().evictions).toBe(1);
+  });
+});
+
+describe('read', () => {
+  it.each(kinds)('has exactly the results and counters of get in a $kind pool', ({ pool }) => {
+    const viaGet = storeWithPools(8192);
+    const viaRead = storeWithPools(8192);
+    for (const store of [viaGet, viaRead]) {
+      store.put(pool, oid('a'), 0, page(PAGE, 1), { version: 2, sum: 3 });
+      store.put(pool, oid('a'), 1, filled(PAGE, 6));
+    }
+    const handles: [string, number][] = [
+      ['a', 0],
+      ['a', 1],
+      ['a', 2],
+      ['a', 0],
+      ['b', 0],
+    ];
+    for (const [name, index] of handles) {
+      const got = viaGet.get(pool, oid(name), index);
+      const read = viaRead.read(pool, oid(name), index);
+      expect(read?.page ?? null).toEqual(got);
+      expect(viaRead.stats()).toEqual(viaGet.stats());
+    }
+    const stats = viaRead.stats();
+    expect([stats.gets, stats.hits, stats.misses]).toEqual(
+      pool === EPH ? [5, 2, 3] : [5, 3, 2], // ephemeral: the first read of a/0 took it
+    );
+  });
+
+  it('is an exclusive get in an ephemeral pool, returning the metadata of the page it took', () => {
+    const store = storeWithPools(8192);
+    store.put(EPH, oid('a'), 0, page(PAGE, 1), { version: 4, sum: 44 });
+    expect(store.read(EPH, oid('a'), 0)).toEqual({ page: page(PAGE, 1), version: 4, sum: 44 });
+    expect(store.read(EPH, oid('a'), 0)).toBeNull();
+    expect(store.stats().ephemeralPages).toBe(0);
+  });
+});
+
+describe('discard', () => {
+  it.each(kinds)('removes one page without counting a flush in a $kind pool', ({ pool }) => {
+    const store = storeWithPools(8192);
+    store.put(pool, oid('a'), 0, page(PAGE, 1));
+    store.put(pool, oid('a'), 1, filled(PAGE, 0));
+    expect(store.discard(pool, oid('a'), 0)).toBe(true);
+    expect(store.discard(pool, oid('a'), 0)).toBe(false);
+    expect(store.discard(pool, oid('nothing'), 0)).toBe(false);
+    const stats = store.stats();
+    expect([stats.flushes, stats.evictions, stats.usedBytes]).toEqual([0, 0, PAGE_META_BYTES]);
+    expect(stats.ephemeralPages + stats.persistentPages).toBe(1);
+    expect(store.peek(pool, oid('a'), 0)).toBeNull();
+    expect(store.peek(pool, oid('a'), 1)?.page).toEqual(filled(PAGE, 0));
+    expect(store.discard(pool, oid('a'), 1)).toBe(true);
+    // The object is gone with its last page, and can come back.
+    expect(store.flushObject(pool, oid('a'))).toBe(0);
+    expect(store.put(pool, oid('a'), 0, page(PAGE, 2)).status).toBe('accepted');
+  });
+});
+
+describe('flush object older than a version', () => {
+  it('removes only the pages whose version is below olderThan, and counts one flush', () => {
+    const store = storeWithPools(1 << 20);
+    for (let i = 0; i < 10; i++) {
+      store.put(PERS, oid('a'), i, i % 3 === 0 ? filled(PAGE, i) : page(PAGE, i), { version: i });
+      store.put(PERS, oid('b'), i, page(PAGE, 100 + i), { version: 0 });
+    }
+    expect(store.flushObject(PERS, oid('a'), 0)).toBe(0);
+    expect(store.flushObject(PERS, oid('a'), 4)).toBe(4);
+    for (let i = 0; i < 10; i++) {
+      expect(store.versionOf(PERS, oid('a'), i)).toBe(i < 4 ? -1 : i);
+      expect(store.versionOf(PERS, oid('b'), i)).toBe(0);
+    }
+    expect(store.flushObject(PERS, oid('a'), 4)).toBe(0);
+    expect(store.flushObject(PERS, oid('never'), 4)).toBe(0);
+    const stats = store.stats();
+    expect([stats.flushes, stats.persistentPages]).toEqual([4, 16]);
+    // Removing every remaining page frees the object, which then takes new pages.
+    expect(store.flushObject(PERS, oid('a'), Number.MAX_SAFE_INTEGER)).toBe(6);
+    expect(store.flushObject(PERS, oid('a'))).toBe(0);
+    store.put(PERS, oid('a'), 3, page(PAGE, 1), { version: 1 });
+    expect(store.versionOf(PERS, oid('a'), 3)).toBe(1);
+    expect(store.stats().usedBytes).toBe(11 * PAGE);
+  });
+
+  it('works in an ephemeral pool too, keeping the LRU consistent', () => {
+    const store = storeWithPools(4 * PAGE);
+    for (let i = 0; i < 4; i++) store.put(EPH, oid('a'), i, page(PAGE, i), { version: i % 2 });
+    expect(store.flushObject(EPH, oid('a'), 1)).toBe(2);
+    // Two pages' room was freed; the third put evicts index 1, the least recently used page left.
+    for (let i = 0; i < 3; i++)
+      expect(store.put(EPH, oid('b'), i, page(PAGE, 10 + i)).status).toBe('accepted');
+    expect(store.peek(EPH, oid('a'), 1)).toBeNull();
+    expect(store.peek(EPH, oid('a'), 3)?.version).toBe(1);
+    expect(store.stats().evictions).toBe(1);
+  });
+
+  it('rejects an olderThan that is not a safe integer >= 0, changing nothing', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    const before = store.stats();
+    for (const olderThan of [-1, 0.5, Number.NaN, Infinity, 2 ** 53]) {
+      expect(codeOf(() => store.flushObject(PERS, oid('a'), olderThan))).toBe('BAD_ARGUMENT');
+    }
+    expect(store.stats()).toEqual(before);
+  });
+});
+
+describe('handlesWhere', () => {
+  const binaryOids = [
+    new Uint8Array([0x80]),
+    new Uint8Array([0xff, 0x00, 0xfe]),
+    new Uint8Array([0x00]),
+    new Uint8Array(MAX_OID_BYTES).map((_, i) => 255 - (i & 0xff)),
+    oid('plain'),
+    utf8.encode('é€'), // UTF-8 bytes >= 0x80, not latin1 chars
+  ];
+
+  it('lists every matching page, with oids that round-trip as the bytes put', () => {
+    const store = storeWithPools(1 << 20);
+    const put: string[] = [];
+    for (const pool of [EPH, PERS, PERS_1K]) {
+      const size = pool === PERS_1K ? 1024 : PAGE;
+      binaryOids.forEach((o, i) => {
+        for (const index of [0, 16, U32_MAX]) {
+          store.put(pool, o, index, index === 16 ? filled(size, i) : page(size, i + index));
+          put.push(`${pool}/${Buffer.from(o).toString('hex')}/${index}`);
+        }
+      });
+    }
+    const before = store.stats();
+    const all = store.handlesWhere(() => true);
+    expect(all.map((h) => `${h.pool}/${Buffer.from(h.oid).toString('hex')}/${h.index}`).sort()).toEqual(
+      put.sort(),
+    );
+    for (const h of all) {
+      expect(h.oid).toBeInstanceOf(Uint8Array);
+      expect(store.peek(h.pool, h.oid, h.index)).not.toBeNull();
+    }
+    // Selection by pool spec and partition hash, as removePages sees them.
+    const seen: [number, number][] = [];
+    const some = store.handlesWhere((spec, hash) => {
+      seen.push([spec.id, hash]);
+      return spec.kind === 'persistent' && hash % 2 === 0;
+    });
+    expect(seen).toHaveLength(put.length);
+    expect(some.length).toBeGreaterThan(0);
+    expect(some.length).toBeLessThan(put.length);
+    for (const h of all) {
+      const wanted = h.pool !== EPH && partitionHash(h.pool, h.oid, h.index) % 2 === 0;
+      expect(
+        some.some((s) => s.pool === h.pool && s.index === h.index && Buffer.compare(s.oid, h.oid) === 0),
+      ).toBe(wanted);
+    }
+    // Listing counts nothing and takes nothing, even ephemeral pages.
+    expect(store.stats()).toEqual(before);
+  });
+
+  it('is a snapshot: later changes to the store do not change it', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, binaryOids[0] as Uint8Array, 0, page(PAGE, 1));
+    store.put(PERS, binaryOids[1] as Uint8Array, 0, page(PAGE, 2));
+    const handles = store.handlesWhere(() => true);
+    store.flushObject(PERS, binaryOids[0] as Uint8Array);
+    store.put(PERS, oid('new'), 0, page(PAGE, 3));
+    expect(handles).toHaveLength(2);
+    expect(handles.map((h) => Buffer.from(h.oid).toString('hex')).sort()).toEqual(['80', 'ff00fe']);
+    expect(store.handlesWhere(() => true)).toHaveLength(2);
+    expect(store.handlesWhere(() => false)).toEqual([]);
+  });
+
+  it('refuses to be re-entered from the predicate', () => {
+    const store = storeWithPools(8192);
+    store.put(PERS, oid('a'), 0, page(PAGE, 1));
+    const inner: (string | undefined)[] = [];
+    const handles = store.handlesWhere(() => {
+      inner.push(codeOf(() => store.peek(PERS, oid('a'), 0)));
+      inner.push(codeOf(() => store.discard(PERS, oid('a'), 0)));
+      return true;
+    });
+    expect(inner).toEqual(['INTERNAL', 'INTERNAL']);
+    expect(handles).toHaveLength(1);
+    expect(store.versionOf(PERS, oid('a'), 0)).toBe(0);
+  });
+});
+
+describe('new methods on bad input', () => {
+  it('throw UNKNOWN_POOL for an unknown pool and BAD_ARGUMENT for a bad oid or index, changing nothing', () => {
+    const store = storeWithPools(8192);
+    store.put(EPH, oid('a'), 0, page(PAGE, 1));
+    const before = store.stats();
+    const calls = [
+      (pool: number, o: Uint8Array, index: number) => store.read(pool, o, index),
+      (pool: number, o: Uint8Array, index: number) => store.peek(pool, o, index),
+      (pool: number, o: Uint8Array, index: number) => store.versionOf(pool, o, index),
+      (pool: number, o: Uint8Array, index: number) => store.discard(pool, o, index),
+    ];
+    for (const call of calls) {
+      expect(codeOf(() => call(99, oid('a'), 0))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => call(EPH, new Uint8Array(0), 0))).toBe('BAD_ARGUMENT');
+      expect(codeOf(() => call(EPH, new Uint8Array(MAX_OID_BYTES + 1), 0))).toBe('BAD_ARGUMENT');
+      for (const index of [-1, 1.5, U32_MAX + 1])
+        expect(codeOf(() => call(EPH, oid('a'), index))).toBe('BAD_ARGUMENT');
+    }
+    expect(store.stats()).toEqual(before);
+    expect(store.peek(EPH, oid('a'), 0)?.page).toEqual(page(PAGE, 1));
+  });
+});
+
+describe('growth', () => {
+  it('keeps versions and sums when records and objects grow past their initial 1024', () => {
+    const store = storeWithPools(1 << 24);
+    const n = 3000; // two doublings of the record arrays
+    for (let i = 0; i < n; i++) {
+      // Every third page same-filled; objects of 2 pages so the object arrays grow too.
+      const bytes = i % 3 === 0 ? filled(PAGE, i & 0xff) : page(PAGE, i);
+      const meta = i % 2 === 0 ? { version: 2 ** 40 + i, sum: (i * 2654435761) >>> 0 } : { version: i };
+      expect(store.put(PERS, oid(`o${i >> 1}`), i & 1, bytes, meta).status).toBe('accepted');
+    }
+    for (let i = 0; i < n; i++) {
+      const stored = store.peek(PERS, oid(`o${i >> 1}`), i & 1);
+      const bytes = i % 3 === 0 ? filled(PAGE, i & 0xff) : page(PAGE, i);
+      expectPage(stored?.page ?? null, bytes);
+      expect(stored?.version).toBe(i % 2 === 0 ? 2 ** 40 + i : i);
+      expect(stored?.sum).toBe(i % 2 === 0 ? (i * 2654435761) >>> 0 : undefined);
+    }
+    expect(store.handlesWhere(() => true)).toHaveLength(n);
+  });
+});
+
 // ---- model-based property test ----
 
 /** Same-filled, same-filled but one byte (`poke`), or distinct data. */
 type Content = { fill: number; poke?: number } | { seed: number };
 type Op =
-  | { t: 'put'; pool: number; oid: number; index: number; content: Content; offset: number }
-  | { t: 'get' | 'flushPage'; pool: number; oid: number; index: number }
-  | { t: 'flushObject'; pool: number; oid: number }
+  | {
+      t: 'put';
+      pool: number;
+      oid: number;
+      index: number;
+      content: Content;
+      offset: number;
+      version: number | null;
+      sum: number | null;
+    }
+  | { t: 'get' | 'flushPage' | 'peek' | 'discard'; pool: number; oid: number; index: number }
+  | { t: 'flushObject'; pool: number; oid: number; olderThan: number | null }
   | { t: 'badPut'; pool: number; oid: number; index: number }
   | { t: 'destroy' | 'create'; pool: number }
   | { t: 'removePages'; pool: number; modulus: number; remainder: number };
@@ -830,6 +1193,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       index: indexArb,
       content: contentArb,
       offset: fc.nat({ max: 3 }),
+      // null: no meta at all, as callers from before versions put.
+      version: fc.option(fc.nat({ max: 4 })),
+      sum: fc.option(fc.constantFrom(0, 1, U32_MAX)),
     }),
   },
   {
@@ -839,13 +1205,21 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.record({
-      t: fc.constant('flushPage' as const),
+      t: fc.constantFrom('flushPage' as const, 'peek' as const, 'discard' as const),
       pool: poolArb,
       oid: oidArb,
       index: indexArb,
     }),
   },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('flushObject' as const), pool: poolArb, oid: oidArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('flushObject' as const),
+      pool: poolArb,
+      oid: oidArb,
+      olderThan: fc.option(fc.nat({ max: 5 })),
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({ t: fc.constant('badPut' as const), pool: poolArb, oid: oidArb, index: indexArb }),
@@ -872,6 +1246,8 @@ interface ModelPage {
   bytes: Uint8Array;
   cost: number;
   persistent: boolean;
+  version: number;
+  sum: number | undefined;
 }
 
 /** The contract, written as plainly as possible: Maps, an array for LRU order, linear scans. */
@@ -931,7 +1307,13 @@ class Model {
     return true;
   }
 
-  put(pool: number, oid: number, index: number, bytes: Uint8Array): 'accepted' | 'refused' {
+  put(
+    pool: number,
+    oid: number,
+    index: number,
+    bytes: Uint8Array,
+    meta: PageMeta = {},
+  ): 'accepted' | 'refused' {
     const spec = this.pools.get(pool) as PoolSpec;
     const key = Model.key(pool, oid, index);
     this.stats.puts++;
@@ -951,7 +1333,8 @@ class Model {
       this.stats.evictions++;
     }
     const persistent = spec.kind === 'persistent';
-    this.pages.set(key, { pool, oid, index, bytes: bytes.slice(), cost, persistent });
+    const { version = 0, sum } = meta;
+    this.pages.set(key, { pool, oid, index, bytes: bytes.slice(), cost, persistent, version, sum });
     this.stats.usedBytes += cost;
     if (persistent) {
       this.stats.persistentPages++;
@@ -963,7 +1346,7 @@ class Model {
     return 'accepted';
   }
 
-  get(pool: number, oid: number, index: number): Uint8Array | null {
+  get(pool: number, oid: number, index: number): ModelPage | null {
     const key = Model.key(pool, oid, index);
     const p = this.pages.get(key);
     this.stats.gets++;
@@ -973,7 +1356,22 @@ class Model {
     }
     this.stats.hits++;
     if (!p.persistent) this.remove(key);
-    return p.bytes;
+    return p;
+  }
+}
+
+/** Checks a read or peek against the model's page: bytes, version and checksum. */
+function expectStored(actual: StoredPage | null, expected: ModelPage | null | undefined): void {
+  if (expected === null || expected === undefined) {
+    expect(actual).toBeNull();
+    return;
+  }
+  expectPage(actual?.page ?? null, expected.bytes);
+  if (actual?.version !== expected.version || actual.sum !== expected.sum) {
+    expect({ version: actual?.version, sum: actual?.sum }).toEqual({
+      version: expected.version,
+      sum: expected.sum,
+    });
   }
 }
 
@@ -1028,7 +1426,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
   const checkPersistent = (): void => {
     for (const p of model.pages.values()) {
       if (!p.persistent) continue;
-      expectPage(store.get(p.pool, OIDS[p.oid] as Uint8Array, p.index), p.bytes);
+      expectStored(store.read(p.pool, OIDS[p.oid] as Uint8Array, p.index), p);
       model.get(p.pool, p.oid, p.index);
     }
   };
@@ -1045,6 +1443,9 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
       expect(codeOf(() => store.get(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
       expect(codeOf(() => store.flushPage(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
       expect(codeOf(() => store.flushObject(op.pool, oidBytes))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.peek(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.discard(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
+      expect(codeOf(() => store.versionOf(op.pool, oidBytes, index))).toBe('UNKNOWN_POOL');
       expectStats(store.stats(), before);
       continue;
     }
@@ -1054,8 +1455,15 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
         const frame = new Uint8Array(size + op.offset);
         frame.set(contentBytes(op.content, size), op.offset);
         const view = frame.subarray(op.offset);
-        const expected = model.put(op.pool, op.oid, op.index, view);
-        expect(store.put(op.pool, oidBytes, op.index, view).status).toBe(expected);
+        const meta: PageMeta | undefined =
+          op.version === null && op.sum === null
+            ? undefined
+            : {
+                ...(op.version === null ? {} : { version: op.version }),
+                ...(op.sum === null ? {} : { sum: op.sum }),
+              };
+        const expected = model.put(op.pool, op.oid, op.index, view, meta);
+        expect(store.put(op.pool, oidBytes, op.index, view, meta).status).toBe(expected);
         frame.fill(0x33); // the store must have copied
         break;
       }
@@ -1069,8 +1477,24 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
         break;
       }
       case 'get':
-        expectPage(store.get(op.pool, oidBytes, op.index), model.get(op.pool, op.oid, op.index));
+        expectPage(
+          store.get(op.pool, oidBytes, op.index),
+          model.get(op.pool, op.oid, op.index)?.bytes ?? null,
+        );
         break;
+      case 'peek': {
+        const p = model.pages.get(Model.key(op.pool, op.oid, op.index));
+        expectStored(store.peek(op.pool, oidBytes, op.index), p);
+        expect(store.versionOf(op.pool, oidBytes, op.index)).toBe(p === undefined ? -1 : p.version);
+        break;
+      }
+      case 'discard': {
+        const key = Model.key(op.pool, op.oid, op.index);
+        const had = model.pages.has(key);
+        if (had) model.remove(key);
+        expect(store.discard(op.pool, oidBytes, op.index)).toBe(had);
+        break;
+      }
       case 'flushPage': {
         const key = Model.key(op.pool, op.oid, op.index);
         const had = model.pages.has(key);
@@ -1082,13 +1506,14 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
       case 'flushObject': {
         let n = 0;
         for (const [key, p] of model.pages) {
-          if (p.pool === op.pool && p.oid === op.oid) {
+          if (p.pool === op.pool && p.oid === op.oid && (op.olderThan === null || p.version < op.olderThan)) {
             model.remove(key);
             n++;
           }
         }
         model.stats.flushes++;
-        expect(store.flushObject(op.pool, oidBytes)).toBe(n);
+        const olderThan = op.olderThan ?? undefined;
+        expect(store.flushObject(op.pool, oidBytes, olderThan)).toBe(n);
         break;
       }
       case 'destroy':
@@ -1111,14 +1536,27 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
       case 'removePages': {
         const matches = (pool: number, hash: number): boolean =>
           pool === op.pool || hash % op.modulus === op.remainder;
-        let n = 0;
+        const name = (pool: number, oidIndex: number, index: number): string =>
+          `${pool}/${oidIndex}/${index}`;
+        // handlesWhere lists exactly what removePages is about to remove.
+        const listed = store
+          .handlesWhere((s, hash) => matches(s.id, hash))
+          .map((h) =>
+            name(
+              h.pool,
+              OIDS.findIndex((o) => Buffer.compare(o, h.oid) === 0),
+              h.index,
+            ),
+          );
+        const doomed: string[] = [];
         for (const [key, p] of model.pages) {
           if (matches(p.pool, partitionHash(p.pool, OIDS[p.oid] as Uint8Array, p.index))) {
             model.remove(key);
-            n++;
+            doomed.push(name(p.pool, p.oid, p.index));
           }
         }
-        expect(store.removePages((s, hash) => matches(s.id, hash))).toBe(n);
+        expect(listed.sort()).toEqual(doomed.sort());
+        expect(store.removePages((s, hash) => matches(s.id, hash))).toBe(doomed.length);
         break;
       }
     }
@@ -1129,7 +1567,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): v
 
   // Drain: everything left is readable exactly as the model says, then the store is empty.
   for (const p of [...model.pages.values()]) {
-    expectPage(store.get(p.pool, OIDS[p.oid] as Uint8Array, p.index), model.get(p.pool, p.oid, p.index));
+    expectStored(store.read(p.pool, OIDS[p.oid] as Uint8Array, p.index), model.get(p.pool, p.oid, p.index));
   }
   for (const id of [...model.pools.keys()]) expect(store.destroyPool(id)).toBe(model.destroy(id));
   check();
@@ -1157,5 +1595,19 @@ describe('page store against a model', () => {
       ),
       { numRuns: 30 },
     );
+  });
+});
+
+describe('objectIndexes', () => {
+  it('lists the indexes an object holds, and nothing for an unknown object', () => {
+    const store = createPageStore({ capacityBytes: 1 << 20 });
+    store.createPool({ id: 1, kind: 'persistent', pageSize: 512, owner: 'o' });
+    const page = new Uint8Array(512).fill(3);
+    for (const index of [5, 0, 9]) store.put(1, Uint8Array.of(1, 2), index, page);
+    store.put(1, Uint8Array.of(7), 4, page);
+    expect(store.objectIndexes(1, Uint8Array.of(1, 2)).sort((a, b) => a - b)).toEqual([0, 5, 9]);
+    expect(store.objectIndexes(1, Uint8Array.of(9))).toEqual([]);
+    store.flushPage(1, Uint8Array.of(1, 2), 5);
+    expect(store.objectIndexes(1, Uint8Array.of(1, 2)).sort((a, b) => a - b)).toEqual([0, 9]);
   });
 });

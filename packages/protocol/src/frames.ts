@@ -313,13 +313,33 @@ export const NodeStats = z.object({
   leaseHeld: z.boolean().optional(),
   /** Partitions the node serves as primary right now. */
   servingPartitions: counter.optional(),
+  /** Persistent partitions the node owns and is still copying from another owner. */
+  fillingPartitions: counter.optional(),
+  /** Persistent partitions whose every copy was lost (their gets answer DATA_LOST). */
+  lostPartitions: counter.optional(),
+  /** Persistent pages copied into this node since it started (fills and repairs). */
+  copiedPages: counter.optional(),
+  /** Replicated writes waiting to reach other owners. */
+  replicationBacklog: counter.optional(),
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 
 /** The page-store counters of NodeStats, all zero: the starting point of every store. */
 export function zeroStoreCounters(
   capacityBytes = 0,
-): Omit<NodeStats, 'nodeId' | 'stateVersion' | 'incarnation' | 'role' | 'leaseHeld' | 'servingPartitions'> {
+): Omit<
+  NodeStats,
+  | 'nodeId'
+  | 'stateVersion'
+  | 'incarnation'
+  | 'role'
+  | 'leaseHeld'
+  | 'servingPartitions'
+  | 'fillingPartitions'
+  | 'lostPartitions'
+  | 'copiedPages'
+  | 'replicationBacklog'
+> {
   return {
     capacityBytes,
     usedBytes: 0,

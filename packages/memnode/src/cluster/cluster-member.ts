@@ -19,6 +19,7 @@ import { createConsensus, type Consensus, type ConsensusOutput } from './consens
 import type { ConsensusOptions } from './consensus-options.ts';
 import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
 import { createPeerLinks, type PeerLinks } from './peer-links.ts';
+import { createReplication, type Replication } from '../replication/replication.ts';
 
 /** Timing of the coordination protocol; see ConsensusOptions for each default. */
 export type ClusterTiming = Pick<
@@ -29,8 +30,13 @@ export type ClusterTiming = Pick<
 /** Options of a cluster member. */
 export interface ClusterMemberOptions {
   nodeId: string;
-  /** Where peers and clients reach this node. */
+  /**
+   * Where peers and clients reach this node: the URL put into the cluster state and peer handshakes. It may
+   * differ from the address the node listens on (a proxy in front of it, see `--advertise-url`).
+   */
   url: string;
+  /** Local IP address of this node's outgoing peer links. @default chosen by the operating system */
+  sourceAddress?: string;
   capacityBytes: number;
   /** Nodes to join through. Empty: this node founds a new cluster. */
   seeds: readonly string[];
@@ -44,6 +50,10 @@ export interface ClusterMemberOptions {
   clusterSecret?: string;
   /** How long a state change (join, leave, pool) may take before it fails with NO_COORDINATOR. @default 10000 */
   changeTimeoutMs?: number;
+  /** How long a primary waits for the other owners of a persistent page. @default 3000 */
+  replicationTimeoutMs?: number;
+  /** How long a graceful leave waits for its partitions to be copied before it leaves anyway. @default 30000 */
+  handOverTimeoutMs?: number;
 }
 
 /** A change as callers propose it; the member adds the change id. */
@@ -60,6 +70,10 @@ export interface MemberDescription {
   role: 'leader' | 'follower' | 'candidate' | 'joining' | 'leaving';
   leaseHeld: boolean;
   servingPartitions: number;
+  fillingPartitions: number;
+  lostPartitions: number;
+  copiedPages: number;
+  replicationBacklog: number;
 }
 
 /** This node as a member of the cluster. */
@@ -86,6 +100,10 @@ export interface ClusterMember {
   receivePeerMessage(message: unknown): void;
   /** This member's coordination facts for statistics and `tmem status`. */
   describe(): MemberDescription;
+  /** The accepted (possibly not yet committed) state. */
+  accepted(): ClusterState | null;
+  /** Persistent pools: replication, copies and the reads and writes that need them. */
+  readonly replication: Replication;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
   /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
@@ -105,6 +123,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     selfId: nodeId,
     selfUrl: options.url,
     ...(options.clusterSecret === undefined ? {} : { secret: options.clusterSecret }),
+    ...(options.sourceAddress === undefined ? {} : { localAddress: options.sourceAddress }),
     codec: options.codec,
     logger,
   });
@@ -126,6 +145,33 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   });
   /** Pools this member created in the store (from states), so destroyed ones can be found. */
   const poolsInStore = new Set<number>();
+  /** The committed state handled last: what replication compares the next one with. */
+  let lastCommitted: ClusterState | null = null;
+  const replication: Replication = createReplication({
+    store,
+    logger,
+    ...(options.replicationTimeoutMs === undefined
+      ? {}
+      : { replicationTimeoutMs: options.replicationTimeoutMs }),
+    cluster: {
+      nodeId,
+      incarnation: () => incarnation,
+      committed: () => consensus.committed,
+      accepted: () => consensus.accepted,
+      checkLease: (stateVersion) => checkServing(stateVersion, null),
+      call(memberId, build, expect, timeoutMs) {
+        const url = addresses.get(memberId);
+        if (url === undefined) {
+          return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
+        }
+        return links.call(url, build, expect, timeoutMs);
+      },
+      async setPhase(phase) {
+        const result = await propose({ type: 'setPhase', id: nodeId, incarnation, phase });
+        if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
+      },
+    },
+  });
 
   function selfInfo(): MemberInfo {
     return { id: nodeId, url: options.url, incarnation, capacityBytes: options.capacityBytes };
@@ -170,7 +216,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       return;
     }
     const { owned } = drop;
-    const dropped = store.removePages((_pool, hash) => owned[hash % owned.length] === 0);
+    // Persistent pages have their own rule (replication): a node keeps the copies it is an owner of.
+    const dropped = store.removePages(
+      (pool, hash) => pool.kind === 'ephemeral' && owned[hash % owned.length] === 0,
+    );
     if (dropped > 0) log.info({ version: drop.version, dropped }, 'dropped pages of partitions moved away');
   }
 
@@ -209,8 +258,12 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       case 'committed': {
         // Everything goes when the lease had lapsed and a committed state may have gone by unseen; else the
         // pages of partitions not owned (normally nothing: the same state was accepted first).
-        applyDrop(retention.onCommitted(output.state));
+        const drop = retention.onCommitted(output.state);
+        applyDrop(drop);
         syncPools(output.state, true);
+        // After a wipe the previous state says nothing about what the store holds.
+        replication.committed(drop?.type === 'all' ? null : lastCommitted, output.state);
+        lastCommitted = output.state;
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
         for (const listener of committedListeners) listener(output.state, consensus.leaderId);
@@ -237,6 +290,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         log.warn({ incarnation }, 'rejoining as a new incarnation');
         consensus = startConsensus(false);
         retention = createPageRetention({ selfId: nodeId, incarnation });
+        lastCommitted = null;
+        replication.reset();
         void joinLoop();
         return;
       case 'roleChanged':
@@ -336,7 +391,12 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         try {
           const reply = await links.propose(
             url,
-            { type: 'addMember', changeId: `${nodeId}:${incarnation}:join`, member: selfInfo() },
+            {
+              type: 'addMember',
+              changeId: `${nodeId}:${incarnation}:join`,
+              // A joiner owns no persistent partition until it has copied the ones it will own.
+              member: { ...selfInfo(), phase: 'filling' },
+            },
             3000,
             false,
           );
@@ -373,6 +433,31 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     );
   }
 
+  /**
+   * Throws STALE_STATE unless `stateVersion` (when given) is the committed version, NOT_SERVING unless this
+   * node may serve `partition` now (lease held, primary in its committed and accepted states). `partition`
+   * null checks only the membership, the version and the lease.
+   */
+  function checkServing(stateVersion: number | undefined, partition: number | null): void {
+    const committed = consensus.committed;
+    if (committed === null || !isMember(committed, nodeId, incarnation)) {
+      throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
+    }
+    if (stateVersion !== undefined && stateVersion !== committed.version) {
+      throw new TmemError(ErrorCode.StaleState, `node is at state version ${committed.version}`, {
+        details: { version: committed.version },
+      });
+    }
+    if (leaving) throw new TmemError(ErrorCode.NotServing, 'node is leaving the cluster');
+    const t = now();
+    const serving = partition === null ? consensus.hasLease(t) : consensus.isServingPrimary(t, partition);
+    if (!serving) {
+      throw new TmemError(ErrorCode.NotServing, 'node does not serve this partition now', {
+        details: { version: committed.version },
+      });
+    }
+  }
+
   if (options.seeds.length === 0) {
     learnAddresses(consensus.committed);
     log.info({ incarnation }, 'founded a new cluster');
@@ -386,26 +471,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     incarnation: () => incarnation,
     committed: () => consensus.committed,
     leaderId: () => consensus.leaderId,
-    checkServing(stateVersion, partition) {
-      const committed = consensus.committed;
-      if (committed === null || !isMember(committed, nodeId, incarnation)) {
-        throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
-      }
-      if (stateVersion !== undefined && stateVersion !== committed.version) {
-        throw new TmemError(ErrorCode.StaleState, `node is at state version ${committed.version}`, {
-          details: { version: committed.version },
-        });
-      }
-      if (leaving) throw new TmemError(ErrorCode.NotServing, 'node is leaving the cluster');
-      const t = now();
-      const serving = partition === null ? consensus.hasLease(t) : consensus.isServingPrimary(t, partition);
-      if (!serving) {
-        throw new TmemError(ErrorCode.NotServing, 'node does not serve this partition now', {
-          details: { version: committed.version },
-        });
-      }
-    },
+    checkServing,
     propose,
+    accepted: () => consensus.accepted,
+    replication,
     async handleProposeFrame(raw, forwarded) {
       const parsed = StateChange.safeParse(raw);
       if (!parsed.success) return { t: 'changeResult', ok: false, error: ErrorCode.InvalidFrame };
@@ -440,6 +509,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         role: leaving ? 'leaving' : joined ? consensus.role : 'joining',
         leaseHeld: consensus.hasLease(t),
         servingPartitions: consensus.servingPartitions(t).length,
+        ...replication.describe(),
       };
     },
     onCommitted(listener) {
@@ -448,10 +518,19 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     },
     async leave() {
       if (leaving || closed) return;
-      leaving = true;
       const committed = consensus.committed;
-      if (committed === null || committed.members.length <= 1) return;
+      if (committed === null || committed.members.length <= 1) {
+        leaving = true;
+        return;
+      }
       log.info('leaving the cluster');
+      // Persistent copies first: the node keeps serving (ephemeral pages, copies) while its successors copy.
+      try {
+        await replication.handOver(now() + (options.handOverTimeoutMs ?? 30_000));
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, 'hand-over failed; leaving anyway');
+      }
+      leaving = true;
       try {
         const result = await commitChange(
           StateChange.parse({
@@ -474,6 +553,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       for (const waiter of changeWaiters.values())
         waiter.reject(new TmemError(ErrorCode.ShuttingDown, 'closing'));
       changeWaiters.clear();
+      replication.close();
       links.close();
     },
   };

@@ -32,6 +32,14 @@ export const StateChange = z.discriminatedUnion('type', [
     replication: z.number().int(),
   }),
   z.object({ type: z.literal('destroyPool'), changeId, poolId: count }),
+  /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
+  z.object({
+    type: z.literal('setPhase'),
+    changeId,
+    id: z.string().min(1).max(128),
+    incarnation: count,
+    phase: z.enum(['ready', 'leaving']),
+  }),
   z.object({ type: z.literal('noop'), changeId }),
 ]);
 /** One change to the state. */
@@ -146,6 +154,16 @@ export function applyChange(
       const pools = state.pools.filter((p) => p.id !== change.poolId);
       if (pools.length === state.pools.length) return refuse(state, 'unknown-pool');
       return { state: bump(state, { pools }), result: { ok: true } };
+    }
+    case 'setPhase': {
+      const index = state.members.findIndex(
+        (m) => m.id === change.id && m.incarnation === change.incarnation,
+      );
+      if (index < 0) return refuse(state, 'unknown-member');
+      const member = state.members[index] as MemberInfo;
+      if ((member.phase ?? 'ready') === change.phase) return { state: bump(state, {}), result: { ok: true } };
+      const members = state.members.map((m, i) => (i === index ? { ...m, phase: change.phase } : m));
+      return { state: bump(state, { members }), result: { ok: true } };
     }
   }
 }

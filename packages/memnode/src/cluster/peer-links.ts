@@ -8,6 +8,7 @@ import {
   TmemError,
   errorFromWire,
   type ChangeResult,
+  type ClientFrame,
   type Codec,
   type NodeFrame,
 } from '@tmem/protocol';
@@ -25,6 +26,11 @@ export interface PeerLinksOptions {
   logger: Logger;
   /** Delay before reconnecting a link that failed. @default 200 */
   reconnectDelayMs?: number;
+  /**
+   * Local IP address outgoing links are made from (`localAddress` of the socket), so that a fault proxy in
+   * front of a peer can tell which node a connection comes from. @default chosen by the operating system
+   */
+  localAddress?: string;
 }
 
 /** Links to other nodes. */
@@ -33,6 +39,16 @@ export interface PeerLinks {
   send(url: string, message: unknown): void;
   /** Asks the node at `url` to get a state change committed; resolves with its ChangeResult frame. */
   propose(url: string, change: unknown, timeoutMs: number, forwarded: boolean): Promise<ChangeResult>;
+  /**
+   * Sends the request `build(id)` and resolves with its reply, which must be of type `expect`; an error reply
+   * rejects with the typed error, a lost link with CONNECTION_LOST, no reply in time with TIMEOUT.
+   */
+  call<K extends NodeFrame['t']>(
+    url: string,
+    build: (id: number) => ClientFrame,
+    expect: K,
+    timeoutMs: number,
+  ): Promise<Extract<NodeFrame, { t: K }>>;
   /** Reads the cluster state a node holds (used to join and to find the coordinator). */
   getState(url: string, timeoutMs: number): Promise<NodeFrame & { t: 'state' }>;
   /** Closes links whose URL is not in `keep`. */
@@ -74,7 +90,11 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
 
   function open(link: Link): void {
     if (closed || link.socket !== null) return;
-    const socket = new WebSocket(link.url, { perMessageDeflate: false, handshakeTimeout: 2000 });
+    const socket = new WebSocket(link.url, {
+      perMessageDeflate: false,
+      handshakeTimeout: 2000,
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    });
     link.socket = socket;
     link.ready = false;
     socket.binaryType = 'nodebuffer';
@@ -173,6 +193,13 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       if (reply.t === 'changeResult') return reply;
       if (reply.t === 'error') throw errorFromWire(reply);
       throw new TmemError(ErrorCode.InvalidFrame, `unexpected ${reply.t} reply to propose`);
+    },
+    async call(url, build, expect, timeoutMs) {
+      if (closed) throw new TmemError(ErrorCode.ConnectionLost, 'node closing');
+      const reply = await request(url, (id) => codec.encode(build(id)), timeoutMs);
+      if (reply.t === expect) return reply as Extract<NodeFrame, { t: typeof expect }>;
+      if (reply.t === 'error') throw errorFromWire(reply);
+      throw new TmemError(ErrorCode.InvalidFrame, `unexpected ${reply.t} reply to a request for ${expect}`);
     },
     async getState(url, timeoutMs) {
       const reply = await request(

@@ -1,0 +1,894 @@
+// Persistent pools across the cluster (docs/architecture.md, "Replication"): the primary of a partition
+// stamps every write with a version, stores it and forwards it to every other owner (ready and filling), and
+// answers `accepted` only when they all hold it; gets are served by the primary, or by another ready owner when
+// the client cannot reach the primary. Owners that gained a partition copy it from a complete owner in the
+// background (newest version wins, flushes are tombstones), a joiner becomes `ready` once it has copied all
+// its partitions, and a leaving node waits until its successors hold complete copies. A partition with no
+// complete copy left anywhere is lost: its gets answer DATA_LOST, never a miss.
+import {
+  ChecksumError,
+  DataLostError,
+  ErrorCode,
+  TmemError,
+  checksumMatches,
+  partitionOf,
+  persistentTableFor,
+  replicaTargets,
+  sameMember,
+  type ClientFrame,
+  type ClusterState,
+  type Fetch,
+  type Fetched,
+  type FlushObject,
+  type FlushPage,
+  type Get,
+  type MemberInfo,
+  type MemberRef,
+  type NodeFrame,
+  type PageReply,
+  type PeerGet,
+  type PeerGot,
+  type PoolInfo,
+  type Put,
+  type ReplicaEntry,
+  type Replicate,
+  type Replicated,
+} from '@tmem/protocol';
+import type { Logger } from '../logger.ts';
+import type { PageStore } from '../page-store.ts';
+import { COMPLETE, FILLING, LOST, NOT_OWNER, createCompleteness, type Completeness } from './completeness.ts';
+import { createReplicaStore, type ReplicaStore } from './replica-store.ts';
+import { createReplicaStreams, type ReplicaStreams } from './replica-streams.ts';
+import { createVersionClock, type VersionClock } from './version-clock.ts';
+
+/** What replication needs of the node's cluster membership. */
+export interface ReplicationCluster {
+  readonly nodeId: string;
+  incarnation(): number;
+  committed(): ClusterState | null;
+  accepted(): ClusterState | null;
+  /**
+   * Throws STALE_STATE unless `stateVersion` (when given) is the committed one, NOT_SERVING unless this node is
+   * a member holding a lease.
+   */
+  checkLease(stateVersion: number | undefined): void;
+  /** A request to another member, by id. */
+  call<K extends NodeFrame['t']>(
+    memberId: string,
+    build: (id: number) => ClientFrame,
+    expect: K,
+    timeoutMs: number,
+  ): Promise<Extract<NodeFrame, { t: K }>>;
+  /** Gets this member's phase committed. */
+  setPhase(phase: 'ready' | 'leaving'): Promise<void>;
+}
+
+/** Options of the replication of one node. */
+export interface ReplicationOptions {
+  store: PageStore;
+  cluster: ReplicationCluster;
+  logger: Logger;
+  /**
+   * How long a primary waits for the other owners to hold a write before it refuses the put (and flushes the
+   * page everywhere). Longer than failure detection, so a dead owner is replaced rather than refusing.
+   * @default 3000
+   */
+  replicationTimeoutMs?: number;
+  /** How long tombstones are kept. @default 60000 */
+  tombstoneTtlMs?: number;
+  /** Time to wait for an answer from another node. @default 2000 */
+  peerTimeoutMs?: number;
+}
+
+/** Copy progress, for statistics and `tmem status`. */
+export interface ReplicationDescription {
+  /** Persistent partitions this node owns and is still copying. */
+  fillingPartitions: number;
+  /** Persistent partitions whose every copy was lost. */
+  lostPartitions: number;
+  /** Pages copied into this node by fills since it started. */
+  copiedPages: number;
+  /** Replicated entries waiting to reach other owners. */
+  replicationBacklog: number;
+}
+
+/** The persistent-pool replication of one node. */
+export interface Replication {
+  /** True when `pool` is a persistent pool of the committed state. */
+  isPersistent(pool: number): boolean;
+  put(op: Put, stateVersion: number | undefined): Promise<PageReply>;
+  get(op: Get, stateVersion: number | undefined): Promise<PageReply>;
+  flushPage(op: FlushPage, stateVersion: number | undefined): Promise<PageReply>;
+  flushObject(op: FlushObject, stateVersion: number | undefined): Promise<PageReply>;
+  /** Answers a peer's Replicate frame. */
+  onReplicate(frame: Replicate): Promise<Replicated>;
+  /** Answers a peer's Fetch frame; `requester` tells the copy sessions of different peers apart. */
+  onFetch(frame: Fetch, requester: string): Promise<Fetched>;
+  /** Answers a peer's PeerGet frame. */
+  onPeerGet(frame: PeerGet): Promise<PeerGot>;
+  /** A newly committed state; `previous` null when the states before are unknown or the store was wiped. */
+  committed(previous: ClusterState | null, state: ClusterState): void;
+  /** The node became a new incarnation with an empty store. */
+  reset(): void;
+  /** Before a graceful leave: become `leaving` and wait until the other owners hold complete copies. */
+  handOver(deadline: number): Promise<void>;
+  describe(): ReplicationDescription;
+  close(): void;
+}
+
+const now = () => performance.now();
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Bytes of page data per fetched chunk: small enough not to hold up the heartbeats on the same link. */
+const FETCH_CHUNK_BYTES = 256 * 1024;
+const FETCH_CHUNK_ENTRIES = 512;
+/** A copy session nobody continued for this long is forgotten. */
+const FETCH_SESSION_TTL_MS = 30_000;
+
+interface FetchSession {
+  entries: ReplicaEntry[];
+  handles: Array<{ pool: number; oid: Uint8Array; index: number }>;
+  touched: number;
+}
+
+function notServing(message: string, version: number): TmemError {
+  return new TmemError(ErrorCode.NotServing, message, { details: { version } });
+}
+
+/** Creates the replication of one node. */
+export function createReplication(options: ReplicationOptions): Replication {
+  const { store, cluster } = options;
+  const log = options.logger.child({ component: 'replication' });
+  const replicationTimeoutMs = options.replicationTimeoutMs ?? 3000;
+  const peerTimeoutMs = options.peerTimeoutMs ?? 2000;
+  let partitionCount = cluster.committed()?.partitionCount ?? 1024;
+  let self: MemberRef = { id: cluster.nodeId, incarnation: cluster.incarnation() };
+  let completeness: Completeness = createCompleteness(self);
+  let clock: VersionClock = createVersionClock(partitionCount);
+  const replicas: ReplicaStore = createReplicaStore({
+    store,
+    tombstoneTtlMs: options.tombstoneTtlMs ?? 60_000,
+    partitionCount: () => partitionCount,
+  });
+  const streams: ReplicaStreams = createReplicaStreams({
+    logger: options.logger,
+    transport: {
+      async send(target, entries) {
+        const state = cluster.committed();
+        const reply = await cluster.call(
+          target,
+          (id) => ({ t: 'replicate', id, sv: state?.version ?? 0, entries }),
+          'replicated',
+          peerTimeoutMs,
+        );
+        return reply.results;
+      },
+      isMember: (target) => cluster.committed()?.members.some((m) => m.id === target) ?? false,
+    },
+  });
+  const fetchSessions = new Map<string, FetchSession>();
+  const versionWaiters = new Set<{ version: number; resolve(): void }>();
+  let copiedPages = 0;
+  /** Pools of the states seen, so the tombstones of destroyed ones can be forgotten. */
+  const poolsSeen = new Set<number>();
+  let filling = false;
+  let proposingReady = false;
+  let closed = false;
+  const sweeper = setInterval(() => {
+    replicas.sweep();
+    const cutoff = now() - FETCH_SESSION_TTL_MS;
+    for (const [key, session] of fetchSessions) if (session.touched < cutoff) fetchSessions.delete(key);
+  }, 5000);
+  sweeper.unref();
+
+  // ---- serving
+
+  const maskCache = new Map<string, Uint8Array>();
+  let maskCommitted: ClusterState | null = null;
+  let maskAccepted: ClusterState | null = null;
+
+  /**
+   * Partitions of pools with `replicas` copies this node serves as `role`: primary (puts, flushes, gets) or any
+   * ready owner (gets the client sends to a replica). Both in the committed state and in the accepted one,
+   * so a node that accepted a state moving the partition away stops before the new owner starts.
+   */
+  function servedMask(replicas: number, role: 'primary' | 'owner'): Uint8Array {
+    const committed = cluster.committed();
+    const accepted = cluster.accepted();
+    if (committed !== maskCommitted || accepted !== maskAccepted) {
+      maskCache.clear();
+      maskCommitted = committed;
+      maskAccepted = accepted;
+    }
+    const key = `${role}:${replicas}`;
+    let mask = maskCache.get(key);
+    if (mask !== undefined) return mask;
+    mask = new Uint8Array(committed?.partitionCount ?? 0);
+    if (committed !== null && accepted !== null && accepted.version - committed.version <= 1) {
+      const a = persistentTableFor(committed, replicas);
+      const b = persistentTableFor(accepted, replicas);
+      const holds = (owners: readonly MemberRef[]): boolean =>
+        role === 'primary' ? sameMember(owners[0], self) : owners.some((o) => sameMember(o, self));
+      for (let p = 0; p < mask.length; p++) mask[p] = holds(a.owners(p)) && holds(b.owners(p)) ? 1 : 0;
+    }
+    maskCache.set(key, mask);
+    return mask;
+  }
+
+  function poolInfo(state: ClusterState | null, poolId: number): PoolInfo | undefined {
+    return state?.pools.find((p) => p.id === poolId);
+  }
+
+  interface Serving {
+    state: ClusterState;
+    pool: PoolInfo;
+    partition: number;
+  }
+
+  function serving(
+    poolId: number,
+    oid: Uint8Array,
+    index: number,
+    stateVersion: number | undefined,
+    role: 'primary' | 'owner',
+  ): Serving {
+    cluster.checkLease(stateVersion);
+    const state = cluster.committed() as ClusterState;
+    const pool = poolInfo(state, poolId);
+    if (pool === undefined || pool.kind !== 'persistent') {
+      throw new TmemError(ErrorCode.UnknownPool, `pool ${poolId} does not exist`, {
+        details: { pool: poolId },
+      });
+    }
+    const partition = partitionOf(poolId, oid, index, state.partitionCount);
+    if (servedMask(pool.replication, role)[partition] !== 1) {
+      throw notServing(`node is not the ${role} of partition ${partition} now`, state.version);
+    }
+    return { state, pool, partition };
+  }
+
+  /** Every other member a write of `partition` must reach. */
+  function otherTargets(state: ClusterState, pool: PoolInfo, partition: number): MemberRef[] {
+    return replicaTargets(state, pool.replication, partition).filter((t) => !sameMember(t, self));
+  }
+
+  function stillTarget(target: MemberRef, pool: number, partition: number): boolean {
+    const state = cluster.committed();
+    const info = poolInfo(state, pool);
+    if (state === null || info === undefined) return false;
+    return replicaTargets(state, info.replication, partition).some((t) => sameMember(t, target));
+  }
+
+  /**
+   * Delivers `entry` to `target` until it holds it, it is no longer an owner of the partition, or the deadline
+   * passes. Resolves 'ok' (held or no longer needed), 'full', 'corrupt' or 'timeout'.
+   */
+  async function replicateTo(
+    target: MemberRef,
+    entry: ReplicaEntry,
+    partition: number,
+    deadline: number,
+  ): Promise<'ok' | 'full' | 'corrupt' | 'timeout'> {
+    for (;;) {
+      const remaining = deadline - now();
+      if (remaining <= 0) return 'timeout';
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        streams.deliver(target.id, entry),
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), remaining);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (result === 'ok' || result === 'gone') return 'ok';
+      if (result === 'full' || result === 'corrupt' || result === 'timeout') return result;
+      // 'not-owner' / 'unknown-pool': the target's state and ours differ; one of them catches up.
+      if (!stillTarget(target, entry.pool, partition)) return 'ok';
+      await delay(Math.min(50, Math.max(0, deadline - now())));
+    }
+  }
+
+  /** Sends `entry` to every other owner; the worst outcome of them. */
+  async function replicateToAll(
+    targets: readonly MemberRef[],
+    entry: ReplicaEntry,
+    partition: number,
+    deadline: number,
+  ): Promise<'ok' | 'full' | 'corrupt' | 'timeout'> {
+    const results = await Promise.all(targets.map((t) => replicateTo(t, entry, partition, deadline)));
+    for (const worst of ['full', 'corrupt', 'timeout'] as const) if (results.includes(worst)) return worst;
+    return 'ok';
+  }
+
+  /** Flushes one handle here and on every other owner, with a new version; waits until `deadline`. */
+  async function flushEverywhere(
+    state: ClusterState,
+    pool: PoolInfo,
+    oid: Uint8Array,
+    index: number,
+    partition: number,
+    deadline: number,
+  ): Promise<'ok' | 'full' | 'corrupt' | 'timeout'> {
+    const tombstone: ReplicaEntry = {
+      pool: pool.id,
+      oid,
+      index,
+      version: clock.stamp(partition, state.version),
+    };
+    replicas.apply(tombstone);
+    return replicateToAll(otherTargets(state, pool, partition), tombstone, partition, deadline);
+  }
+
+  // ---- reads that need the other copies
+
+  /**
+   * The newest entry any other member holds for a handle, when this node cannot answer alone (its copy is
+   * incomplete, lost or corrupt). A miss is authoritative only from a complete copy; with no complete copy
+   * anywhere and every member answering, the page is lost.
+   */
+  async function readFromOthers(
+    state: ClusterState,
+    pool: PoolInfo,
+    oid: Uint8Array,
+    index: number,
+  ): Promise<{ entry: ReplicaEntry | undefined; authoritative: boolean; lost: boolean }> {
+    const others = state.members.filter((m) => !sameMember(m, self));
+    const replies = await Promise.allSettled(
+      others.map((m) =>
+        cluster.call(
+          m.id,
+          (id) => ({ t: 'peerGet', id, sv: state.version, pool: pool.id, oid, index }),
+          'peerGot',
+          peerTimeoutMs,
+        ),
+      ),
+    );
+    let entry: ReplicaEntry | undefined;
+    let authoritative = false;
+    let answered = 0;
+    let lostSomewhere = false;
+    for (const reply of replies) {
+      if (reply.status !== 'fulfilled') continue;
+      answered++;
+      const got = reply.value;
+      if (got.complete) authoritative = true;
+      if (got.lost === true) lostSomewhere = true;
+      const candidate = got.entry;
+      if (candidate === undefined) continue;
+      if (candidate.page !== undefined && !checksumMatches(candidate.page, candidate.sum)) continue;
+      if (entry === undefined || candidate.version > entry.version) entry = candidate;
+    }
+    const lost = !authoritative && (lostSomewhere || answered === others.length);
+    return { entry, authoritative, lost };
+  }
+
+  async function get(op: Get, stateVersion: number | undefined): Promise<PageReply> {
+    const { state, pool, partition } = serving(
+      op.pool,
+      op.oid,
+      op.index,
+      stateVersion,
+      op.replica ? 'owner' : 'primary',
+    );
+    let stored = store.read(op.pool, op.oid, op.index);
+    let corrupt = false;
+    if (stored !== null && !checksumMatches(stored.page, stored.sum)) {
+      log.warn({ pool: op.pool, partition }, 'corrupt copy dropped; reading another');
+      store.discard(op.pool, op.oid, op.index);
+      stored = null;
+      corrupt = true;
+    }
+    if (stored !== null) {
+      return {
+        t: 'hit',
+        id: op.id,
+        page: stored.page,
+        ...(stored.sum === undefined ? {} : { sum: stored.sum }),
+      };
+    }
+    const copy = completeness.of(op.pool, partition);
+    if (copy === COMPLETE && !corrupt) return { t: 'miss', id: op.id };
+    if (copy !== COMPLETE && replicas.newest(op.pool, op.oid, op.index) !== undefined && !op.replica) {
+      // A flush this primary stamped itself: nothing newer can exist anywhere.
+      return { t: 'miss', id: op.id };
+    }
+    const found = await readFromOthers(state, pool, op.oid, op.index);
+    if (found.entry?.page !== undefined) {
+      // Repair this copy with what the others hold (newest wins; a flush seen since is not undone).
+      if (replicas.apply(found.entry) === 'ok') clock.observe(partition, found.entry.version);
+      return {
+        t: 'hit',
+        id: op.id,
+        page: found.entry.page,
+        ...(found.entry.sum === undefined ? {} : { sum: found.entry.sum }),
+      };
+    }
+    if (found.entry !== undefined || found.authoritative) return { t: 'miss', id: op.id };
+    if (found.lost) {
+      if (copy === FILLING && !op.replica) completeness.set(op.pool, partition, LOST);
+      throw new DataLostError(
+        corrupt
+          ? 'the only copy of this page was corrupt; it cannot be read'
+          : `every copy of partition ${partition} of pool ${op.pool} was lost; the page cannot be read`,
+        { details: { pool: op.pool, partition } },
+      );
+    }
+    throw notServing('the owners of this page cannot be reached now', state.version);
+  }
+
+  async function put(op: Put, stateVersion: number | undefined): Promise<PageReply> {
+    const { state, pool, partition } = serving(op.pool, op.oid, op.index, stateVersion, 'primary');
+    if (!checksumMatches(op.page, op.sum)) {
+      throw new ChecksumError('the page does not match its checksum; it was corrupted on the way', {
+        details: { pool: op.pool },
+      });
+    }
+    const deadline = now() + replicationTimeoutMs;
+    const version = clock.stamp(partition, state.version);
+    const local = store.put(
+      op.pool,
+      op.oid,
+      op.index,
+      op.page,
+      op.sum === undefined ? { version } : { version, sum: op.sum },
+    );
+    if (local.status === 'refused') {
+      // The older page is gone here (put-put-get coherency); it must go from the other copies too.
+      await flushEverywhere(state, pool, op.oid, op.index, partition, deadline);
+      return { t: 'refused', id: op.id, reason: local.reason };
+    }
+    const entry: ReplicaEntry = {
+      pool: op.pool,
+      oid: op.oid,
+      index: op.index,
+      version,
+      page: op.page,
+      ...(op.sum === undefined ? {} : { sum: op.sum }),
+    };
+    const outcome = await replicateToAll(otherTargets(state, pool, partition), entry, partition, deadline);
+    if (outcome === 'ok') return { t: 'accepted', id: op.id };
+    log.info({ pool: op.pool, partition, outcome }, 'put refused: not every owner holds it');
+    // Refused: no copy may keep this page or an older one. The flush keeps going in the background.
+    void flushEverywhere(
+      cluster.committed() ?? state,
+      pool,
+      op.oid,
+      op.index,
+      partition,
+      now() + replicationTimeoutMs,
+    );
+    return { t: 'refused', id: op.id, reason: outcome === 'full' ? 'full' : 'replicas' };
+  }
+
+  async function flushPage(op: FlushPage, stateVersion: number | undefined): Promise<PageReply> {
+    const { state, pool, partition } = serving(op.pool, op.oid, op.index, stateVersion, 'primary');
+    store.flushPage(op.pool, op.oid, op.index);
+    const outcome = await flushEverywhere(
+      state,
+      pool,
+      op.oid,
+      op.index,
+      partition,
+      now() + replicationTimeoutMs,
+    );
+    if (outcome === 'timeout') {
+      throw new TmemError(
+        ErrorCode.Timeout,
+        'not every owner confirmed the flush in time; it will reach them',
+        {
+          details: { pool: op.pool, partition },
+        },
+      );
+    }
+    return { t: 'ok', id: op.id };
+  }
+
+  /**
+   * Flushes the object's pages in the partitions this node is primary of (every member gets the op and does
+   * the same for its own): page tombstones for the pages it holds, and an object tombstone for partitions it is
+   * still copying, so the copy cannot bring the object back.
+   */
+  async function flushObject(op: FlushObject, stateVersion: number | undefined): Promise<PageReply> {
+    cluster.checkLease(stateVersion);
+    const state = cluster.committed() as ClusterState;
+    const pool = poolInfo(state, op.pool);
+    if (pool === undefined || pool.kind !== 'persistent') {
+      throw new TmemError(ErrorCode.UnknownPool, `pool ${op.pool} does not exist`, {
+        details: { pool: op.pool },
+      });
+    }
+    const primaryOf = servedMask(pool.replication, 'primary');
+    const deadline = now() + replicationTimeoutMs;
+    const pending: Array<Promise<'ok' | 'full' | 'corrupt' | 'timeout'>> = [];
+    for (const index of store.objectIndexes(op.pool, op.oid)) {
+      const partition = partitionOf(op.pool, op.oid, index, state.partitionCount);
+      if (primaryOf[partition] !== 1) continue;
+      store.flushPage(op.pool, op.oid, index);
+      pending.push(flushEverywhere(state, pool, op.oid, index, partition, deadline));
+    }
+    for (const [poolId, partitions] of completeness.partitionsIn(FILLING)) {
+      if (poolId !== op.pool) continue;
+      for (const partition of partitions) {
+        if (primaryOf[partition] !== 1) continue;
+        replicas.flushObjectPartition(op.pool, op.oid, partition, clock.stamp(partition, state.version));
+      }
+    }
+    const outcomes = await Promise.all(pending);
+    if (outcomes.includes('timeout')) {
+      throw new TmemError(
+        ErrorCode.Timeout,
+        'not every owner confirmed the flush in time; it will reach them',
+        {
+          details: { pool: op.pool },
+        },
+      );
+    }
+    return { t: 'ok', id: op.id };
+  }
+
+  // ---- answering peers
+
+  async function waitForVersion(version: number, timeoutMs: number): Promise<void> {
+    if ((cluster.committed()?.version ?? 0) >= version) return;
+    await new Promise<void>((resolve) => {
+      const waiter = { version, resolve: () => (clearTimeout(timer), resolve()) };
+      const timer = setTimeout(() => {
+        versionWaiters.delete(waiter);
+        resolve();
+      }, timeoutMs);
+      versionWaiters.add(waiter);
+    });
+  }
+
+  async function onReplicate(frame: Replicate): Promise<Replicated> {
+    await waitForVersion(frame.sv, peerTimeoutMs / 2);
+    const state = cluster.committed();
+    const results = frame.entries.map((entry) => {
+      if (state === null) return 'not-owner' as const;
+      const pool = poolInfo(state, entry.pool);
+      if (pool === undefined || pool.kind !== 'persistent') return 'unknown-pool' as const;
+      if (entry.index === undefined) return 'ok' as const;
+      const partition = partitionOf(entry.pool, entry.oid, entry.index, state.partitionCount);
+      if (completeness.of(entry.pool, partition) === NOT_OWNER) return 'not-owner' as const;
+      clock.observe(partition, entry.version);
+      return replicas.apply(entry);
+    });
+    return { t: 'replicated', id: frame.id, results };
+  }
+
+  async function onFetch(frame: Fetch, requester: string): Promise<Fetched> {
+    await waitForVersion(frame.sv, peerTimeoutMs / 2);
+    const state = cluster.committed();
+    const lost = frame.partitions.filter((p) => completeness.of(frame.pool, p) === LOST);
+    const complete = frame.partitions.every((p) => {
+      const copy = completeness.of(frame.pool, p);
+      return copy === COMPLETE || copy === LOST;
+    });
+    if (state === null || state.version < frame.sv || !complete) {
+      return {
+        t: 'fetched',
+        id: frame.id,
+        complete: false,
+        entries: [],
+        ...(lost.length > 0 ? { lost } : {}),
+      };
+    }
+    const key = `${requester}|${frame.pool}|${frame.partitions.join(',')}`;
+    let session = frame.cursor === undefined ? undefined : fetchSessions.get(key);
+    if (session === undefined) {
+      const wanted = new Set(frame.partitions);
+      session = {
+        entries: replicas.tombstonesIn(frame.pool, wanted),
+        handles: store.handlesWhere(
+          (pool, hash) => pool.id === frame.pool && wanted.has(hash % state.partitionCount),
+        ),
+        touched: now(),
+      };
+      fetchSessions.set(key, session);
+    }
+    session.touched = now();
+    const total = session.entries.length + session.handles.length;
+    let at = frame.cursor ?? 0;
+    const entries: ReplicaEntry[] = [];
+    let bytes = 0;
+    while (at < total && entries.length < FETCH_CHUNK_ENTRIES && bytes < FETCH_CHUNK_BYTES) {
+      const i = at++;
+      if (i < session.entries.length) {
+        entries.push(session.entries[i] as ReplicaEntry);
+        continue;
+      }
+      const handle = session.handles[i - session.entries.length] as {
+        pool: number;
+        oid: Uint8Array;
+        index: number;
+      };
+      const entry = replicas.newest(handle.pool, handle.oid, handle.index);
+      if (entry === undefined) continue;
+      if (entry.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
+        log.warn({ pool: handle.pool }, 'corrupt copy dropped while copying it out');
+        store.discard(handle.pool, handle.oid, handle.index);
+        continue;
+      }
+      bytes += entry.page?.length ?? 0;
+      entries.push(entry);
+    }
+    if (at >= total) fetchSessions.delete(key);
+    return {
+      t: 'fetched',
+      id: frame.id,
+      complete: true,
+      entries,
+      ...(lost.length > 0 ? { lost } : {}),
+      ...(at < total ? { cursor: at } : {}),
+    };
+  }
+
+  async function onPeerGet(frame: PeerGet): Promise<PeerGot> {
+    await waitForVersion(frame.sv, peerTimeoutMs / 2);
+    const state = cluster.committed();
+    const partition = partitionOf(
+      frame.pool,
+      frame.oid,
+      frame.index,
+      state?.partitionCount ?? partitionCount,
+    );
+    const copy = completeness.of(frame.pool, partition);
+    let entry = replicas.newest(frame.pool, frame.oid, frame.index);
+    if (entry?.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
+      store.discard(frame.pool, frame.oid, frame.index);
+      entry = undefined;
+    }
+    return {
+      t: 'peerGot',
+      id: frame.id,
+      complete: copy === COMPLETE,
+      ...(copy === LOST ? { lost: true } : {}),
+      ...(entry === undefined ? {} : { entry }),
+    };
+  }
+
+  // ---- filling
+
+  /** Copies (pool, partitions) from `source`; true when it had complete copies and everything was applied. */
+  async function fetchFrom(
+    source: MemberInfo,
+    pool: number,
+    partitions: number[],
+    sv: number,
+  ): Promise<boolean> {
+    let cursor: number | undefined;
+    for (;;) {
+      if (closed) return false;
+      const reply = await cluster.call(
+        source.id,
+        (id) => ({ t: 'fetch', id, sv, pool, partitions, ...(cursor === undefined ? {} : { cursor }) }),
+        'fetched',
+        peerTimeoutMs * 2,
+      );
+      if (!reply.complete) return false;
+      const state = cluster.committed();
+      for (const entry of reply.entries) {
+        const partition = partitionOf(
+          entry.pool,
+          entry.oid,
+          entry.index ?? 0,
+          state?.partitionCount ?? partitionCount,
+        );
+        if (completeness.of(pool, partition) !== FILLING) continue;
+        clock.observe(partition, entry.version);
+        const result = replicas.apply(entry);
+        if (result === 'ok' && entry.page !== undefined) copiedPages++;
+        if (result === 'full') log.warn({ pool, partition }, 'no room for a copied page');
+      }
+      for (const p of reply.lost ?? [])
+        if (completeness.of(pool, p) === FILLING) completeness.set(pool, p, LOST);
+      if (reply.cursor === undefined) break;
+      cursor = reply.cursor;
+    }
+    for (const p of partitions) if (completeness.of(pool, p) === FILLING) completeness.set(pool, p, COMPLETE);
+    return true;
+  }
+
+  /**
+   * Where to copy a partition from: its primary when that is another node (every write the primary stored
+   * before it learned of this node is in its store, every later one is forwarded here), else any other member
+   * with a complete copy (this node is the primary: nobody else is writing).
+   */
+  function sourcesFor(state: ClusterState, pool: PoolInfo, partition: number): MemberInfo[] {
+    const primary = persistentTableFor(state, pool.replication).primary(partition);
+    const byRef = (ref: MemberRef | undefined) => state.members.find((m) => sameMember(m, ref));
+    if (primary !== undefined && !sameMember(primary, self)) {
+      const member = byRef(primary);
+      return member === undefined ? [] : [member];
+    }
+    // Leaving members first: they are the usual holders of what nobody else has.
+    return state.members
+      .filter((m) => !sameMember(m, self))
+      .sort((a, b) => Number(b.phase === 'leaving') - Number(a.phase === 'leaving'));
+  }
+
+  async function fillOnce(): Promise<boolean> {
+    const state = cluster.committed();
+    if (state === null) return false;
+    let progress = false;
+    for (const [poolId, partitions] of completeness.partitionsIn(FILLING)) {
+      const pool = poolInfo(state, poolId);
+      if (pool === undefined) continue;
+      // Partitions with the same single source (their primary) go in one copy session.
+      const bySource = new Map<string, number[]>();
+      const searching: number[] = [];
+      for (const p of partitions) {
+        const sources = sourcesFor(state, pool, p);
+        const primary = persistentTableFor(state, pool.replication).primary(p);
+        if (sources.length === 1 && !sameMember(primary, self)) {
+          const id = (sources[0] as MemberInfo).id;
+          bySource.set(id, [...(bySource.get(id) ?? []), p]);
+        } else {
+          searching.push(p);
+        }
+      }
+      for (const [sourceId, parts] of bySource) {
+        const source = state.members.find((m) => m.id === sourceId) as MemberInfo;
+        try {
+          if (await fetchFrom(source, poolId, parts, state.version)) progress = true;
+        } catch (error) {
+          log.debug({ source: sourceId, err: (error as Error).message }, 'copy failed; retrying');
+        }
+      }
+      for (const p of searching) {
+        let answered = 0;
+        const sources = sourcesFor(state, pool, p);
+        for (const source of sources) {
+          try {
+            if (await fetchFrom(source, poolId, [p], state.version)) {
+              progress = true;
+              break;
+            }
+            answered++;
+          } catch (error) {
+            log.debug({ source: source.id, err: (error as Error).message }, 'copy failed; trying another');
+          }
+        }
+        if (answered === sources.length && completeness.of(poolId, p) === FILLING) {
+          // Every other member answered and none has a complete copy: the partition is lost.
+          log.error({ pool: poolId, partition: p }, 'every copy of a persistent partition was lost');
+          completeness.set(poolId, p, LOST);
+          progress = true;
+        }
+      }
+    }
+    return progress;
+  }
+
+  async function fillLoop(): Promise<void> {
+    if (filling) return;
+    filling = true;
+    try {
+      while (!closed && completeness.counts().filling > 0) {
+        const progress = await fillOnce();
+        if (!progress) await delay(100);
+      }
+    } finally {
+      filling = false;
+    }
+    maybeReady();
+  }
+
+  /** A filling member whose copies are all made asks to become ready. */
+  function maybeReady(): void {
+    const state = cluster.committed();
+    const me = state?.members.find((m) => sameMember(m, self));
+    if (closed || proposingReady || me?.phase !== 'filling' || completeness.counts().filling > 0) return;
+    proposingReady = true;
+    cluster
+      .setPhase('ready')
+      .then(() => log.info('copies made; ready'))
+      .catch((error: unknown) =>
+        log.warn({ err: (error as Error).message }, 'could not become ready; retrying'),
+      )
+      .finally(() => {
+        proposingReady = false;
+        if (!closed && cluster.committed()?.members.find((m) => sameMember(m, self))?.phase === 'filling') {
+          setTimeout(maybeReady, 200).unref();
+        }
+      });
+  }
+
+  // ---- leaving
+
+  async function handOver(deadline: number): Promise<void> {
+    let state = cluster.committed();
+    if (state === null || state.members.length <= 1) return;
+    if (!state.pools.some((p) => p.kind === 'persistent')) return;
+    const me = state.members.find((m) => sameMember(m, self));
+    if (me?.phase !== 'leaving') await cluster.setPhase('leaving');
+    state = cluster.committed();
+    if (state === null) return;
+    const since = state.version;
+    const others = state.members.filter((m) => !sameMember(m, self));
+    const pending = new Set(others.map((m) => m.id));
+    while (pending.size > 0 && now() < deadline && !closed) {
+      await Promise.all(
+        [...pending].map(async (id) => {
+          try {
+            const { stats } = await cluster.call(
+              id,
+              (rid) => ({ t: 'stats', id: rid }),
+              'stats',
+              peerTimeoutMs,
+            );
+            if ((stats.stateVersion ?? 0) >= since && (stats.fillingPartitions ?? 0) === 0)
+              pending.delete(id);
+          } catch {
+            // Unreachable: asked again, unless it leaves the cluster meanwhile.
+            if (!cluster.committed()?.members.some((m) => m.id === id)) pending.delete(id);
+          }
+        }),
+      );
+      if (pending.size > 0) await delay(100);
+    }
+    if (pending.size > 0) log.warn({ waiting: [...pending] }, 'leaving before every copy was confirmed');
+    else log.info('every partition handed over');
+  }
+
+  return {
+    isPersistent(pool) {
+      return poolInfo(cluster.committed(), pool)?.kind === 'persistent';
+    },
+    put,
+    get,
+    flushPage,
+    flushObject,
+    onReplicate,
+    onFetch,
+    onPeerGet,
+    committed(previous, state) {
+      if (state.partitionCount !== partitionCount) {
+        partitionCount = state.partitionCount;
+        clock = createVersionClock(partitionCount);
+      }
+      if (previous === null) completeness.wipe();
+      const transition = completeness.apply(previous, state);
+      for (const [pool, partitions] of transition.dropped) {
+        const gone = new Set(partitions);
+        store.removePages((spec, hash) => spec.id === pool && gone.has(hash % partitionCount));
+      }
+      const live = new Set(state.pools.map((p) => p.id));
+      for (const id of poolsSeen) {
+        if (live.has(id)) continue;
+        replicas.dropPool(id);
+        poolsSeen.delete(id);
+      }
+      for (const id of live) poolsSeen.add(id);
+      for (const waiter of versionWaiters) {
+        if (state.version >= waiter.version) {
+          versionWaiters.delete(waiter);
+          waiter.resolve();
+        }
+      }
+      if (completeness.counts().filling > 0) void fillLoop();
+      else maybeReady();
+    },
+    reset() {
+      self = { id: cluster.nodeId, incarnation: cluster.incarnation() };
+      completeness = createCompleteness(self);
+      fetchSessions.clear();
+    },
+    handOver,
+    describe() {
+      const counts = completeness.counts();
+      return {
+        fillingPartitions: counts.filling,
+        lostPartitions: counts.lost,
+        copiedPages,
+        replicationBacklog: streams.backlog,
+      };
+    },
+    close() {
+      closed = true;
+      clearInterval(sweeper);
+      streams.close();
+      for (const waiter of versionWaiters) waiter.resolve();
+      versionWaiters.clear();
+    },
+  };
+}
