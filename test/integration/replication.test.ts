@@ -53,14 +53,24 @@ async function putAll(pool: Pool, oid: string, count: number, write: number): Pr
   expect(results.filter((accepted) => !accepted)).toEqual([]);
 }
 
+/** Reads pages 0..count-1 and expects each to be what write `write` put (compared as bytes: toEqual on
+ * hundreds of 4 KiB arrays would take seconds and starve the polling the tests do meanwhile). */
 async function expectAll(pool: Pool, oid: string, count: number, write: number): Promise<void> {
   const pages = await Promise.all(Array.from({ length: count }, (_, i) => pool.get(oid, i)));
-  pages.forEach((page, i) => expect(page, `page ${i}`).toEqual(pageOf(i, write)));
+  const wrong = pages.flatMap((page, i) =>
+    page !== null && Buffer.from(page).equals(pageOf(i, write))
+      ? []
+      : [{ index: i, got: page === null ? 'miss' : 'other data' }],
+  );
+  expect(wrong).toEqual([]);
 }
 
 /** Waits until every node of `nodes` reports a state whose members are exactly them, all ready. */
 async function waitForReady(nodes: readonly NodeProcess[]): Promise<ClusterState> {
-  const want = nodes.map((n) => n.nodeId).sort().join(',');
+  const want = nodes
+    .map((n) => n.nodeId)
+    .sort()
+    .join(',');
   return waitFor(
     async () => {
       const states = await Promise.all(nodes.map((n) => stateOf(n.url)));
@@ -166,7 +176,9 @@ describe('replicated persistent pools', () => {
     const pool = await c.createPool({ kind: 'persistent', replication: 2 });
     await waitForReady(nodes);
     await putAll(pool, 'obj', 400, 1);
-    const joiner = await startNode({ args: [...TEST_TIMING_ARGS, '--node-id', 'n9', '--join', nodes[0]!.url] });
+    const joiner = await startNode({
+      args: [...TEST_TIMING_ARGS, '--node-id', 'n9', '--join', nodes[0]!.url],
+    });
     const all = [...nodes, joiner];
     let reads = 0;
     let ready = false;
@@ -223,7 +235,8 @@ describe('replicated persistent pools', () => {
     await putAll(pool, 'obj', 200, 1);
     const victim = nodes[2]!;
     const owner = (i: number): string =>
-      persistentTableFor(state, 1).primary(partitionOf(pool.id, toOidBytes('obj'), i, state.partitionCount))!.id;
+      persistentTableFor(state, 1).primary(partitionOf(pool.id, toOidBytes('obj'), i, state.partitionCount))!
+        .id;
     const lostIndexes = Array.from({ length: 200 }, (_, i) => i).filter((i) => owner(i) === victim.nodeId);
     expect(lostIndexes.length).toBeGreaterThan(0);
     await victim.kill();

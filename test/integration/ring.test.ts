@@ -87,7 +87,8 @@ describe('routing', () => {
   it('1000 pages across 3 nodes are each stored on their owner', async () => {
     const nodes = await startCluster({ size: 3 });
     const c = await client(nodes);
-    const pool = await c.createPool({ kind: 'persistent' });
+    // One copy per page, so each page is on exactly its primary (replication has its own tests).
+    const pool = await c.createPool({ kind: 'persistent', replication: 1 });
     const state = await waitForMembers(nodes);
     await putAll(pool, 'spread', 1000, 1);
 
