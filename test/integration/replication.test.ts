@@ -227,6 +227,49 @@ describe('replicated persistent pools', () => {
     await expectAll(pool, 'obj', 300, 1);
   });
 
+  it('never serves a corrupt copy: it is dropped and repaired from another copy', async () => {
+    const healthy = await startCluster({ size: 2 });
+    // n2 spoils every copy of a 'bad' page it stores (keeping the checksum), as failing memory would.
+    const faulty = await startNode({
+      args: [...TEST_TIMING_ARGS, '--node-id', 'n2', '--join', healthy[0]!.url],
+      env: { TMEM_TEST_CORRUPT_OID_PREFIX: 'bad' },
+    });
+    const nodes = [...healthy, faulty];
+    const c = await client(nodes);
+    const pool = await c.createPool({ kind: 'persistent', replication: 2 });
+    const state = await waitForReady(nodes);
+    await putAll(pool, 'bad', 300, 1);
+    const onFaulty = Array.from({ length: 300 }, (_, i) => i).filter((i) =>
+      ownersOf(state, pool, 'bad', i).includes('n2'),
+    );
+    expect(onFaulty.length).toBeGreaterThan(0);
+    // Reads see only good data: the primary checks every copy it serves, and the client checks again.
+    await expectAll(pool, 'bad', 300, 1);
+    // The reads repaired the faulty node's copies of the pages it is primary of. Kill n0: of the pages n0
+    // shared with n2, those n2 was primary of read good (repaired); those n2 held as a replica have only a
+    // corrupt copy left, so they are lost: DATA_LOST, never bad data and never a miss.
+    const classify = (i: number): string => {
+      const owners = ownersOf(state, pool, 'bad', i);
+      if (owners[0] === 'n0' && owners[1] === 'n2') return 'lost';
+      return 'good';
+    };
+    await nodes[0]!.kill();
+    await waitForMembers(nodes.slice(1));
+    const outcomes = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        pool.get('bad', i).then(
+          (page) => (page === null ? 'miss' : Buffer.from(page).equals(pageOf(i, 1)) ? 'good' : 'bad data'),
+          (error: unknown) => (error instanceof DataLostError ? 'lost' : `error ${String(error)}`),
+        ),
+      ),
+    );
+    const unexpected = outcomes.flatMap((outcome, i) =>
+      outcome === classify(i) ? [] : [{ index: i, outcome, expected: classify(i) }],
+    );
+    expect(unexpected).toEqual([]);
+    expect(outcomes.filter((o) => o === 'lost').length).toBeGreaterThan(0);
+  });
+
   it('reports DATA_LOST, never a miss, when every owner of a page crashed', async () => {
     const nodes = await startCluster({ size: 3 });
     const c = await client(nodes);

@@ -84,6 +84,10 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(options.sourceAddress === undefined ? {} : { sourceAddress: options.sourceAddress }),
     // From the environment, not a flag, so it never shows in `ps`.
     ...(process.env['TMEM_CLUSTER_SECRET'] ? { clusterSecret: process.env['TMEM_CLUSTER_SECRET'] } : {}),
+    // Fault injection for the failure tests only: this node corrupts its copies of pages of matching objects.
+    ...(process.env['TMEM_TEST_CORRUPT_OID_PREFIX']
+      ? { testCorruptOidPrefix: process.env['TMEM_TEST_CORRUPT_OID_PREFIX'] }
+      : {}),
     defaultReplication: options.replication,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),

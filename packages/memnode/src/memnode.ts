@@ -49,6 +49,12 @@ export interface MemnodeOptions {
    * source address. @default chosen by the operating system
    */
   sourceAddress?: string;
+  /**
+   * Fault injection for tests: the node corrupts (flips a byte of) every persistent page it stores whose object
+   * id starts with these bytes (as latin1), keeping the page's checksum, as a memory error would. Never set it
+   * in production. @default none
+   */
+  testCorruptOidPrefix?: string;
 }
 
 /** How a node stops. */
@@ -124,6 +130,9 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger,
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
+    ...(options.testCorruptOidPrefix === undefined
+      ? {}
+      : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
   });
   if (options.clusterSecret === undefined) {
     logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');

@@ -54,6 +54,8 @@ export interface ClusterMemberOptions {
   replicationTimeoutMs?: number;
   /** How long a graceful leave waits for its partitions to be copied before it leaves anyway. @default 30000 */
   handOverTimeoutMs?: number;
+  /** Fault injection for tests (see MemnodeOptions.testCorruptOidPrefix). */
+  testCorruptOidPrefix?: string;
 }
 
 /** A change as callers propose it; the member adds the change id. */
@@ -153,6 +155,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     ...(options.replicationTimeoutMs === undefined
       ? {}
       : { replicationTimeoutMs: options.replicationTimeoutMs }),
+    ...(options.testCorruptOidPrefix === undefined
+      ? {}
+      : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
     cluster: {
       nodeId,
       incarnation: () => incarnation,

@@ -78,6 +78,8 @@ export interface ReplicationOptions {
   tombstoneTtlMs?: number;
   /** Time to wait for an answer from another node. @default 2000 */
   peerTimeoutMs?: number;
+  /** Fault injection for tests (see MemnodeOptions.testCorruptOidPrefix). */
+  testCorruptOidPrefix?: string;
 }
 
 /** Copy progress, for statistics and `tmem status`. */
@@ -166,6 +168,28 @@ export function createReplication(options: ReplicationOptions): Replication {
     },
   });
   const fetchSessions = new Map<string, FetchSession>();
+  /** Handles whose copy here was dropped as corrupt and not yet replaced: a miss here says nothing. */
+  const unrepaired = new Set<string>();
+  const handleKey = (pool: number, oid: Uint8Array, index: number): string =>
+    `${pool}:${index}:${Buffer.from(oid.buffer, oid.byteOffset, oid.length).toString('latin1')}`;
+  const corruptPrefix =
+    options.testCorruptOidPrefix === undefined
+      ? undefined
+      : Buffer.from(options.testCorruptOidPrefix, 'latin1');
+
+  /** The fault injection of the tests: spoils this node's copy of a matching page, keeping its checksum. */
+  function maybeCorrupt(pool: number, oid: Uint8Array, index: number): void {
+    if (corruptPrefix === undefined || oid.length < corruptPrefix.length) return;
+    if (!Buffer.from(oid.buffer, oid.byteOffset, corruptPrefix.length).equals(corruptPrefix)) return;
+    const stored = store.peek(pool, oid, index);
+    if (stored === null) return;
+    const spoiled = stored.page;
+    spoiled[spoiled.length >>> 1] = ((spoiled[spoiled.length >>> 1] as number) ^ 0x5a) & 0xff;
+    store.put(pool, oid, index, spoiled, {
+      version: stored.version,
+      ...(stored.sum === undefined ? {} : { sum: stored.sum }),
+    });
+  }
   const versionWaiters = new Set<{ version: number; resolve(): void }>();
   let copiedPages = 0;
   /** Pools of the states seen, so the tombstones of destroyed ones can be forgotten. */
@@ -361,6 +385,26 @@ export function createReplication(options: ReplicationOptions): Replication {
     return { entry, authoritative, lost };
   }
 
+  /**
+   * Replaces this node's corrupt copy of a handle with the newest good one another member holds; the new entry,
+   * or undefined when no other member has a good copy (the corrupt one is dropped either way).
+   */
+  async function repairCorrupt(
+    state: ClusterState,
+    poolId: number,
+    oid: Uint8Array,
+    index: number,
+  ): Promise<ReplicaEntry | undefined> {
+    log.warn({ pool: poolId }, 'corrupt copy dropped; repairing it from another copy');
+    store.discard(poolId, oid, index);
+    const pool = poolInfo(state, poolId);
+    if (pool === undefined) return undefined;
+    const found = await readFromOthers(state, pool, oid, index);
+    if (found.entry?.page === undefined) return found.entry;
+    replicas.apply(found.entry);
+    return found.entry;
+  }
+
   async function get(op: Get, stateVersion: number | undefined): Promise<PageReply> {
     const { state, pool, partition } = serving(
       op.pool,
@@ -370,12 +414,12 @@ export function createReplication(options: ReplicationOptions): Replication {
       op.replica ? 'owner' : 'primary',
     );
     let stored = store.read(op.pool, op.oid, op.index);
-    let corrupt = false;
+    const key = handleKey(op.pool, op.oid, op.index);
     if (stored !== null && !checksumMatches(stored.page, stored.sum)) {
       log.warn({ pool: op.pool, partition }, 'corrupt copy dropped; reading another');
       store.discard(op.pool, op.oid, op.index);
+      unrepaired.add(key);
       stored = null;
-      corrupt = true;
     }
     if (stored !== null) {
       return {
@@ -386,12 +430,15 @@ export function createReplication(options: ReplicationOptions): Replication {
       };
     }
     const copy = completeness.of(op.pool, partition);
+    // A copy dropped as corrupt is a hole in an otherwise complete copy: only the others can fill it.
+    const corrupt = unrepaired.has(key);
     if (copy === COMPLETE && !corrupt) return { t: 'miss', id: op.id };
     if (copy !== COMPLETE && replicas.newest(op.pool, op.oid, op.index) !== undefined && !op.replica) {
       // A flush this primary stamped itself: nothing newer can exist anywhere.
       return { t: 'miss', id: op.id };
     }
     const found = await readFromOthers(state, pool, op.oid, op.index);
+    if (found.entry !== undefined || found.authoritative) unrepaired.delete(key);
     if (found.entry?.page !== undefined) {
       // Repair this copy with what the others hold (newest wins; a flush seen since is not undone).
       if (replicas.apply(found.entry) === 'ok') clock.observe(partition, found.entry.version);
@@ -431,6 +478,8 @@ export function createReplication(options: ReplicationOptions): Replication {
       op.page,
       op.sum === undefined ? { version } : { version, sum: op.sum },
     );
+    unrepaired.delete(handleKey(op.pool, op.oid, op.index));
+    maybeCorrupt(op.pool, op.oid, op.index);
     if (local.status === 'refused') {
       // The older page is gone here (put-put-get coherency); it must go from the other copies too.
       await flushEverywhere(state, pool, op.oid, op.index, partition, deadline);
@@ -550,7 +599,9 @@ export function createReplication(options: ReplicationOptions): Replication {
       const partition = partitionOf(entry.pool, entry.oid, entry.index, state.partitionCount);
       if (completeness.of(entry.pool, partition) === NOT_OWNER) return 'not-owner' as const;
       clock.observe(partition, entry.version);
-      return replicas.apply(entry);
+      const result = replicas.apply(entry);
+      if (entry.page !== undefined) maybeCorrupt(entry.pool, entry.oid, entry.index);
+      return result;
     });
     return { t: 'replicated', id: frame.id, results };
   }
@@ -601,13 +652,17 @@ export function createReplication(options: ReplicationOptions): Replication {
         oid: Uint8Array;
         index: number;
       };
-      const entry = replicas.newest(handle.pool, handle.oid, handle.index);
-      if (entry === undefined) continue;
-      if (entry.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
-        log.warn({ pool: handle.pool }, 'corrupt copy dropped while copying it out');
-        store.discard(handle.pool, handle.oid, handle.index);
-        continue;
+      let entry = replicas.newest(handle.pool, handle.oid, handle.index);
+      if (entry?.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
+        entry = await repairCorrupt(state, handle.pool, handle.oid, handle.index);
+        if (entry === undefined) {
+          // No good copy anywhere: the page is lost, and a miss must never say otherwise.
+          const p = partitionOf(handle.pool, handle.oid, handle.index, state.partitionCount);
+          completeness.set(handle.pool, p, LOST);
+          if (!lost.includes(p)) lost.push(p);
+        }
       }
+      if (entry === undefined) continue;
       bytes += entry.page?.length ?? 0;
       entries.push(entry);
     }
@@ -676,7 +731,10 @@ export function createReplication(options: ReplicationOptions): Replication {
         if (completeness.of(pool, partition) !== FILLING) continue;
         clock.observe(partition, entry.version);
         const result = replicas.apply(entry);
-        if (result === 'ok' && entry.page !== undefined) copiedPages++;
+        if (result === 'ok' && entry.page !== undefined) {
+          copiedPages++;
+          maybeCorrupt(entry.pool, entry.oid, entry.index as number);
+        }
         if (result === 'full') log.warn({ pool, partition }, 'no room for a copied page');
       }
       for (const p of reply.lost ?? [])
