@@ -91,6 +91,8 @@ export function createReplicaStreams(options: ReplicaStreamsOptions): ReplicaStr
           stream.target,
           batch.map((b) => b.entry),
         );
+        // Closed meanwhile: close() settled everything already.
+        if (closed) break;
         if (results.length !== batch.length) {
           throw new TmemError(ErrorCode.InvalidFrame, 'replicated reply does not answer every entry');
         }
@@ -109,7 +111,6 @@ export function createReplicaStreams(options: ReplicaStreamsOptions): ReplicaStr
       }
     }
     stream.sending = false;
-    if (closed) settle(stream.queue.splice(0), []);
   }
 
   return {
@@ -131,7 +132,7 @@ export function createReplicaStreams(options: ReplicaStreamsOptions): ReplicaStr
     },
     close() {
       closed = true;
-      for (const stream of streams.values()) if (!stream.sending) settle(stream.queue.splice(0), []);
+      for (const stream of streams.values()) settle(stream.queue.splice(0), []);
     },
   };
 }
