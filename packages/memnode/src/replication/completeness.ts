@@ -35,7 +35,7 @@ export interface Completeness {
    * store was wiped): every pool counts as existing. A `leaving` node keeps what it has (it is the source its
    * successors copy from) and gains nothing.
    */
-  apply(previous: ClusterState | null, next: ClusterState): CopyTransition;
+  applyState(previous: ClusterState | null, next: ClusterState): CopyTransition;
   /** Every owned partition becomes FILLING (the store was emptied); LOST ones stay LOST. */
   wipe(): void;
   /** Partitions per pool in `copy` state. */
@@ -68,7 +68,7 @@ export function createCompleteness(self: MemberRef): Completeness {
       const copies = pools.get(pool);
       if (copies !== undefined && partition < copies.length) copies[partition] = copy;
     },
-    apply(previous, next) {
+    applyState(previous, next) {
       const transition: CopyTransition = { filling: new Map(), dropped: new Map() };
       const me = next.members.find((m) => sameMember(m, self));
       const leaving = me?.phase === 'leaving';

@@ -905,7 +905,7 @@ export function createReplication(options: ReplicationOptions): Replication {
         clock = createVersionClock(partitionCount);
       }
       if (previous === null) completeness.wipe();
-      const transition = completeness.apply(previous, state);
+      const transition = completeness.applyState(previous, state);
       for (const [pool, partitions] of transition.dropped) {
         const gone = new Set(partitions);
         store.removePages((spec, hash) => spec.id === pool && gone.has(hash % partitionCount));

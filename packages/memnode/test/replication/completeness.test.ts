@@ -33,7 +33,7 @@ describe('completeness', () => {
     const c = createCompleteness(self);
     const before = state(1, [member('a'), member('b'), member('c')], []);
     const after = state(2, before.members);
-    const t = c.apply(before, after);
+    const t = c.applyState(before, after);
     expect(t.filling.size).toBe(0);
     for (let p = 0; p < 64; p++) expect(c.of(1, p)).toBe(owns(after, p) ? COMPLETE : NOT_OWNER);
   });
@@ -42,10 +42,10 @@ describe('completeness', () => {
     const c = createCompleteness(self);
     const s1 = state(1, [member('a'), member('b'), member('c')], []);
     const s2 = state(2, s1.members);
-    c.apply(s1, s2);
+    c.applyState(s1, s2);
     // c leaves (crash): a gains the partitions where c was an owner and a was not.
     const s3 = state(3, [member('a'), member('b')]);
-    const t = c.apply(s2, s3);
+    const t = c.applyState(s2, s3);
     const gained = [...Array(64).keys()].filter((p) => !owns(s2, p) && owns(s3, p));
     expect(gained.length).toBeGreaterThan(0);
     expect(t.filling.get(1)).toEqual(gained);
@@ -54,7 +54,7 @@ describe('completeness', () => {
     // A joiner that becomes ready may take partitions away: those are reported for dropping.
     c.set(1, gained[0] as number, COMPLETE);
     const s4 = state(4, [member('a'), member('b'), member('d', 'ready'), member('e', 'ready')]);
-    const t4 = c.apply(s3, s4);
+    const t4 = c.applyState(s3, s4);
     const lost = [...Array(64).keys()].filter((p) => owns(s3, p) && !owns(s4, p));
     expect(t4.dropped.get(1) ?? []).toEqual(lost);
     for (const p of lost) expect(c.of(1, p)).toBe(NOT_OWNER);
@@ -63,7 +63,7 @@ describe('completeness', () => {
   it('a joiner (no previous state) fills every partition it will own, including as a filling member', () => {
     const c = createCompleteness({ id: 'd', incarnation: 1 });
     const s = state(5, [member('a'), member('b'), member('d', 'filling')]);
-    const t = c.apply(null, s);
+    const t = c.applyState(null, s);
     const future = [...Array(64).keys()].filter((p) => replicaTargets(s, 2, p).some((o) => o.id === 'd'));
     expect(future.length).toBeGreaterThan(0);
     expect(t.filling.get(1)).toEqual(future);
@@ -73,10 +73,10 @@ describe('completeness', () => {
     const c = createCompleteness(self);
     const s1 = state(1, [member('a'), member('b'), member('c')], []);
     const s2 = state(2, s1.members);
-    c.apply(s1, s2);
+    c.applyState(s1, s2);
     const before = [...Array(64).keys()].map((p) => c.of(1, p));
     const s3 = state(3, [member('a', 'leaving'), member('b'), member('c')]);
-    const t = c.apply(s2, s3);
+    const t = c.applyState(s2, s3);
     expect(t.dropped.size).toBe(0);
     expect([...Array(64).keys()].map((p) => c.of(1, p))).toEqual(before);
     const owned = before.flatMap((copy, p) => (copy === COMPLETE ? [p] : []));
@@ -90,9 +90,9 @@ describe('completeness', () => {
     const c = createCompleteness(self);
     const s1 = state(1, [member('a'), member('b')], []);
     const s2 = state(2, s1.members);
-    c.apply(s1, s2);
+    c.applyState(s1, s2);
     expect(c.counts().complete).toBeGreaterThan(0);
-    c.apply(s2, state(3, s1.members, []));
+    c.applyState(s2, state(3, s1.members, []));
     expect(c.counts()).toEqual({ filling: 0, lost: 0, complete: 0 });
   });
 });

@@ -32,10 +32,10 @@ describe('replica streams', () => {
       logger: silentLogger(),
       retryDelayMs: 1,
       transport: {
-        send: async (_target, entries) => {
+        send: (_target, entries) => {
           calls++;
-          if (calls < 3) throw new Error('link down');
-          return entries.map((): ReplicaResult => 'full');
+          if (calls < 3) return Promise.reject(new Error('link down'));
+          return Promise.resolve(entries.map((): ReplicaResult => 'full'));
         },
         isMember: () => member,
       },
