@@ -79,6 +79,9 @@ export function handlePageOp(
   stateVersion: number | undefined,
 ): PageReply | Promise<PageReply> {
   try {
+    // A node behind the client's state may not know the pool yet: that is STALE_STATE (refresh, retry), not
+    // UNKNOWN_POOL, so the version and the lease are checked before the pool.
+    ctx.cluster.checkServing(stateVersion, null);
     const pool = ownedPool(ctx, op.pool);
     if (pool.kind === 'persistent') return handlePersistentOp(ctx, op, stateVersion);
     const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
