@@ -43,9 +43,16 @@ async function startEchoServer(): Promise<{ host: string; port: number }> {
   return { host: '127.0.0.1', port: address.port };
 }
 
-/** A plain TCP client of the proxy that collects everything it reads. */
-async function openTcp(proxy: FaultProxy): Promise<{ socket: Socket; received: () => Buffer }> {
-  const socket = connectTcp({ host: '127.0.0.1', port: proxy.port });
+/** A plain TCP client of the proxy, from `localAddress` if given, that collects everything it reads. */
+async function openTcp(
+  proxy: FaultProxy,
+  localAddress?: string,
+): Promise<{ socket: Socket; received: () => Buffer }> {
+  const socket = connectTcp({
+    host: '127.0.0.1',
+    port: proxy.port,
+    ...(localAddress === undefined ? {} : { localAddress }),
+  });
   tcpClients.add(socket);
   socket.setNoDelay(true);
   socket.on('error', () => undefined);
@@ -311,5 +318,111 @@ describe('drop', () => {
     // Seed 42 lets a few round trips through before its first drop, so the comparison means something.
     expect(first).toBeGreaterThan(0);
     expect(await survivedRoundTrips(42)).toBe(first);
+  });
+});
+
+describe('faults by source address', () => {
+  // Every address in 127.0.0.0/8 is loopback on Linux, so each test client can have its own.
+  const A = '127.0.0.2';
+  const B = '127.0.0.3';
+
+  /** Writes `text` and waits until the echo of all of it came back. */
+  async function echoes(client: Awaited<ReturnType<typeof openTcp>>, text: string): Promise<void> {
+    const before = client.received().length;
+    client.socket.write(text);
+    await waitFor(() => client.received().length >= before + text.length, { what: `the echo of ${text}` });
+  }
+
+  it('a fault set for one source leaves the others alone, and lifting it resets only its connections', async () => {
+    const proxy = await startFaultProxy({ target: await startEchoServer() });
+    const a = await openTcp(proxy, A);
+    const b = await openTcp(proxy, B);
+    proxy.setFault('toTarget', { kind: 'blackhole' }, { from: A });
+    a.socket.write('lost');
+    await echoes(b, 'fine');
+    await waitFor(() => proxy.stats().dropped > 0, { what: 'the proxy to swallow the bytes from A' });
+    expect(a.received().length).toBe(0);
+
+    const aClosed = new Promise<void>((resolve) => a.socket.once('close', () => resolve()));
+    proxy.clearFaults({ from: A });
+    await aClosed;
+    expect(b.socket.destroyed).toBe(false);
+    await echoes(b, 'still fine');
+    await echoes(await openTcp(proxy, A), 'back');
+  });
+
+  it("a source's own fault overrides the default, in its direction only", async () => {
+    const proxy = await startFaultProxy({ target: await startEchoServer() });
+    proxy.setFault('both', { kind: 'blackhole' });
+    proxy.setFault('both', { kind: 'none' }, { from: B });
+    const a = await openTcp(proxy, A);
+    const b = await openTcp(proxy, B);
+    a.socket.write('lost');
+    await echoes(b, 'through');
+    expect(a.received().length).toBe(0);
+
+    // Only the reply direction cut for B: its bytes reach the echo server, the echo never comes back.
+    proxy.setFault('fromTarget', { kind: 'blackhole' }, { from: B });
+    const sentBefore = proxy.stats().bytesToTarget;
+    b.socket.write('one way');
+    await waitFor(() => proxy.stats().bytesToTarget >= sentBefore + 'one way'.length, {
+      what: 'the bytes to reach the target',
+    });
+    await waitFor(() => proxy.stats().dropped > 0, { what: 'the echo to be swallowed' });
+    expect(b.received().toString()).toBe('through');
+
+    // clearFaults() with no scope drops every fault: a fresh connection from A goes through.
+    proxy.clearFaults();
+    await echoes(await openTcp(proxy, A), 'healed');
+  });
+
+  it('cut({ from }) resets only the connections from that source', async () => {
+    const proxy = await startFaultProxy({ target: await startEchoServer() });
+    const a = await openTcp(proxy, A);
+    const b = await openTcp(proxy, B);
+    const aClosed = new Promise<void>((resolve) => a.socket.once('close', () => resolve()));
+    proxy.cut({ from: A });
+    await aClosed;
+    await echoes(b, 'untouched');
+    expect(proxy.stats().cuts).toBe(1);
+    await waitFor(() => proxy.stats().sources[A] === undefined, { what: "A's connection to be gone" });
+    expect(proxy.stats().sources).toEqual({ [B]: 1 });
+  });
+
+  it('counts delayed chunks as queued until they are written', async () => {
+    const proxy = await startFaultProxy({ target: await startEchoServer() });
+    const a = await openTcp(proxy, A);
+    proxy.setFault('toTarget', { kind: 'delay', ms: 300 }, { from: A });
+    a.socket.write('slow');
+    await waitFor(() => proxy.stats().queued > 0, { what: 'a queued chunk' });
+    await waitFor(() => a.received().toString() === 'slow', { what: 'the delayed echo' });
+    expect(proxy.stats().queued).toBe(0);
+  });
+});
+
+describe('retarget', () => {
+  it('a proxy without a target resets connections until it is given one; new connections follow it', async () => {
+    const proxy = await startFaultProxy();
+    expect(proxy.target).toBeUndefined();
+    const early = connectTcp({ host: '127.0.0.1', port: proxy.port });
+    tcpClients.add(early);
+    early.on('error', () => undefined);
+    await new Promise<void>((resolve) => early.once('close', () => resolve()));
+    expect(proxy.stats().refused).toBe(1);
+
+    const first = await startEchoServer();
+    proxy.retarget(first);
+    const a = await openTcp(proxy);
+    a.socket.write('one');
+    await waitFor(() => a.received().toString() === 'one', { what: 'the first echo' });
+
+    // A node restarted on another port behind the same proxy URL: a WebSocket peer reaches the new one.
+    const node = await startNode({ capacity: '8MiB' });
+    proxy.retarget(node.url);
+    expect(proxy.target?.port).toBe(Number(new URL(node.url).port));
+    expect((await nodeStats(await openRawPeer(proxy.url, 'alice'))).nodeId).toBeTruthy();
+    // The connection made before keeps its old target.
+    a.socket.write('two');
+    await waitFor(() => a.received().toString() === 'onetwo', { what: 'the old target to still answer' });
   });
 });

@@ -132,6 +132,16 @@ describe('createHistory', () => {
     expect(history.ops()[0]?.outcome).toEqual({ kind: 'ok' });
   });
 
+  it('lists the ops still pending', () => {
+    const history = createHistory();
+    const target = { client: 'c', poolKind: 'persistent', pool: 'p', oid: 'o', index: 0 } as const;
+    history.invoke({ ...target, type: 'put', valueId: 1 }).ok(true);
+    const get = history.invoke({ ...target, type: 'get' });
+    expect(history.pending().map((op) => [op.id, op.outcome.kind])).toEqual([[get.id, 'indeterminate']]);
+    get.ok(null);
+    expect(history.pending()).toEqual([]);
+  });
+
   it('hands out unique value ids', () => {
     const history = createHistory();
     expect([history.nextValueId(), history.nextValueId(), history.nextValueId()]).toEqual([1, 2, 3]);
@@ -157,8 +167,13 @@ function scenario(poolKind: PoolKind, options: { exclusiveGets?: boolean } = {})
       const op = history.invoke({ ...target(where.client ?? 'w'), type: 'put', ...at(where), valueId });
       return { ...settle(op), accepted: () => op.ok(true), refused: () => op.ok(false) };
     },
-    get(where: { oid?: string; index?: number; client?: string } = {}) {
-      const op = history.invoke({ ...target(where.client ?? 'r'), type: 'get', ...at(where) });
+    get(where: { oid?: string; index?: number; client?: string; round?: number } = {}) {
+      const op = history.invoke({
+        ...target(where.client ?? 'r'),
+        type: 'get',
+        ...at(where),
+        ...(where.round === undefined ? {} : { finalRound: where.round }),
+      });
       return {
         ...settle(op),
         hit: (valueId: number) => op.ok(pageWithValue(PAGE, valueId)),
@@ -623,6 +638,101 @@ describe('checkHistory: each anomaly is found and names its ops', () => {
   });
 });
 
+describe('checkHistory: convergence after heal (final rounds)', () => {
+  it('legal: two rounds agree on a persistent page; an exclusive round 1 leaves round 2 a miss', () => {
+    const p = scenario('persistent');
+    p.put(1).accepted();
+    p.put(2).timeout();
+    p.get({ round: 1 }).hit(2);
+    p.get({ round: 2 }).hit(2);
+    p.get({ index: 1, round: 1 }).miss();
+    p.get({ index: 1, round: 2 }).miss();
+    expect(p.check()).toEqual([]);
+
+    const e = scenario('ephemeral');
+    e.put(1).accepted();
+    e.get({ round: 1 }).hit(1);
+    e.get({ round: 2 }).miss();
+    expect(e.check()).toEqual([]);
+  });
+
+  it('legal: DATA_LOST in both rounds once R nodes failed', () => {
+    const s = scenario('persistent');
+    s.put(1).accepted();
+    s.get({ round: 1 }).dataLost();
+    s.get({ round: 2 }).dataLost();
+    expect(s.check({ replication: 2, failedNodes: 2 })).toEqual([]);
+  });
+
+  it('legal: a definite op between the rounds may change the page', () => {
+    const s = scenario('persistent');
+    s.put(1).accepted();
+    s.get({ round: 1 }).hit(1);
+    s.put(2).accepted();
+    s.get({ round: 2 }).hit(2);
+    expect(s.check()).toEqual([]);
+  });
+
+  it('not-converged: a final get without a definite answer (timeout, or an error other than DATA_LOST)', () => {
+    const s = scenario('persistent');
+    s.put(1).accepted();
+    const late = s.get({ round: 1 });
+    late.timeout();
+    const failed = s.get({ round: 2 });
+    failed.error('NO_NODES');
+    // An ordinary get that times out is not judged: only the final rounds must answer.
+    s.get().timeout();
+    expect(s.check()).toEqual([
+      { kind: 'not-converged', ops: [late.id] },
+      { kind: 'not-converged', ops: [failed.id] },
+    ]);
+  });
+
+  it('not-converged: round 2 returns another value than round 1 (a late in-doubt put is no excuse)', () => {
+    const s = scenario('persistent');
+    s.put(1).accepted();
+    s.put(2).timeout();
+    const first = s.get({ round: 1 });
+    first.hit(1);
+    const second = s.get({ round: 2 });
+    second.hit(2);
+    expect(s.check()).toEqual([{ kind: 'not-converged', ops: [second.id, first.id] }]);
+  });
+
+  it('not-converged: a persistent page seen in round 1 misses in round 2', () => {
+    const s = scenario('persistent');
+    // In doubt, the put may have been refused after round 1 saw it: no lost write. Only the convergence
+    // check, which assumes in-doubt ops settled before round 1, catches the page vanishing between rounds.
+    s.put(1).timeout();
+    const first = s.get({ round: 1 });
+    first.hit(1);
+    const second = s.get({ round: 2 });
+    second.miss();
+    expect(s.check()).toEqual([{ kind: 'not-converged', ops: [second.id, first.id] }]);
+  });
+
+  it('not-converged: an exclusive round 2 hits after round 1 missed', () => {
+    const s = scenario('ephemeral');
+    s.put(1).timeout();
+    const first = s.get({ round: 1 });
+    first.miss();
+    const second = s.get({ round: 2 });
+    second.hit(1);
+    expect(s.check()).toEqual([{ kind: 'not-converged', ops: [second.id, first.id] }]);
+  });
+
+  it('not-converged: DATA_LOST in round 1, a miss in round 2', () => {
+    const s = scenario('persistent');
+    s.put(1).accepted();
+    const first = s.get({ round: 1 });
+    first.dataLost();
+    const second = s.get({ round: 2 });
+    second.miss();
+    const kinds = s.check({ replication: 2, failedNodes: 2 });
+    expect(kinds).toContainEqual({ kind: 'not-converged', ops: [second.id, first.id] });
+  });
+});
+
 // ---- Property: histories produced by a correct, sequential model never show an anomaly. ----
 
 /** Pools of the model: private ephemeral (exclusive gets), shared ephemeral, persistent. */
@@ -694,7 +804,7 @@ interface Run {
  * records them with windows around those instants: the order of effects is a valid linearization of the history.
  * In-doubt ops may take effect after their recorded timeout, or never.
  */
-function runModel(commands: readonly Command[]): Run {
+function runModel(commands: readonly Command[], finalRounds = 0): Run {
   const state = new Map<string, number | 'lost'>();
   const destroyed = new Set<string>();
   let lostData = false;
@@ -798,6 +908,30 @@ function runModel(commands: readonly Command[]): Run {
     }
   });
 
+  // The convergence check: after every command took effect, rounds of reads of every handle, one after another.
+  const end = commands.length * 10 + 1000;
+  for (let round = 1; round <= finalRounds; round++) {
+    for (const spec of POOLS) {
+      if (destroyed.has(spec.pool)) continue;
+      for (const oid of ['a', 'b'] as const) {
+        for (const index of [0, 1] as const) {
+          const current = state.get(`${spec.pool}/${oid}/${index}`);
+          if (typeof current === 'number' && spec.exclusiveGets) state.delete(`${spec.pool}/${oid}/${index}`);
+          const invokedAt = end + round * 100;
+          planned.push({
+            input: { client: 'final', ...spec, type: 'get', oid, index, finalRound: round },
+            invokedAt,
+            completedAt: invokedAt + 50,
+            settle: (p) =>
+              current === 'lost'
+                ? p.fail({ code: 'DATA_LOST' })
+                : p.ok(current === undefined ? null : pageWithValue(PAGE, current)),
+          });
+        }
+      }
+    }
+  }
+
   // Replay invocations and completions in time order; on a tie an invocation goes first, which only makes
   // ops concurrent and so never changes which linearizations are possible.
   const events: { time: number; phase: 0 | 1; op: number }[] = [];
@@ -816,7 +950,10 @@ function runModel(commands: readonly Command[]): Run {
   return { ops: history.ops(), options: { replication: 2, failedNodes: lostData ? 2 : 0 } };
 }
 
-const runArb = fc.array(commandArb, { minLength: 8, maxLength: 60, size: 'max' }).map(runModel);
+const commandsArb = fc.array(commandArb, { minLength: 8, maxLength: 60, size: 'max' });
+const runArb = commandsArb.map((commands) => runModel(commands));
+/** Runs that end with two rounds of final reads (the convergence check after heal). */
+const convergedRunArb = commandsArb.map((commands) => runModel(commands, 2));
 
 function explain(run: Run, anomalies: unknown): string {
   return JSON.stringify({ anomalies, ops: run.ops }, null, 1);
@@ -927,5 +1064,39 @@ describe('checkHistory: properties', () => {
       { numRuns: 300 },
     );
     expect(mutated).toBeGreaterThan(20);
+  });
+});
+
+describe('checkHistory: convergence properties', () => {
+  it('a correct model followed by two rounds of final reads has no anomaly', () => {
+    fc.assert(
+      fc.property(convergedRunArb, (run) => {
+        const { anomalies } = checkHistory(run.ops, run.options);
+        if (anomalies.length > 0) throw new Error(explain(run, anomalies));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('changing the answer of one round-2 read is always caught as not-converged', () => {
+    let mutated = 0;
+    fc.assert(
+      fc.property(convergedRunArb, fc.nat(), (run, pick) => {
+        const seconds = run.ops.filter((op) => op.finalRound === 2);
+        const get = seconds[pick % Math.max(1, seconds.length)];
+        if (get === undefined) return;
+        const other =
+          get.outcome.kind === 'miss'
+            ? { kind: 'hit' as const, valueId: 0xfffffff0 }
+            : { kind: 'miss' as const };
+        const ops = run.ops.map((op) => (op.id === get.id ? { ...op, outcome: other } : op));
+        mutated++;
+        const { anomalies } = checkHistory(ops, run.options);
+        const caught = anomalies.some((a) => a.kind === 'not-converged' && a.ops[0] === get.id);
+        if (!caught) throw new Error(explain({ ...run, ops }, anomalies));
+      }),
+      { numRuns: 300 },
+    );
+    expect(mutated).toBeGreaterThan(200);
   });
 });

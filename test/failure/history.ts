@@ -61,6 +61,13 @@
  * - `unexpected-data-lost`: a DATA_LOST error from a persistent get while fewer than `replication` nodes failed
  *   (checked only when `replication` is given), or from an ephemeral get at all (an ephemeral page that is gone
  *   is a miss).
+ * - `not-converged`: about the convergence check, gets marked with `finalRound` (1, 2, ...) that a workload
+ *   issues once every fault is healed, the cluster has settled and no other op is running. Such a get must have
+ *   a definite answer (a hit, a miss, or DATA_LOST, which `unexpected-data-lost` judges), and each round must
+ *   agree with the one before: a non-exclusive get returns what the previous round returned, an exclusive get
+ *   misses (the previous round took the page). Convergence means in-doubt ops have settled by the first round,
+ *   so only a definite op overlapping the two rounds excuses a difference. Every other check applies to final
+ *   gets as to any get, so round 1 must also agree with the history (no lost write, no stale value).
  *
  * What it does NOT detect:
  * - anomalies that only a search over every combined ordering finds (full linearizability checking is
@@ -68,8 +75,7 @@
  *   on concurrent writes. For instance two overlapping observers that disagree on the order of two concurrent
  *   puts pass, while two sequential ones that disagree are caught.
  * - a refused put's value seen by a get concurrent with that put (allowed by design, see above);
- * - anything about errors other than DATA_LOST (availability), about in-doubt ops that never resolve, about
- *   liveness or convergence (a workload proves convergence by a final round of reads, which this then checks);
+ * - anything about errors other than DATA_LOST (availability) or about liveness, except for final-round gets;
  * - ephemeral eviction policy (LRU, weights, caps), statistics, isolation, the atomicity of an object flush
  *   across indices, and which nodes held a page (DATA_LOST past `replication` failures is taken as legitimate).
  * - a miss after an in-doubt flush, however late: the flush may still land, so the checker cannot blame the miss.
@@ -99,6 +105,11 @@ interface OpTarget {
    * @default true for an ephemeral pool (private pools; pass false for a shared one), false for a persistent one
    */
   exclusiveGets?: boolean;
+  /**
+   * Marks a get of the convergence check (1 for the first round of reads after every fault was healed, 2 for
+   * the next...); see `not-converged` in the module comment.
+   */
+  finalRound?: number;
 }
 
 /** A put of one page: `valueId` is unique across the history and embedded in the page by `pageWithValue`. */
@@ -195,6 +206,8 @@ export interface HistoryRecorder {
   nextValueId(): number;
   /** A snapshot of the history so far; pending ops appear indeterminate (code PENDING) without a completion. */
   ops(): OpRecord[];
+  /** A snapshot of the ops invoked and not settled yet (cheap: a fault injector polls it to strike mid-write). */
+  pending(): OpRecord[];
 }
 
 /** Failure codes after which an op may or may not have taken effect. */
@@ -335,6 +348,12 @@ export function createHistory(): HistoryRecorder {
     ops(): OpRecord[] {
       return records.map((record) => ({ ...record, outcome: { ...record.outcome } }));
     },
+    pending(): OpRecord[] {
+      return [...pending].map((id) => {
+        const record = records[id] as OpRecord;
+        return { ...record, outcome: { ...record.outcome } };
+      });
+    },
   };
 }
 
@@ -348,7 +367,8 @@ export type AnomalyKind =
   | 'corrupt'
   | 'refused-read'
   | 'duplicate-exclusive-hit'
-  | 'unexpected-data-lost';
+  | 'unexpected-data-lost'
+  | 'not-converged';
 
 /** One contract violation. */
 export interface Anomaly {
@@ -441,8 +461,9 @@ function show(op: OpRecord): string {
   else if (outcome.kind === 'error' || outcome.kind === 'indeterminate')
     result = `${outcome.kind}(${outcome.code})`;
   const value = op.type === 'put' ? ` value ${op.valueId}` : '';
+  const final = op.finalRound === undefined ? '' : ` (final round ${op.finalRound})`;
   const done = op.completedAt === undefined ? '∞' : String(op.completedAt);
-  return `#${op.id} ${op.client} ${op.type}${value} [${op.invokedAt}..${done}] → ${result}`;
+  return `#${op.id} ${op.client} ${op.type}${value}${final} [${op.invokedAt}..${done}] → ${result}`;
 }
 
 /** Ops of one handle, with the puts by value id. */
@@ -621,6 +642,62 @@ function checkHandle(
         `${show(get)}, but ${show(latest)} and nothing can have removed it`,
       );
     }
+  }
+
+  checkConvergence(ops, gets, report);
+}
+
+/** A get's answer as the convergence check compares it: the value, a miss, or the error code. */
+function answerOf(get: OpRecord): string | undefined {
+  const outcome = get.outcome;
+  switch (outcome.kind) {
+    case 'hit':
+      return `hit(${outcome.valueId})`;
+    case 'miss':
+      return 'miss';
+    case 'error':
+      return outcome.code === DATA_LOST ? DATA_LOST : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Pass 4 (`not-converged`): final-round gets answer, and each round agrees with the one before. */
+function checkConvergence(
+  ops: readonly OpRecord[],
+  gets: readonly OpRecord[],
+  report: (kind: AnomalyKind, involved: OpRecord[], message: string) => void,
+): void {
+  const finals = gets.filter((op) => op.finalRound !== undefined).sort((a, b) => a.invokedAt - b.invokedAt);
+  for (const get of finals) {
+    if (answerOf(get) === undefined && get.outcome.kind !== 'corrupt') {
+      report('not-converged', [get], `${show(get)}: no definite answer after the faults were healed`);
+    }
+  }
+  for (let i = 1; i < finals.length; i++) {
+    const previous = finals[i - 1] as OpRecord;
+    const next = finals[i] as OpRecord;
+    const before = answerOf(previous);
+    const after = answerOf(next);
+    if (before === undefined || after === undefined) continue;
+    if ((next.finalRound as number) <= (previous.finalRound as number)) continue;
+    if (completion(previous) >= next.invokedAt) continue;
+    const expected = isExclusive(previous) && before !== DATA_LOST ? 'miss' : before;
+    if (after === expected) continue;
+    // Only a definite op between the two rounds may have changed the handle: in-doubt ones settled before.
+    const between = ops.find(
+      (op) =>
+        op.finalRound === undefined &&
+        isDefinite(op) &&
+        op.invokedAt < completion(next) &&
+        completion(op) > previous.invokedAt,
+    );
+    if (between !== undefined) continue;
+    report(
+      'not-converged',
+      [next, previous],
+      `${show(next)}, but ${show(previous)} in the round before (expected ${expected})`,
+    );
   }
 }
 

@@ -3,6 +3,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 // A TCP proxy that sits between two processes on loopback and breaks the link on command: delay, drop,
 // blackhole, cut, refuse. It works on raw bytes, below WebSocket, so it can break anything (clients, peer
 // links) the way a network does, without the processes knowing a proxy is there.
+//
+// Faults can be set for every connection or only for connections from one source address: when each process
+// connects from its own loopback address (127.0.0.N), one proxy in front of a node can cut the link from one
+// peer and leave the others alone, which is how per-pair partitions are built (see proxied-cluster.ts).
 
 /** Where the proxy forwards connections to. */
 export interface FaultProxyTarget {
@@ -42,13 +46,23 @@ export type Fault =
   | { kind: 'drop'; probability: number; seed?: number }
   | { kind: 'blackhole' };
 
+/**
+ * Which connections a control applies to. `from` is a source address as the proxy sees it (the connecting
+ * socket's remote address, e.g. `127.0.0.2`; an IPv4-mapped `::ffff:` prefix is ignored). Without `from`, the
+ * control applies to every connection, and a fault set that way is the default of every source that has no
+ * fault of its own for that direction.
+ */
+export interface FaultScope {
+  from?: string;
+}
+
 /** Counters since the proxy started. */
 export interface FaultProxyStats {
   /** Connections open now (through the proxy to the target). */
   connections: number;
   /** Connections accepted and forwarded, including those closed since. */
   accepted: number;
-  /** Connections reset at once because refuse(true) was on. */
+  /** Connections reset at once because refuse(true) was on or the proxy had no target yet. */
   refused: number;
   /** Connections the proxy reset: cut(), a drop, or a lifted blackhole. */
   cuts: number;
@@ -58,6 +72,10 @@ export interface FaultProxyStats {
   bytesFromTarget: number;
   /** Chunks discarded, by a blackhole or a drop (not bytes: chunk sizes depend on timing). */
   dropped: number;
+  /** Chunks read and held back (delayed), not yet written: 0 means nothing is still on its way. */
+  queued: number;
+  /** Connections open now, by source address (as FaultScope names them). */
+  sources: Record<string, number>;
 }
 
 /** A running fault proxy. Every control takes effect at once, on open connections and new ones alike. */
@@ -65,14 +83,30 @@ export interface FaultProxy {
   /** `ws://127.0.0.1:<port>`: give it to a client or peer in place of the target's URL. */
   readonly url: string;
   readonly port: number;
-  readonly target: FaultProxyTarget;
+  /** Where new connections go; undefined until a proxy started without one is given one by retarget(). */
+  readonly target: FaultProxyTarget | undefined;
   /**
-   * Sets the fault of one direction or both, replacing what was set there. Chunks already delayed keep their
-   * delivery time (they are on the wire), and later chunks still queue behind them.
+   * Sets the fault of one direction or both, replacing what was set there: for every connection (the default),
+   * or with `scope.from` only for connections from that source address, which then ignore the default in that
+   * direction until clearFaults({ from }). Chunks already delayed keep their delivery time (they are on the
+   * wire), and later chunks still queue behind them.
    */
-  setFault(direction: FaultDirection, fault: Fault): void;
-  /** Resets every open connection, both sides (RST): each side sees its connection die at once. */
-  cut(): void;
+  setFault(direction: FaultDirection, fault: Fault, scope?: FaultScope): void;
+  /**
+   * With `scope.from`, drops that source's own faults, so the defaults apply to it again; without, drops every
+   * source's faults and sets the defaults to none. Blackholes lifted this way reset their connections.
+   */
+  clearFaults(scope?: FaultScope): void;
+  /**
+   * Resets every open connection (only those from `scope.from`, if given), both sides (RST): each side sees its
+   * connection die at once.
+   */
+  cut(scope?: FaultScope): void;
+  /**
+   * Sends new connections to `target` (a host and port, or a `ws://` URL), e.g. a node restarted on another
+   * port behind the same proxy URL. Open connections keep the target they were made to.
+   */
+  retarget(target: FaultProxyTarget | string): void;
   /**
    * While on, new connections are accepted and reset at once, so connecting fails with ECONNRESET. (Not
    * ECONNREFUSED: the listener stays bound, so the port and the url stay the proxy's.) Open ones are untouched.
@@ -85,8 +119,11 @@ export interface FaultProxy {
 
 /** Options of startFaultProxy. */
 export interface FaultProxyOptions {
-  /** Where to forward: a host and port, or a `ws://host:port` URL such as NodeProcess.url. */
-  target: FaultProxyTarget | string;
+  /**
+   * Where to forward: a host and port, or a `ws://host:port` URL such as NodeProcess.url. Without one, every
+   * connection is reset until retarget() gives one: a node can then be told the proxy's URL before it starts.
+   */
+  target?: FaultProxyTarget | string;
 }
 
 type Way = 'toTarget' | 'fromTarget';
@@ -104,6 +141,8 @@ interface Pipe {
 }
 
 interface Connection {
+  /** The source address of the connecting side, as rules name it. */
+  readonly source: string;
   readonly client: Socket;
   readonly target: Socket;
   readonly pipes: readonly [Pipe, Pipe];
@@ -155,20 +194,60 @@ export function targetOf(url: string): FaultProxyTarget {
   return { host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
+/** A fault in force, with the PRNG its drops and jitter draw from. */
+interface ActiveFault {
+  fault: Fault;
+  random: () => number;
+}
+
+function activeFault(way: Way, fault: Fault): ActiveFault {
+  // Each direction draws from its own sequence, so `both` does not make the two mirror each other.
+  const seed = (fault.kind === 'drop' || fault.kind === 'delay' ? fault.seed : undefined) ?? DEFAULT_SEED;
+  return { fault: { ...fault }, random: seededRandom(way === 'toTarget' ? seed : seed + 1) };
+}
+
+function targetFrom(target: FaultProxyTarget | string): FaultProxyTarget {
+  return typeof target === 'string' ? targetOf(target) : { ...target };
+}
+
+/** A source address as rules name it: IPv4-mapped IPv6 (`::ffff:127.0.0.2`) is the IPv4 address. */
+function sourceOf(socket: Socket): string {
+  return (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+}
+
 /**
  * Starts a fault proxy on 127.0.0.1, port 0, forwarding every accepted connection to `target` over a
  * connection of its own, bytes piped both ways (half-closes included). It starts with no fault. Every proxy
  * started here is registered for closeAllFaultProxies().
  */
-export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
-  const target = typeof options.target === 'string' ? targetOf(options.target) : { ...options.target };
-  const faults: Record<Way, { fault: Fault; random: () => number }> = {
-    toTarget: { fault: { kind: 'none' }, random: seededRandom(DEFAULT_SEED) },
-    fromTarget: { fault: { kind: 'none' }, random: seededRandom(DEFAULT_SEED + 1) },
+export async function startFaultProxy(options: FaultProxyOptions = {}): Promise<FaultProxy> {
+  let target = options.target === undefined ? undefined : targetFrom(options.target);
+  const defaults: Record<Way, ActiveFault> = {
+    toTarget: activeFault('toTarget', { kind: 'none' }),
+    fromTarget: activeFault('fromTarget', { kind: 'none' }),
   };
+  /** Faults of single source addresses, per direction; a direction without one falls back to the default. */
+  const rules = new Map<string, Partial<Record<Way, ActiveFault>>>();
   const connections = new Set<Connection>();
   const counters = { accepted: 0, refused: 0, cuts: 0, bytesToTarget: 0, bytesFromTarget: 0, dropped: 0 };
   let refusing = false;
+
+  function faultOf(source: string, way: Way): ActiveFault {
+    return rules.get(source)?.[way] ?? defaults[way];
+  }
+
+  /**
+   * Resets every connection that lost bytes to a blackhole no longer in force for it, instead of handing the
+   * receiver a stream with a hole (like a TCP connection that timed out during the partition).
+   */
+  function liftBlackholes(): void {
+    for (const connection of connections) {
+      const lifted = connection.pipes.some(
+        (p) => p.lost && faultOf(connection.source, p.way).fault.kind !== 'blackhole',
+      );
+      if (lifted) cutOne(connection);
+    }
+  }
 
   function destroy(connection: Connection): void {
     for (const pipe of connection.pipes) {
@@ -216,7 +295,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   /** Decides the fate of one chunk (or of the FIN, as null) under the direction's fault at the time it is read. */
   function onRead(connection: Connection, pipe: Pipe, chunk: Buffer | null): void {
-    const { fault, random } = faults[pipe.way];
+    const { fault, random } = faultOf(connection.source, pipe.way);
     const now = performance.now();
     let dueMs = now;
     switch (fault.kind) {
@@ -245,7 +324,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   function accept(client: Socket): void {
     client.on('error', () => undefined);
-    if (refusing) {
+    if (refusing || target === undefined) {
       counters.refused++;
       reset(client);
       return;
@@ -264,6 +343,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       lost: false,
     });
     const connection: Connection = {
+      source: sourceOf(client),
       client,
       target: upstream,
       pipes: [pipe('toTarget', client, upstream), pipe('fromTarget', upstream, client)],
@@ -301,30 +381,53 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const proxy: FaultProxy = {
     url: `ws://127.0.0.1:${port}`,
     port,
-    target,
-    setFault(direction, fault) {
+    get target() {
+      return target === undefined ? undefined : { ...target };
+    },
+    setFault(direction, fault, scope = {}) {
       checkFault(fault);
       const ways: Way[] = direction === 'both' ? ['toTarget', 'fromTarget'] : [direction];
       for (const way of ways) {
-        const before = faults[way].fault;
-        // Each direction draws from its own sequence, so `both` does not make the two mirror each other.
-        const seed =
-          (fault.kind === 'drop' || fault.kind === 'delay' ? fault.seed : undefined) ?? DEFAULT_SEED;
-        faults[way] = { fault: { ...fault }, random: seededRandom(way === 'toTarget' ? seed : seed + 1) };
-        if (before.kind === 'blackhole' && fault.kind !== 'blackhole') {
-          for (const connection of connections) {
-            if (connection.pipes.some((p) => p.way === way && p.lost)) cutOne(connection);
-          }
+        if (scope.from === undefined) {
+          defaults[way] = activeFault(way, fault);
+        } else {
+          const own = rules.get(scope.from) ?? {};
+          own[way] = activeFault(way, fault);
+          rules.set(scope.from, own);
         }
       }
+      liftBlackholes();
     },
-    cut() {
-      for (const connection of connections) cutOne(connection);
+    clearFaults(scope = {}) {
+      if (scope.from !== undefined) {
+        rules.delete(scope.from);
+      } else {
+        rules.clear();
+        defaults.toTarget = activeFault('toTarget', { kind: 'none' });
+        defaults.fromTarget = activeFault('fromTarget', { kind: 'none' });
+      }
+      liftBlackholes();
+    },
+    cut(scope = {}) {
+      for (const connection of connections) {
+        if (scope.from === undefined || connection.source === scope.from) cutOne(connection);
+      }
+    },
+    retarget(next) {
+      target = targetFrom(next);
     },
     refuse(on) {
       refusing = on;
     },
-    stats: () => ({ connections: connections.size, ...counters }),
+    stats: () => {
+      let queued = 0;
+      const sources: Record<string, number> = {};
+      for (const connection of connections) {
+        for (const pipe of connection.pipes) queued += pipe.queue.length;
+        sources[connection.source] = (sources[connection.source] ?? 0) + 1;
+      }
+      return { connections: connections.size, ...counters, queued, sources };
+    },
     close() {
       closing ??= new Promise<void>((resolve) => {
         proxies.delete(proxy);

@@ -2,5 +2,6 @@
 export * from './cluster.ts';
 export * from './fault-proxy.ts';
 export * from './node-process.ts';
+export * from './proxied-cluster.ts';
 export * from './raw-peer.ts';
 export * from './wait-for.ts';

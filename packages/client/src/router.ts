@@ -236,10 +236,18 @@ export function createRouter(options: RouterOptions): Router {
     withVersion: boolean,
   ): Promise<Array<ReplyTo<R>>> {
     const answered = new Map<string, ReplyTo<R>>();
+    /** The state version the answers in `answered` were given at (versioned requests only). */
+    let answeredVersion: number | undefined;
     return run(how.retry, deadline, async () => {
       for (;;) {
         const state = tracker.state;
         if (state === undefined) throw noOwner();
+        // A versioned op (flushObject) is done only when every member did it at ONE state: a member that
+        // answered at an older one may since have become the owner of pages it did not own then.
+        if (withVersion && answeredVersion !== state.version) {
+          answered.clear();
+          answeredVersion = state.version;
+        }
         const todo = state.members.filter((m) => !answered.has(memberKey(m)));
         const sv = withVersion ? state.version : undefined;
         const results = await Promise.allSettled(
@@ -252,7 +260,8 @@ export function createRouter(options: RouterOptions): Router {
             failure = result.reason;
         });
         if (failure !== undefined) throw failure as Error;
-        // The view may have changed while the members answered: then the members it added are asked too.
+        // The view may have changed while the members answered: then the members it added are asked too
+        // (and, for a versioned op, every member again).
         if (tracker.state === state) {
           return state.members.map((m) => answered.get(memberKey(m)) as ReplyTo<R>);
         }

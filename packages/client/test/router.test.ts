@@ -220,6 +220,25 @@ describe('fan-out to every member', () => {
     }
   });
 
+  it('flushObject asks every member again when the state moves before all answered', async () => {
+    const { cluster, nodes, client, pool } = await setupCluster(3);
+    const slow = nodes[2] as FakeNode;
+    slow.hold = true;
+    const flushing = pool.flushObject('obj-0');
+    await waitFor(() => slow.held === 1, 'the flush to reach the slow member');
+    // The others answered at this version; the state moves (a partition may have changed hands) before the
+    // slow one answers, so an answer from the old state is not enough.
+    cluster.commit();
+    await waitFor(() => client.view().version === cluster.state.version, 'the client to learn the new state');
+    slow.hold = false;
+    slow.releaseHeld();
+    await flushing;
+    for (const node of nodes) {
+      const flushes = node.batches().flatMap((b) => b.ops.filter((op) => op.t === 'flushObject'));
+      expect(flushes.length, node.nodeId).toBe(2);
+    }
+  });
+
   it('stats returns one entry per member, in member order', async () => {
     const { client } = await setupCluster(3);
     const stats = await client.stats();

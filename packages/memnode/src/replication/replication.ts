@@ -168,6 +168,8 @@ export function createReplication(options: ReplicationOptions): Replication {
     },
   });
   const fetchSessions = new Map<string, FetchSession>();
+  /** Writes of persistent handles this node is running as primary, by handle: gets wait for them. */
+  const inFlight = new Map<string, Promise<void>>();
   /** Handles whose copy here was dropped as corrupt and not yet replaced: a miss here says nothing. */
   const unrepaired = new Set<string>();
   const handleKey = (pool: number, oid: Uint8Array, index: number): string =>
@@ -405,7 +407,33 @@ export function createReplication(options: ReplicationOptions): Replication {
     return found.entry;
   }
 
+  /**
+   * Runs a write of one handle, registered so that gets of the handle here wait for its outcome: a reader
+   * must not see a page that may still be refused (and then flushed everywhere), or it could later read the
+   * older value it replaced.
+   */
+  function writing<T>(pool: number, oid: Uint8Array, index: number, write: () => Promise<T>): Promise<T> {
+    const key = handleKey(pool, oid, index);
+    const previous = inFlight.get(key);
+    const done = write();
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    inFlight.set(
+      key,
+      previous === undefined ? settled : Promise.all([previous, settled]).then(() => undefined),
+    );
+    const current = inFlight.get(key);
+    void settled.then(() => {
+      if (inFlight.get(key) === current) inFlight.delete(key);
+    });
+    return done;
+  }
+
   async function get(op: Get, stateVersion: number | undefined): Promise<PageReply> {
+    const pending = inFlight.get(handleKey(op.pool, op.oid, op.index));
+    if (pending !== undefined) await pending;
     const { state, pool, partition } = serving(
       op.pool,
       op.oid,
@@ -440,13 +468,16 @@ export function createReplication(options: ReplicationOptions): Replication {
     const found = await readFromOthers(state, pool, op.oid, op.index);
     if (found.entry !== undefined || found.authoritative) unrepaired.delete(key);
     if (found.entry?.page !== undefined) {
-      // Repair this copy with what the others hold (newest wins; a flush seen since is not undone).
+      // Repair this copy with what the others hold (newest wins: a flush this node knows of since is not
+      // undone, and then the answer is a miss).
       if (replicas.apply(found.entry) === 'ok') clock.observe(partition, found.entry.version);
+      const newest = replicas.newest(op.pool, op.oid, op.index);
+      if (newest?.page === undefined) return { t: 'miss', id: op.id };
       return {
         t: 'hit',
         id: op.id,
-        page: found.entry.page,
-        ...(found.entry.sum === undefined ? {} : { sum: found.entry.sum }),
+        page: newest.page,
+        ...(newest.sum === undefined ? {} : { sum: newest.sum }),
       };
     }
     if (found.entry !== undefined || found.authoritative) return { t: 'miss', id: op.id };
@@ -462,7 +493,11 @@ export function createReplication(options: ReplicationOptions): Replication {
     throw notServing('the owners of this page cannot be reached now', state.version);
   }
 
-  async function put(op: Put, stateVersion: number | undefined): Promise<PageReply> {
+  function put(op: Put, stateVersion: number | undefined): Promise<PageReply> {
+    return writing(op.pool, op.oid, op.index, () => putNow(op, stateVersion));
+  }
+
+  async function putNow(op: Put, stateVersion: number | undefined): Promise<PageReply> {
     const { state, pool, partition } = serving(op.pool, op.oid, op.index, stateVersion, 'primary');
     if (!checksumMatches(op.page, op.sum)) {
       throw new ChecksumError('the page does not match its checksum; it was corrupted on the way', {
@@ -508,7 +543,11 @@ export function createReplication(options: ReplicationOptions): Replication {
     return { t: 'refused', id: op.id, reason: outcome === 'full' ? 'full' : 'replicas' };
   }
 
-  async function flushPage(op: FlushPage, stateVersion: number | undefined): Promise<PageReply> {
+  function flushPage(op: FlushPage, stateVersion: number | undefined): Promise<PageReply> {
+    return writing(op.pool, op.oid, op.index, () => flushPageNow(op, stateVersion));
+  }
+
+  async function flushPageNow(op: FlushPage, stateVersion: number | undefined): Promise<PageReply> {
     const { state, pool, partition } = serving(op.pool, op.oid, op.index, stateVersion, 'primary');
     store.flushPage(op.pool, op.oid, op.index);
     const outcome = await flushEverywhere(
@@ -546,6 +585,14 @@ export function createReplication(options: ReplicationOptions): Replication {
       });
     }
     const primaryOf = servedMask(pool.replication, 'primary');
+    // Every partition this node is primary of in the committed state must be flushed here: while one is
+    // moving (the accepted state disagrees) nobody may flush it, so the client retries.
+    const table = persistentTableFor(state, pool.replication);
+    for (let p = 0; p < state.partitionCount; p++) {
+      if (primaryOf[p] !== 1 && sameMember(table.primary(p), self)) {
+        throw notServing('partitions are moving; retry the flush', state.version);
+      }
+    }
     const deadline = now() + replicationTimeoutMs;
     const pending: Array<Promise<'ok' | 'full' | 'corrupt' | 'timeout'>> = [];
     for (const index of store.objectIndexes(op.pool, op.oid)) {
