@@ -3,6 +3,7 @@
 // The processes' timing is not reproducible, so a replayed run strikes the same way but not at the same instant.
 import * as faults from './faults.ts';
 import type { FaultContext } from './scenario.ts';
+import { seededRandom } from '../harness/random.ts';
 
 /** Every kind of fault the chaos script injects. */
 export const FAULT_KINDS = [
@@ -37,18 +38,6 @@ export interface ScheduledFault {
   probability: number;
   /** one-way: cut the coordinator's messages to a follower (true) or a follower's to the coordinator. */
   fromCoordinator: boolean;
-}
-
-/** mulberry32, as in the fault proxy and the workload. Returns values in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 /** The seed of run `run` (1-based) of a chaos session started with `seed`: also the workload's and proxies'. */

@@ -19,6 +19,7 @@ import {
   type PendingOp,
   type PoolKind,
 } from './history.ts';
+import { seededRandom } from '../harness/random.ts';
 
 /** Relative weights of the op types a worker picks from. */
 export interface OpMix {
@@ -114,18 +115,6 @@ const DEFAULT_MIX: OpMix = { put: 40, get: 37, flushPage: 8, flushObject: 3, col
 
 /** Index spacing: one stripe (16 indexes) per key, so no two keys share a partition by construction. */
 const STRIPE = 16;
-
-/** mulberry32, the same tiny PRNG as the fault proxy: one stream per worker, from the workload's seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

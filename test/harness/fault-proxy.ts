@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { seededRandom } from './random.ts';
 
 // A TCP proxy that sits between two processes on loopback and breaks the link on command: delay, drop,
 // blackhole, cut, refuse. It works on raw bytes, below WebSocket, so it can break anything (clients, peer
@@ -151,18 +152,6 @@ interface Connection {
 const proxies = new Set<FaultProxy>();
 
 const DEFAULT_SEED = 1;
-
-/** mulberry32: a tiny seeded PRNG, so a chaos run can be replayed from its seed. Returns values in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function checkFault(fault: Fault): void {
   const bad = (what: string): never => {
