@@ -466,10 +466,17 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     signal?.removeEventListener('abort', onAbort);
     if (flushHandle !== undefined) clearImmediate(flushHandle);
     flushHandle = undefined;
-    const waiting = [...queue.drain(), ...pending.values()];
+    const unsent = queue.drain();
+    const sent = [...pending.values()];
     pending.clear();
     frames.clear();
-    for (const op of waiting) failOp(op, error);
+    // Ops still queued never left this process: the retry logic may send them again, even writes.
+    const unsentError =
+      error instanceof ConnectionLostError
+        ? new ConnectionLostError(error.message, { cause: error, details: { ...error.details, sent: false } })
+        : error;
+    for (const op of unsent) failOp(op, unsentError);
+    for (const op of sent) failOp(op, error);
     closeSocket(closeCode);
     if (wasOpen) {
       const level = deliberate || error.code === ErrorCode.ClientClosed ? 'info' : 'warn';

@@ -59,6 +59,13 @@ export interface ExecuteOptions {
    * NOT_SERVING, NO_COORDINATOR) are retried either way: the op was not applied.
    */
   retry: boolean;
+  /**
+   * Retry a lost connection only when the op was never sent (`details.sent === false`). For writes: one that
+   * reached a node may have been applied, and sending it again could apply it twice, around a concurrent
+   * flush (the application would see the page, see it flushed, then see it back). Such an op fails with
+   * ConnectionLostError instead: in doubt.
+   */
+  onlyUnsent?: boolean;
   /** The pool's page size, for batch accounting. */
   pageSize?: number;
   /**
@@ -85,6 +92,7 @@ function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
 export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
   const { id, kind, pageSize } = info;
   const pageOp: ExecuteOptions = { retry: true, pageSize, kind };
+  const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
 
   function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {
     if (!(page instanceof Uint8Array) || page.length !== pageSize) {
@@ -109,7 +117,7 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
       const sum = pageChecksum(owned);
       const reply = await execute(
         { t: 'put', pool: id, oid: ownedOid(oid), index: checkIndex(index), page: owned, sum },
-        pageOp,
+        writeOp,
       );
       return reply.t === 'accepted';
     },
@@ -130,7 +138,7 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
       return new Uint8Array(reply.page);
     },
     async flushPage(oid, index) {
-      await execute({ t: 'flushPage', pool: id, oid: ownedOid(oid), index: checkIndex(index) }, pageOp);
+      await execute({ t: 'flushPage', pool: id, oid: ownedOid(oid), index: checkIndex(index) }, writeOp);
     },
     async flushObject(oid) {
       await execute({ t: 'flushObject', pool: id, oid: ownedOid(oid) }, pageOp);

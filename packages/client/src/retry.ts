@@ -56,6 +56,13 @@ export interface RetryOptions {
   deadline: number;
   /** Aborts the pauses between attempts, rejecting with the signal's reason. */
   signal: AbortSignal;
+  /** Which retryable errors may be retried; default: all of them. */
+  allow?: (error: unknown) => boolean;
+}
+
+/** True when a lost connection certainly did not carry the op (it was still queued in the client). */
+export function wasNotSent(error: unknown): boolean {
+  return error instanceof ConnectionLostError && error.details['sent'] === false;
 }
 
 /**
@@ -67,7 +74,7 @@ export async function withRetries<T>(attempt: (n: number) => Promise<T>, options
     try {
       return await attempt(n);
     } catch (error) {
-      if (!isRetryable(error)) throw error;
+      if (!isRetryable(error) || (options.allow !== undefined && !options.allow(error))) throw error;
       // Closing the client wins over a lost connection: the caller learns why nothing will be retried.
       if (options.signal.aborted) throw abortReason(options.signal);
       if (n >= options.retries) throw error;

@@ -18,7 +18,7 @@ import type { Logger } from './options.ts';
 import { readPage } from './page-read.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
 import type { PageRequest, ReplyTo, RoutedRequest } from './requests.ts';
-import { isRetryable, isTopologyError, withRetries } from './retry.ts';
+import { isRetryable, isTopologyError, wasNotSent, withRetries } from './retry.ts';
 import type { StateSync } from './state-sync.ts';
 
 /** First pause before retrying after a topology answer, in milliseconds; it doubles per attempt. */
@@ -178,7 +178,12 @@ export function createRouter(options: RouterOptions): Router {
    * The whole retry policy around `attempt`: topology answers are settled inside each attempt; a lost
    * connection is retried, after a refresh, while `retries` and time last (and only when `retry` allows).
    */
-  function run<T>(retry: boolean, deadline: number, attempt: () => Promise<T>): Promise<T> {
+  function run<T>(
+    retry: boolean,
+    deadline: number,
+    attempt: () => Promise<T>,
+    onlyUnsent = false,
+  ): Promise<T> {
     return withRetries(
       async (n) => {
         if (signal.aborted) throw abortReason(signal);
@@ -207,7 +212,12 @@ export function createRouter(options: RouterOptions): Router {
           throw error;
         }
       },
-      { retries: retry ? options.retries : 0, deadline, signal },
+      {
+        retries: retry ? options.retries : 0,
+        deadline,
+        signal,
+        ...(onlyUnsent ? { allow: wasNotSent } : {}),
+      },
     );
   }
 
@@ -309,12 +319,17 @@ export function createRouter(options: RouterOptions): Router {
     switch (request.t) {
       case 'put':
       case 'flushPage':
-        return run(how.retry, deadline, () => {
-          // Owners and version read together: the op travels with the version it was routed by.
-          const sv = tracker.version;
-          const [primary] = ownersOf(request, how);
-          return sendTo(primary as MemberInfo, request, sv, deadline, how.pageSize);
-        });
+        return run(
+          how.retry,
+          deadline,
+          () => {
+            // Owners and version read together: the op travels with the version it was routed by.
+            const sv = tracker.version;
+            const [primary] = ownersOf(request, how);
+            return sendTo(primary as MemberInfo, request, sv, deadline, how.pageSize);
+          },
+          how.onlyUnsent ?? false,
+        );
       case 'get':
         return run(how.retry, deadline, () => {
           const sv = tracker.version;

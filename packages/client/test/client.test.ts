@@ -93,18 +93,36 @@ describe('connect', () => {
 });
 
 describe('lost connections', () => {
-  it('retries pending ops on a new connection, and they succeed', async () => {
+  it('retries a sent get on a new connection; a sent put is in doubt and not sent again', async () => {
     const { fake, pool } = await setup({ retries: 2 });
     fake.hold = true;
-    const put = pool.put('o', 0, page(5));
+    const put = rejectionOf(pool.put('o', 0, page(5)));
     const get = pool.get('o', 1);
     await waitFor(() => fake.held === 1, 'the batch to reach the node');
     fake.hold = false;
     fake.dropConnections();
-    expect(await put).toBe(true);
+    // Sending the put again could apply it twice (around a concurrent flush): the caller learns it is in doubt.
+    const error = await put;
+    expect(error).toBeInstanceOf(ConnectionLostError);
+    expect((error as ConnectionLostError).details['sent']).toBeUndefined();
     expect(await get).toBeNull();
     expect(fake.connections).toBe(2);
+    // The node had applied it before its reply was lost: that is what "in doubt" means.
     expect(await pool.get('o', 0)).toEqual(page(5));
+  });
+
+  it('retries a put that was still queued in the client when the connection was lost', async () => {
+    const { fake, pool } = await setup({ retries: 2, maxFramesInFlight: 1 });
+    fake.hold = true;
+    const first = rejectionOf(pool.put('o', 0, page(5)));
+    await waitFor(() => fake.held === 1, 'the first frame to reach the node');
+    // The only frame slot is taken: this put waits in the client's queue.
+    const queued = pool.put('o', 1, page(6));
+    fake.hold = false;
+    fake.dropConnections();
+    expect(await first).toBeInstanceOf(ConnectionLostError);
+    expect(await queued).toBe(true);
+    expect(await pool.get('o', 1)).toEqual(page(6));
   });
 
   it('rejects with CONNECTION_LOST when retries are exhausted, and reconnects for the next op', async () => {
@@ -124,10 +142,10 @@ describe('lost connections', () => {
   it('rejects with CONNECTION_LOST when the seed is gone', async () => {
     const { fake, pool } = await setup({ retries: 2 });
     fake.hold = true;
-    const put = rejectionOf(pool.put('o', 0, page(5)));
+    const get = rejectionOf(pool.get('o', 0));
     await waitFor(() => fake.held === 1, 'the batch to reach the node');
     await fake.close();
-    const error = await put;
+    const error = await get;
     expect(error).toBeInstanceOf(ConnectionLostError);
     expect((error as Error).cause).toMatchObject({ code: ErrorCode.NoNodes });
   });
