@@ -4,12 +4,15 @@ import { describeStep, injectStep, makeSchedule, recover, runSeed } from './chao
 // Every chaos run that ever found an anomaly, replayed as a regression test (the schedule is a pure function
 // of (seed, run); process timing is not, so a replay strikes the same faults at about the same moments).
 // Seeds 3 and 7 found reads of flushed pages before flushObject had to be done by every member at one state
-// (a member that answered at an older state could since own pages it had not flushed). Seed 2026 run 12 (the
-// first 30-minute run) found a put applied twice: its connection died after the node had it, a get saw the
-// page, a flush removed it, and the client's retry of the put brought it back; since then a write that
+// (a member that answered at an older state could since own pages it had not flushed). The first 30-minute
+// run (seed 2026) found puts applied twice, each time after a connection died once the node had the put and
+// the client sent it again: a page seen, flushed, then back (run 12); an older value back over a newer one
+// (run 123); an ephemeral page taken by an exclusive get, then there again (run 187). Since then a write that
 // reached a node is never sent again (it is in doubt).
 const FOUND: ReadonlyArray<{ seed: number; run: number }> = [
   { seed: 2026, run: 12 },
+  { seed: 2026, run: 123 },
+  { seed: 2026, run: 187 },
   { seed: 3, run: 6 },
   { seed: 3, run: 7 },
   { seed: 3, run: 8 },
