@@ -368,7 +368,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   function request<R extends Request>(req: R, requestOptions: RequestOptions): Promise<ReplyTo<R>> {
     if (state !== 'open') {
       return Promise.reject(
-        new ConnectionLostError(`connection to ${url} is closed`, { details: { node: url } }),
+        // Nothing was sent on it: a retry cannot apply the op twice.
+        new ConnectionLostError(`connection to ${url} is closed`, { details: { node: url, sent: false } }),
       );
     }
     return new Promise<ReplyTo<R>>((resolve, reject) => {

@@ -171,8 +171,14 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         }
         return links.call(url, build, expect, timeoutMs);
       },
-      async setPhase(phase) {
-        const result = await propose({ type: 'setPhase', id: nodeId, incarnation, phase });
+      async setPhase(phase, ifVersion) {
+        const result = await propose({
+          type: 'setPhase',
+          id: nodeId,
+          incarnation,
+          phase,
+          ...(ifVersion === undefined ? {} : { ifVersion }),
+        });
         if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
       },
     },

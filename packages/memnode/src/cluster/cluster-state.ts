@@ -39,6 +39,11 @@ export const StateChange = z.discriminatedUnion('type', [
     id: z.string().min(1).max(128),
     incarnation: count,
     phase: z.enum(['ready', 'leaving']),
+    /**
+     * Apply only to this state version: a member that became ready having copied what it owns at version v
+     * must not become an owner of partitions a later state gave it and it has not copied yet.
+     */
+    ifVersion: count.optional(),
   }),
   z.object({ type: z.literal('noop'), changeId }),
 ]);
@@ -65,7 +70,9 @@ export type ChangeError =
   /** createPool: replication is not an integer from 1 to 16 (1 for ephemeral pools). */
   | 'bad-replication'
   /** destroyPool: no such pool. */
-  | 'unknown-pool';
+  | 'unknown-pool'
+  /** setPhase: the state moved on since the version the change was made for; decide again. */
+  | 'stale-version';
 
 /** Outcome of one change: success (with the new pool id for createPool) or a refusal that changed nothing. */
 export type ChangeResult = { ok: true; poolId?: number } | { ok: false; error: ChangeError };
@@ -160,6 +167,9 @@ export function applyChange(
         (m) => m.id === change.id && m.incarnation === change.incarnation,
       );
       if (index < 0) return refuse(state, 'unknown-member');
+      if (change.ifVersion !== undefined && change.ifVersion !== state.version) {
+        return refuse(state, 'stale-version');
+      }
       const member = state.members[index] as MemberInfo;
       if ((member.phase ?? 'ready') === change.phase) return { state: bump(state, {}), result: { ok: true } };
       const members = state.members.map((m, i) => (i === index ? { ...m, phase: change.phase } : m));

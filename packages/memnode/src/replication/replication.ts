@@ -59,8 +59,8 @@ export interface ReplicationCluster {
     expect: K,
     timeoutMs: number,
   ): Promise<Extract<NodeFrame, { t: K }>>;
-  /** Gets this member's phase committed. */
-  setPhase(phase: 'ready' | 'leaving'): Promise<void>;
+  /** Gets this member's phase committed; with `ifVersion`, only onto that state version. */
+  setPhase(phase: 'ready' | 'leaving', ifVersion?: number): Promise<void>;
 }
 
 /** Options of the replication of one node. */
@@ -194,6 +194,8 @@ export function createReplication(options: ReplicationOptions): Replication {
   }
   const versionWaiters = new Set<{ version: number; resolve(): void }>();
   let copiedPages = 0;
+  /** Bumped whenever pages of owned partitions go (wipe, drop, new incarnation): copies under way restart. */
+  let copyEpoch = 0;
   /** Pools of the states seen, so the tombstones of destroyed ones can be forgotten. */
   const poolsSeen = new Set<number>();
   let filling = false;
@@ -371,19 +373,18 @@ export function createReplication(options: ReplicationOptions): Replication {
     let entry: ReplicaEntry | undefined;
     let authoritative = false;
     let answered = 0;
-    let lostSomewhere = false;
     for (const reply of replies) {
       if (reply.status !== 'fulfilled') continue;
       answered++;
       const got = reply.value;
       if (got.complete) authoritative = true;
-      if (got.lost === true) lostSomewhere = true;
       const candidate = got.entry;
       if (candidate === undefined) continue;
       if (candidate.page !== undefined && !checksumMatches(candidate.page, candidate.sum)) continue;
       if (entry === undefined || candidate.version > entry.version) entry = candidate;
     }
-    const lost = !authoritative && (lostSomewhere || answered === others.length);
+    // Lost only when every member answered and none holds a complete copy; a silent one might.
+    const lost = !authoritative && answered === others.length;
     return { entry, authoritative, lost };
   }
 
@@ -396,44 +397,48 @@ export function createReplication(options: ReplicationOptions): Replication {
     poolId: number,
     oid: Uint8Array,
     index: number,
-  ): Promise<ReplicaEntry | undefined> {
+  ): Promise<{ entry: ReplicaEntry | undefined; lost: boolean }> {
     log.warn({ pool: poolId }, 'corrupt copy dropped; repairing it from another copy');
     store.discard(poolId, oid, index);
     const pool = poolInfo(state, poolId);
-    if (pool === undefined) return undefined;
+    if (pool === undefined) return { entry: undefined, lost: false };
+    const key = handleKey(poolId, oid, index);
+    unrepaired.add(key);
     const found = await readFromOthers(state, pool, oid, index);
-    if (found.entry?.page === undefined) return found.entry;
-    replicas.apply(found.entry);
-    return found.entry;
+    if (found.entry !== undefined || found.authoritative) unrepaired.delete(key);
+    if (found.entry?.page !== undefined) replicas.apply(found.entry);
+    return { entry: found.entry, lost: found.lost };
   }
 
   /**
-   * Runs a write of one handle, registered so that gets of the handle here wait for its outcome: a reader
-   * must not see a page that may still be refused (and then flushed everywhere), or it could later read the
-   * older value it replaced.
+   * Runs the writes of one handle here one after another, and lets gets of the handle wait for them: a
+   * refused write flushes the handle with a version stamped when it gives up, which must not remove a later
+   * write that is already under way; and a reader must not see a page that may still be refused.
    */
   function writing<T>(pool: number, oid: Uint8Array, index: number, write: () => Promise<T>): Promise<T> {
     const key = handleKey(pool, oid, index);
-    const previous = inFlight.get(key);
-    const done = write();
+    const previous = inFlight.get(key) ?? Promise.resolve();
+    const done = previous.then(write);
     const settled = done.then(
       () => undefined,
       () => undefined,
     );
-    inFlight.set(
-      key,
-      previous === undefined ? settled : Promise.all([previous, settled]).then(() => undefined),
-    );
-    const current = inFlight.get(key);
+    inFlight.set(key, settled);
     void settled.then(() => {
-      if (inFlight.get(key) === current) inFlight.delete(key);
+      if (inFlight.get(key) === settled) inFlight.delete(key);
     });
     return done;
   }
 
   async function get(op: Get, stateVersion: number | undefined): Promise<PageReply> {
-    const pending = inFlight.get(handleKey(op.pool, op.oid, op.index));
-    if (pending !== undefined) await pending;
+    // Until no write of the handle is under way here (a new one may start while the get waits).
+    for (
+      let pending = inFlight.get(handleKey(op.pool, op.oid, op.index));
+      pending !== undefined;
+      pending = inFlight.get(handleKey(op.pool, op.oid, op.index))
+    ) {
+      await pending;
+    }
     const { state, pool, partition } = serving(
       op.pool,
       op.oid,
@@ -461,17 +466,15 @@ export function createReplication(options: ReplicationOptions): Replication {
     // A copy dropped as corrupt is a hole in an otherwise complete copy: only the others can fill it.
     const corrupt = unrepaired.has(key);
     if (copy === COMPLETE && !corrupt) return { t: 'miss', id: op.id };
-    if (copy !== COMPLETE && replicas.newest(op.pool, op.oid, op.index) !== undefined && !op.replica) {
-      // A flush this primary stamped itself: nothing newer can exist anywhere.
-      return { t: 'miss', id: op.id };
-    }
     const found = await readFromOthers(state, pool, op.oid, op.index);
     if (found.entry !== undefined || found.authoritative) unrepaired.delete(key);
     if (found.entry?.page !== undefined) {
       // Repair this copy with what the others hold (newest wins: a flush this node knows of since is not
       // undone, and then the answer is a miss).
-      if (replicas.apply(found.entry) === 'ok') clock.observe(partition, found.entry.version);
-      const newest = replicas.newest(op.pool, op.oid, op.index);
+      const applied = replicas.apply(found.entry);
+      if (applied === 'ok') clock.observe(partition, found.entry.version);
+      // No room here for the repair: the page the others hold is still the answer.
+      const newest = applied === 'full' ? found.entry : replicas.newest(op.pool, op.oid, op.index);
       if (newest?.page === undefined) return { t: 'miss', id: op.id };
       return {
         t: 'hit',
@@ -572,8 +575,8 @@ export function createReplication(options: ReplicationOptions): Replication {
 
   /**
    * Flushes the object's pages in the partitions this node is primary of (every member gets the op and does
-   * the same for its own): page tombstones for the pages it holds, and an object tombstone for partitions it is
-   * still copying, so the copy cannot bring the object back.
+   * the same for its own) with page tombstones for the pages it holds; refused while it is primary of a
+   * partition it is still copying (the other copies may hold pages of the object it does not know of).
    */
   async function flushObject(op: FlushObject, stateVersion: number | undefined): Promise<PageReply> {
     cluster.checkLease(stateVersion);
@@ -593,6 +596,12 @@ export function createReplication(options: ReplicationOptions): Replication {
         throw notServing('partitions are moving; retry the flush', state.version);
       }
     }
+    // A partition this node is still copying may have pages of the object only on the other copies, which
+    // this flush would not reach: it waits until the copy is made (the client retries).
+    for (const partition of completeness.partitionsIn(FILLING).get(op.pool) ?? []) {
+      if (primaryOf[partition] === 1)
+        throw notServing('a partition is being copied; retry the flush', state.version);
+    }
     const deadline = now() + replicationTimeoutMs;
     const pending: Array<Promise<'ok' | 'full' | 'corrupt' | 'timeout'>> = [];
     for (const index of store.objectIndexes(op.pool, op.oid)) {
@@ -600,13 +609,6 @@ export function createReplication(options: ReplicationOptions): Replication {
       if (primaryOf[partition] !== 1) continue;
       store.flushPage(op.pool, op.oid, index);
       pending.push(flushEverywhere(state, pool, op.oid, index, partition, deadline));
-    }
-    for (const [poolId, partitions] of completeness.partitionsIn(FILLING)) {
-      if (poolId !== op.pool) continue;
-      for (const partition of partitions) {
-        if (primaryOf[partition] !== 1) continue;
-        replicas.flushObjectPartition(op.pool, op.oid, partition, clock.stamp(partition, state.version));
-      }
     }
     const outcomes = await Promise.all(pending);
     if (outcomes.includes('timeout')) {
@@ -661,7 +663,13 @@ export function createReplication(options: ReplicationOptions): Replication {
       const copy = completeness.of(frame.pool, p);
       return copy === COMPLETE || copy === LOST;
     });
-    if (state === null || state.version < frame.sv || !complete) {
+    if (state === null || state.version < frame.sv) {
+      // Behind the requester: not an answer about the copy (it must not count towards "no copy anywhere").
+      throw new TmemError(ErrorCode.StaleState, 'this node is behind the requester; ask again', {
+        details: { version: state?.version ?? 0 },
+      });
+    }
+    if (!complete) {
       return {
         t: 'fetched',
         id: frame.id,
@@ -672,6 +680,12 @@ export function createReplication(options: ReplicationOptions): Replication {
     }
     const key = `${requester}|${frame.pool}|${frame.partitions.join(',')}`;
     let session = frame.cursor === undefined ? undefined : fetchSessions.get(key);
+    if (session === undefined && frame.cursor !== undefined) {
+      // The session expired: the cursor means nothing in a new snapshot; the requester starts over.
+      throw new TmemError(ErrorCode.NotServing, 'copy session expired; start again', {
+        details: { version: state.version },
+      });
+    }
     if (session === undefined) {
       const wanted = new Set(frame.partitions);
       session = {
@@ -701,12 +715,18 @@ export function createReplication(options: ReplicationOptions): Replication {
       };
       let entry = replicas.newest(handle.pool, handle.oid, handle.index);
       if (entry?.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
-        entry = await repairCorrupt(state, handle.pool, handle.oid, handle.index);
-        if (entry === undefined) {
+        const repaired = await repairCorrupt(state, handle.pool, handle.oid, handle.index);
+        entry = repaired.entry;
+        if (entry === undefined && repaired.lost) {
           // No good copy anywhere: the page is lost, and a miss must never say otherwise.
           const p = partitionOf(handle.pool, handle.oid, handle.index, state.partitionCount);
           completeness.set(handle.pool, p, LOST);
           if (!lost.includes(p)) lost.push(p);
+        } else if (entry === undefined) {
+          // Somebody did not answer: this copy session cannot be trusted to be complete; the filler retries.
+          throw new TmemError(ErrorCode.NotServing, 'a corrupt copy could not be repaired yet; retry', {
+            details: { version: state.version },
+          });
         }
       }
       if (entry === undefined) continue;
@@ -734,15 +754,18 @@ export function createReplication(options: ReplicationOptions): Replication {
       state?.partitionCount ?? partitionCount,
     );
     const copy = completeness.of(frame.pool, partition);
+    const key = handleKey(frame.pool, frame.oid, frame.index);
     let entry = replicas.newest(frame.pool, frame.oid, frame.index);
     if (entry?.page !== undefined && !checksumMatches(entry.page, entry.sum)) {
+      // Dropped as corrupt: a hole in this copy until it is repaired, so no miss from here is authoritative.
       store.discard(frame.pool, frame.oid, frame.index);
+      unrepaired.add(key);
       entry = undefined;
     }
     return {
       t: 'peerGot',
       id: frame.id,
-      complete: copy === COMPLETE,
+      complete: copy === COMPLETE && !unrepaired.has(key),
       ...(copy === LOST ? { lost: true } : {}),
       ...(entry === undefined ? {} : { entry }),
     };
@@ -758,8 +781,11 @@ export function createReplication(options: ReplicationOptions): Replication {
     sv: number,
   ): Promise<boolean> {
     let cursor: number | undefined;
+    // A wipe, a drop or a new incarnation while copying removes pages this copy already brought in: then
+    // the copy is not complete, whatever the source says.
+    const epoch = copyEpoch;
     for (;;) {
-      if (closed) return false;
+      if (closed || epoch !== copyEpoch) return false;
       const reply = await cluster.call(
         source.id,
         (id) => ({ t: 'fetch', id, sv, pool, partitions, ...(cursor === undefined ? {} : { cursor }) }),
@@ -782,13 +808,18 @@ export function createReplication(options: ReplicationOptions): Replication {
           copiedPages++;
           maybeCorrupt(entry.pool, entry.oid, entry.index as number);
         }
-        if (result === 'full') log.warn({ pool, partition }, 'no room for a copied page');
+        if (result === 'full') {
+          throw new TmemError(ErrorCode.NotServing, 'no room for a copied page; the copy stays incomplete', {
+            details: { pool, partition },
+          });
+        }
       }
       for (const p of reply.lost ?? [])
         if (completeness.of(pool, p) === FILLING) completeness.set(pool, p, LOST);
       if (reply.cursor === undefined) break;
       cursor = reply.cursor;
     }
+    if (epoch !== copyEpoch) return false;
     for (const p of partitions) if (completeness.of(pool, p) === FILLING) completeness.set(pool, p, COMPLETE);
     return true;
   }
@@ -805,10 +836,13 @@ export function createReplication(options: ReplicationOptions): Replication {
       const member = byRef(primary);
       return member === undefined ? [] : [member];
     }
-    // Leaving members first: they are the usual holders of what nobody else has.
-    return state.members
-      .filter((m) => !sameMember(m, self))
-      .sort((a, b) => Number(b.phase === 'leaving') - Number(a.phase === 'leaving'));
+    // The other owners first (they received every write), then the rest, leaving members last: a leaving
+    // member receives no writes any more, so its copy is only the source of last resort (the hand-over of a
+    // partition that had one copy).
+    const owners = replicaTargets(state, pool.replication, partition);
+    const rank = (m: MemberInfo): number =>
+      owners.some((o) => sameMember(o, m)) ? 0 : m.phase === 'leaving' ? 2 : 1;
+    return state.members.filter((m) => !sameMember(m, self)).sort((a, b) => rank(a) - rank(b));
   }
 
   async function fillOnce(): Promise<boolean> {
@@ -885,7 +919,7 @@ export function createReplication(options: ReplicationOptions): Replication {
     if (closed || proposingReady || me?.phase !== 'filling' || completeness.counts().filling > 0) return;
     proposingReady = true;
     cluster
-      .setPhase('ready')
+      .setPhase('ready', (state as ClusterState).version)
       .then(() => log.info('copies made; ready'))
       .catch((error: unknown) =>
         log.warn({ err: (error as Error).message }, 'could not become ready; retrying'),
@@ -951,8 +985,12 @@ export function createReplication(options: ReplicationOptions): Replication {
         partitionCount = state.partitionCount;
         clock = createVersionClock(partitionCount);
       }
-      if (previous === null) completeness.wipe();
+      if (previous === null) {
+        completeness.wipe();
+        copyEpoch++;
+      }
       const transition = completeness.applyState(previous, state);
+      if (transition.dropped.size > 0) copyEpoch++;
       for (const [pool, partitions] of transition.dropped) {
         const gone = new Set(partitions);
         store.removePages((spec, hash) => spec.id === pool && gone.has(hash % partitionCount));
@@ -976,6 +1014,7 @@ export function createReplication(options: ReplicationOptions): Replication {
     reset() {
       self = { id: cluster.nodeId, incarnation: cluster.incarnation() };
       completeness = createCompleteness(self);
+      copyEpoch++;
       fetchSessions.clear();
     },
     handOver,

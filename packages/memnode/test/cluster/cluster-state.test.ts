@@ -51,6 +51,42 @@ describe('cluster state', () => {
     });
   });
 
+  it('moves a member through its phases; a conditional change applies only to its state version', () => {
+    let s = initialState(member('m'), 64);
+    s = applyChange(s, {
+      type: 'addMember',
+      changeId: '1',
+      member: { ...member('j'), phase: 'filling' },
+    }).state;
+    const at = s.version;
+    const stale = applyChange(
+      { ...s, version: at + 1 },
+      { type: 'setPhase', changeId: '2', id: 'j', incarnation: 1, phase: 'ready', ifVersion: at },
+    );
+    expect(stale.result).toEqual({ ok: false, error: 'stale-version' });
+    const ready = applyChange(s, {
+      type: 'setPhase',
+      changeId: '3',
+      id: 'j',
+      incarnation: 1,
+      phase: 'ready',
+      ifVersion: at,
+    });
+    expect(ready.result).toEqual({ ok: true });
+    expect(ready.state.members.find((m) => m.id === 'j')?.phase).toBe('ready');
+    const leaving = applyChange(ready.state, {
+      type: 'setPhase',
+      changeId: '4',
+      id: 'm',
+      incarnation: 1,
+      phase: 'leaving',
+    });
+    expect(leaving.state.members.find((m) => m.id === 'm')?.phase).toBe('leaving');
+    expect(
+      applyChange(s, { type: 'setPhase', changeId: '5', id: 'x', incarnation: 1, phase: 'ready' }).result,
+    ).toEqual({ ok: false, error: 'unknown-member' });
+  });
+
   it('removes by exact incarnation and never empties the cluster', () => {
     const s = applyChange(initialState(member('m'), 64), {
       type: 'addMember',

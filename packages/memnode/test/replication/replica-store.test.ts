@@ -48,18 +48,6 @@ describe('replica store', () => {
     expect(store.peek(1, oid, 0)?.version).toBe(16);
   });
 
-  it('an object tombstone of a partition covers older pages of that object in that partition only', () => {
-    const { store, replicas } = setup();
-    const partitionOf = (index: number) => partitionHash(1, oid, index) % 16;
-    const p = partitionOf(0);
-    const other = [...Array(64).keys()].find((i) => partitionOf(i) !== p) as number;
-    replicas.flushObjectPartition(1, oid, p, 50);
-    replicas.apply(pageEntry(0, 40, 1));
-    replicas.apply(pageEntry(other, 40, 1));
-    expect(store.peek(1, oid, 0)).toBeNull();
-    expect(store.peek(1, oid, other)?.version).toBe(40);
-  });
-
   it('refuses corrupt pages, pages of unknown or ephemeral pools, and reports a full store', () => {
     const { replicas } = setup();
     const bad = pageEntry(0, 10, 1);
