@@ -8,8 +8,11 @@ import { describeStep, injectStep, makeSchedule, recover, runSeed } from './chao
 // run (seed 2026) found puts applied twice, each time after a connection died once the node had the put and
 // the client sent it again: a page seen, flushed, then back (run 12); an older value back over a newer one
 // (run 123); an ephemeral page taken by an exclusive get, then there again (run 187). Since then a write that
-// reached a node is never sent again (it is in doubt).
+// reached a node is never sent again (it is in doubt). Seed 9001 run 5 (the 30-minute run on the final code)
+// found a persistent page read back right after an acknowledged flushObject; it did not happen again on
+// replay and its cause is not found yet (see the closing note of issue 4).
 const FOUND: ReadonlyArray<{ seed: number; run: number }> = [
+  { seed: 9001, run: 5 },
   { seed: 2026, run: 12 },
   { seed: 2026, run: 123 },
   { seed: 2026, run: 187 },
