@@ -384,7 +384,11 @@ export function createReplication(options: ReplicationOptions): Replication {
       if (entry === undefined || candidate.version > entry.version) entry = candidate;
     }
     // Lost only when every member answered and none holds a complete copy; a silent one might.
-    const lost = !authoritative && answered === others.length;
+    const everyone = answered === others.length;
+    const lost = !authoritative && everyone;
+    // Without a complete copy among the answers, a silent member may hold a newer flush of what the others
+    // hold: their newest entry is not the answer (the caller answers NOT_SERVING and the client retries).
+    if (!authoritative && !everyone) return { entry: undefined, authoritative, lost };
     return { entry, authoritative, lost };
   }
 
@@ -747,6 +751,12 @@ export function createReplication(options: ReplicationOptions): Replication {
   async function onPeerGet(frame: PeerGet): Promise<PeerGot> {
     await waitForVersion(frame.sv, peerTimeoutMs / 2);
     const state = cluster.committed();
+    if (state === null || state.version < frame.sv) {
+      // Behind the asker: this copy may miss a flush the asker's state already went through.
+      throw new TmemError(ErrorCode.StaleState, 'this node is behind the asker; ask again', {
+        details: { version: state?.version ?? 0 },
+      });
+    }
     const partition = partitionOf(
       frame.pool,
       frame.oid,
