@@ -80,14 +80,17 @@ export function handlePageOp(
 ): PageReply | Promise<PageReply> {
   try {
     // A node behind the client's state may not know the pool yet: that is STALE_STATE (refresh, retry), not
-    // UNKNOWN_POOL, so the version and the lease are checked before the pool.
-    ctx.cluster.checkServing(stateVersion, null);
+    // UNKNOWN_POOL, so the version and the lease are checked before the pool, once per op. An ephemeral page op
+    // also needs this node to be its partition's primary (one check covers both); flushObject reaches every
+    // member (an object spans many partitions), and persistent ops are checked by replication.
+    const spec = ctx.store.getPool(op.pool);
+    const ephemeral = spec?.owner === ctx.identity && spec.kind === 'ephemeral';
+    const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
+    const partition =
+      ephemeral && op.t !== 'flushObject' ? partitionOf(op.pool, op.oid, op.index, partitionCount) : null;
+    ctx.cluster.checkServing(stateVersion, partition);
     const pool = ownedPool(ctx, op.pool);
     if (pool.kind === 'persistent') return handlePersistentOp(ctx, op, stateVersion);
-    const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
-    // flushObject reaches every member (an object spans many partitions); it only needs a current lease.
-    const partition = op.t === 'flushObject' ? null : partitionOf(op.pool, op.oid, op.index, partitionCount);
-    ctx.cluster.checkServing(stateVersion, partition);
     switch (op.t) {
       case 'put': {
         if (!checksumMatches(op.page, op.sum)) {
