@@ -10,6 +10,20 @@ import {
 } from '@tmem/protocol';
 import type { ReplyTo, RoutedRequest } from './requests.ts';
 
+/** One page to store with `putMany`. */
+export interface PageEntry {
+  oid: ObjectId;
+  index: number;
+  /** Exactly the pool's page size; copied at the call, so the caller may reuse it at once. */
+  page: Uint8Array;
+}
+
+/** One handle to read with `getMany`. */
+export interface PageHandle {
+  oid: ObjectId;
+  index: number;
+}
+
 /** A pool of pages on the cluster. Every op validates its arguments before anything is sent. */
 export interface Pool {
   /** The pool id the cluster assigned. */
@@ -31,6 +45,14 @@ export interface Pool {
    * copy of an accepted persistent page was lost.
    */
   get(oid: ObjectId, index: number): Promise<Uint8Array | null>;
+  /**
+   * Stores many pages at once: results in entry order, true accepted, false refused. Every entry is validated
+   * before anything is sent. Rejects with the first failure (a timeout, a lost connection): the other entries
+   * may have been applied or not, like any op in doubt.
+   */
+  putMany(entries: readonly PageEntry[]): Promise<boolean[]>;
+  /** Reads many pages at once: results in handle order, each page or null on a miss. Rejects like `get`. */
+  getMany(handles: readonly PageHandle[]): Promise<(Uint8Array | null)[]>;
   /** Removes one page; resolves even when nothing was there. */
   flushPage(oid: ObjectId, index: number): Promise<void>;
   /**
@@ -136,6 +158,13 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
       // A copy: the decoded page is a view into the reply frame, shared with the other pages of its batch;
       // handing it out would keep that whole frame alive for as long as the caller keeps one page.
       return new Uint8Array(reply.page);
+    },
+    // First version: one op per page through the same batching queue; the batch path is built in the client.
+    putMany(entries) {
+      return Promise.all(entries.map((entry) => this.put(entry.oid, entry.index, entry.page)));
+    },
+    getMany(handles) {
+      return Promise.all(handles.map((handle) => this.get(handle.oid, handle.index)));
     },
     async flushPage(oid, index) {
       await execute({ t: 'flushPage', pool: id, oid: ownedOid(oid), index: checkIndex(index) }, writeOp);
