@@ -376,11 +376,17 @@ export type ErrorReply = z.infer<typeof ErrorReply>;
 export const PageReply = z.discriminatedUnion('t', [Ok, Accepted, Refused, Hit, Miss, ErrorReply]);
 export type PageReply = z.infer<typeof PageReply>;
 
-/** Reply to a batch frame. */
+/**
+ * Reply to a batch frame, or one part of it. Each reply names its op by the op's id. A node answers the ops it
+ * can answer at once in the first part and the rest (persistent ops waiting for their copies) in later parts as
+ * they finish, so no finished op waits for a slow one: every part but the last says `more: true`, and every op
+ * of the batch is answered exactly once over its parts.
+ */
 export const BatchReply = z.object({
   t: z.literal('batch'),
   id: requestId,
   replies: z.array(PageReply).max(MAX_BATCH_OPS),
+  more: z.boolean().optional(),
 });
 export type BatchReply = z.infer<typeof BatchReply>;
 
