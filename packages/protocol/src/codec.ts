@@ -2,7 +2,10 @@ import { Packr } from 'msgpackr';
 import type { z } from 'zod';
 import { DEFAULT_MAX_FRAME_BYTES } from './constants.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
-import { ClientFrame, NodeFrame } from './frames.ts';
+import { createFastDecoder } from './fast-decode.ts';
+import { createFastEncoder } from './fast-encode.ts';
+import { ClientFrame, ErrorReply, NodeFrame } from './frames.ts';
+import { unsupported } from './msgpack-reader.ts';
 
 /** Options of a frame codec. */
 export interface CodecOptions {
@@ -11,9 +14,20 @@ export interface CodecOptions {
    * @default DEFAULT_MAX_FRAME_BYTES (16 MiB)
    */
   maxFrameBytes?: number;
+  /**
+   * Decode and encode the data frames (page ops, their replies and batches of them) with the hand-written
+   * msgpack path of fast-decode.ts / fast-encode.ts. false runs every frame through msgpackr + zod, the
+   * reference the fast path is tested against; both produce the same values and the same errors.
+   * @default true
+   */
+  fastPath?: boolean;
 }
 
-/** Encodes frames to msgpack and decodes them back, validating every decoded frame with zod. */
+/**
+ * Encodes frames to msgpack and decodes them back, validating every decoded frame as the zod schemas of
+ * frames.ts do: data frames by the fast path, the rest (and anything the fast path does not recognise) by
+ * msgpackr + zod.
+ */
 export interface Codec {
   readonly maxFrameBytes: number;
   /** Packs a frame. Throws FRAME_TOO_LARGE when the result exceeds maxFrameBytes. */
@@ -50,7 +64,8 @@ export function createCodec(options: CodecOptions = {}): Codec {
     return { value, end };
   }
 
-  function unpack(data: Uint8Array): unknown {
+  /** The checks that come before any parsing, on both paths: binary, within the size limit, not empty. */
+  function checkFrame(data: Uint8Array): void {
     if (!(data instanceof Uint8Array)) {
       throw new ProtocolError(ErrorCode.MalformedFrame, 'frame must be binary');
     }
@@ -64,6 +79,10 @@ export function createCodec(options: CodecOptions = {}): Codec {
     if (data.length === 0) {
       throw new ProtocolError(ErrorCode.TruncatedFrame, 'empty frame');
     }
+  }
+
+  function unpack(data: Uint8Array): unknown {
+    checkFrame(data);
     let first;
     try {
       first = unpackFirst(data);
@@ -105,10 +124,43 @@ export function createCodec(options: CodecOptions = {}): Codec {
     return result.data;
   }
 
+  const detailsSchema = ErrorReply.shape.details;
+  const fast =
+    options.fastPath === false
+      ? undefined
+      : {
+          decoder: createFastDecoder((bytes) => {
+            // Free-form error details: the reference decoder on just their bytes.
+            const { value, end } = unpackFirst(bytes);
+            const result = detailsSchema.safeParse(value);
+            if (end !== bytes.length || !result.success) throw unsupported;
+            return result.data;
+          }),
+          encode: createFastEncoder((value) => packr.pack(value)),
+        };
+
+  function decodeClientFrame(data: Uint8Array): ClientFrame {
+    if (fast !== undefined) {
+      checkFrame(data);
+      const frame = fast.decoder.decodeClientFrame(data);
+      if (frame !== undefined) return frame;
+    }
+    return validate(ClientFrame, unpack(data));
+  }
+
+  function decodeNodeFrame(data: Uint8Array): NodeFrame {
+    if (fast !== undefined) {
+      checkFrame(data);
+      const frame = fast.decoder.decodeNodeFrame(data);
+      if (frame !== undefined) return frame;
+    }
+    return validate(NodeFrame, unpack(data));
+  }
+
   return {
     maxFrameBytes,
     encode(frame) {
-      const data = packr.pack(frame);
+      const data = fast?.encode(frame) ?? packr.pack(frame);
       if (data.length > maxFrameBytes) {
         throw new ProtocolError(
           ErrorCode.FrameTooLarge,
@@ -118,8 +170,8 @@ export function createCodec(options: CodecOptions = {}): Codec {
       }
       return data;
     },
-    decodeClientFrame: (data) => validate(ClientFrame, unpack(data)),
-    decodeNodeFrame: (data) => validate(NodeFrame, unpack(data)),
+    decodeClientFrame,
+    decodeNodeFrame,
     peekRequestId(data) {
       try {
         const { value: first, end } = unpackFirst(data);
