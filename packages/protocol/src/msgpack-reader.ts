@@ -148,20 +148,28 @@ export function nameTable(entries: readonly (readonly [name: string, value: numb
 }
 
 /**
- * Reads a str and returns the index of the name it spells in `table`, or -1 for any other string (which has
- * then been read). Compares bytes, so no string is built for keys and type names.
+ * Reads a str and returns the index of the name it spells in `table`, or -1 for any other ASCII string (which
+ * has then been read). Compares bytes, so no string is built for keys and type names.
+ *
+ * A string that is not ASCII is left to the reference path: msgpackr decodes such map keys through a
+ * process-wide key cache that a failed decode can leave holding `undefined` for them (msgpackr 1.12.1 files the
+ * cache entry before decoding the key, and native string extraction may then throw on a later, truncated
+ * string), so how msgpackr reads frames with such keys depends on what it read before. Deferring them keeps the
+ * fast path out of that.
  */
 export function readName(c: Cursor, table: NameTable): number {
   const n = readStrLength(c);
   const start = c.pos;
   c.pos = start + n;
-  const candidates = table[n];
-  if (candidates === undefined) return -1;
   const d = c.data;
-  outer: for (const { bytes, value } of candidates) {
-    for (let i = 0; i < n; i++) if (d[start + i] !== bytes[i]) continue outer;
-    return value;
+  const candidates = table[n];
+  if (candidates !== undefined) {
+    outer: for (const { bytes, value } of candidates) {
+      for (let i = 0; i < n; i++) if (d[start + i] !== bytes[i]) continue outer;
+      return value;
+    }
   }
+  for (let i = start; i < start + n; i++) if (d[i]! >= 0x80) throw unsupported;
   return -1;
 }
 
