@@ -9,12 +9,10 @@ export interface Writer {
   pos: number;
 }
 
-/** Bytes a map header with `n` entries takes. */
-export function mapHeaderSize(n: number): number {
+/** Bytes an array header with `n` elements takes (maps written here have at most 15 entries: one byte). */
+export function arrayHeaderSize(n: number): number {
   return n < 16 ? 1 : n < 0x10000 ? 3 : 5;
 }
-/** Bytes an array header with `n` elements takes. */
-export const arrayHeaderSize = mapHeaderSize;
 
 /** Bytes the integer `v` (0..U32_MAX) takes. */
 export function uintSize(v: number): number {
