@@ -113,6 +113,9 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       },
     );
   };
+  // A memory report on demand (`kill -USR2 <pid>`; bench/memory-probe.ts reads it): the process's view and the
+  // page store's, so RSS can be split into runtime, JS heap, slabs and metadata without an inspector.
+  process.on('SIGUSR2', () => logger.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // Started by a launcher with an IPC channel (tests, `npm run cluster`): when the parent dies, so do we,

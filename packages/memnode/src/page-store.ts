@@ -202,6 +202,18 @@ export interface PageStore {
   objectIndexes(pool: number, oid: Uint8Array): number[];
   /** A snapshot of the counters. */
   stats(): StoreStats;
+  /** Bytes the store holds in memory, by kind (for the node's memory report); O(number of page sizes). */
+  memory(): StoreMemory;
+}
+
+/** What a store holds in memory. */
+export interface StoreMemory {
+  /** Slab memory: page slots, used or free, of every page size. */
+  slabBytes: number;
+  /** Free slots within those slabs, in bytes (slab memory held for pages not stored). */
+  freeSlotBytes: number;
+  /** Page and object records and the handle table: the typed arrays, at their allocated sizes. */
+  metadataBytes: number;
 }
 
 /** "No record", in links and lookups alike: the handle table's miss value, so its answers need no mapping. */
@@ -830,6 +842,31 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
     stats() {
       return { ...counters };
+    },
+
+    memory() {
+      let slab = 0;
+      let free = 0;
+      for (const allocator of slabClasses.values()) {
+        slab += allocator.slabBytes;
+        free += allocator.freeSlots * allocator.slotSize;
+      }
+      const records = [
+        rObject,
+        rIndex,
+        rHash,
+        rSlot,
+        rFlags,
+        rPrev,
+        rNext,
+        rObjPrev,
+        rObjNext,
+        rVersion,
+        rSum,
+      ];
+      let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT;
+      for (const a of [...records, oPool, oHead, oCount]) metadata += a.byteLength;
+      return { slabBytes: slab, freeSlotBytes: free, metadataBytes: metadata };
     },
   };
 }
