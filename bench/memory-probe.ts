@@ -49,6 +49,25 @@ function procMemory(pid: number): ProcMemory {
   };
 }
 
+/**
+ * Resident KiB by kind of mapping, from /proc/<pid>/smaps: the malloc heap (`[heap]`, brk), anonymous mappings
+ * (mmap: large mallocs, V8's heap pages, thread stacks) and file mappings (the node binary, native addons).
+ */
+function residentByMapping(pid: number): { heap: number; anon: number; file: number } {
+  const totals = { heap: 0, anon: 0, file: 0 };
+  let kind: keyof typeof totals = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) {
+      const name = header[1] ?? '';
+      kind = name === '[heap]' ? 'heap' : name === '' || name.startsWith('[') ? 'anon' : 'file';
+    } else if (line.startsWith('Rss:')) {
+      totals[kind] += Number(/\d+/.exec(line)?.[0] ?? 0);
+    }
+  }
+  return totals;
+}
+
 interface Started {
   child: ChildProcess;
   url: string;
@@ -95,12 +114,14 @@ async function snapshot(node: Started, label: string, payload: number) {
   await sleep(1500);
   const self = await node.nextMemoryLine();
   const proc = procMemory(node.child.pid!);
-  const row = { label, payload, ...proc, ...self };
+  const maps = residentByMapping(node.child.pid!);
+  const row = { label, payload, ...proc, mallocHeapKiB: maps.heap, anonMapKiB: maps.anon, ...self };
   if (!values.json) {
     const ratio = payload > 0 ? ` RSS/payload ${((proc.VmRSS * 1024) / payload).toFixed(3)}` : '';
     process.stdout.write(
       `${label}: RSS ${mib(proc.VmRSS)} MiB (anon ${mib(proc.RssAnon)}, file ${mib(proc.RssFile)}), ` +
-        `peak ${mib(proc.VmHWM)} MiB, threads ${proc.Threads}; heap ${(self['heapUsed']! / MiB).toFixed(1)}/` +
+        `peak ${mib(proc.VmHWM)} MiB, threads ${proc.Threads}; brk heap ${mib(maps.heap)} MiB, ` +
+        `anon mmaps ${mib(maps.anon)} MiB; JS heap ${(self['heapUsed']! / MiB).toFixed(1)}/` +
         `${(self['heapTotal']! / MiB).toFixed(1)} MiB, arrayBuffers ${(self['arrayBuffers']! / MiB).toFixed(1)} MiB, ` +
         `slabs ${(self['slabBytes']! / MiB).toFixed(1)} MiB, metadata ${(self['metadataBytes']! / MiB).toFixed(1)} MiB` +
         `${ratio}\n`,

@@ -65,6 +65,8 @@ export interface SlabAllocator {
   read(ref: SlotRef): Uint8Array<ArrayBuffer>;
   /** The owner of a live slot (for invariant checks). Throws if the slot is not allocated. */
   ownerOf(ref: SlotRef): number;
+  /** Gives a live slot a new owner (the caller renumbered its metadata). Throws if the slot is not allocated. */
+  setOwner(ref: SlotRef, owner: number): void;
 }
 
 interface Slab {
@@ -236,6 +238,13 @@ export function createSlabAllocator(options: SlabAllocatorOptions): SlabAllocato
 
     ownerOf(ref) {
       return liveSlab(ref).owners[ref % slotsPerSlab] as number;
+    },
+
+    setOwner(ref, owner) {
+      if (!Number.isInteger(owner) || owner < 0 || owner > MAX_OWNER) {
+        throw new RangeError(`owner must be a non-negative int32, got ${owner}`);
+      }
+      liveSlab(ref).owners[ref % slotsPerSlab] = owner;
     },
   };
 }
