@@ -68,6 +68,13 @@ function residentByMapping(pid: number): { heap: number; anon: number; file: num
   return totals;
 }
 
+/** CPU seconds (user + system) the process used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  // Fields after the command name (which may hold spaces, so split after its closing parenthesis).
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 interface Started {
   child: ChildProcess;
   url: string;
@@ -141,6 +148,7 @@ if (FILL > 0) {
   const random = new Uint8Array(64 * MiB + PAGE_SIZE);
   randomFillSync(random);
   const started = performance.now();
+  const cpuBefore = cpuSeconds(node.child.pid!);
   let accepted = 0;
   for (let first = 0; first < pages; first += BATCH) {
     const entries = [];
@@ -155,10 +163,17 @@ if (FILL > 0) {
     accepted += (await pool.putMany(entries)).filter(Boolean).length;
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpuUsPerPage = ((cpuSeconds(node.child.pid!) - cpuBefore) * 1e6) / pages;
   if (!values.json) {
-    process.stdout.write(`filled ${accepted}/${pages} pages in ${seconds.toFixed(1)} s\n`);
+    process.stdout.write(
+      `filled ${accepted}/${pages} pages in ${seconds.toFixed(1)} s, node CPU ${cpuUsPerPage.toFixed(1)} µs/page\n`,
+    );
   }
   rows.push(await snapshot(node, `after ${values.fill}`, accepted * PAGE_SIZE));
+  // Memory that comes back after the pages go: the slabs are released to the garbage collector at once, but
+  // their bytes return to the OS only after a GC and only where malloc gives them back.
+  await pool.destroy();
+  rows.push(await snapshot(node, 'after destroying the pool', 0));
   await client.close();
 }
 if (values.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
