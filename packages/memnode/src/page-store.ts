@@ -11,9 +11,9 @@
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
  *
  * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per page size in use (see
- * slab-allocator.ts), i.e. usedBytes + at most 16 MiB with the default 1 MiB slabs and 8 page sizes. Nothing is
- * sized from the capacity: the record arrays start at minRecords (1024) and double when full, halve when at most
- * a quarter is live (see shrinkRecords); the handle table does the same at 3/4 and 1/8. The object arrays keep
+ * slab-allocator.ts; slabs are 32 MiB + 64 KiB, and only their written slots are resident). Nothing is sized
+ * from the capacity: the record arrays start at minRecords (1024) and double when full, halve when at most a
+ * quarter is live (see shrinkRecords); the handle table does the same at 3/4 and 1/8. The object arrays keep
  * their high-water size (12 bytes per object).
  *
  * Not thread-safe and not re-entrant: the node calls it from its event loop, one op at a time.
@@ -58,7 +58,7 @@ export interface PageStoreOptions {
   /**
    * Bytes per slab: pages are stored in slots cut from slabs of this size (or one page, if larger).
    * Smaller slabs return memory in finer steps; larger ones allocate less often.
-   * @default 1048576
+   * @default 33619968 (DEFAULT_SLAB_BYTES, 32 MiB + 64 KiB)
    */
   slabBytes?: number;
   /**
@@ -466,7 +466,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function shrinkRecords(): void {
     if (scanning) return;
     const live = counters.ephemeralPages + counters.persistentPages;
-    if (recordCapacity <= minRecords || live * 4 > recordCapacity) return;
+    // Halve until the condition no longer holds (a mass flush may free far more than half): geometric, O(capacity).
+    while (recordCapacity > minRecords && live * 4 <= recordCapacity) {
+      if (!halveRecords()) return;
+    }
+  }
+
+  /** One halving of shrinkRecords; false if the smaller arrays could not be allocated. */
+  function halveRecords(): boolean {
     const half = Math.max(minRecords, recordCapacity / 2);
     if (recordHighWater > half) {
       let to = 0;
@@ -497,10 +504,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       ] as const;
       [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum] = next;
       recordCapacity = half;
+      return true;
     } catch (error) {
       // Shrinking only saves memory: if even the smaller arrays cannot be had, keep the current ones (the
       // records already fit below `half`, which is consistent with any capacity above it).
       if (!(error instanceof RangeError)) throw error;
+      return false;
     }
   }
 

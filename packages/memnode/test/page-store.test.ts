@@ -1665,7 +1665,7 @@ describe('memory tracks the pages held', () => {
   });
 
   it('shrinks after exclusive gets drain an ephemeral pool, and grows again', () => {
-    const store = createPageStore({ capacityBytes: 4000 * 512, minRecords: 8 });
+    const store = createPageStore({ capacityBytes: 4000 * 512, slabBytes: 64 * 1024, minRecords: 8 });
     store.createPool({ id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'a' });
     const base = store.memory().metadataBytes;
     for (let round = 0; round < 3; round++) {
@@ -1678,7 +1678,7 @@ describe('memory tracks the pages held', () => {
       }
       expect(wrong).toBe(0);
       expect(store.memory().metadataBytes).toBeLessThan(base + 1024);
-      expect(store.memory().slabBytes).toBeLessThanOrEqual(2 * 1024 * 1024);
+      expect(store.memory().slabBytes).toBeLessThanOrEqual(2 * 64 * 1024);
     }
   });
 
