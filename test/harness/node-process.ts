@@ -2,7 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../../packages/memnode/src/cli.ts', import.meta.url));
+// The `tmem` launcher, not `--import tsx` on cli.ts: it runs the same source without tsx's loader thread (about
+// 30 MiB per node; see packages/memnode/bin/tmem.js).
+const BIN = fileURLToPath(new URL('../../packages/memnode/bin/tmem.js', import.meta.url));
 
 /** Options of a node process started for a test. */
 export interface StartNodeOptions {
@@ -52,9 +54,7 @@ export const TEST_CLUSTER_SECRET = 'test-cluster-secret';
  */
 export async function startNode(options: StartNodeOptions = {}): Promise<NodeProcess> {
   const args = [
-    '--import',
-    'tsx',
-    CLI,
+    BIN,
     'node',
     '--port',
     '0',

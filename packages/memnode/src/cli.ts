@@ -1,9 +1,12 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
+import type { PageStore } from './page-store.ts';
 import { parseByteSize } from './size.ts';
 import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
@@ -49,6 +52,26 @@ function wsUrl(text: string): string {
 function ipAddress(text: string): string {
   if (isIP(text) === 0) throw new InvalidArgumentError(`"${text}" is not an IPv4 or IPv6 address`);
   return text;
+}
+
+const RETURN_CHECK_MS = 2000;
+const GARBAGE_ARRAY_BUFFER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Gives freed page memory back after mass flushes. Released slabs are ArrayBuffers the JS heap does not
+ * weigh: V8 collects them only when its own heap or new external allocations call for a GC, so on a node that
+ * goes quiet after a flush their memory would stay resident until traffic resumes. Every RETURN_CHECK_MS, if
+ * ArrayBuffer memory exceeds what the store holds by more than GARBAGE_ARRAY_BUFFER_BYTES, one full GC runs
+ * (tens of ms for a node's small heap; under traffic V8's own GCs keep the excess below the bound anyway).
+ */
+function returnFreedMemory(store: PageStore): void {
+  // Exposing gc at runtime affects only new contexts: take it from one. No command-line flag needed.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  setInterval(() => {
+    const { slabBytes, metadataBytes } = store.memory();
+    if (process.memoryUsage().arrayBuffers - slabBytes - metadataBytes > GARBAGE_ARRAY_BUFFER_BYTES) gc();
+  }, RETURN_CHECK_MS).unref();
 }
 
 interface NodeCommandOptions {
@@ -113,6 +136,10 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       },
     );
   };
+  // A memory report on demand (`kill -USR2 <pid>`; bench/memory-probe.ts reads it): the process's view and the
+  // page store's, so RSS can be split into runtime, JS heap, slabs and metadata without an inspector.
+  process.on('SIGUSR2', () => logger.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
+  returnFreedMemory(node.store);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // Started by a launcher with an IPC channel (tests, `npm run cluster`): when the parent dies, so do we,

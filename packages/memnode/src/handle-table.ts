@@ -35,6 +35,11 @@ export interface HandleTable {
   insert(record: number): void;
   /** Removes the record stored under (object, index); returns it, or NO_RECORD if there was none. */
   remove(object: number, index: number): number;
+  /**
+   * Stores `record` where `from` is stored: the caller moved a record to a new number and `record` reads back
+   * the same key. O(1), never resizes. Throws if `from` is not in the table under that key.
+   */
+  renumber(from: number, record: number): void;
 }
 
 /** Mixes (object, index) into 32 well-spread bits (murmur3's finaliser over a golden-ratio combination). */
@@ -106,6 +111,12 @@ export function createHandleTable(options: HandleTableOptions): HandleTable {
       if ((size + 1) * 4 > capacity * 3) resize(capacity * 2);
       place(record);
       size++;
+    },
+
+    renumber(from, record) {
+      const i = find(objectOf(record), indexOf(record));
+      if (i < 0 || slots[i] !== from) throw new Error(`record ${from} is not in the table under that key`);
+      slots[i] = record;
     },
 
     remove(object, index) {

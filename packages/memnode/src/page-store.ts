@@ -11,9 +11,10 @@
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
  *
  * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per page size in use (see
- * slab-allocator.ts), i.e. usedBytes + at most 16 MiB with the default 1 MiB slabs and 8 page sizes. The metadata
- * arrays keep their high-water size (at most one record per PAGE_META_BYTES of capacity); the handle table
- * shrinks after mass flushes.
+ * slab-allocator.ts; slabs are 32 MiB + 64 KiB, and only their written slots are resident). Nothing is sized
+ * from the capacity: the record arrays start at minRecords (1024) and double when full, halve when at most a
+ * quarter is live (see shrinkRecords); the handle table does the same at 3/4 and 1/8. The object arrays keep
+ * their high-water size (12 bytes per object).
  *
  * Not thread-safe and not re-entrant: the node calls it from its event loop, one op at a time.
  */
@@ -57,9 +58,16 @@ export interface PageStoreOptions {
   /**
    * Bytes per slab: pages are stored in slots cut from slabs of this size (or one page, if larger).
    * Smaller slabs return memory in finer steps; larger ones allocate less often.
-   * @default 1048576
+   * @default 33619968 (DEFAULT_SLAB_BYTES, 32 MiB + 64 KiB)
    */
   slabBytes?: number;
+  /**
+   * Page records the metadata arrays start with and never shrink below. They double when full and halve when
+   * at most a quarter is in use, so metadata tracks the pages held, not the capacity. Small values make tests
+   * exercise growth and shrinking.
+   * @default 1024
+   */
+  minRecords?: number;
 }
 
 /** A pool as the store knows it. */
@@ -202,6 +210,18 @@ export interface PageStore {
   objectIndexes(pool: number, oid: Uint8Array): number[];
   /** A snapshot of the counters. */
   stats(): StoreStats;
+  /** Bytes the store holds in memory, by kind (for the node's memory report); O(number of page sizes). */
+  memory(): StoreMemory;
+}
+
+/** What a store holds in memory. */
+export interface StoreMemory {
+  /** Slab memory: page slots, used or free, of every page size. */
+  slabBytes: number;
+  /** Free slots within those slabs, in bytes (slab memory held for pages not stored). */
+  freeSlotBytes: number;
+  /** Page and object records and the handle table: the typed arrays, at their allocated sizes. */
+  metadataBytes: number;
 }
 
 /** "No record", in links and lookups alike: the handle table's miss value, so its answers need no mapping. */
@@ -277,6 +297,13 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     });
   }
 
+  const minRecords = options.minRecords ?? INITIAL_RECORDS;
+  if (!Number.isSafeInteger(minRecords) || minRecords < 1 || minRecords > 2 ** 30) {
+    throw new TmemError(ErrorCode.BadArgument, 'minRecords must be an integer 1..2^30', {
+      details: { minRecords },
+    });
+  }
+
   const counters: StoreStats = zeroStoreCounters(capacityBytes);
   /** Bytes charged for ephemeral pages: how much eviction could free at most. */
   let ephemeralBytes = 0;
@@ -285,7 +312,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   const slabClasses = new Map<number, SlabAllocator>();
 
   // ---- page records (struct of arrays) ----
-  let recordCapacity = INITIAL_RECORDS;
+  let recordCapacity = minRecords;
   let recordHighWater = 0; // records [0, highWater) have been used at least once
   let freeRecord = NIL; // free list linked through rNext
   let rObject = new Int32Array(recordCapacity);
@@ -323,6 +350,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
   /** Set while a scan predicate runs, so a re-entrant call fails loudly instead of corrupting a scan. */
   let scanning = false;
+
+  /** Ends an op that may have removed pages: `value` is its result, returned after the arrays may shrink. */
+  function settled<T>(value: T): T {
+    shrinkRecords();
+    return value;
+  }
 
   function enter(): void {
     if (scanning) {
@@ -391,6 +424,93 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     rFlags[record] = 0;
     rNext[record] = freeRecord;
     freeRecord = record;
+  }
+
+  /** Gives live record `from` the free number `to`, rewriting every reference to it. */
+  function moveRecord(from: number, to: number): void {
+    const flags = rFlags[from] as number;
+    const object = rObject[from] as number;
+    rObject[to] = object;
+    rIndex[to] = rIndex[from] as number;
+    rHash[to] = rHash[from] as number;
+    rSlot[to] = rSlot[from] as number;
+    rFlags[to] = flags;
+    rVersion[to] = rVersion[from] as number;
+    rSum[to] = rSum[from] as number;
+    const prev = (rPrev[to] = rPrev[from] as number);
+    const next = (rNext[to] = rNext[from] as number);
+    if (!(flags & PERSISTENT)) {
+      if (prev === NIL) lruHead = to;
+      else rNext[prev] = to;
+      if (next === NIL) lruTail = to;
+      else rPrev[next] = to;
+    }
+    const objPrev = (rObjPrev[to] = rObjPrev[from] as number);
+    const objNext = (rObjNext[to] = rObjNext[from] as number);
+    if (objPrev === NIL) oHead[object] = to;
+    else rObjNext[objPrev] = to;
+    if (objNext !== NIL) rObjPrev[objNext] = to;
+    table.renumber(from, to);
+    if (!(flags & SAME_FILLED)) poolOfRecord(to).slab.setOwner(rSlot[to], to);
+    rFlags[from] = 0;
+  }
+
+  /**
+   * Halves the record arrays when at most a quarter of them is live, so metadata memory returns after mass
+   * flushes and evictions: the live records of the upper half move into free numbers of the lower half (there
+   * are enough: at most a quarter is live), then the free list is rebuilt and the arrays are cut. Halving at a
+   * quarter (not at a half) is hysteresis, so an add/remove pair at the boundary does not copy the arrays every
+   * time; the work is O(capacity), paid for by the quarter-capacity of removals since the last resize. Runs only
+   * between ops, never inside one: removals in the middle of an op (scans, object walks) hold record numbers.
+   */
+  function shrinkRecords(): void {
+    if (scanning) return;
+    const live = counters.ephemeralPages + counters.persistentPages;
+    // Halve until the condition no longer holds (a mass flush may free far more than half): geometric, O(capacity).
+    while (recordCapacity > minRecords && live * 4 <= recordCapacity) {
+      if (!halveRecords()) return;
+    }
+  }
+
+  /** One halving of shrinkRecords; false if the smaller arrays could not be allocated. */
+  function halveRecords(): boolean {
+    const half = Math.max(minRecords, recordCapacity / 2);
+    if (recordHighWater > half) {
+      let to = 0;
+      for (let from = half; from < recordHighWater; from++) {
+        if (!((rFlags[from] as number) & LIVE)) continue;
+        while ((rFlags[to] as number) & LIVE) to++;
+        moveRecord(from, to);
+      }
+      recordHighWater = half;
+    }
+    freeRecord = NIL;
+    for (let record = recordHighWater - 1; record >= 0; record--) {
+      if (!((rFlags[record] as number) & LIVE)) releaseRecord(record);
+    }
+    try {
+      const next = [
+        rObject.slice(0, half),
+        rIndex.slice(0, half),
+        rHash.slice(0, half),
+        rSlot.slice(0, half),
+        rFlags.slice(0, half),
+        rPrev.slice(0, half),
+        rNext.slice(0, half),
+        rObjPrev.slice(0, half),
+        rObjNext.slice(0, half),
+        rVersion.slice(0, half),
+        rSum.slice(0, half),
+      ] as const;
+      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum] = next;
+      recordCapacity = half;
+      return true;
+    } catch (error) {
+      // Shrinking only saves memory: if even the smaller arrays cannot be had, keep the current ones (the
+      // records already fit below `half`, which is consistent with any capacity above it).
+      if (!(error instanceof RangeError)) throw error;
+      return false;
+    }
   }
 
   function newObject(pool: PoolState, key: string): number {
@@ -601,7 +721,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
     // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
     if (!pool.persistent) removeRecord(record, pool);
-    return stored;
+    return settled(stored);
   }
 
   function removeObject(pool: PoolState, object: number): number {
@@ -661,7 +781,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       for (const object of pool.objects.values()) removeObject(pool, object);
       pools.delete(id);
       counters.pools = pools.size;
-      return true;
+      return settled(true);
     },
 
     put(poolId, oid, index, page, meta) {
@@ -686,7 +806,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const cost = fill >= 0 ? PAGE_META_BYTES : pool.spec.pageSize;
       if (!makeRoom(cost)) {
         counters.refusedPuts++;
-        return REFUSED_FULL;
+        return settled(REFUSED_FULL);
       }
 
       // Everything that allocates comes first, and is undone if any of it fails: a RangeError here means an
@@ -710,7 +830,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         if (record !== NIL) releaseRecord(record);
         if (!(error instanceof RangeError)) throw error;
         counters.refusedPuts++;
-        return REFUSED_FULL;
+        return settled(REFUSED_FULL);
       }
       if (fill < 0) pool.slab.write(slot, page);
 
@@ -739,7 +859,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         lruAppend(record); // most recently used
       }
       counters.acceptedPuts++;
-      return ACCEPTED;
+      return settled(ACCEPTED);
     },
 
     get(poolId, oid, index) {
@@ -768,7 +888,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       counters.flushes++;
       if (record === NIL) return false;
       removeRecord(record, pool);
-      return true;
+      return settled(true);
     },
 
     discard(poolId, oid, index) {
@@ -777,7 +897,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const record = findRecord(pool, oid, index);
       if (record === NIL) return false;
       removeRecord(record, pool);
-      return true;
+      return settled(true);
     },
 
     flushObject(poolId, oid, olderThan) {
@@ -788,7 +908,9 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       counters.flushes++;
       const object = pool.objects.get(oidKey(oidBytes));
       if (object === undefined) return 0;
-      return olderThan === undefined ? removeObject(pool, object) : removeOlder(pool, object, olderThan);
+      return settled(
+        olderThan === undefined ? removeObject(pool, object) : removeOlder(pool, object, olderThan),
+      );
     },
 
     removePages(predicate) {
@@ -797,7 +919,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         removeRecord(record, pool);
         removed++;
       });
-      return removed;
+      return settled(removed);
     },
 
     objectIndexes(poolId, oid) {
@@ -830,6 +952,31 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
     stats() {
       return { ...counters };
+    },
+
+    memory() {
+      let slab = 0;
+      let free = 0;
+      for (const allocator of slabClasses.values()) {
+        slab += allocator.slabBytes;
+        free += allocator.freeSlots * allocator.slotSize;
+      }
+      const records = [
+        rObject,
+        rIndex,
+        rHash,
+        rSlot,
+        rFlags,
+        rPrev,
+        rNext,
+        rObjPrev,
+        rObjNext,
+        rVersion,
+        rSum,
+      ];
+      let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT;
+      for (const a of [...records, oPool, oHead, oCount]) metadata += a.byteLength;
+      return { slabBytes: slab, freeSlotBytes: free, metadataBytes: metadata };
     },
   };
 }

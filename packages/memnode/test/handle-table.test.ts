@@ -30,6 +30,26 @@ describe('handle table', () => {
     expect(table.get(3, 0)).toBe(NO_RECORD);
   });
 
+  it('renumbers a record in place, and refuses a record that is not there under that key', () => {
+    const { table, objects, indexes } = tableWithKeys();
+    for (let i = 0; i < 100; i++) {
+      objects.push(i % 3);
+      indexes.push(i);
+      table.insert(i);
+    }
+    // Record 150 takes record 40's key (the store copied the key, then renumbers).
+    objects[150] = objects[40] as number;
+    indexes[150] = indexes[40] as number;
+    table.renumber(40, 150);
+    expect(table.get(objects[40] as number, 40)).toBe(150);
+    expect(table.size).toBe(100);
+    expect(() => table.renumber(40, 150)).toThrow();
+    objects[151] = 7;
+    indexes[151] = 7;
+    expect(() => table.renumber(41, 151)).toThrow();
+    expect(table.remove(objects[40] as number, 40)).toBe(150);
+  });
+
   it('removes records and reports misses', () => {
     const { table, objects, indexes } = tableWithKeys();
     objects.push(5);

@@ -1400,8 +1400,8 @@ function expectStats(actual: StoreStats, expected: StoreStats): void {
 }
 
 /** Runs `ops` against a real store and the model, checking every result and invariant after every op. */
-function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[]): void {
-  const store = createPageStore({ capacityBytes, slabBytes });
+function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], minRecords = 1024): void {
+  const store = createPageStore({ capacityBytes, slabBytes, minRecords });
   const model = new Model(capacityBytes);
   for (const spec of SPECS) {
     store.createPool(spec);
@@ -1582,7 +1582,10 @@ describe('page store against a model', () => {
         // Slabs of 1 to 6 small pages, so that slab release and compaction happen in short runs too.
         fc.constantFrom(512, 1024, 1536, 3072),
         fc.array(opArb, { maxLength: 150, size: 'max' }),
-        (capacityBytes, slabBytes, ops) => runAgainstModel(capacityBytes, slabBytes, ops),
+        // Tiny record arrays, so that growing and shrinking them (renumbering live records) happens too.
+        fc.constantFrom(1, 2, 8, 1024),
+        (capacityBytes, slabBytes, ops, minRecords) =>
+          runAgainstModel(capacityBytes, slabBytes, ops, minRecords),
       ),
       { numRuns: 500 },
     );
@@ -1591,7 +1594,7 @@ describe('page store against a model', () => {
   it('agrees with the model over long runs', () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 500, maxLength: 1500 }), (ops) =>
-        runAgainstModel(10 * 512 + 2 * PAGE_META_BYTES, 1024, ops),
+        runAgainstModel(10 * 512 + 2 * PAGE_META_BYTES, 1024, ops, 2),
       ),
       { numRuns: 30 },
     );
@@ -1609,5 +1612,79 @@ describe('objectIndexes', () => {
     expect(store.objectIndexes(1, Uint8Array.of(9))).toEqual([]);
     store.flushPage(1, Uint8Array.of(1, 2), 5);
     expect(store.objectIndexes(1, Uint8Array.of(1, 2)).sort((a, b) => a - b)).toEqual([0, 9]);
+  });
+});
+
+describe('memory tracks the pages held', () => {
+  const page = (i: number) => {
+    const p = new Uint8Array(512);
+    for (let j = 0; j < 512; j++) p[j] = (i * 7 + j) & 0xff;
+    return p;
+  };
+  const oid = (i: number) => Uint8Array.of(i % 7);
+
+  it('starts small whatever the capacity', () => {
+    const small = createPageStore({ capacityBytes: 1 << 20 }).memory();
+    const huge = createPageStore({ capacityBytes: MAX_CAPACITY_BYTES }).memory();
+    expect(huge).toEqual(small);
+    expect(huge.slabBytes).toBe(0);
+    expect(huge.metadataBytes).toBeLessThan(128 * 1024);
+  });
+
+  it('grows the metadata with the pages, shrinks it after a mass flush, and keeps every page and the LRU order', () => {
+    const store = createPageStore({ capacityBytes: 2000 * 512, slabBytes: 4096, minRecords: 16 });
+    store.createPool({ id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'a' });
+    store.createPool({ id: PERS, kind: 'persistent', pageSize: 512, owner: 'a' });
+    const empty = store.memory().metadataBytes;
+    for (let i = 0; i < 1000; i++)
+      expect(store.put(i % 2 ? EPH : PERS, oid(i), i, page(i)).status).toBe('accepted');
+    const full = store.memory();
+    expect(full.metadataBytes).toBeGreaterThan(empty + 1000 * 40);
+    expect(full.slabBytes).toBeGreaterThanOrEqual(1000 * 512);
+
+    // Flush all but every 50th page, low numbers first, so the survivors must move down.
+    for (let i = 0; i < 1000; i++) if (i % 50 !== 49) store.flushPage(i % 2 ? EPH : PERS, oid(i), i);
+    const after = store.memory();
+    // The object arrays (a fixed 12 KiB here) keep their size; the record arrays and the table shrink.
+    expect(after.metadataBytes - empty).toBeLessThan((full.metadataBytes - empty) / 8);
+    expect(after.slabBytes).toBeLessThan(full.slabBytes / 8);
+    for (let i = 49; i < 1000; i += 50) {
+      expect(store.peek(i % 2 ? EPH : PERS, oid(i), i)?.page).toEqual(page(i));
+      expect(store.objectIndexes(i % 2 ? EPH : PERS, oid(i))).toContain(i);
+    }
+    // Fill to capacity with persistent pages: the ephemeral survivors go in the order they were put.
+    const evicted: number[] = [];
+    for (let i = 1000; store.stats().ephemeralPages > 0; i++) {
+      const before = new Set(
+        Array.from({ length: 20 }, (_, k) => 49 + 50 * k).filter((j) => store.peek(EPH, oid(j), j) !== null),
+      );
+      store.put(PERS, oid(i), i, page(i));
+      for (const j of before) if (store.peek(EPH, oid(j), j) === null) evicted.push(j);
+    }
+    expect(evicted).toEqual(Array.from({ length: 20 }, (_, k) => 49 + 50 * k).filter((j) => j % 2 === 1));
+  });
+
+  it('shrinks after exclusive gets drain an ephemeral pool, and grows again', () => {
+    const store = createPageStore({ capacityBytes: 4000 * 512, slabBytes: 64 * 1024, minRecords: 8 });
+    store.createPool({ id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'a' });
+    const base = store.memory().metadataBytes;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 3000; i++) store.put(EPH, oid(i), i, page(i + round));
+      expect(store.memory().metadataBytes).toBeGreaterThan(base + 3000 * 40);
+      let wrong = 0;
+      for (let i = 0; i < 3000; i++) {
+        const got = store.get(EPH, oid(i), i);
+        if (got === null || !Buffer.from(got).equals(page(i + round))) wrong++;
+      }
+      expect(wrong).toBe(0);
+      expect(store.memory().metadataBytes).toBeLessThan(base + 1024);
+      expect(store.memory().slabBytes).toBeLessThanOrEqual(2 * 64 * 1024);
+    }
+  });
+
+  it('rejects a bad minRecords with BAD_ARGUMENT', () => {
+    for (const minRecords of [0, -1, 1.5, 2 ** 31]) {
+      expect(codeOf(() => createPageStore({ capacityBytes: 1024, minRecords }))).toBe('BAD_ARGUMENT');
+    }
   });
 });

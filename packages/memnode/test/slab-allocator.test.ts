@@ -135,6 +135,23 @@ describe('slab allocator', () => {
     expectIntact(t);
   });
 
+  it('moves a slot under its new owner after setOwner', () => {
+    const t = tracked(512, 2048);
+    const refs = Array.from({ length: 8 }, (_, owner) => allocWrite(t, owner));
+    t.slabs.setOwner(refs[7] as number, 70);
+    t.where.delete(7);
+    t.where.set(70, refs[7] as number);
+    expect(t.slabs.ownerOf(refs[7] as number)).toBe(70);
+    // Free the first slab's worth and more, so compaction moves the renamed slot's neighbours or itself.
+    for (let owner = 0; owner < 6; owner++) {
+      t.slabs.free(t.where.get(owner) as number);
+      t.where.delete(owner);
+    }
+    expect(t.slabs.read(t.where.get(70) as number)).toEqual(contentOf(7, 512));
+    expect(t.slabs.ownerOf(t.where.get(70) as number)).toBe(70);
+    expect(() => t.slabs.setOwner(t.where.get(70) as number, -1)).toThrow(RangeError);
+  });
+
   it('throws on double free, on reads of free slots and on refs outside any slab', () => {
     const t = tracked(512, 2048);
     const ref = allocWrite(t, 1);
