@@ -1,0 +1,264 @@
+// The primary's writes of persistent pages (docs/architecture.md, "Writes"): stamp a version, store the page
+// here, forward it to every other target through the replica streams, and answer `accepted` only when every
+// target holds it. A write that cannot reach every target in time is refused, and the handle is flushed
+// everywhere with a newer version, so no copy keeps the page or an older one (put-put-get coherency).
+import {
+  ChecksumError,
+  ErrorCode,
+  TmemError,
+  checksumMatches,
+  partitionOf,
+  persistentTableFor,
+  replicaTargets,
+  sameMember,
+  type ClusterState,
+  type FlushObject,
+  type FlushPage,
+  type MemberRef,
+  type PageReply,
+  type PoolInfo,
+  type Put,
+  type ReplicaEntry,
+} from '@tmem/protocol';
+import { FILLING } from './completeness.ts';
+import {
+  delay,
+  handleKey,
+  notServing,
+  now,
+  otherTargets,
+  poolInfo,
+  type ReplicationContext,
+} from './replication-context.ts';
+
+/** The worst outcome of delivering one write to its targets. */
+export type WriteOutcome = 'ok' | 'full' | 'corrupt' | 'timeout';
+
+/** The primary's side of persistent writes. */
+export interface PrimaryWrites {
+  put(op: Put, stateVersion: number | undefined): Promise<PageReply>;
+  flushPage(op: FlushPage, stateVersion: number | undefined): Promise<PageReply>;
+  flushObject(op: FlushObject, stateVersion: number | undefined): Promise<PageReply>;
+}
+
+/** Creates the primary's writes over the shared state. */
+export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
+  const { store, cluster, log, replicas, streams } = ctx;
+
+  function stillTarget(target: MemberRef, pool: number, partition: number): boolean {
+    const state = cluster.committed();
+    const info = poolInfo(state, pool);
+    if (state === null || info === undefined) return false;
+    return replicaTargets(state, info.replication, partition).some((t) => sameMember(t, target));
+  }
+
+  /**
+   * Delivers `entry` to `target` until it holds it, it is no longer an owner of the partition, or the deadline
+   * passes. Resolves 'ok' (held or no longer needed), 'full', 'corrupt' or 'timeout'.
+   */
+  async function replicateTo(
+    target: MemberRef,
+    entry: ReplicaEntry,
+    partition: number,
+    deadline: number,
+  ): Promise<WriteOutcome> {
+    for (;;) {
+      const remaining = deadline - now();
+      if (remaining <= 0) return 'timeout';
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        streams.deliver(target.id, entry),
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), remaining);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (result === 'ok' || result === 'gone') return 'ok';
+      if (result === 'full' || result === 'corrupt' || result === 'timeout') return result;
+      // 'not-owner' / 'unknown-pool': the target's state and ours differ; one of them catches up.
+      if (!stillTarget(target, entry.pool, partition)) return 'ok';
+      await delay(Math.min(50, Math.max(0, deadline - now())));
+    }
+  }
+
+  /** Sends `entry` to every other owner; the worst outcome of them. */
+  async function replicateToAll(
+    targets: readonly MemberRef[],
+    entry: ReplicaEntry,
+    partition: number,
+    deadline: number,
+  ): Promise<WriteOutcome> {
+    const results = await Promise.all(targets.map((t) => replicateTo(t, entry, partition, deadline)));
+    for (const worst of ['full', 'corrupt', 'timeout'] as const) if (results.includes(worst)) return worst;
+    return 'ok';
+  }
+
+  /** Flushes one handle here and on every other owner, with a new version; waits until `deadline`. */
+  async function flushEverywhere(
+    state: ClusterState,
+    pool: PoolInfo,
+    oid: Uint8Array,
+    index: number,
+    partition: number,
+    deadline: number,
+  ): Promise<WriteOutcome> {
+    const tombstone: ReplicaEntry = {
+      pool: pool.id,
+      oid,
+      index,
+      version: ctx.clock.stamp(partition, state.version),
+    };
+    replicas.apply(tombstone);
+    return replicateToAll(otherTargets(ctx, state, pool, partition), tombstone, partition, deadline);
+  }
+
+  /**
+   * Runs the writes of one handle here one after another, and lets gets of the handle wait for them: a
+   * refused write flushes the handle with a version stamped when it gives up, which must not remove a later
+   * write that is already under way; and a reader must not see a page that may still be refused.
+   */
+  function writing<T>(pool: number, oid: Uint8Array, index: number, write: () => Promise<T>): Promise<T> {
+    const key = handleKey(pool, oid, index);
+    const previous = ctx.inFlight.get(key) ?? Promise.resolve();
+    const done = previous.then(write);
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    ctx.inFlight.set(key, settled);
+    void settled.then(() => {
+      if (ctx.inFlight.get(key) === settled) ctx.inFlight.delete(key);
+    });
+    return done;
+  }
+
+  async function putNow(op: Put, stateVersion: number | undefined): Promise<PageReply> {
+    const { state, pool, partition } = ctx.serving(op.pool, op.oid, op.index, stateVersion, 'primary');
+    if (!checksumMatches(op.page, op.sum)) {
+      throw new ChecksumError('the page does not match its checksum; it was corrupted on the way', {
+        details: { pool: op.pool },
+      });
+    }
+    const deadline = now() + ctx.replicationTimeoutMs;
+    const version = ctx.clock.stamp(partition, state.version);
+    const local = store.put(
+      op.pool,
+      op.oid,
+      op.index,
+      op.page,
+      op.sum === undefined ? { version } : { version, sum: op.sum },
+    );
+    ctx.unrepaired.delete(handleKey(op.pool, op.oid, op.index));
+    ctx.maybeCorrupt(op.pool, op.oid, op.index);
+    if (local.status === 'refused') {
+      // The older page is gone here (put-put-get coherency); it must go from the other copies too.
+      await flushEverywhere(state, pool, op.oid, op.index, partition, deadline);
+      return { t: 'refused', id: op.id, reason: local.reason };
+    }
+    const entry: ReplicaEntry = {
+      pool: op.pool,
+      oid: op.oid,
+      index: op.index,
+      version,
+      page: op.page,
+      ...(op.sum === undefined ? {} : { sum: op.sum }),
+    };
+    const outcome = await replicateToAll(
+      otherTargets(ctx, state, pool, partition),
+      entry,
+      partition,
+      deadline,
+    );
+    if (outcome === 'ok') return { t: 'accepted', id: op.id };
+    log.info({ pool: op.pool, partition, outcome }, 'put refused: not every owner holds it');
+    // Refused: no copy may keep this page or an older one. The flush keeps going in the background.
+    void flushEverywhere(
+      cluster.committed() ?? state,
+      pool,
+      op.oid,
+      op.index,
+      partition,
+      now() + ctx.replicationTimeoutMs,
+    );
+    return { t: 'refused', id: op.id, reason: outcome === 'full' ? 'full' : 'replicas' };
+  }
+
+  async function flushPageNow(op: FlushPage, stateVersion: number | undefined): Promise<PageReply> {
+    const { state, pool, partition } = ctx.serving(op.pool, op.oid, op.index, stateVersion, 'primary');
+    store.flushPage(op.pool, op.oid, op.index);
+    const outcome = await flushEverywhere(
+      state,
+      pool,
+      op.oid,
+      op.index,
+      partition,
+      now() + ctx.replicationTimeoutMs,
+    );
+    if (outcome === 'timeout') {
+      throw new TmemError(
+        ErrorCode.Timeout,
+        'not every owner confirmed the flush in time; it will reach them',
+        {
+          details: { pool: op.pool, partition },
+        },
+      );
+    }
+    return { t: 'ok', id: op.id };
+  }
+
+  /**
+   * Flushes the object's pages in the partitions this node is primary of (every member gets the op and does
+   * the same for its own) with page tombstones for the pages it holds; refused while it is primary of a
+   * partition it is still copying (the other copies may hold pages of the object it does not know of).
+   */
+  async function flushObject(op: FlushObject, stateVersion: number | undefined): Promise<PageReply> {
+    cluster.checkLease(stateVersion);
+    const state = cluster.committed() as ClusterState;
+    const pool = poolInfo(state, op.pool);
+    if (pool === undefined || pool.kind !== 'persistent') {
+      throw new TmemError(ErrorCode.UnknownPool, `pool ${op.pool} does not exist`, {
+        details: { pool: op.pool },
+      });
+    }
+    const primaryOf = ctx.servedMask(pool.replication, 'primary');
+    // Every partition this node is primary of in the committed state must be flushed here: while one is
+    // moving (the accepted state disagrees) nobody may flush it, so the client retries.
+    const table = persistentTableFor(state, pool.replication);
+    for (let p = 0; p < state.partitionCount; p++) {
+      if (primaryOf[p] !== 1 && sameMember(table.primary(p), ctx.self)) {
+        throw notServing('partitions are moving; retry the flush', state.version);
+      }
+    }
+    // A partition this node is still copying may have pages of the object only on the other copies, which
+    // this flush would not reach: it waits until the copy is made (the client retries).
+    for (const partition of ctx.completeness.partitionsIn(FILLING).get(op.pool) ?? []) {
+      if (primaryOf[partition] === 1)
+        throw notServing('a partition is being copied; retry the flush', state.version);
+    }
+    const deadline = now() + ctx.replicationTimeoutMs;
+    const pending: Array<Promise<WriteOutcome>> = [];
+    for (const index of store.objectIndexes(op.pool, op.oid)) {
+      const partition = partitionOf(op.pool, op.oid, index, state.partitionCount);
+      if (primaryOf[partition] !== 1) continue;
+      store.flushPage(op.pool, op.oid, index);
+      pending.push(flushEverywhere(state, pool, op.oid, index, partition, deadline));
+    }
+    const outcomes = await Promise.all(pending);
+    if (outcomes.includes('timeout')) {
+      throw new TmemError(
+        ErrorCode.Timeout,
+        'not every owner confirmed the flush in time; it will reach them',
+        {
+          details: { pool: op.pool },
+        },
+      );
+    }
+    return { t: 'ok', id: op.id };
+  }
+
+  return {
+    put: (op, stateVersion) => writing(op.pool, op.oid, op.index, () => putNow(op, stateVersion)),
+    flushPage: (op, stateVersion) => writing(op.pool, op.oid, op.index, () => flushPageNow(op, stateVersion)),
+    flushObject,
+  };
+}
