@@ -18,6 +18,9 @@ import {
 import { COMPLETE, FILLING, LOST } from './completeness.ts';
 import { delay, poolInfo, type ReplicationContext } from './replication-context.ts';
 
+/** How one copy session ended. */
+type FetchOutcome = 'copied' | 'no-copy' | 'interrupted';
+
 /** The copying of gained partitions. */
 export interface Filling {
   /** Copies every filling partition in the background (one loop at a time), then asks to become ready. */
@@ -32,26 +35,31 @@ export function createFilling(ctx: ReplicationContext): Filling {
   let filling = false;
   let proposingReady = false;
 
-  /** Copies (pool, partitions) from `source`; true when it had complete copies and everything was applied. */
+  /**
+   * Copies (pool, partitions) from `source`: `copied` when it had complete copies and everything was applied,
+   * `no-copy` when the source said it holds no complete copy, `interrupted` when this node lost pages while
+   * copying (a wipe, a drop, a new incarnation) or is closing. Only `no-copy` is evidence about the source: an
+   * interrupted copy says nothing about whether a complete copy exists, so it must never count towards "lost".
+   */
   async function fetchFrom(
     source: MemberInfo,
     pool: number,
     partitions: number[],
     sv: number,
-  ): Promise<boolean> {
+  ): Promise<FetchOutcome> {
     let cursor: number | undefined;
     // A wipe, a drop or a new incarnation while copying removes pages this copy already brought in: then
     // the copy is not complete, whatever the source says.
     const epoch = ctx.copyEpoch;
     for (;;) {
-      if (ctx.closed || epoch !== ctx.copyEpoch) return false;
+      if (ctx.closed || epoch !== ctx.copyEpoch) return 'interrupted';
       const reply = await cluster.call(
         source.id,
         (id) => ({ t: 'fetch', id, sv, pool, partitions, ...(cursor === undefined ? {} : { cursor }) }),
         'fetched',
         ctx.peerTimeoutMs * 2,
       );
-      if (!reply.complete) return false;
+      if (!reply.complete) return 'no-copy';
       const state = cluster.committed();
       for (const entry of reply.entries) {
         const partition = partitionOf(
@@ -78,10 +86,10 @@ export function createFilling(ctx: ReplicationContext): Filling {
       if (reply.cursor === undefined) break;
       cursor = reply.cursor;
     }
-    if (epoch !== ctx.copyEpoch) return false;
+    if (epoch !== ctx.copyEpoch) return 'interrupted';
     for (const p of partitions)
       if (ctx.completeness.of(pool, p) === FILLING) ctx.completeness.set(pool, p, COMPLETE);
-    return true;
+    return 'copied';
   }
 
   /**
@@ -128,7 +136,7 @@ export function createFilling(ctx: ReplicationContext): Filling {
       for (const [sourceId, parts] of bySource) {
         const source = state.members.find((m) => m.id === sourceId) as MemberInfo;
         try {
-          if (await fetchFrom(source, poolId, parts, state.version)) progress = true;
+          if ((await fetchFrom(source, poolId, parts, state.version)) === 'copied') progress = true;
         } catch (error) {
           log.debug({ source: sourceId, err: (error as Error).message }, 'copy failed; retrying');
         }
@@ -138,10 +146,12 @@ export function createFilling(ctx: ReplicationContext): Filling {
         const sources = sourcesFor(state, pool, p);
         for (const source of sources) {
           try {
-            if (await fetchFrom(source, poolId, [p], state.version)) {
+            const outcome = await fetchFrom(source, poolId, [p], state.version);
+            if (outcome === 'copied') {
               progress = true;
               break;
             }
+            if (outcome === 'interrupted') break;
             answered++;
           } catch (error) {
             log.debug({ source: source.id, err: (error as Error).message }, 'copy failed; trying another');
