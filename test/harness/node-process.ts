@@ -10,6 +10,11 @@ export interface StartNodeOptions {
   capacity?: string;
   /** Extra CLI arguments after `tmem node`. */
   args?: string[];
+  /**
+   * Extra arguments for the node runtime itself, after the tsx loader and before the CLI (e.g. `--cpu-prof`,
+   * or another `--import`, which can then be TypeScript). @default []
+   */
+  nodeArgs?: string[];
   /** Extra environment variables (e.g. TMEM_CLUSTER_SECRET: '' for a node without a secret). */
   env?: Record<string, string>;
   /** How long to wait for the `listening` line. @default 20_000 */
@@ -54,6 +59,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   const args = [
     '--import',
     'tsx',
+    ...(options.nodeArgs ?? []),
     CLI,
     'node',
     '--port',
