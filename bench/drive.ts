@@ -14,6 +14,8 @@ export interface Sample {
   p99Us: number;
   /** Server CPU (utime + stime of every server process) per op, in µs. */
   serverCpuUsPerOp: number;
+  /** CPU of this process (the client library and the loop around it) per op, in µs. */
+  clientCpuUsPerOp: number;
   /** Ops that missed (gets) or were refused (puts): a correct run has none. */
   failed: number;
 }
@@ -43,6 +45,7 @@ export async function drive(options: DriveOptions): Promise<Sample> {
   let next = 0;
   let failed = 0;
   const cpuBefore = totalCpuMicros(options.pids);
+  const clientBefore = process.cpuUsage();
   const started = performance.now();
   const stopAt = started + options.seconds * 1000;
   async function worker(): Promise<void> {
@@ -57,6 +60,7 @@ export async function drive(options: DriveOptions): Promise<Sample> {
   await Promise.all(Array.from({ length: workers }, worker));
   const seconds = (performance.now() - started) / 1000;
   const cpu = totalCpuMicros(options.pids) - cpuBefore;
+  const client = process.cpuUsage(clientBefore);
   const sample: Sample = {
     ops: next,
     seconds,
@@ -64,6 +68,7 @@ export async function drive(options: DriveOptions): Promise<Sample> {
     p50Us: histogram.getValueAtPercentile(50),
     p99Us: histogram.getValueAtPercentile(99),
     serverCpuUsPerOp: next > 0 ? cpu / next : NaN,
+    clientCpuUsPerOp: next > 0 ? (client.user + client.system) / next : NaN,
     failed,
   };
   histogram.destroy();

@@ -54,8 +54,8 @@ function med(result: CaseResult | undefined, field: keyof Sample): number {
 
 function throughputTable(run: RunResult): string[] {
   const lines = [
-    '| case | system | ops/s (median) | min | max | p50 µs | p99 µs | server CPU µs/op | vs ioredis |',
-    '| --- | --- | --: | --: | --: | --: | --: | --: | --: |',
+    '| case | system | ops/s (median) | min | max | p50 µs | p99 µs | server CPU µs/op | client CPU µs/op | vs ioredis |',
+    '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: |',
   ];
   for (const result of run.results) {
     const ops = result.samples.map((s) => s.opsPerSec);
@@ -63,7 +63,7 @@ function throughputTable(run: RunResult): string[] {
     lines.push(
       `| ${result.case.label} | ${result.system.label} | ${int(median(ops))} | ${int(Math.min(...ops))} | ` +
         `${int(Math.max(...ops))} | ${int(med(result, 'p50Us'))} | ${int(med(result, 'p99Us'))} | ` +
-        `${fixed(med(result, 'serverCpuUsPerOp'), 1)} | ${fixed(median(ops) / ioredis, 2)} |`,
+        `${fixed(med(result, 'serverCpuUsPerOp'), 1)} | ${fixed(med(result, 'clientCpuUsPerOp'), 1)} | ${fixed(median(ops) / ioredis, 2)} |`,
     );
   }
   return lines;

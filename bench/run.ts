@@ -163,6 +163,14 @@ try {
             : await startProfiles(profileDir, `${system.id}-${c.id}-r${round}`, system.nodes);
         const sample: Sample = await drive(options);
         const files = await stopProfiles?.();
+        if (profileDir !== undefined) {
+          // Beside the profiles: what the window ran, for µs per op in the summaries.
+          const sidecar = { system: system.id, case: c.id, round, ...sample };
+          writeFileSync(
+            join(profileDir, `${system.id}-${c.id}-r${round}.json`),
+            JSON.stringify(sidecar, null, 2),
+          );
+        }
         if (c.op === 'put') written.set(c.region, sample.ops);
         const key = `${system.id} ${c.id}`;
         const result: CaseResult = results.get(key) ?? { system, case: c, samples: [] };
