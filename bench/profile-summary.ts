@@ -155,6 +155,20 @@ export function readProfile(path: string): CpuProfile {
   return JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
 }
 
+/** The op count the bench wrote beside a profile of its (`<name>.json` for `<name>-client.cpuprofile`). */
+function sidecarOps(path: string): number | undefined {
+  try {
+    const sidecar = JSON.parse(
+      readFileSync(path.replace(/-(client|node\d+)\.cpuprofile$/, '.json'), 'utf8'),
+    ) as {
+      ops?: number;
+    };
+    return sidecar.ops;
+  } catch {
+    return undefined;
+  }
+}
+
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -165,7 +179,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     process.exit(2);
   }
   for (const path of positionals) {
-    const ops = values.ops === undefined ? undefined : Number(values.ops);
+    const ops = values.ops === undefined ? sidecarOps(path) : Number(values.ops);
     console.log(`## ${path}\n\n${summarize(readProfile(path), { top: Number(values.top), ops })}\n`);
   }
 }

@@ -101,6 +101,18 @@ export async function startTmemCluster(options: TmemSystemOptions = {}): Promise
   const nodes = await startCluster({
     size: 3,
     capacity: '4GiB',
+    // The harness's test timing suspects a member after 500 ms of silence; a bench saturates the machine, so
+    // slower timing (the later flags win) keeps a busy node from being voted out mid-round.
+    args: [
+      '--heartbeat-ms',
+      '200',
+      '--lease-ms',
+      '4000',
+      '--election-timeout-ms',
+      '2000',
+      '--failure-timeout-ms',
+      '6000',
+    ],
     nodeArgs: options.nodeArgs,
     env: { TMEM_LOG_LEVEL: 'warn' },
   });
