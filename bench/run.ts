@@ -1,9 +1,10 @@
 // `npm run bench`: tmem side by side with Redis (through ioredis, and redis-benchmark as a reference) and
 // memcached (through memjs) on 4 KiB random pages, every system started here on loopback and stopped at the
 // end, also on failure or Ctrl-C. Rounds are interleaved (round r runs every system's cases before round
-// r + 1) so all systems share the machine's noise; each cell is the median over rounds.
+// r + 1, and within a round each case runs on every system in turn) so all systems share the machine's
+// noise; each cell is the median over rounds.
 // Flags: --quick, --rounds N, --seconds S, --out DIR, --systems a,b, --cases a,b, --memory-mib N,
-// --no-memory, --cpu-prof DIR. See bench/README section in the project README.
+// --no-memory, --cpu-prof DIR (see the README's benchmark section).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -136,9 +137,11 @@ try {
     });
   }
   for (let round = 0; round < rounds; round++) {
-    for (const system of systems) {
-      const written = new Map<number, number>();
-      for (const c of CASES) {
+    // Case by case, every system in turn: neighbours in time share the machine's load (seconds apart, not a
+    // whole system's round apart), and each get runs after every system's matching put.
+    const written = new Map<string, number>();
+    for (const c of CASES) {
+      for (const system of systems) {
         const call = callOf(system, c);
         const wanted =
           selectedCases.has(c.id) || (c.op === 'put' && selectedCases.has(c.id.replace('put', 'get')));
@@ -147,14 +150,14 @@ try {
           workers: c.workers,
           opsPerCall: c.opsPerCall,
           seconds,
-          maxOps: c.op === 'put' ? MAX_PUT_OPS : (written.get(c.region) ?? 0),
+          maxOps: c.op === 'put' ? MAX_PUT_OPS : (written.get(`${system.id} ${c.region}`) ?? 0),
           firstKey: c.region * REGION_KEYS,
           pids: system.pids,
           call,
         };
         if (!selectedCases.has(c.id)) {
           // Only the get is asked for: write its keys unmeasured.
-          written.set(c.region, (await drive(options)).ops);
+          written.set(`${system.id} ${c.region}`, (await drive(options)).ops);
           continue;
         }
         const stopProfiles =
@@ -171,7 +174,7 @@ try {
             JSON.stringify(sidecar, null, 2),
           );
         }
-        if (c.op === 'put') written.set(c.region, sample.ops);
+        if (c.op === 'put') written.set(`${system.id} ${c.region}`, sample.ops);
         const key = `${system.id} ${c.id}`;
         const result: CaseResult = results.get(key) ?? { system, case: c, samples: [] };
         result.samples.push(sample);
@@ -209,7 +212,7 @@ const run: RunResult = {
   settings:
     `Settings: ${rounds} interleaved rounds of up to ${seconds} s per case (a put case writes at most ` +
     `${MAX_PUT_OPS.toLocaleString('en-US')} pages; its get reads exactly those keys, so every get is a hit and ` +
-    `may end sooner), medians over rounds; memory fill ${memoryMiB} MiB${quick ? ' (--quick: the target is stated at 1 GiB)' : ''}. ` +
+    `may end sooner), medians over rounds; ${memory === undefined ? 'no memory case' : `memory fill ${memoryMiB} MiB${quick ? ' (--quick: the target is stated at 1 GiB)' : ''}`}. ` +
     `Server CPU is utime + stime from /proc of the server process(es), summed over a cluster's nodes.` +
     (profileDir === undefined
       ? ''
