@@ -7,7 +7,7 @@ import { startNode } from '../test/harness/index.ts';
 import { startRedis } from './anchors.ts';
 import { rssBytes } from './proc.ts';
 import type { MemoryResult } from './report.ts';
-import { BATCH_OPS, PAGE_SIZE } from './systems.ts';
+import { BATCH_OPS, NODE_READY_TIMEOUT_MS, PAGE_SIZE } from './systems.ts';
 
 /** Runs `fill(firstKey)` over `pages` keys, 8 batches of BATCH_OPS at a time. */
 async function fillInBatches(pages: number, fill: (firstKey: number) => Promise<void>): Promise<void> {
@@ -35,13 +35,21 @@ async function settledRss(pid: number): Promise<number> {
 export async function measureMemory(payloadBytes: number, pages: readonly Buffer[]): Promise<MemoryResult> {
   const count = Math.floor(payloadBytes / PAGE_SIZE);
   const emptyNodeCapacity = '3GiB';
-  const empty = await startNode({ capacity: emptyNodeCapacity, env: { TMEM_LOG_LEVEL: 'warn' } });
+  const empty = await startNode({
+    capacity: emptyNodeCapacity,
+    env: { TMEM_LOG_LEVEL: 'warn' },
+    readyTimeoutMs: NODE_READY_TIMEOUT_MS,
+  });
   const emptyNodeRssBytes = await settledRss(empty.pid);
   await empty.stop();
 
   // 10% above the payload: room for every page, with the slab and metadata overhead on top.
   const capacityMiB = Math.ceil((payloadBytes * 1.1) / (1024 * 1024));
-  const node = await startNode({ capacity: `${capacityMiB}MiB`, env: { TMEM_LOG_LEVEL: 'warn' } });
+  const node = await startNode({
+    capacity: `${capacityMiB}MiB`,
+    env: { TMEM_LOG_LEVEL: 'warn' },
+    readyTimeoutMs: NODE_READY_TIMEOUT_MS,
+  });
   const client = await connect({ seeds: [node.url], timeoutMs: 60_000 });
   let refused = 0;
   let tmemRssBytes: number;

@@ -7,7 +7,7 @@
 // --no-memory, --cpu-prof DIR (see the README's benchmark section).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -91,6 +91,8 @@ async function cleanUp(systems: readonly System[]): Promise<void> {
 }
 
 const startedAt = new Date();
+// Shown with the results: on a shared machine the load says how far absolute numbers can be trusted.
+const loadAtStart = loadavg()[0] ?? NaN;
 const startedMs = Date.now();
 const systems: System[] = [];
 process.once('SIGINT', () => {
@@ -208,7 +210,7 @@ try {
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const run: RunResult = {
   startedAt,
-  machine: `Machine: ${cpus().length} × ${cpu}, Node ${process.version}; all processes on loopback, sharing the machine.`,
+  machine: `Machine: ${cpus().length} × ${cpu}, Node ${process.version}; all processes on loopback, sharing the machine; load average ${loadAtStart.toFixed(1)} at the start, ${(loadavg()[0] ?? NaN).toFixed(1)} at the end (1 min).`,
   settings:
     `Settings: ${rounds} interleaved rounds of up to ${seconds} s per case (a put case writes at most ` +
     `${MAX_PUT_OPS.toLocaleString('en-US')} pages; its get reads exactly those keys, so every get is a hit and ` +
