@@ -50,9 +50,10 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick;
-const rounds = Number(values.rounds ?? 3);
-const seconds = Number(values.seconds ?? (quick ? 0.25 : 3));
-const memoryMiB = Number(values['memory-mib'] ?? (quick ? 32 : 1024));
+// --quick: 2 short rounds and a small memory fill, to finish within a minute (a smoke test, not a measurement).
+const rounds = Number(values.rounds ?? (quick ? 2 : 3));
+const seconds = Number(values.seconds ?? (quick ? 0.2 : 3));
+const memoryMiB = Number(values['memory-mib'] ?? (quick ? 16 : 1024));
 // A put case never writes more than this per round, which bounds what the anchors hold (memcached evicts).
 const MAX_PUT_OPS = 160_000;
 const profileDir = values['cpu-prof'];
@@ -109,13 +110,20 @@ try {
   const memcached = await startMemcached(3072);
   const nodeArgs = profileDir === undefined ? [] : PROFILED_NODE_ARGS;
   if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
-  for (const id of selectedSystems) {
-    console.error(`starting ${id}`);
-    if (id === 'tmem-1') systems.push(await startTmemOneNode({ nodeArgs }));
-    if (id === 'tmem-3') systems.push(await startTmemCluster({ nodeArgs }));
-    if (id === 'ioredis') systems.push(await startIoredis(redis));
-    if (id === 'memcached') systems.push(await startMemjs(memcached));
-  }
+  // Started side by side (tsx start-up dominates a --quick run); whatever started is closed even if one fails.
+  console.error(`starting ${selectedSystems.join(', ')}`);
+  const start = (id: SystemId): Promise<System> =>
+    id === 'tmem-1'
+      ? startTmemOneNode({ nodeArgs })
+      : id === 'tmem-3'
+        ? startTmemCluster({ nodeArgs })
+        : id === 'ioredis'
+          ? startIoredis(redis)
+          : startMemjs(memcached);
+  const started = await Promise.allSettled(selectedSystems.map(start));
+  for (const outcome of started) if (outcome.status === 'fulfilled') systems.push(outcome.value);
+  const failed = started.find((outcome) => outcome.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
   // Warm-up: the JIT, the nodes' slabs and every connection, on keys no case uses.
   for (const system of systems) {
     const warm = REGION_KEYS * CASES.length;
