@@ -235,7 +235,8 @@ export function svg(run: RunResult): string {
   const xs = [1, 64, 256];
   const xAt = (i: number): number => pad.left + (i * (width - pad.left - pad.right)) / (xs.length - 1);
   const top = Math.max(1, ...run.results.map((r) => median(r.samples.map((s) => s.opsPerSec))));
-  const yAt = (v: number): number => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+  const yAt = (v: number): number =>
+    Math.round((height - pad.bottom - (v / top) * (height - pad.top - pad.bottom)) * 10) / 10;
   const systems = [...new Map(run.results.map((r) => [r.system.id, r.system])).values()];
   const panels = (['put', 'get'] as const).map((op, p) => {
     const parts: string[] = [`<g transform="translate(${p * width},0)">`];
