@@ -12,6 +12,11 @@ export interface StartNodeOptions {
   capacity?: string;
   /** Extra CLI arguments after `tmem node`. */
   args?: string[];
+  /**
+   * Extra arguments for the node runtime itself, before the CLI (e.g. `--cpu-prof`, or an `--import` of a
+   * TypeScript module: given any, the node also loads tsx's loader). @default []
+   */
+  nodeArgs?: string[];
   /** Extra environment variables (e.g. TMEM_CLUSTER_SECRET: '' for a node without a secret). */
   env?: Record<string, string>;
   /** How long to wait for the `listening` line. @default 20_000 */
@@ -54,6 +59,11 @@ export const TEST_CLUSTER_SECRET = 'test-cluster-secret';
  */
 export async function startNode(options: StartNodeOptions = {}): Promise<NodeProcess> {
   const args = [
+    // Runtime arguments may `--import` TypeScript (the bench's profiler), which needs tsx's loader: only then
+    // is it registered, so ordinary test nodes keep the lighter launcher.
+    ...(options.nodeArgs === undefined || options.nodeArgs.length === 0
+      ? []
+      : ['--import', 'tsx', ...options.nodeArgs]),
     BIN,
     'node',
     '--port',

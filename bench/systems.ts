@@ -1,0 +1,199 @@
+// The systems under test behind one small driver interface, so the closed loop in drive.ts treats them alike:
+// tmem (one node with an ephemeral pool; three nodes with a persistent pool of two copies), Redis through
+// ioredis and memcached through memjs. Keys are integers; each driver maps them to its own key space.
+import { Redis } from 'ioredis';
+import memjs from 'memjs';
+import { connect, type Pool, type TmemClient } from '@tmem/client';
+import { startCluster, startNode, type NodeProcess } from '../test/harness/index.ts';
+import type { Anchor } from './anchors.ts';
+
+/** Bytes per page in every case. */
+export const PAGE_SIZE = 4096;
+
+/** Ops per batch in the "8 × 32" cases. */
+export const BATCH_OPS = 32;
+
+/** One system the bench measures. Every op resolves to the number of ops that failed (misses, refusals). */
+export interface System {
+  /** Short id used in flags and file names (`tmem-1`, `tmem-3`, `ioredis`, `memcached`). */
+  readonly id: SystemId;
+  /** What the tables call it. */
+  readonly label: string;
+  /** The server processes whose CPU time is charged to this system. */
+  readonly pids: readonly number[];
+  /** The tmem nodes, for profiling; empty for the anchors. */
+  readonly nodes: readonly NodeProcess[];
+  put(key: number, page: Uint8Array): Promise<number>;
+  get(key: number): Promise<number>;
+  /** One batch through the system's batch API (tmem putMany, a Redis pipeline); absent if it has none. */
+  putBatch?: (keys: readonly number[], pages: readonly Uint8Array[]) => Promise<number>;
+  getBatch?: (keys: readonly number[]) => Promise<number>;
+  /** What "8 × 32 batched" means for this system, for the notes under the table. */
+  readonly batchNote: string;
+  close(): Promise<void>;
+}
+
+/** Ids of the systems, in table order. */
+export const SYSTEM_IDS = ['tmem-1', 'tmem-3', 'ioredis', 'memcached'] as const;
+/** One of SYSTEM_IDS. */
+export type SystemId = (typeof SYSTEM_IDS)[number];
+
+/** Options of the tmem systems. */
+export interface TmemSystemOptions {
+  /** Extra node runtime arguments (profiling). @default [] */
+  nodeArgs?: string[];
+}
+
+const OID = 'bench';
+
+/** tsx start-up on a saturated two-core machine can pass the harness's 20 s; the bench waits longer. */
+export const NODE_READY_TIMEOUT_MS = 90_000;
+
+async function tmemSystem(
+  id: SystemId,
+  label: string,
+  nodes: NodeProcess[],
+  pool: (client: TmemClient) => Promise<Pool>,
+): Promise<System> {
+  // A generous timeout: a loaded machine must not turn a slow round into errors.
+  const client = await connect({ seeds: nodes.map((n) => n.url), timeoutMs: 60_000 });
+  const p = await pool(client);
+  return {
+    id,
+    label,
+    pids: nodes.map((n) => n.pid),
+    nodes,
+    batchNote: 'pool.putMany / pool.getMany, 32 pages per call',
+    async put(key, page) {
+      return (await p.put(OID, key, page)) ? 0 : 1;
+    },
+    async get(key) {
+      return (await p.get(OID, key)) === null ? 1 : 0;
+    },
+    async putBatch(keys, pages) {
+      const results = await p.putMany(keys.map((index, i) => ({ oid: OID, index, page: pages[i]! })));
+      return results.filter((accepted) => !accepted).length;
+    },
+    async getBatch(keys) {
+      const results = await p.getMany(keys.map((index) => ({ oid: OID, index })));
+      return results.filter((page) => page === null).length;
+    },
+    async close() {
+      await client.close();
+      // SIGTERM, not SIGKILL: a node exits cleanly, so a profile it writes on exit is complete.
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
+
+/** tmem on one node with an ephemeral pool (gets are exclusive there: each get removes the page it reads). */
+export async function startTmemOneNode(options: TmemSystemOptions = {}): Promise<System> {
+  // Room for every page a round can leave behind, so no get misses for lack of capacity.
+  const node = await startNode({
+    capacity: '4GiB',
+    nodeArgs: options.nodeArgs,
+    env: { TMEM_LOG_LEVEL: 'warn' },
+    readyTimeoutMs: NODE_READY_TIMEOUT_MS,
+  });
+  return tmemSystem('tmem-1', 'tmem, 1 node, ephemeral', [node], (client) =>
+    client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE }),
+  );
+}
+
+/** tmem on a 3-node cluster with a persistent pool that keeps two copies of every page. */
+export async function startTmemCluster(options: TmemSystemOptions = {}): Promise<System> {
+  const nodes = await startCluster({
+    size: 3,
+    capacity: '4GiB',
+    // The harness's test timing suspects a member after 500 ms of silence; a bench saturates the machine, so
+    // slower timing (the later flags win) keeps a busy node from being voted out mid-round.
+    args: [
+      '--heartbeat-ms',
+      '200',
+      '--lease-ms',
+      '4000',
+      '--election-timeout-ms',
+      '2000',
+      '--failure-timeout-ms',
+      '6000',
+    ],
+    nodeArgs: options.nodeArgs,
+    env: { TMEM_LOG_LEVEL: 'warn' },
+    readyTimeoutMs: NODE_READY_TIMEOUT_MS,
+  });
+  return tmemSystem('tmem-3', 'tmem, 3 nodes, persistent R=2', nodes, (client) =>
+    client.createPool({ kind: 'persistent', pageSize: PAGE_SIZE, replication: 2 }),
+  );
+}
+
+function redisKey(key: number): string {
+  return `p:${key}`;
+}
+
+/**
+ * Redis through ioredis, pipelined the way tmem's client batches: concurrent single calls leave together
+ * (auto-pipelining, one write per tick, as tmem cuts its queue per setImmediate), a batch is one pipeline.
+ */
+export async function startIoredis(redis: Anchor): Promise<System> {
+  const client = new Redis({
+    host: '127.0.0.1',
+    port: redis.port,
+    enableAutoPipelining: true,
+    lazyConnect: true,
+  });
+  await client.connect();
+  return {
+    id: 'ioredis',
+    label: 'Redis via ioredis',
+    pids: [redis.pid],
+    nodes: [],
+    batchNote: 'one ioredis pipeline of 32 SET / GET',
+    async put(key, page) {
+      return (await client.set(redisKey(key), page as Buffer)) === 'OK' ? 0 : 1;
+    },
+    async get(key) {
+      return (await client.getBuffer(redisKey(key))) === null ? 1 : 0;
+    },
+    async putBatch(keys, pages) {
+      const pipeline = client.pipeline();
+      keys.forEach((key, i) => pipeline.set(redisKey(key), pages[i]! as Buffer));
+      const results = (await pipeline.exec()) ?? [];
+      return results.filter(([error, value]) => error !== null || value !== 'OK').length;
+    },
+    async getBatch(keys) {
+      const pipeline = client.pipeline();
+      for (const key of keys) pipeline.getBuffer(redisKey(key));
+      const results = (await pipeline.exec()) ?? [];
+      return results.filter(([error, value]) => error !== null || value === null).length;
+    },
+    async close() {
+      await client.quit();
+    },
+  };
+}
+
+/**
+ * memcached through memjs, one connection. memjs has no multi-get or pipeline object, but it writes every
+ * request at once and matches replies by sequence number, so concurrent calls are pipelined on the socket.
+ */
+export async function startMemjs(memcached: Anchor): Promise<System> {
+  const client = memjs.Client.create(`127.0.0.1:${memcached.port}`, { retries: 0, timeout: 60 });
+  await client.set('bench:ready', Buffer.from('1'), {});
+  return {
+    id: 'memcached',
+    label: 'memcached via memjs',
+    pids: [memcached.pid],
+    nodes: [],
+    batchNote: 'no batch API in memjs: the 256 concurrent single calls row is its batched case',
+    async put(key, page) {
+      return (await client.set(redisKey(key), page as Buffer, {})) ? 0 : 1;
+    },
+    async get(key) {
+      return (await client.get(redisKey(key))).value === null ? 1 : 0;
+    },
+    close() {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
