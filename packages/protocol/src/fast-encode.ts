@@ -78,6 +78,10 @@ const K_CURSOR = packedName('cursor');
 const K_RESULTS = packedName('results');
 const K_COMPLETE = packedName('complete');
 const K_LOST = packedName('lost');
+/** The replica results, packed once: a replicated frame is mostly these. */
+const RESULTS = new Map(
+  ['ok', 'full', 'unknown-pool', 'not-owner', 'corrupt'].map((r) => [r as unknown, packedName(r)]),
+);
 
 /** The size of a value the writer does not handle: so negative that any frame size summed with it stays so. */
 const BAD = -(2 ** 50);
@@ -361,7 +365,7 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
       case 'replicated': {
         if (!Array.isArray(f.results)) return BAD;
         let size = 1 + P_REPLICATED.length + id + K_RESULTS.length + arrayHeaderSize(f.results.length);
-        for (const r of f.results as unknown[]) size += str(r);
+        for (const r of f.results as unknown[]) size += RESULTS.get(r)?.length ?? str(r);
         return size;
       }
       case 'fetched':
@@ -441,7 +445,11 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
         writeRaw(w, K_RESULTS);
         const list = f.results as string[];
         writeArrayHeader(w, list.length);
-        for (const r of list) writeStr(w, r);
+        for (const r of list) {
+          const packedResult = RESULTS.get(r);
+          if (packedResult !== undefined) writeRaw(w, packedResult);
+          else writeStr(w, r);
+        }
         return true;
       }
       case 'fetched': {
