@@ -15,7 +15,8 @@ export interface CodecOptions {
    */
   maxFrameBytes?: number;
   /**
-   * Decode and encode the data frames (page ops, their replies and batches of them) with the hand-written
+   * Decode and encode the data frames (page ops, their replies, batches of them, and the node-to-node page
+   * frames replicate, peerGet, fetch and their answers) with the hand-written
    * msgpack path of fast-decode.ts / fast-encode.ts. false runs every frame through msgpackr + zod, the
    * reference the fast path is tested against; both produce the same values and the same errors.
    * @default true

@@ -1,5 +1,6 @@
 // The fast decoder of data frames: put, get, flushPage, flushObject and batch from clients; accepted, refused,
-// hit, miss, ok, error and batch from nodes. It reads the msgpack bytes straight into the objects zod would
+// hit, miss, ok, error and batch from nodes; and the page frames between nodes, replicate, peerGet and fetch
+// with their answers replicated, peerGot and fetched. It reads the msgpack bytes straight into the objects zod would
 // produce, checking every field as the schemas in frames.ts do, without building msgpackr's intermediate
 // objects or running zod.
 //
@@ -9,7 +10,16 @@
 // code. So the two paths can never decide differently, as long as this file accepts nothing the schemas reject
 // and builds what they build; the differential fuzz test in test/fast-path.test.ts holds it to that.
 import { MAX_BATCH_OPS, MAX_OID_BYTES, MAX_PAGE_SIZE } from './constants.ts';
-import type { ClientFrame, ErrorReply, NodeFrame, PageOp, PageReply, RefuseReason } from './frames.ts';
+import type {
+  ClientFrame,
+  ErrorReply,
+  NodeFrame,
+  PageOp,
+  PageReply,
+  RefuseReason,
+  ReplicaEntry,
+  ReplicaResult,
+} from './frames.ts';
 import {
   cursor,
   nameTable,
@@ -18,6 +28,7 @@ import {
   readBool,
   readMapLength,
   readName,
+  readSafeUint,
   readString,
   readU32,
   skipValue,
@@ -42,7 +53,14 @@ const K_T = 0,
   K_REASON = 12,
   K_CODE = 13,
   K_MESSAGE = 14,
-  K_DETAILS = 15;
+  K_DETAILS = 15,
+  K_ENTRIES = 16,
+  K_ENTRY = 17,
+  K_COMPLETE = 18,
+  K_LOST = 19,
+  K_PARTITIONS = 20,
+  K_CURSOR = 21,
+  K_RESULTS = 22;
 const bit = (k: number): number => 1 << k;
 
 // Keys of the schemas on each side; any other key is stripped by zod, so it is skipped here (scalars only).
@@ -57,6 +75,9 @@ const clientKeys = nameTable([
   ['replica', K_REPLICA],
   ['ops', K_OPS],
   ['sv', K_SV],
+  ['entries', K_ENTRIES],
+  ['partitions', K_PARTITIONS],
+  ['cursor', K_CURSOR],
 ]);
 const nodeKeys = nameTable([
   ['t', K_T],
@@ -69,6 +90,12 @@ const nodeKeys = nameTable([
   ['details', K_DETAILS],
   ['replies', K_REPLIES],
   ['more', K_MORE],
+  ['results', K_RESULTS],
+  ['complete', K_COMPLETE],
+  ['entries', K_ENTRIES],
+  ['lost', K_LOST],
+  ['cursor', K_CURSOR],
+  ['entry', K_ENTRY],
 ]);
 
 const PUT = 0,
@@ -81,13 +108,22 @@ const PUT = 0,
   HIT = 7,
   MISS = 8,
   OK = 9,
-  ERROR = 10;
+  ERROR = 10,
+  REPLICATE = 11,
+  FETCH = 12,
+  PEER_GET = 13,
+  REPLICATED = 14,
+  FETCHED = 15,
+  PEER_GOT = 16;
 const clientTypes = nameTable([
   ['put', PUT],
   ['get', GET],
   ['flushPage', FLUSH_PAGE],
   ['flushObject', FLUSH_OBJECT],
   ['batch', BATCH],
+  ['replicate', REPLICATE],
+  ['fetch', FETCH],
+  ['peerGet', PEER_GET],
 ]);
 const nodeTypes = nameTable([
   ['accepted', ACCEPTED],
@@ -97,9 +133,33 @@ const nodeTypes = nameTable([
   ['ok', OK],
   ['error', ERROR],
   ['batch', BATCH],
+  ['replicated', REPLICATED],
+  ['fetched', FETCHED],
+  ['peerGot', PEER_GOT],
 ]);
 const reasons: readonly RefuseReason[] = ['full', 'frozen', 'capped', 'replicas'];
 const reasonNames = nameTable(reasons.map((r, i) => [r, i]));
+const results: readonly ReplicaResult[] = ['ok', 'full', 'unknown-pool', 'not-owner', 'corrupt'];
+const resultNames = nameTable(results.map((r, i) => [r, i]));
+
+// Keys of a ReplicaEntry, in a mask of their own.
+const E_POOL = 0,
+  E_OID = 1,
+  E_INDEX = 2,
+  E_VERSION = 3,
+  E_PAGE = 4,
+  E_SUM = 5;
+const entryKeys = nameTable([
+  ['pool', E_POOL],
+  ['oid', E_OID],
+  ['index', E_INDEX],
+  ['version', E_VERSION],
+  ['page', E_PAGE],
+  ['sum', E_SUM],
+]);
+const REQ_ENTRY = bit(E_POOL) | bit(E_OID) | bit(E_VERSION);
+/** Most partitions one fetch may name (the schema's bound). */
+const MAX_FETCH_PARTITIONS = 1 << 20;
 
 // Keys each frame type requires (optional ones are added to the result only when present).
 const REQ_ID = bit(K_T) | bit(K_ID);
@@ -111,6 +171,12 @@ const REQ_BATCH_REPLY = REQ_ID | bit(K_REPLIES);
 const REQ_REFUSED = REQ_ID | bit(K_REASON);
 const REQ_HIT = REQ_ID | bit(K_PAGE);
 const REQ_ERROR = REQ_ID | bit(K_CODE) | bit(K_MESSAGE);
+const REQ_REPLICATE = REQ_ID | bit(K_SV) | bit(K_ENTRIES);
+const REQ_FETCH = REQ_ID | bit(K_SV) | bit(K_POOL) | bit(K_PARTITIONS);
+const REQ_PEER_GET = REQ_HANDLE | bit(K_SV);
+const REQ_REPLICATED = REQ_ID | bit(K_RESULTS);
+const REQ_FETCHED = REQ_ID | bit(K_COMPLETE) | bit(K_ENTRIES);
+const REQ_PEER_GOT = REQ_ID | bit(K_COMPLETE);
 
 /** The fields of one map as read; `seen` says which are present. Values of absent keys are stale. */
 interface Fields {
@@ -131,6 +197,14 @@ interface Fields {
   details: ErrorReply['details'];
   ops: PageOp[] | undefined;
   replies: PageReply[] | undefined;
+  entries: ReplicaEntry[] | undefined;
+  entry: ReplicaEntry | undefined;
+  complete: boolean;
+  /** `lost` is a flag in peerGot and a list of partitions in fetched: whichever the bytes hold is kept. */
+  lost: boolean | number[];
+  partitions: number[] | undefined;
+  cursor: number;
+  results: ReplicaResult[] | undefined;
 }
 
 function fields(): Fields {
@@ -152,6 +226,13 @@ function fields(): Fields {
     details: undefined,
     ops: undefined,
     replies: undefined,
+    entries: undefined,
+    entry: undefined,
+    complete: false,
+    lost: false,
+    partitions: undefined,
+    cursor: 0,
+    results: undefined,
   };
 }
 
@@ -239,6 +320,37 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
           if (!top) throw unsupported;
           f.replies = readReplies(c);
           break;
+        case K_COMPLETE:
+          f.complete = readBool(c);
+          break;
+        case K_CURSOR:
+          f.cursor = readU32(c);
+          break;
+        case K_LOST: {
+          const b = c.pos < c.end ? c.data[c.pos] : undefined;
+          if (b === 0xc2 || b === 0xc3) f.lost = readBool(c);
+          else if (top) f.lost = readU32List(c, 0, Infinity);
+          else throw unsupported;
+          break;
+        }
+        // The lists of the node-to-node frames never occur inside a batch (and nothing nests there).
+        case K_ENTRIES:
+          if (!top) throw unsupported;
+          // A replicate carries 1..MAX_BATCH_OPS entries, a fetched chunk any number (bounded by the frame).
+          f.entries = client ? readEntries(c, 1, MAX_BATCH_OPS) : readEntries(c, 0, Infinity);
+          break;
+        case K_ENTRY:
+          if (!top) throw unsupported;
+          f.entry = readEntry(c);
+          break;
+        case K_PARTITIONS:
+          if (!top) throw unsupported;
+          f.partitions = readU32List(c, 1, MAX_FETCH_PARTITIONS);
+          break;
+        case K_RESULTS:
+          if (!top) throw unsupported;
+          f.results = readResults(c);
+          break;
       }
     }
     f.seen = seen;
@@ -267,6 +379,18 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
     return replies;
   }
 
+  function readResults(c: Cursor): ReplicaResult[] {
+    const n = readArrayLength(c);
+    if (n > MAX_BATCH_OPS) throw unsupported;
+    const list: ReplicaResult[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = readName(c, resultNames);
+      if (r < 0) throw unsupported;
+      list.push(results[r]!);
+    }
+    return list;
+  }
+
   /** Releases the views the scratch record holds, so it keeps no frame alive after the decode. */
   function clearInner(): void {
     inner.oid = inner.page = inner.details = undefined;
@@ -279,6 +403,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         const f = fields();
         readFields(c, f, clientKeys, true, true);
         if (c.pos !== c.end) return undefined;
+        if (f.t >= REPLICATE) return buildPeerRequest(f);
         if (f.t !== BATCH) return buildOp(f);
         if ((f.seen & REQ_BATCH) !== REQ_BATCH) return undefined;
         const ops = f.ops!;
@@ -296,6 +421,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         const f = fields();
         readFields(c, f, nodeKeys, true, false);
         if (c.pos !== c.end) return undefined;
+        if (f.t >= REPLICATED) return buildPeerReply(f);
         if (f.t !== BATCH) return buildReply(f);
         if ((f.seen & REQ_BATCH_REPLY) !== REQ_BATCH_REPLY) return undefined;
         const replies = f.replies!;
@@ -383,6 +509,127 @@ function buildReply(f: Fields): PageReply {
       return s & bit(K_DETAILS)
         ? { t: 'error', id: f.id, code: f.code, message: f.message, details: f.details }
         : { t: 'error', id: f.id, code: f.code, message: f.message };
+    default:
+      throw unsupported;
+  }
+}
+
+/**
+ * A list of u32 (partitions, lost partitions) of min..max elements. The count is checked before the loop and
+ * never sizes anything: each element reads at least one byte, so the cost is bounded by the frame.
+ */
+function readU32List(c: Cursor, min: number, max: number): number[] {
+  const n = readArrayLength(c);
+  if (n < min || n > max) throw unsupported;
+  const list: number[] = [];
+  for (let i = 0; i < n; i++) list.push(readU32(c));
+  return list;
+}
+
+function readEntries(c: Cursor, min: number, max: number): ReplicaEntry[] {
+  const n = readArrayLength(c);
+  if (n < min || n > max) throw unsupported;
+  const list: ReplicaEntry[] = [];
+  for (let i = 0; i < n; i++) list.push(readEntry(c));
+  return list;
+}
+
+/** One ReplicaEntry as zod builds it: keys in schema order, optional ones only when present, unknown stripped. */
+function readEntry(c: Cursor): ReplicaEntry {
+  const n = readMapLength(c);
+  let seen = 0;
+  let pool = 0,
+    index = 0,
+    version = 0,
+    sum = 0;
+  let oid: Uint8Array | undefined, page: Uint8Array | undefined;
+  for (let i = 0; i < n; i++) {
+    const k = readName(c, entryKeys);
+    if (k < 0) {
+      skipValue(c, true);
+      continue;
+    }
+    if (seen & bit(k)) throw unsupported;
+    seen |= bit(k);
+    switch (k) {
+      case E_POOL:
+        pool = readU32(c);
+        break;
+      case E_OID:
+        oid = readBin(c);
+        break;
+      case E_INDEX:
+        index = readU32(c);
+        break;
+      case E_VERSION:
+        version = readSafeUint(c);
+        break;
+      case E_PAGE:
+        page = readBin(c);
+        break;
+      case E_SUM:
+        sum = readU32(c);
+        break;
+    }
+  }
+  if ((seen & REQ_ENTRY) !== REQ_ENTRY) throw unsupported;
+  if (oid!.length < 1 || oid!.length > MAX_OID_BYTES || version < 1) throw unsupported;
+  const entry: ReplicaEntry =
+    seen & bit(E_INDEX) ? { pool, oid: oid!, index, version } : { pool, oid: oid!, version };
+  if (page !== undefined) {
+    if (page.length > MAX_PAGE_SIZE) throw unsupported;
+    entry.page = page;
+  }
+  if (seen & bit(E_SUM)) entry.sum = sum;
+  return entry;
+}
+
+/** The node-to-node request zod builds from these fields. */
+function buildPeerRequest(f: Fields): ClientFrame {
+  switch (f.t) {
+    case REPLICATE:
+      has(f, REQ_REPLICATE);
+      return { t: 'replicate', id: f.id, sv: f.sv, entries: f.entries! };
+    case FETCH:
+      has(f, REQ_FETCH);
+      return f.seen & bit(K_CURSOR)
+        ? { t: 'fetch', id: f.id, sv: f.sv, pool: f.pool, partitions: f.partitions!, cursor: f.cursor }
+        : { t: 'fetch', id: f.id, sv: f.sv, pool: f.pool, partitions: f.partitions! };
+    case PEER_GET:
+      has(f, REQ_PEER_GET);
+      return { t: 'peerGet', id: f.id, sv: f.sv, pool: f.pool, oid: checkedOid(f), index: f.index };
+    default:
+      throw unsupported;
+  }
+}
+
+/** The node-to-node answer zod builds from these fields. */
+function buildPeerReply(f: Fields): NodeFrame {
+  const s = f.seen;
+  switch (f.t) {
+    case REPLICATED:
+      has(f, REQ_REPLICATED);
+      return { t: 'replicated', id: f.id, results: f.results! };
+    case FETCHED: {
+      has(f, REQ_FETCHED);
+      const frame: NodeFrame = { t: 'fetched', id: f.id, complete: f.complete, entries: f.entries! };
+      if (s & bit(K_LOST)) {
+        if (!Array.isArray(f.lost)) throw unsupported;
+        frame.lost = f.lost;
+      }
+      if (s & bit(K_CURSOR)) frame.cursor = f.cursor;
+      return frame;
+    }
+    case PEER_GOT: {
+      has(f, REQ_PEER_GOT);
+      const frame: NodeFrame = { t: 'peerGot', id: f.id, complete: f.complete };
+      if (s & bit(K_LOST)) {
+        if (typeof f.lost !== 'boolean') throw unsupported;
+        frame.lost = f.lost;
+      }
+      if (s & bit(K_ENTRY)) frame.entry = f.entry;
+      return frame;
+    }
     default:
       throw unsupported;
   }

@@ -1,4 +1,4 @@
-// The fast encoder of data frames (the same set as fast-decode.ts). Two passes over the frame: the first checks
+// The fast encoder of data frames and node-to-node page frames (the same set as fast-decode.ts). Two passes over the frame: the first checks
 // that every field has the type the writer expects and adds up the exact size, the second writes into one buffer
 // of that size, copying each page once. One function per frame type with named property reads: a table-driven
 // version (field names looked up by string) was no faster than msgpackr on small ops.
@@ -13,6 +13,7 @@ import {
   binSize,
   isAscii,
   packedName,
+  safeUintSize,
   strSize,
   uintSize,
   writeArrayHeader,
@@ -21,6 +22,7 @@ import {
   writeBool,
   writeMapHeader,
   writeRaw,
+  writeSafeUint,
   writeUint,
 } from './msgpack-writer.ts';
 import type { Writer } from './msgpack-writer.ts';
@@ -48,6 +50,12 @@ const P_MISS = prefix('miss');
 const P_REFUSED = prefix('refused');
 const P_HIT = prefix('hit');
 const P_ERROR = prefix('error');
+const P_REPLICATE = prefix('replicate');
+const P_FETCH = prefix('fetch');
+const P_PEER_GET = prefix('peerGet');
+const P_REPLICATED = prefix('replicated');
+const P_FETCHED = prefix('fetched');
+const P_PEER_GOT = prefix('peerGot');
 const K_POOL = packedName('pool');
 const K_OID = packedName('oid');
 const K_INDEX = packedName('index');
@@ -62,6 +70,18 @@ const K_REASON = packedName('reason');
 const K_CODE = packedName('code');
 const K_MESSAGE = packedName('message');
 const K_DETAILS = packedName('details');
+const K_VERSION = packedName('version');
+const K_ENTRIES = packedName('entries');
+const K_ENTRY = packedName('entry');
+const K_PARTITIONS = packedName('partitions');
+const K_CURSOR = packedName('cursor');
+const K_RESULTS = packedName('results');
+const K_COMPLETE = packedName('complete');
+const K_LOST = packedName('lost');
+/** The replica results, packed once: a replicated frame is mostly these. */
+const RESULTS = new Map(
+  ['ok', 'full', 'unknown-pool', 'not-owner', 'corrupt'].map((r) => [r as unknown, packedName(r)]),
+);
 
 /** The size of a value the writer does not handle: so negative that any frame size summed with it stays so. */
 const BAD = -(2 ** 50);
@@ -69,6 +89,17 @@ const BAD = -(2 ** 50);
 /** Size of a u32 value, or BAD. */
 function u32(v: unknown): number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U32_MAX ? uintSize(v) : BAD;
+}
+/** Size of a non-negative safe integer (a version), or BAD. */
+function safeUint(v: unknown): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? safeUintSize(v) : BAD;
+}
+/** Size of a list of u32, or BAD. */
+function u32List(v: unknown): number {
+  if (!Array.isArray(v)) return BAD;
+  let size = arrayHeaderSize(v.length);
+  for (const x of v) size += u32(x);
+  return size;
 }
 function bin(v: unknown): number {
   return v instanceof Uint8Array ? binSize(v.length) : BAD;
@@ -241,7 +272,229 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
     return size;
   }
 
+  function measureEntry(e: Obj): number {
+    return (
+      1 +
+      K_POOL.length +
+      u32(e.pool) +
+      K_OID.length +
+      bin(e.oid) +
+      opt(e.index, K_INDEX, u32) +
+      K_VERSION.length +
+      safeUint(e.version) +
+      opt(e.page, K_PAGE, bin) +
+      opt(e.sum, K_SUM, u32)
+    );
+  }
+  function measureEntryValue(e: unknown): number {
+    return typeof e === 'object' && e !== null ? measureEntry(e as Obj) : BAD;
+  }
+
+  function writeEntry(w: Writer, e: Obj): void {
+    const { index, page, sum } = e;
+    writeMapHeader(
+      w,
+      3 + (index === undefined ? 0 : 1) + (page === undefined ? 0 : 1) + (sum === undefined ? 0 : 1),
+    );
+    writeRaw(w, K_POOL);
+    writeUint(w, e.pool as number);
+    writeRaw(w, K_OID);
+    writeBin(w, e.oid as Uint8Array);
+    if (index !== undefined) {
+      writeRaw(w, K_INDEX);
+      writeUint(w, index as number);
+    }
+    writeRaw(w, K_VERSION);
+    writeSafeUint(w, e.version as number);
+    if (page !== undefined) {
+      writeRaw(w, K_PAGE);
+      writeBin(w, page as Uint8Array);
+    }
+    if (sum !== undefined) {
+      writeRaw(w, K_SUM);
+      writeUint(w, sum as number);
+    }
+  }
+
+  function writeU32List(w: Writer, list: number[]): void {
+    writeArrayHeader(w, list.length);
+    for (const v of list) writeUint(w, v);
+  }
+
+  /** Size of a node-to-node page frame, -1 for any other type. */
+  function measurePeerFrame(f: Obj): number {
+    const id = u32(f.id);
+    switch (f.t) {
+      case 'replicate':
+        return (
+          1 +
+          P_REPLICATE.length +
+          id +
+          K_SV.length +
+          u32(f.sv) +
+          K_ENTRIES.length +
+          measureList(f.entries, measureEntry)
+        );
+      case 'fetch':
+        return (
+          1 +
+          P_FETCH.length +
+          id +
+          K_SV.length +
+          u32(f.sv) +
+          K_POOL.length +
+          u32(f.pool) +
+          K_PARTITIONS.length +
+          u32List(f.partitions) +
+          opt(f.cursor, K_CURSOR, u32)
+        );
+      case 'peerGet':
+        return (
+          1 +
+          P_PEER_GET.length +
+          id +
+          K_SV.length +
+          u32(f.sv) +
+          K_POOL.length +
+          u32(f.pool) +
+          K_OID.length +
+          bin(f.oid) +
+          K_INDEX.length +
+          u32(f.index)
+        );
+      case 'replicated': {
+        if (!Array.isArray(f.results)) return BAD;
+        let size = 1 + P_REPLICATED.length + id + K_RESULTS.length + arrayHeaderSize(f.results.length);
+        for (const r of f.results as unknown[]) size += RESULTS.get(r)?.length ?? str(r);
+        return size;
+      }
+      case 'fetched':
+        return (
+          1 +
+          P_FETCHED.length +
+          id +
+          K_COMPLETE.length +
+          bool(f.complete) +
+          K_ENTRIES.length +
+          measureList(f.entries, measureEntry) +
+          opt(f.lost, K_LOST, u32List) +
+          opt(f.cursor, K_CURSOR, u32)
+        );
+      case 'peerGot':
+        return (
+          1 +
+          P_PEER_GOT.length +
+          id +
+          K_COMPLETE.length +
+          bool(f.complete) +
+          opt(f.lost, K_LOST, bool) +
+          opt(f.entry, K_ENTRY, measureEntryValue)
+        );
+      default:
+        return -1;
+    }
+  }
+
+  /** Writes a frame measurePeerFrame accepted; false for any other type. */
+  function writePeerFrame(w: Writer, f: Obj): boolean {
+    switch (f.t) {
+      case 'replicate': {
+        writeMapHeader(w, 4);
+        writeRaw(w, P_REPLICATE);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_SV);
+        writeUint(w, f.sv as number);
+        writeRaw(w, K_ENTRIES);
+        const entries = f.entries as Obj[];
+        writeArrayHeader(w, entries.length);
+        for (const e of entries) writeEntry(w, e);
+        return true;
+      }
+      case 'fetch':
+        writeMapHeader(w, f.cursor === undefined ? 5 : 6);
+        writeRaw(w, P_FETCH);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_SV);
+        writeUint(w, f.sv as number);
+        writeRaw(w, K_POOL);
+        writeUint(w, f.pool as number);
+        writeRaw(w, K_PARTITIONS);
+        writeU32List(w, f.partitions as number[]);
+        if (f.cursor !== undefined) {
+          writeRaw(w, K_CURSOR);
+          writeUint(w, f.cursor as number);
+        }
+        return true;
+      case 'peerGet':
+        writeMapHeader(w, 6);
+        writeRaw(w, P_PEER_GET);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_SV);
+        writeUint(w, f.sv as number);
+        writeRaw(w, K_POOL);
+        writeUint(w, f.pool as number);
+        writeRaw(w, K_OID);
+        writeBin(w, f.oid as Uint8Array);
+        writeRaw(w, K_INDEX);
+        writeUint(w, f.index as number);
+        return true;
+      case 'replicated': {
+        writeMapHeader(w, 3);
+        writeRaw(w, P_REPLICATED);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_RESULTS);
+        const list = f.results as string[];
+        writeArrayHeader(w, list.length);
+        for (const r of list) {
+          const packedResult = RESULTS.get(r);
+          if (packedResult !== undefined) writeRaw(w, packedResult);
+          else writeStr(w, r);
+        }
+        return true;
+      }
+      case 'fetched': {
+        writeMapHeader(w, 4 + (f.lost === undefined ? 0 : 1) + (f.cursor === undefined ? 0 : 1));
+        writeRaw(w, P_FETCHED);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_COMPLETE);
+        writeBool(w, f.complete as boolean);
+        writeRaw(w, K_ENTRIES);
+        const entries = f.entries as Obj[];
+        writeArrayHeader(w, entries.length);
+        for (const e of entries) writeEntry(w, e);
+        if (f.lost !== undefined) {
+          writeRaw(w, K_LOST);
+          writeU32List(w, f.lost as number[]);
+        }
+        if (f.cursor !== undefined) {
+          writeRaw(w, K_CURSOR);
+          writeUint(w, f.cursor as number);
+        }
+        return true;
+      }
+      case 'peerGot':
+        writeMapHeader(w, 3 + (f.lost === undefined ? 0 : 1) + (f.entry === undefined ? 0 : 1));
+        writeRaw(w, P_PEER_GOT);
+        writeUint(w, f.id as number);
+        writeRaw(w, K_COMPLETE);
+        writeBool(w, f.complete as boolean);
+        if (f.lost !== undefined) {
+          writeRaw(w, K_LOST);
+          writeBool(w, f.lost as boolean);
+        }
+        if (f.entry !== undefined) {
+          writeRaw(w, K_ENTRY);
+          writeEntry(w, f.entry as Obj);
+        }
+        return true;
+      default:
+        return false;
+    }
+  }
+
   function measureFrame(f: Obj): number {
+    const peer = measurePeerFrame(f);
+    if (peer !== -1) return peer;
     if (f.t !== 'batch') {
       const n = measureOp(f);
       return n >= 0 ? n : measureReply(f);
@@ -263,6 +516,7 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
   }
 
   function writeFrame(w: Writer, f: Obj): void {
+    if (writePeerFrame(w, f)) return;
     const t = f.t;
     if (t === 'put' || t === 'get' || t === 'flushPage' || t === 'flushObject') return writeOp(w, f);
     if (t !== 'batch') return writeReply(w, f);

@@ -99,6 +99,37 @@ export function readU32(c: Cursor): number {
   }
 }
 
+// Big-endian float64 through an 8-byte scratch, so no DataView is made per value.
+const f64Bytes = new Uint8Array(8);
+const f64View = new DataView(f64Bytes.buffer);
+
+/**
+ * A non-negative safe integer (0..2^53-1), as msgpackr reads it: any integer width, or a float64 holding an
+ * integer (msgpackr writes integers beyond 32 bits as float64). The 64-bit widths are exact in that range;
+ * larger values, negatives, fractions and float32 are left to the reference path.
+ */
+export function readSafeUint(c: Cursor): number {
+  if (c.pos >= c.end) throw unsupported;
+  const b = c.data[c.pos]!;
+  if (b === 0xcf || b === 0xd3) {
+    c.pos++;
+    const hi = be(c, 4);
+    if (hi > 0x1fffff) throw unsupported;
+    return hi * 0x100000000 + be(c, 4);
+  }
+  if (b === 0xcb) {
+    c.pos++;
+    const p = c.pos;
+    skip(c, 8);
+    for (let i = 0; i < 8; i++) f64Bytes[i] = c.data[p + i]!;
+    const v = f64View.getFloat64(0);
+    // -0 is a safe integer too; callers that need a minimum of 1 reject it by that bound.
+    if (!Number.isSafeInteger(v) || v < 0) throw unsupported;
+    return v;
+  }
+  return readU32(c);
+}
+
 /** true or false; nil and everything else is left to the reference path. */
 export function readBool(c: Cursor): boolean {
   const b = byte(c);

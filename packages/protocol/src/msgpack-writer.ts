@@ -77,6 +77,22 @@ export function writeUint(w: Writer, v: number): void {
   }
 }
 
+/**
+ * Bytes a non-negative safe integer takes: its integer width up to U32_MAX, a float64 (9 bytes) beyond, as
+ * msgpackr writes it, so the receiver reads the same value either way.
+ */
+export function safeUintSize(v: number): number {
+  return v <= 0xffffffff ? uintSize(v) : 9;
+}
+
+/** Writes a non-negative safe integer (see safeUintSize). */
+export function writeSafeUint(w: Writer, v: number): void {
+  if (v <= 0xffffffff) return writeUint(w, v);
+  w.data[w.pos++] = 0xcb;
+  w.data.writeDoubleBE(v, w.pos);
+  w.pos += 8;
+}
+
 /** Writes true or false. */
 export function writeBool(w: Writer, v: boolean): void {
   w.data[w.pos++] = v ? 0xc3 : 0xc2;

@@ -108,9 +108,76 @@ const batch = fc.record(
   },
   { requiredKeys: ['t', 'id', 'ops'] },
 );
+// Node-to-node page frames. Versions go beyond 32 bits (msgpackr writes those as float64) up to 2^53-1.
+const version = fc.oneof(
+  fc.integer({ min: 1, max: 300 }),
+  fc.constantFrom(1, 2 ** 21, U32_MAX, U32_MAX + 1, 2 ** 40, Number.MAX_SAFE_INTEGER),
+  fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+);
+const replicaEntry = fc.record(
+  { pool: u32, oid, index: u32, version, page, sum: u32 },
+  { requiredKeys: ['pool', 'oid', 'version'] },
+);
+const replicate = fc.record({
+  t: fc.constant('replicate' as const),
+  id: u32,
+  sv: u32,
+  entries: fc.array(replicaEntry, { minLength: 1, maxLength: 5 }),
+});
+const fetchFrame = fc.record(
+  {
+    t: fc.constant('fetch' as const),
+    id: u32,
+    sv: u32,
+    pool: u32,
+    partitions: fc.array(u32, { minLength: 1, maxLength: 20 }),
+    cursor: u32,
+  },
+  { requiredKeys: ['t', 'id', 'sv', 'pool', 'partitions'] },
+);
+const peerGet = fc.record({
+  t: fc.constant('peerGet' as const),
+  id: u32,
+  sv: u32,
+  pool: u32,
+  oid,
+  index: u32,
+});
+const peerRequest = fc.oneof(replicate, fetchFrame, peerGet);
+const replicated = fc.record({
+  t: fc.constant('replicated' as const),
+  id: u32,
+  results: fc.array(fc.constantFrom('ok', 'full', 'unknown-pool', 'not-owner', 'corrupt' as const), {
+    maxLength: 20,
+  }),
+});
+const fetched = fc.record(
+  {
+    t: fc.constant('fetched' as const),
+    id: u32,
+    complete: fc.boolean(),
+    entries: fc.array(replicaEntry, { maxLength: 5 }),
+    lost: fc.array(u32, { maxLength: 5 }),
+    cursor: u32,
+  },
+  { requiredKeys: ['t', 'id', 'complete', 'entries'] },
+);
+const peerGot = fc.record(
+  {
+    t: fc.constant('peerGot' as const),
+    id: u32,
+    complete: fc.boolean(),
+    lost: fc.boolean(),
+    entry: replicaEntry,
+  },
+  { requiredKeys: ['t', 'id', 'complete'] },
+);
+const peerReply = fc.oneof(replicated, fetched, peerGot);
+
 const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
   { weight: 3, arbitrary: pageOp },
   { weight: 3, arbitrary: batch },
+  { weight: 3, arbitrary: peerRequest },
   // Control frames: the fast path must leave them to the reference.
   fc.constantFrom<ClientFrame>(
     { t: 'hello', id: 1, protocol: 1, identity: 'app' },
@@ -147,6 +214,7 @@ const batchReply = fc.record(
 const nodeFrame: fc.Arbitrary<NodeFrame> = fc.oneof(
   { weight: 3, arbitrary: pageReply },
   { weight: 3, arbitrary: batchReply },
+  { weight: 3, arbitrary: peerReply },
   fc.constantFrom<NodeFrame>(
     { t: 'welcome', id: 1, protocol: 1, nodeId: 'n1' },
     { t: 'pool', id: 2, pool: 1, kind: 'ephemeral', pageSize: 4096 },
@@ -165,6 +233,8 @@ const weirdValues: readonly unknown[] = [
   1.5,
   2 ** 32,
   2 ** 53,
+  Number.MAX_SAFE_INTEGER,
+  -0,
   NaN,
   '',
   'x',
@@ -206,6 +276,14 @@ const keyPool: readonly unknown[] = [
   'code',
   'message',
   'details',
+  'version',
+  'entries',
+  'entry',
+  'partitions',
+  'cursor',
+  'results',
+  'complete',
+  'lost',
   'é',
   '',
   7,
@@ -222,6 +300,12 @@ const typeNames = [
   'hit',
   'miss',
   'ok',
+  'replicate',
+  'fetch',
+  'peerGet',
+  'replicated',
+  'fetched',
+  'peerGot',
 ];
 
 const pick = <T>(rand: Rand, items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;
@@ -234,24 +318,34 @@ function weird(rand: Rand, pool: readonly unknown[] = weirdValues): unknown {
   return v;
 }
 
-/** The frame as Entries (maps whose keys may repeat or be odd), nested ops and replies included. */
+/** Keys whose value is a list of maps (batch ops and replies, replica entries). */
+const mapLists = new Set(['ops', 'replies', 'entries']);
+
+/** The frame as Entries (maps whose keys may repeat or be odd), nested ops, replies and entries included. */
 function toEntries(frame: object): Entries {
   return new Entries(
     Object.entries(frame).map(([k, v]) => [
       k,
-      (k === 'ops' || k === 'replies') && Array.isArray(v) ? v.map((x: object) => toEntries(x)) : v,
+      mapLists.has(k) && Array.isArray(v)
+        ? v.map((x: object) => toEntries(x))
+        : k === 'entry' && typeof v === 'object' && v !== null
+          ? toEntries(v as object)
+          : v,
     ]),
   );
 }
 
-/** One structural change: drop, add, retype or re-type a field, at the top or inside a batch. */
+/** One structural change: drop, add, retype or re-type a field, at the top, inside a batch or an entry. */
 function mutate(map: Entries, rand: Rand): void {
-  const list = map.entries.find(([k, v]) => (k === 'ops' || k === 'replies') && Array.isArray(v))?.[1] as
-    unknown[] | undefined;
+  const list = map.entries.find(
+    ([k, v]) => typeof k === 'string' && mapLists.has(k) && Array.isArray(v),
+  )?.[1] as unknown[] | undefined;
   if (list !== undefined && list.length > 0 && rand() < 0.4) {
     const i = Math.floor(rand() * list.length);
     if (list[i] instanceof Entries) return mutate(list[i], rand);
   }
+  const entry = map.entries.find(([k, v]) => k === 'entry' && v instanceof Entries)?.[1];
+  if (entry instanceof Entries && rand() < 0.4) return mutate(entry, rand);
   const e = map.entries;
   const r = rand();
   if (r < 0.2 && e.length > 0) e.splice(Math.floor(rand() * e.length), 1);
@@ -349,14 +443,18 @@ describe('fast path decodes what the reference decodes, and nothing else', () =>
 describe('fast path coverage', () => {
   it('accepts every valid data frame our encoder or a plain msgpack encoder writes (does not defer them)', () => {
     fc.assert(
-      fc.property(fc.oneof(pageOp, batch), fc.oneof(pageReply, batchReply), (c, n) => {
-        for (const data of [fast.encode(c), reference.encode(c), plainPackr.pack(c)]) {
-          expect(fastOnly.decodeClientFrame(data)).toStrictEqual(reference.decodeClientFrame(data));
-        }
-        for (const data of [fast.encode(n), reference.encode(n), plainPackr.pack(n)]) {
-          expect(fastOnly.decodeNodeFrame(data)).toStrictEqual(reference.decodeNodeFrame(data));
-        }
-      }),
+      fc.property(
+        fc.oneof(pageOp, batch, peerRequest),
+        fc.oneof(pageReply, batchReply, peerReply),
+        (c, n) => {
+          for (const data of [fast.encode(c), reference.encode(c), plainPackr.pack(c)]) {
+            expect(fastOnly.decodeClientFrame(data)).toStrictEqual(reference.decodeClientFrame(data));
+          }
+          for (const data of [fast.encode(n), reference.encode(n), plainPackr.pack(n)]) {
+            expect(fastOnly.decodeNodeFrame(data)).toStrictEqual(reference.decodeNodeFrame(data));
+          }
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -386,6 +484,16 @@ describe('fast path coverage', () => {
     if (frame.t !== 'batch' || frame.ops[0]?.t !== 'put') throw new Error('unexpected frame');
     expect(frame.ops[0].page.buffer).toBe(data.buffer);
     expect(frame.ops[0].oid.buffer).toBe(data.buffer);
+    const chunk = fast.encode({
+      t: 'fetched',
+      id: 1,
+      complete: true,
+      entries: [{ pool: 1, oid: bytes(4), index: 0, version: 2 ** 40, page: bytes(4096), sum: 1 }],
+    });
+    const got = fastOnly.decodeNodeFrame(chunk);
+    if (got?.t !== 'fetched') throw new Error('unexpected frame');
+    expect(got.entries[0]?.page?.buffer).toBe(chunk.buffer);
+    expect(got.entries[0]?.oid.buffer).toBe(chunk.buffer);
   });
 });
 
@@ -400,6 +508,32 @@ describe('fast path bounds', () => {
       const replies = Array.from({ length: n }, (_, id) => ({ t: 'accepted' as const, id }));
       const r = expectSameDecision('node', reference.encode({ t: 'batch', id: 1, replies }));
       expect(r.ok).toBe(n <= MAX_BATCH_OPS);
+    }
+  });
+
+  it('replicate entries 1..MAX_BATCH_OPS, results at most MAX_BATCH_OPS, versions 1..2^53-1, on both paths', () => {
+    const entry = { pool: 1, oid: bytes(3), index: 0, version: 5, page: bytes(8), sum: 1 };
+    for (const n of [0, 1, MAX_BATCH_OPS, MAX_BATCH_OPS + 1]) {
+      const entries = Array.from({ length: n }, () => entry);
+      const c = expectSameDecision('client', reference.encode({ t: 'replicate', id: 1, sv: 1, entries }));
+      expect(c.ok).toBe(n >= 1 && n <= MAX_BATCH_OPS);
+      const results = Array.from({ length: n }, () => 'ok' as const);
+      const r = expectSameDecision('node', reference.encode({ t: 'replicated', id: 1, results }));
+      expect(r.ok).toBe(n <= MAX_BATCH_OPS);
+    }
+    for (const [v, ok] of [
+      [0, false],
+      [1, true],
+      [U32_MAX + 1, true],
+      [Number.MAX_SAFE_INTEGER, true],
+      [2 ** 53, false],
+      [1.5, false],
+    ] as const) {
+      for (const codec of [fast, reference]) {
+        const data = codec.encode({ t: 'replicate', id: 1, sv: 1, entries: [{ ...entry, version: v }] });
+        expect(expectSameDecision('client', data).ok).toBe(ok);
+        if (ok) expect(fastOnly.decodeClientFrame(data)).toBeDefined();
+      }
     }
   });
 

@@ -5,7 +5,7 @@
 import { Packr } from 'msgpackr';
 import { crc32c } from '@node-rs/crc32';
 import { ClientFrame, NodeFrame, createCodec } from '../../src/index.ts';
-import type { Codec, PageOp, PageReply } from '../../src/index.ts';
+import type { Codec, PageOp, PageReply, ReplicaEntry } from '../../src/index.ts';
 
 const quick = process.argv.includes('--quick');
 const budgetMs = quick ? 150 : 600;
@@ -43,6 +43,17 @@ function hits(n: number): PageReply[] {
   }));
 }
 
+function entries(n: number, pageBytes: number): ReplicaEntry[] {
+  return Array.from({ length: n }, (_, i) => ({
+    pool: 3,
+    oid,
+    index: i,
+    version: 12 * 2 ** 21 + i,
+    page: pageBytes === 4096 ? page(i) : new Uint8Array(pageBytes).fill(i & 0xff),
+    sum: 0x9abcdef0,
+  }));
+}
+
 interface Case {
   name: string;
   ops: number;
@@ -64,6 +75,30 @@ const cases: Case[] = [
     frame: { t: 'batch', id: 7, replies: accepted(256) },
   },
   { name: 'batch 256 hit', ops: 256, side: 'node', frame: { t: 'batch', id: 7, replies: hits(256) } },
+  {
+    name: 'replicate 32 × 4 KiB',
+    ops: 32,
+    side: 'client',
+    frame: { t: 'replicate', id: 7, sv: 12, entries: entries(32, 4096) },
+  },
+  {
+    name: 'replicate 256 × 4 KiB',
+    ops: 256,
+    side: 'client',
+    frame: { t: 'replicate', id: 7, sv: 12, entries: entries(256, 4096) },
+  },
+  {
+    name: 'replicated 256',
+    ops: 256,
+    side: 'node',
+    frame: { t: 'replicated', id: 7, results: Array.from({ length: 256 }, () => 'ok' as const) },
+  },
+  {
+    name: 'fetched 256 KiB (64 × 4 KiB)',
+    ops: 64,
+    side: 'node',
+    frame: { t: 'fetched', id: 7, complete: true, entries: entries(64, 4096), cursor: 64 },
+  },
 ];
 
 let sink = 0;
