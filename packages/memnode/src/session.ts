@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import {
   ErrorCode,
@@ -59,8 +60,8 @@ const FATAL_FRAME_ERRORS = new Set<string>([
 
 /**
  * Serves one client connection: the handshake first, then a reply per request frame (a batch may be answered
- * in parts, see batch-replies.ts). Nothing a peer
- * sends can throw out of here; a bad frame gets an error reply, and garbage also closes the connection.
+ * in parts, see batch-replies.ts). Nothing a peer sends can throw out of here; a bad frame gets an error
+ * reply, and garbage also closes the connection.
  */
 export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   /** Set by the handshake: who is on the other end. One per connection, reused by every frame after it. */
@@ -69,9 +70,23 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   let batches: BatchReplies | undefined;
   let unsubscribe: (() => void) | undefined;
   const log = deps.logger.child({ component: 'session' });
+  // The TCP socket under ws (not part of ws's typed API, hence the guard). Replies are written synchronously
+  // now, each as its own writev; corking until the microtask checkpoint after the current read puts every
+  // reply to the frames of one read into one syscall.
+  const tcp = (socket as unknown as { _socket?: Socket })._socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    tcp?.uncork();
+  };
 
   function send(frame: NodeFrame): void {
     if (socket.readyState !== socket.OPEN) return;
+    if (!corked && tcp !== undefined) {
+      corked = true;
+      tcp.cork();
+      queueMicrotask(uncork);
+    }
     let bytes: Uint8Array;
     try {
       bytes = deps.codec.encode(frame);
