@@ -89,6 +89,7 @@ interface NodeCommandOptions {
   failureTimeoutMs?: number;
   advertiseUrl?: string;
   sourceAddress?: string;
+  batchReplyParts?: boolean;
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
@@ -112,6 +113,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       ? { testCorruptOidPrefix: process.env['TMEM_TEST_CORRUPT_OID_PREFIX'] }
       : {}),
     defaultReplication: options.replication,
+    batchReplyParts: options.batchReplyParts ?? false,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -222,6 +224,10 @@ export function buildCli(): Command {
       '--source-address <ip>',
       'local address of outgoing peer links, e.g. 127.0.0.2, so a proxy can tell nodes apart',
       ipAddress,
+    )
+    .option(
+      '--batch-reply-parts',
+      'answer batches in parts as their ops finish (clients must understand `more`; default off)',
     )
     .action((options: NodeCommandOptions) => runNode(options));
   program

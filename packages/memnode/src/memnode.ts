@@ -55,6 +55,14 @@ export interface MemnodeOptions {
    * in production. @default none
    */
   testCorruptOidPrefix?: string;
+  /**
+   * Answer a batch in parts (`batch {replies, more: true}`): the ops answered synchronously (ephemeral ones)
+   * at once, the persistent ones that wait for their copies in later parts as they finish, coalesced per turn
+   * of the event loop. Off, a batch is answered in one frame once its slowest op finished, which is what
+   * clients that treat the first batch frame as final need. Turn it on once every client understands parts.
+   * @default false
+   */
+  batchReplyParts?: boolean;
 }
 
 /** How a node stops. */
@@ -148,6 +156,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       defaultReplication: options.defaultReplication ?? 2,
       clusterSecret: options.clusterSecret,
       isClosing: () => refusing,
+      batchReplyParts: options.batchReplyParts ?? false,
     }),
   );
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');

@@ -5,7 +5,7 @@ import {
   TmemError,
   UnknownPoolError,
   errorToWire,
-  partitionOf,
+  partitionHash,
   type ClientFrame,
   type ClusterState,
   type NodeFrame,
@@ -14,6 +14,8 @@ import {
 } from '@tmem/protocol';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
+import { Verdict, verdictWire } from './serving-view.ts';
+import { collectBatch } from './batch-replies.ts';
 
 /** What a request needs to know about its connection and node. */
 export interface RequestContext {
@@ -34,96 +36,111 @@ export interface RequestContext {
  */
 function ownedPool(ctx: RequestContext, poolId: number): PoolSpec {
   const pool = ctx.store.getPool(poolId);
-  if (pool === undefined || pool.owner !== ctx.identity) {
-    throw new UnknownPoolError(`pool ${poolId} does not exist`, { details: { pool: poolId } });
-  }
+  if (pool === undefined || pool.owner !== ctx.identity) throw unknownPool(poolId);
   return pool;
 }
 
-function errorReply(id: number, error: unknown): PageReply & { t: 'error' } {
-  return { t: 'error', id, ...errorToWire(error) };
+function unknownPool(poolId: number): UnknownPoolError {
+  return new UnknownPoolError(`pool ${poolId} does not exist`, { details: { pool: poolId } });
 }
 
-/** A page op of a persistent pool: replicated (see replication/replication.ts). Never rejects. */
-async function handlePersistentOp(
-  ctx: RequestContext,
-  op: PageOp,
-  stateVersion: number | undefined,
-): Promise<PageReply> {
+/** An error reply for one op. Built only when there is an error; the same shape for every code. */
+function errorReply(id: number, error: unknown): PageReply {
+  const wire = errorToWire(error);
+  return { t: 'error', id, code: wire.code, message: wire.message, details: wire.details };
+}
+
+/** Scratch meta for ephemeral puts: the store reads it during the call and keeps nothing, so one object serves. */
+const putMeta: { sum?: number } = {};
+
+/**
+ * A page op of a persistent pool: replicated (see replication/replication.ts), whose serving check
+ * (`cluster.checkLease`, then its partition masks) is this op's one check. Never rejects.
+ */
+function persistentOp(ctx: RequestContext, op: PageOp, stateVersion: number | undefined): Promise<PageReply> {
   const replication = ctx.cluster.replication;
+  let reply: Promise<PageReply>;
   try {
     switch (op.t) {
       case 'put':
-        return await replication.put(op, stateVersion);
+        reply = replication.put(op, stateVersion);
+        break;
       case 'get':
-        return await replication.get(op, stateVersion);
+        reply = replication.get(op, stateVersion);
+        break;
       case 'flushPage':
-        return await replication.flushPage(op, stateVersion);
+        reply = replication.flushPage(op, stateVersion);
+        break;
       case 'flushObject':
-        return await replication.flushObject(op, stateVersion);
+        reply = replication.flushObject(op, stateVersion);
+        break;
     }
   } catch (error) {
-    return errorReply(op.id, error);
+    return Promise.resolve(errorReply(op.id, error));
+  }
+  return reply.catch((error: unknown) => errorReply(op.id, error));
+}
+
+/** An ephemeral page op this node serves: one copy, so it completes here and now. Throws on bad input. */
+function ephemeralOp(store: PageStore, op: PageOp): PageReply {
+  switch (op.t) {
+    case 'put': {
+      if (!checksumMatches(op.page, op.sum)) {
+        throw new ChecksumError('the page does not match its checksum; it was corrupted on the way');
+      }
+      putMeta.sum = op.sum;
+      const result = store.put(op.pool, op.oid, op.index, op.page, putMeta);
+      return result.status === 'accepted'
+        ? { t: 'accepted', id: op.id }
+        : { t: 'refused', id: op.id, reason: result.reason };
+    }
+    case 'get': {
+      const stored = store.read(op.pool, op.oid, op.index);
+      if (stored === null) return { t: 'miss', id: op.id };
+      return stored.sum === undefined
+        ? { t: 'hit', id: op.id, page: stored.page }
+        : { t: 'hit', id: op.id, page: stored.page, sum: stored.sum };
+    }
+    case 'flushPage':
+      store.flushPage(op.pool, op.oid, op.index);
+      return { t: 'ok', id: op.id };
+    case 'flushObject':
+      store.flushObject(op.pool, op.oid);
+      return { t: 'ok', id: op.id };
   }
 }
 
 /**
- * Applies one page op, if this node may serve it: the request's state version must be this node's and the
- * node must be the primary of the page's partition (or, for a replica read of a persistent pool, an owner),
- * holding a lease. Ephemeral ops complete synchronously; persistent ones wait for the other copies. Never
- * throws or rejects: failures become error replies for that op alone.
+ * Applies one page op, if this node may serve it (serving-view.ts: the request's state version is the
+ * committed one, the node holds a lease, and it is the primary of the page's partition in both its committed
+ * and accepted states, or for a replica read of a persistent pool an owner). Each op gets exactly one serving
+ * check and one partition hash. Ephemeral ops complete synchronously and return the reply itself (no
+ * promise); persistent ones return a promise that settles when the other copies answered. Never throws or
+ * rejects: failures become error replies for that op alone.
  */
 export function handlePageOp(
   ctx: RequestContext,
   op: PageOp,
   stateVersion: number | undefined,
 ): PageReply | Promise<PageReply> {
+  const spec = ctx.store.getPool(op.pool);
+  const owned = spec !== undefined && spec.owner === ctx.identity;
+  if (owned && spec.kind === 'persistent') return persistentOp(ctx, op, stateVersion);
+  // A node behind the client's state may not know the pool yet: that is STALE_STATE (refresh, retry), not
+  // UNKNOWN_POOL, so the rule runs before the pool is judged. flushObject reaches every member (an object
+  // spans many partitions): version and lease only.
+  const serving = ctx.cluster.serving;
+  const view = serving.view();
+  const partition =
+    owned && op.t !== 'flushObject' ? partitionHash(op.pool, op.oid, op.index) % view.partitionCount : -1;
+  const verdict = serving.verdict(view, stateVersion, view.ephemeralPrimary, partition);
+  if (verdict !== Verdict.Serve) {
+    const wire = verdictWire(verdict, view.version);
+    return { t: 'error', id: op.id, code: wire.code, message: wire.message, details: wire.details };
+  }
+  if (!owned) return errorReply(op.id, unknownPool(op.pool));
   try {
-    // A node behind the client's state may not know the pool yet: that is STALE_STATE (refresh, retry), not
-    // UNKNOWN_POOL, so the version and the lease are checked before the pool, once per op. An ephemeral page op
-    // also needs this node to be its partition's primary (one check covers both); flushObject reaches every
-    // member (an object spans many partitions), and persistent ops are checked by replication.
-    const spec = ctx.store.getPool(op.pool);
-    const ephemeral = spec?.owner === ctx.identity && spec.kind === 'ephemeral';
-    const partitionCount = ctx.cluster.committed()?.partitionCount ?? 1;
-    const partition =
-      ephemeral && op.t !== 'flushObject' ? partitionOf(op.pool, op.oid, op.index, partitionCount) : null;
-    ctx.cluster.checkServing(stateVersion, partition);
-    const pool = ownedPool(ctx, op.pool);
-    if (pool.kind === 'persistent') return handlePersistentOp(ctx, op, stateVersion);
-    switch (op.t) {
-      case 'put': {
-        if (!checksumMatches(op.page, op.sum)) {
-          throw new ChecksumError('the page does not match its checksum; it was corrupted on the way');
-        }
-        const result = ctx.store.put(
-          op.pool,
-          op.oid,
-          op.index,
-          op.page,
-          op.sum === undefined ? {} : { sum: op.sum },
-        );
-        return result.status === 'accepted'
-          ? { t: 'accepted', id: op.id }
-          : { t: 'refused', id: op.id, reason: result.reason };
-      }
-      case 'get': {
-        const stored = ctx.store.read(op.pool, op.oid, op.index);
-        if (stored === null) return { t: 'miss', id: op.id };
-        return {
-          t: 'hit',
-          id: op.id,
-          page: stored.page,
-          ...(stored.sum === undefined ? {} : { sum: stored.sum }),
-        };
-      }
-      case 'flushPage':
-        ctx.store.flushPage(op.pool, op.oid, op.index);
-        return { t: 'ok', id: op.id };
-      case 'flushObject':
-        ctx.store.flushObject(op.pool, op.oid);
-        return { t: 'ok', id: op.id };
-    }
+    return ephemeralOp(ctx.store, op);
   } catch (error) {
     return errorReply(op.id, error);
   }
@@ -207,11 +224,9 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       const result = await ctx.cluster.handleProposeFrame(frame.change, frame.forwarded ?? false);
       return { ...result, id: frame.id };
     }
-    case 'batch': {
-      // Ephemeral ops are answered at once; persistent ones wait for their copies, concurrently.
-      const replies = frame.ops.map((op) => Promise.resolve(handlePageOp(ctx, op, frame.sv)));
-      return { t: 'batch', id: frame.id, replies: await Promise.all(replies) };
-    }
+    case 'batch':
+      // Sessions answer batches in parts themselves (batch-replies.ts); this is the one-frame answer.
+      return collectBatch(frame, (op, sv) => handlePageOp(ctx, op, sv));
     case 'replicate':
       requirePeer(ctx, frame);
       return ctx.cluster.replication.onReplicate(frame);

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import {
   ErrorCode,
@@ -10,7 +11,8 @@ import {
   type NodeFrame,
 } from '@tmem/protocol';
 import type { Logger } from './logger.ts';
-import { handleFrame, visibleState, type RequestContext } from './request-handler.ts';
+import { handleFrame, handlePageOp, visibleState, type RequestContext } from './request-handler.ts';
+import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 
@@ -36,6 +38,8 @@ export interface SessionDeps {
   clusterSecret: string | undefined;
   /** True once the node is shutting down: new requests are answered SHUTTING_DOWN. */
   isClosing(): boolean;
+  /** Answer batches in parts as their ops finish (see MemnodeOptions.batchReplyParts). */
+  batchReplyParts: boolean;
 }
 
 /** Constant-time comparison of the configured secret with the one offered; no secret configured admits all. */
@@ -55,17 +59,34 @@ const FATAL_FRAME_ERRORS = new Set<string>([
 ]);
 
 /**
- * Serves one client connection: the handshake first, then one reply frame per request frame. Nothing a peer
- * sends can throw out of here; a bad frame gets an error reply, and garbage also closes the connection.
+ * Serves one client connection: the handshake first, then a reply per request frame (a batch may be answered
+ * in parts, see batch-replies.ts). Nothing a peer sends can throw out of here; a bad frame gets an error
+ * reply, and garbage also closes the connection.
  */
 export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   /** Set by the handshake: who is on the other end. One per connection, reused by every frame after it. */
   let ctx: RequestContext | undefined;
+  /** Set with ctx: this connection's batch answers. */
+  let batches: BatchReplies | undefined;
   let unsubscribe: (() => void) | undefined;
   const log = deps.logger.child({ component: 'session' });
+  // The TCP socket under ws (not part of ws's typed API, hence the guard). Replies are written synchronously
+  // now, each as its own writev; corking until the microtask checkpoint after the current read puts every
+  // reply to the frames of one read into one syscall.
+  const tcp = (socket as unknown as { _socket?: Socket })._socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    tcp?.uncork();
+  };
 
   function send(frame: NodeFrame): void {
     if (socket.readyState !== socket.OPEN) return;
+    if (!corked && tcp !== undefined) {
+      corked = true;
+      tcp.cork();
+      queueMicrotask(uncork);
+    }
     let bytes: Uint8Array;
     try {
       bytes = deps.codec.encode(frame);
@@ -132,6 +153,12 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         cluster: deps.cluster,
         defaultReplication: deps.defaultReplication,
       };
+      const served = ctx;
+      batches = createBatchReplies({
+        parts: deps.batchReplyParts,
+        run: (op, stateVersion) => handlePageOp(served, op, stateVersion),
+        send,
+      });
       if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
       log.debug({ identity: frame.identity, isPeer }, 'handshake');
       send({
@@ -152,6 +179,21 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       unsubscribe = deps.cluster.onCommitted((state, leaderId) =>
         send({ t: 'state', id: 0, state: visibleState(state, viewer.identity, viewer.isPeer), leaderId }),
       );
+    }
+    // Page ops, the hot path: no promise for what completes synchronously (every ephemeral op).
+    switch (frame.t) {
+      case 'batch':
+        (batches as BatchReplies).answer(frame);
+        return;
+      case 'put':
+      case 'get':
+      case 'flushPage':
+      case 'flushObject': {
+        const reply = handlePageOp(ctx, frame, undefined);
+        if (reply instanceof Promise) void reply.then(send);
+        else send(reply);
+        return;
+      }
     }
     void handleFrame(ctx, frame).then((reply) => {
       if (reply !== undefined) send(reply);

@@ -20,6 +20,7 @@ import type { ConsensusOptions } from './consensus-options.ts';
 import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
 import { createPeerLinks, type PeerLinks } from './peer-links.ts';
 import { createReplication, type Replication } from '../replication/replication.ts';
+import { createServingRule, type ServingRule } from '../serving-view.ts';
 
 /** Timing of the coordination protocol; see ConsensusOptions for each default. */
 export type ClusterTiming = Pick<
@@ -87,11 +88,10 @@ export interface ClusterMember {
   committed(): ClusterState | null;
   leaderId(): string | null;
   /**
-   * Throws STALE_STATE unless `stateVersion` (when given) is this node's committed version, and NOT_SERVING
-   * unless the node may serve `partition` now (lease held, primary in its committed and accepted states).
-   * `partition` null checks only the version and the lease (flushObject reaches every member).
+   * The serving rule of page ops of both pool kinds: the view of the current states (pools, partition masks,
+   * membership) and the one check each op gets. Replication's `checkLease` goes through it too.
    */
-  checkServing(stateVersion: number | undefined, partition: number | null): void;
+  readonly serving: ServingRule;
   /** Gets a change committed (forwarding to the coordinator as needed) within the change timeout. */
   propose(change: ChangeRequest): Promise<ChangeResult>;
   /** Answers a `propose` frame from another node; `forwarded` ones are not relayed again. */
@@ -147,6 +147,17 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   });
   /** Pools this member created in the store (from states), so destroyed ones can be found. */
   const poolsInStore = new Set<number>();
+  // The one serving rule (serving-view.ts): its view follows the consensus core's states (a new core after a
+  // rejoin included), so nothing here has to invalidate it.
+  const serving: ServingRule = createServingRule({
+    nodeId,
+    incarnation: () => incarnation,
+    committed: () => consensus.committed,
+    accepted: () => consensus.accepted,
+    hasLease: (t) => consensus.hasLease(t),
+    leaving: () => leaving,
+    now,
+  });
   /** The committed state handled last: what replication compares the next one with. */
   let lastCommitted: ClusterState | null = null;
   const replication: Replication = createReplication({
@@ -163,7 +174,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       incarnation: () => incarnation,
       committed: () => consensus.committed,
       accepted: () => consensus.accepted,
-      checkLease: (stateVersion) => checkServing(stateVersion, null),
+      checkLease: (stateVersion) => serving.checkLease(stateVersion),
       call(memberId, build, expect, timeoutMs) {
         const url = addresses.get(memberId);
         if (url === undefined) {
@@ -444,31 +455,6 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     );
   }
 
-  /**
-   * Throws STALE_STATE unless `stateVersion` (when given) is the committed version, NOT_SERVING unless this
-   * node may serve `partition` now (lease held, primary in its committed and accepted states). `partition`
-   * null checks only the membership, the version and the lease.
-   */
-  function checkServing(stateVersion: number | undefined, partition: number | null): void {
-    const committed = consensus.committed;
-    if (committed === null || !isMember(committed, nodeId, incarnation)) {
-      throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');
-    }
-    if (stateVersion !== undefined && stateVersion !== committed.version) {
-      throw new TmemError(ErrorCode.StaleState, `node is at state version ${committed.version}`, {
-        details: { version: committed.version },
-      });
-    }
-    if (leaving) throw new TmemError(ErrorCode.NotServing, 'node is leaving the cluster');
-    const t = now();
-    const serving = partition === null ? consensus.hasLease(t) : consensus.isServingPrimary(t, partition);
-    if (!serving) {
-      throw new TmemError(ErrorCode.NotServing, 'node does not serve this partition now', {
-        details: { version: committed.version },
-      });
-    }
-  }
-
   if (options.seeds.length === 0) {
     learnAddresses(consensus.committed);
     log.info({ incarnation }, 'founded a new cluster');
@@ -482,7 +468,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     incarnation: () => incarnation,
     committed: () => consensus.committed,
     leaderId: () => consensus.leaderId,
-    checkServing,
+    serving,
     propose,
     accepted: () => consensus.accepted,
     replication,
