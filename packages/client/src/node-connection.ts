@@ -8,6 +8,7 @@ import {
   TmemError,
   errorFromWire,
   type ClientFrame,
+  type BatchReply,
   type Codec,
   type NodeFrame,
   type PageOp,
@@ -107,6 +108,8 @@ interface InFlightFrame {
   readonly id: number;
   readonly batch: boolean;
   readonly ops: readonly PendingOp[];
+  /** Ops of a batch its reply parts have answered so far. */
+  answered: number;
 }
 
 function asProtocolError(error: unknown, url: string): TmemError {
@@ -301,25 +304,25 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       log.debug({ node: url, id: frame.id, t: frame.t }, 'reply to an unknown request ignored');
       return;
     }
-    frames.delete(frame.id);
     if (!sent.batch) {
+      frames.delete(frame.id);
       settle(sent.ops[0] as PendingOp, frame);
     } else if (frame.t === 'batch') {
-      for (const reply of frame.replies) {
-        const op = pending.get(reply.id);
-        // The frame check keeps a late reply from answering a newer op that reused the id after a wrap.
-        if (op === undefined || op.frameId !== sent.id) {
-          log.debug({ node: url, id: reply.id, t: reply.t }, 'batch reply to an unknown op ignored');
-          continue;
-        }
-        settle(op, reply);
+      onBatchPart(sent, frame);
+      // A batch answered in parts keeps its slot until the last part: it still holds ops at the node.
+      if (frame.more === true) return;
+      frames.delete(frame.id);
+      // Every op is answered exactly once over the parts; counting keeps the error (and its stack) off the
+      // hot path: one is built only when an op really went unanswered.
+      if (sent.answered < sent.ops.length && sent.ops.some((op) => !op.done)) {
+        const missing = new ProtocolError(
+          ErrorCode.InvalidFrame,
+          `node ${url} left an op of a batch unanswered`,
+        );
+        for (const op of sent.ops) failOp(op, missing);
       }
-      const missing = new ProtocolError(
-        ErrorCode.InvalidFrame,
-        `node ${url} left an op of a batch unanswered`,
-      );
-      for (const op of sent.ops) failOp(op, missing);
     } else {
+      frames.delete(frame.id);
       // The whole batch was refused (a frame-level error such as INVALID_FRAME): every op shares the answer.
       const error =
         frame.t === 'error'
@@ -329,6 +332,20 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     }
     // A slot is free: ops queued behind the limit may go now.
     flush();
+  }
+
+  /** Settles the ops one part of a batch reply answers; the part may be the whole reply. */
+  function onBatchPart(sent: InFlightFrame, part: BatchReply): void {
+    for (const reply of part.replies) {
+      const op = pending.get(reply.id);
+      // The frame check keeps a late reply from answering a newer op that reused the id after a wrap.
+      if (op === undefined || op.frameId !== sent.id) {
+        log.debug({ node: url, id: reply.id, t: reply.t }, 'batch reply to an unknown op ignored');
+        continue;
+      }
+      sent.answered++;
+      settle(op, reply);
+    }
   }
 
   function settle(op: PendingOp, reply: NodeFrame): void {
@@ -413,7 +430,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   function send(ops: PendingOp[]): void {
     const first = ops[0] as PendingOp;
     const id = ids.next();
-    const sent: InFlightFrame = { id, batch: first.batchable, ops };
+    const sent: InFlightFrame = { id, batch: first.batchable, ops, answered: 0 };
     frames.set(id, sent);
     let frame: ClientFrame;
     if (first.batchable) {
