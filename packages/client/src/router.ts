@@ -324,7 +324,7 @@ export function createRouter(options: RouterOptions): Router {
   }
 
   function route(request: RoutedRequest, how: ExecuteOptions): Promise<unknown> {
-    const deadline = now() + timeoutMs;
+    const deadline = how.deadline ?? now() + timeoutMs;
     switch (request.t) {
       case 'put':
       case 'flushPage':
