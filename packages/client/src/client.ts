@@ -156,6 +156,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
     execute: router.execute,
     timeoutMs,
     logger: log,
+    refresh: (source) => sync.refresh(source),
     signal: closer.signal,
     closedError: clientClosed,
   });

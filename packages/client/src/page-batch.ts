@@ -8,7 +8,7 @@ import { pageOpWeight } from './batcher.ts';
 import type { ViewTracker } from './cluster-view.ts';
 import type { ConnectionPool } from './connection-pool.ts';
 import { now } from './deadline.ts';
-import type { ConnectionOp } from './node-connection.ts';
+import type { ConnectionOp, NodeConnection } from './node-connection.ts';
 import type { Logger } from './options.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
 import type { PageRequest, ReplyTo } from './requests.ts';
@@ -26,6 +26,12 @@ export interface PageBatchOptions {
   /** Budget of every call, in milliseconds. */
   timeoutMs: number;
   logger: Logger;
+  /**
+   * Refreshes the cluster state (from `source` when given: the node that reported a newer version); concurrent
+   * refreshes share one. Ops answered with a topology answer wait for it, so that their next attempt carries
+   * the new version instead of being refused again.
+   */
+  refresh: (source?: NodeConnection) => Promise<void>;
   /** Aborted when the client closes. */
   signal: AbortSignal;
   /** A fresh CLIENT_CLOSED error, for calls made after close. */
@@ -100,6 +106,7 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
     readonly call: Call;
     readonly index: number;
     readonly member: MemberInfo;
+    readonly connection: NodeConnection;
     readonly kind: PoolKind;
 
     constructor(
@@ -108,6 +115,7 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
       request: ManyRequest,
       sv: number,
       member: MemberInfo,
+      connection: NodeConnection,
       kind: PoolKind,
     ) {
       this.call = call;
@@ -117,6 +125,7 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
       this.weight = pageOpWeight(request, call.how.pageSize ?? 0);
       this.group = sv;
       this.member = member;
+      this.connection = connection;
       this.kind = kind;
     }
 
@@ -149,7 +158,12 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
       }
       // Not applied: the single-op path refreshes the state and follows it.
       if (isTopologyError(error)) {
-        alone(this.call, this.index, this.request);
+        const reported = error.details['version'];
+        const source =
+          typeof reported === 'number' && reported > tracker.version ? this.connection : undefined;
+        const next = (): void => alone(this.call, this.index, this.request);
+        // A failed refresh is the single-op path's to report, after its own attempts.
+        options.refresh(source).then(next, next);
         return;
       }
       fail(this.call, error);
@@ -192,7 +206,7 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
           alone(call, i, request);
           continue;
         }
-        connection.enqueue(new BatchOp(call, i, request, sv, primary, kind));
+        connection.enqueue(new BatchOp(call, i, request, sv, primary, connection, kind));
       }
     });
   };
