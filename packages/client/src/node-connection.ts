@@ -14,12 +14,15 @@ import {
   type PageOp,
   type StateReply,
 } from '@tmem/protocol';
-import { batchBytesFor, createOpQueue, pageOpWeight, type BatchLimits, type QueuedOp } from './batcher.ts';
+import { batchBytesFor, createOpQueue, type BatchLimits } from './batcher.ts';
+import { asPromiseError, connectionOp, type ConnectionOp, type RequestOptions } from './connection-op.ts';
 import { now } from './deadline.ts';
+// Re-exported: callers of enqueue() build request objects of this shape.
+export type { ConnectionOp, RequestOptions } from './connection-op.ts';
 import { createDeadlineSweep } from './deadline-sweep.ts';
 import type { Logger } from './options.ts';
 import { createRequestIds } from './request-ids.ts';
-import { isExpectedReply, isPageRequest, type ReplyTo, type Request } from './requests.ts';
+import { isExpectedReply, type ReplyTo, type Request } from './requests.ts';
 
 /** WebSocket close codes the client sends, from RFC 6455. */
 const CloseCode = { Normal: 1000, ProtocolViolation: 1002 } as const;
@@ -53,19 +56,6 @@ export interface NodeConnectionOptions {
   onStatePush?: (connection: NodeConnection, frame: StateReply) => void;
 }
 
-/** Per-request options. */
-export interface RequestOptions {
-  /** When the op gives up with TimeoutError, on the `now` clock. */
-  deadline: number;
-  /** Page size of the op's pool: a get's reply carries a page, which counts against maxBatchBytes. */
-  pageSize?: number;
-  /**
-   * Cluster-state version a page op was routed by, sent as the batch's `sv`: ops with different versions never
-   * share a frame. Absent: the batch carries no version and the node does not check it.
-   */
-  sv?: number;
-}
-
 /** One WebSocket to one node, past its handshake. */
 export interface NodeConnection {
   readonly url: string;
@@ -91,61 +81,6 @@ export interface NodeConnection {
   enqueue(op: ConnectionOp): void;
   /** Rejects every waiting op with `error` and closes the socket; resolves once it is closed. */
   close(error: TmemError): Promise<void>;
-}
-
-/**
- * One op on a connection: the request object the connection queues, sends, times out and settles. Callers make
- * it with `connectionOp` (or as an object of their own with these fields) and hand it to `enqueue`; exactly one
- * of its callbacks is called, once.
- */
-export interface ConnectionOp extends QueuedOp {
-  readonly request: Request;
-  /** When the op gives up with TimeoutError, on the `now` clock. */
-  readonly deadline: number;
-  /** The `sv` its batch carries. */
-  readonly group: number | undefined;
-  /** Called with the node's reply, of a type the request allows. */
-  readonly resolve: (reply: NodeFrame) => void;
-  /**
-   * Called instead with why there is no reply: an error reply, a protocol error, TIMEOUT or a lost connection.
-   * `sent` is false when the op never left the client (it cannot have been applied).
-   */
-  readonly reject: (error: unknown, sent: boolean) => void;
-  /** Request id once sent; 0 while queued. Owned by the connection. */
-  id: number;
-  /** Id of the frame that carried it; equal to `id` for an op that travelled alone. Owned by the connection. */
-  frameId: number;
-  /** Settled: answered, failed or timed out. Owned by the connection. */
-  done: boolean;
-}
-
-/** Makes the request object of one op for `enqueue`. */
-export function connectionOp(
-  request: Request,
-  options: RequestOptions,
-  resolve: (reply: NodeFrame) => void,
-  reject: (error: unknown, sent: boolean) => void,
-): ConnectionOp {
-  const batchable = isPageRequest(request);
-  return {
-    request,
-    deadline: options.deadline,
-    weight: batchable ? pageOpWeight(request, options.pageSize ?? 0) : 0,
-    batchable,
-    group: batchable ? options.sv : undefined,
-    resolve,
-    reject,
-    id: 0,
-    frameId: 0,
-    done: false,
-  };
-}
-
-/** The error a promise-returning request rejects with: a lost connection that never carried the op says so. */
-function asPromiseError(error: unknown, sent: boolean): Error {
-  if (!(error instanceof Error)) return new Error(String(error));
-  if (sent || !(error instanceof ConnectionLostError) || error.details['sent'] === false) return error;
-  return new ConnectionLostError(error.message, { cause: error, details: { ...error.details, sent: false } });
 }
 
 interface InFlightFrame {
