@@ -134,10 +134,9 @@ export function createRouter(options: RouterOptions): Router {
 
   /**
    * What an op that ran out of time while rerouting fails with: the lost connection when the member stayed
-   * unreachable or the op could not leave the client, else a timeout with the last topology answer as cause.
+   * unreachable, else a timeout with the last topology answer (or unsent lost connection) as cause.
    */
   function outOfTime(last: Failure): Error {
-    if (last.kind === 'unsent') return last.error;
     const error = last.error as TmemError;
     if (error.details['unreachable'] === true && error.cause instanceof Error) return error.cause;
     return new TimeoutError(timeoutMs, { cause: error });
