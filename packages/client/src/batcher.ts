@@ -80,6 +80,8 @@ export interface OpQueue<T extends QueuedOp> {
   nextFrame(): T[] | undefined;
   /** Takes every waiting op out, to reject them all. */
   drain(): T[];
+  /** The ops waiting, in order, without taking them out (removed ones skipped). */
+  waiting(): IterableIterator<T>;
 }
 
 /** Creates an empty op queue. Every operation is amortised O(1) per op. */
@@ -137,6 +139,12 @@ export function createOpQueue<T extends QueuedOp>(limits: BatchLimits): OpQueue<
       }
       compactIfWorthIt();
       return frame;
+    },
+    *waiting() {
+      for (let i = head; i < items.length; i++) {
+        const op = items[i] as T;
+        if (!removed.has(op)) yield op;
+      }
     },
     drain() {
       const rest = items.slice(head).filter((op) => !removed.has(op));

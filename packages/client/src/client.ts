@@ -16,6 +16,7 @@ import { createViewTracker, type ClientEvents, type ClusterView } from './cluste
 import { createConnectionPool } from './connection-pool.ts';
 import { openNodeConnection, type NodeConnection } from './node-connection.ts';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.ts';
+import { createPageBatch } from './page-batch.ts';
 import { createPoolHandle, type Pool } from './pool.ts';
 import { createRouter } from './router.ts';
 import { createStateSync } from './state-sync.ts';
@@ -149,6 +150,17 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
     logger: log,
   });
 
+  const runMany = createPageBatch({
+    tracker,
+    pool,
+    execute: router.execute,
+    timeoutMs,
+    logger: log,
+    refresh: (source) => sync.refresh(source),
+    signal: closer.signal,
+    closedError: clientClosed,
+  });
+
   const client: TmemClient = {
     identity: options.identity,
 
@@ -180,7 +192,11 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       const reply = await router.execute(request, { retry: false });
       // The handle knows the pool's kind; its replication the router reads from the cluster state, which holds
       // the pool from the version that created it on.
-      return createPoolHandle({ id: reply.pool, kind: reply.kind, pageSize: reply.pageSize }, router.execute);
+      return createPoolHandle(
+        { id: reply.pool, kind: reply.kind, pageSize: reply.pageSize },
+        router.execute,
+        runMany,
+      );
     },
 
     stats: () => router.stats(),

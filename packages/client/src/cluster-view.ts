@@ -70,7 +70,8 @@ export interface ViewTracker {
   /**
    * The members that own the page (pool, oid, index) of a pool of `kind` in the current state, primary first:
    * for an ephemeral pool its one owner in the table of every member; for a persistent pool its `replication`
-   * owners among the ready members (see tableForPool). Empty when no member owns it. Undefined when the
+   * owners among the ready members (see tableForPool). The array is shared by every op of the partition until
+   * the state changes: read it, do not change it. Empty when no member owns it. Undefined when the
    * persistent pool is newer than the current state (its replication is not known yet): refresh and ask again.
    */
   ownersFor(pool: number, kind: PoolKind, oid: Uint8Array, index: number): readonly MemberInfo[] | undefined;
@@ -95,6 +96,12 @@ interface Current {
   readonly pools: ReadonlyMap<number, PoolInfo>;
   leaderId: string | null;
   view: ClusterView | undefined;
+  /**
+   * The routing table of this state: per partition table (one per pool kind and replication), the owners of
+   * each partition as members, primary first. Filled lazily, one partition at a time, and dropped with the
+   * state: an op finds its owners with one array lookup after hashing its handle once.
+   */
+  readonly routes: Map<PartitionTable, Array<readonly MemberInfo[] | undefined>>;
 }
 
 /** True when `a` and `b` are the same committed state (same version, term and members). */
@@ -134,6 +141,7 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
       pools: new Map(state.pools.map((p) => [p.id, p])),
       leaderId,
       view: undefined,
+      routes: new Map(),
     };
   }
 
@@ -180,10 +188,20 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
       const table = tableFor(current, pool, kind);
       if (table === undefined) return undefined;
       const partition = partitionOf(pool, oid, index, current.state.partitionCount);
-      const owners: MemberInfo[] = [];
-      for (const ref of table.owners(partition)) {
-        const member = current.byKey.get(memberKey(ref));
-        if (member !== undefined) owners.push(member);
+      let route = current.routes.get(table);
+      if (route === undefined) {
+        route = new Array<readonly MemberInfo[] | undefined>(current.state.partitionCount);
+        current.routes.set(table, route);
+      }
+      let owners = route[partition];
+      if (owners === undefined) {
+        const members: MemberInfo[] = [];
+        for (const ref of table.owners(partition)) {
+          const member = current.byKey.get(memberKey(ref));
+          if (member !== undefined) members.push(member);
+        }
+        owners = Object.freeze(members);
+        route[partition] = owners;
       }
       return owners;
     },

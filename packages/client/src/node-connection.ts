@@ -8,16 +8,21 @@ import {
   TmemError,
   errorFromWire,
   type ClientFrame,
+  type BatchReply,
   type Codec,
   type NodeFrame,
   type PageOp,
   type StateReply,
 } from '@tmem/protocol';
-import { batchBytesFor, createOpQueue, pageOpWeight, type BatchLimits } from './batcher.ts';
+import { batchBytesFor, createOpQueue, type BatchLimits } from './batcher.ts';
+import { asPromiseError, connectionOp, type ConnectionOp, type RequestOptions } from './connection-op.ts';
 import { now } from './deadline.ts';
+// Re-exported: callers of enqueue() build request objects of this shape.
+export type { ConnectionOp, RequestOptions } from './connection-op.ts';
+import { createDeadlineSweep } from './deadline-sweep.ts';
 import type { Logger } from './options.ts';
 import { createRequestIds } from './request-ids.ts';
-import { isExpectedReply, isPageRequest, type ReplyTo, type Request } from './requests.ts';
+import { isExpectedReply, type ReplyTo, type Request } from './requests.ts';
 
 /** WebSocket close codes the client sends, from RFC 6455. */
 const CloseCode = { Normal: 1000, ProtocolViolation: 1002 } as const;
@@ -51,19 +56,6 @@ export interface NodeConnectionOptions {
   onStatePush?: (connection: NodeConnection, frame: StateReply) => void;
 }
 
-/** Per-request options. */
-export interface RequestOptions {
-  /** When the op gives up with TimeoutError, on the `now` clock. */
-  deadline: number;
-  /** Page size of the op's pool: a get's reply carries a page, which counts against maxBatchBytes. */
-  pageSize?: number;
-  /**
-   * Cluster-state version a page op was routed by, sent as the batch's `sv`: ops with different versions never
-   * share a frame. Absent: the batch carries no version and the node does not check it.
-   */
-  sv?: number;
-}
-
 /** One WebSocket to one node, past its handshake. */
 export interface NodeConnection {
   readonly url: string;
@@ -82,31 +74,21 @@ export interface NodeConnection {
    * when the connection closes first, ProtocolError when the node sends something undecodable.
    */
   request<R extends Request>(request: R, options: RequestOptions): Promise<ReplyTo<R>>;
+  /**
+   * Queues one op (see ConnectionOp) without a promise: page ops queued in the same tick share batch frames.
+   * On a closed connection, or past its deadline, the op is rejected at once (not sent).
+   */
+  enqueue(op: ConnectionOp): void;
   /** Rejects every waiting op with `error` and closes the socket; resolves once it is closed. */
   close(error: TmemError): Promise<void>;
-}
-
-interface PendingOp {
-  readonly request: Request;
-  readonly weight: number;
-  readonly batchable: boolean;
-  /** The `sv` its batch carries. */
-  readonly group: number | undefined;
-  readonly resolve: (reply: NodeFrame) => void;
-  readonly reject: (error: unknown) => void;
-  timer: NodeJS.Timeout | undefined;
-  /** Request id once sent; 0 while queued. */
-  id: number;
-  /** Id of the frame that carried it; equal to `id` for an op that travelled alone. */
-  frameId: number;
-  /** Settled: answered, failed or timed out. */
-  done: boolean;
 }
 
 interface InFlightFrame {
   readonly id: number;
   readonly batch: boolean;
-  readonly ops: readonly PendingOp[];
+  readonly ops: readonly ConnectionOp[];
+  /** Ops of a batch its reply parts have answered so far. */
+  answered: number;
 }
 
 function asProtocolError(error: unknown, url: string): TmemError {
@@ -133,12 +115,14 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
 
   // Mutable: the welcome may lower maxBytes to the node's frame limit; the queue reads it at every cut.
   const limits: BatchLimits = { maxOps: options.maxBatchOps, maxBytes: options.maxBatchBytes };
-  const queue = createOpQueue<PendingOp>(limits);
+  const queue = createOpQueue<ConnectionOp>(limits);
   /** Sent ops awaiting their reply, by request id. */
-  const pending = new Map<number, PendingOp>();
+  const pending = new Map<number, ConnectionOp>();
   /** Sent frames awaiting their reply, by frame id; its size is what maxFramesInFlight bounds. */
   const frames = new Map<number, InFlightFrame>();
   const ids = createRequestIds((id) => pending.has(id) || frames.has(id));
+  // One timer for the deadlines of every op on this connection, queued or sent.
+  const sweep = createDeadlineSweep<ConnectionOp>(liveOps, onTimeout);
   let state: 'connecting' | 'open' | 'closed' = 'connecting';
   let nodeId = '';
   /** Largest frame the node accepts, from its welcome; undefined for a node that does not say. */
@@ -185,6 +169,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       return limits.maxBytes;
     },
     request,
+    enqueue,
     async close(error) {
       fail(error, CloseCode.Normal, true);
       await socketClosed;
@@ -301,103 +286,120 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       log.debug({ node: url, id: frame.id, t: frame.t }, 'reply to an unknown request ignored');
       return;
     }
-    frames.delete(frame.id);
     if (!sent.batch) {
-      settle(sent.ops[0] as PendingOp, frame);
+      frames.delete(frame.id);
+      settle(sent.ops[0] as ConnectionOp, frame);
     } else if (frame.t === 'batch') {
-      for (const reply of frame.replies) {
-        const op = pending.get(reply.id);
-        // The frame check keeps a late reply from answering a newer op that reused the id after a wrap.
-        if (op === undefined || op.frameId !== sent.id) {
-          log.debug({ node: url, id: reply.id, t: reply.t }, 'batch reply to an unknown op ignored');
-          continue;
-        }
-        settle(op, reply);
+      onBatchPart(sent, frame);
+      // A batch answered in parts keeps its slot until the last part: it still holds ops at the node.
+      if (frame.more === true) return;
+      frames.delete(frame.id);
+      // Every op is answered exactly once over the parts; counting keeps the error (and its stack) off the
+      // hot path: one is built only when an op really went unanswered.
+      if (sent.answered < sent.ops.length && sent.ops.some((op) => !op.done)) {
+        const missing = new ProtocolError(
+          ErrorCode.InvalidFrame,
+          `node ${url} left an op of a batch unanswered`,
+        );
+        for (const op of sent.ops) failOp(op, missing, true);
       }
-      const missing = new ProtocolError(
-        ErrorCode.InvalidFrame,
-        `node ${url} left an op of a batch unanswered`,
-      );
-      for (const op of sent.ops) failOp(op, missing);
     } else {
+      frames.delete(frame.id);
       // The whole batch was refused (a frame-level error such as INVALID_FRAME): every op shares the answer.
       const error =
         frame.t === 'error'
           ? errorFromWire(frame)
           : new ProtocolError(ErrorCode.InvalidFrame, `node ${url} answered a batch with ${frame.t}`);
-      for (const op of sent.ops) failOp(op, error);
+      for (const op of sent.ops) failOp(op, error, true);
     }
     // A slot is free: ops queued behind the limit may go now.
     flush();
   }
 
-  function settle(op: PendingOp, reply: NodeFrame): void {
+  /** Settles the ops one part of a batch reply answers; the part may be the whole reply. */
+  function onBatchPart(sent: InFlightFrame, part: BatchReply): void {
+    for (const reply of part.replies) {
+      const op = pending.get(reply.id);
+      // The frame check keeps a late reply from answering a newer op that reused the id after a wrap.
+      if (op === undefined || op.frameId !== sent.id) {
+        log.debug({ node: url, id: reply.id, t: reply.t }, 'batch reply to an unknown op ignored');
+        continue;
+      }
+      sent.answered++;
+      settle(op, reply);
+    }
+  }
+
+  function settle(op: ConnectionOp, reply: NodeFrame): void {
     if (op.done) return;
     finish(op);
     if (reply.t === 'error') {
-      op.reject(errorFromWire(reply));
+      op.reject(errorFromWire(reply), true);
     } else if (isExpectedReply(op.request.t, reply.t)) {
       op.resolve(reply);
     } else {
       op.reject(
         new ProtocolError(ErrorCode.InvalidFrame, `node ${url} answered ${op.request.t} with ${reply.t}`),
+        true,
       );
     }
   }
 
-  function failOp(op: PendingOp, error: unknown): void {
+  function failOp(op: ConnectionOp, error: unknown, sent: boolean): void {
     if (op.done) return;
     finish(op);
-    op.reject(error);
+    op.reject(error, sent);
   }
 
-  function finish(op: PendingOp): void {
+  function finish(op: ConnectionOp): void {
     op.done = true;
-    clearTimeout(op.timer);
     if (op.id !== 0 && pending.get(op.id) === op) pending.delete(op.id);
   }
 
-  function onTimeout(op: PendingOp): void {
+  function* liveOps(): Generator<ConnectionOp> {
+    yield* queue.waiting();
+    yield* pending.values();
+  }
+
+  function onTimeout(op: ConnectionOp): void {
     if (op.done) return;
     const queued = op.id === 0;
     if (queued) queue.remove(op);
     // A sent op keeps its frame's slot until the reply: a stalled node must not be sent ever more frames.
-    failOp(op, new TimeoutError(timeoutMs, { details: { node: url, queued } }));
+    failOp(op, new TimeoutError(timeoutMs, { details: { node: url, queued } }), !queued);
   }
 
   function request<R extends Request>(req: R, requestOptions: RequestOptions): Promise<ReplyTo<R>> {
-    if (state !== 'open') {
-      return Promise.reject(
-        // Nothing was sent on it: a retry cannot apply the op twice.
-        new ConnectionLostError(`connection to ${url} is closed`, { details: { node: url, sent: false } }),
-      );
-    }
     return new Promise<ReplyTo<R>>((resolve, reject) => {
-      const batchable = isPageRequest(req);
-      const remaining = requestOptions.deadline - now();
-      if (remaining <= 0) {
-        reject(new TimeoutError(timeoutMs, { details: { node: url, queued: true } }));
-        return;
-      }
-      const op: PendingOp = {
-        request: req,
-        weight: batchable ? pageOpWeight(req, requestOptions.pageSize ?? 0) : 0,
-        batchable,
-        group: batchable ? requestOptions.sv : undefined,
-        // Sound because settle() resolves only with replies isExpectedReply allows for this request.
-        resolve: resolve as (reply: NodeFrame) => void,
-        reject,
-        timer: undefined,
-        id: 0,
-        frameId: 0,
-        done: false,
-      };
-      op.timer = setTimeout(onTimeout, remaining, op);
-      queue.push(op);
-      // setImmediate, not a microtask: every op issued in this turn of the event loop, even after a few
-      // awaits, joins the same batch.
-      flushHandle ??= setImmediate(flush);
+      // Sound because settle() resolves only with replies isExpectedReply allows for this request.
+      enqueue(
+        connectionOp(req, requestOptions, resolve as (reply: NodeFrame) => void, (error, sent) =>
+          reject(asPromiseError(error, sent)),
+        ),
+      );
     });
+  }
+
+  function enqueue(op: ConnectionOp): void {
+    if (state !== 'open') {
+      // Nothing was sent on it: a retry cannot apply the op twice.
+      op.done = true;
+      op.reject(
+        new ConnectionLostError(`connection to ${url} is closed`, { details: { node: url, sent: false } }),
+        false,
+      );
+      return;
+    }
+    if (op.deadline <= now()) {
+      op.done = true;
+      op.reject(new TimeoutError(timeoutMs, { details: { node: url, queued: true } }), false);
+      return;
+    }
+    sweep.arm(op.deadline);
+    queue.push(op);
+    // setImmediate, not a microtask: every op issued in this turn of the event loop, even after a few
+    // awaits, joins the same batch.
+    flushHandle ??= setImmediate(flush);
   }
 
   function flush(): void {
@@ -410,10 +412,10 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     }
   }
 
-  function send(ops: PendingOp[]): void {
-    const first = ops[0] as PendingOp;
+  function send(ops: ConnectionOp[]): void {
+    const first = ops[0] as ConnectionOp;
     const id = ids.next();
-    const sent: InFlightFrame = { id, batch: first.batchable, ops };
+    const sent: InFlightFrame = { id, batch: first.batchable, ops, answered: 0 };
     frames.set(id, sent);
     let frame: ClientFrame;
     if (first.batchable) {
@@ -448,7 +450,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     } catch (error) {
       // Only a frame over the codec's or the node's limit gets here; it fails its own ops and takes no slot.
       frames.delete(id);
-      for (const op of ops) failOp(op, error);
+      for (const op of ops) failOp(op, error, false);
       return;
     }
     // msgpackr never reuses the bytes it returned, so the socket may hold on to `data` while it drains.
@@ -464,6 +466,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     const wasOpen = state === 'open';
     state = 'closed';
     clearTimeout(connectTimer);
+    sweep.stop();
     signal?.removeEventListener('abort', onAbort);
     if (flushHandle !== undefined) clearImmediate(flushHandle);
     flushHandle = undefined;
@@ -476,8 +479,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       error instanceof ConnectionLostError
         ? new ConnectionLostError(error.message, { cause: error, details: { ...error.details, sent: false } })
         : error;
-    for (const op of unsent) failOp(op, unsentError);
-    for (const op of sent) failOp(op, error);
+    for (const op of unsent) failOp(op, unsentError, false);
+    for (const op of sent) failOp(op, error, true);
     closeSocket(closeCode);
     if (wasOpen) {
       const level = deliberate || error.code === ErrorCode.ClientClosed ? 'info' : 'warn';

@@ -5,9 +5,14 @@ import {
   checkIndex,
   pageChecksum,
   toOidBytes,
+  type Accepted,
+  type Hit,
+  type Miss,
   type ObjectId,
+  type Refused,
   type PoolKind,
 } from '@tmem/protocol';
+import type { RunMany } from './page-batch.ts';
 import type { ReplyTo, RoutedRequest } from './requests.ts';
 
 /** One page to store with `putMany`. */
@@ -90,6 +95,8 @@ export interface ExecuteOptions {
   onlyUnsent?: boolean;
   /** The pool's page size, for batch accounting. */
   pageSize?: number;
+  /** When the op gives up, on the `now` clock; absent: `timeoutMs` from the call. */
+  deadline?: number;
   /**
    * Kind of the pool of a page op: persistent pages are placed on the pool's ready owners, and a get reads
    * another owner's copy when the primary cannot be reached or its copy is corrupt. Absent: ephemeral.
@@ -110,8 +117,15 @@ function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
   return typeof oid === 'string' ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
 }
 
-/** Creates the Pool handle for a pool the cluster created. */
-export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
+type PutRequest = Extract<RoutedRequest, { t: 'put' }>;
+type GetRequest = Extract<RoutedRequest, { t: 'get' }>;
+
+function isAccepted(reply: Accepted | Refused): boolean {
+  return reply.t === 'accepted';
+}
+
+/** Creates the Pool handle for a pool the cluster created; `runMany` carries putMany and getMany. */
+export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunMany): Pool {
   const { id, kind, pageSize } = info;
   const pageOp: ExecuteOptions = { retry: true, pageSize, kind };
   const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
@@ -128,6 +142,20 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
     return new Uint8Array(page);
   }
 
+  /** The page a get's reply carries, as an array the caller owns; null on a miss. */
+  function pageOf(reply: Hit | Miss): Uint8Array | null {
+    if (reply.t === 'miss') return null;
+    if (reply.page.length !== pageSize) {
+      throw new ProtocolError(
+        ErrorCode.InvalidFrame,
+        `node returned a page of ${reply.page.length} bytes from a pool of ${pageSize}-byte pages`,
+      );
+    }
+    // A copy: the decoded page is a view into the reply frame, shared with the other pages of its batch;
+    // handing it out would keep that whole frame alive for as long as the caller keeps one page.
+    return new Uint8Array(reply.page);
+  }
+
   return {
     id,
     kind,
@@ -141,30 +169,38 @@ export function createPoolHandle(info: PoolInfo, execute: Execute): Pool {
         { t: 'put', pool: id, oid: ownedOid(oid), index: checkIndex(index), page: owned, sum },
         writeOp,
       );
-      return reply.t === 'accepted';
+      return isAccepted(reply);
     },
     async get(oid, index) {
       const reply = await execute(
         { t: 'get', pool: id, oid: ownedOid(oid), index: checkIndex(index) },
         pageOp,
       );
-      if (reply.t === 'miss') return null;
-      if (reply.page.length !== pageSize) {
-        throw new ProtocolError(
-          ErrorCode.InvalidFrame,
-          `node returned a page of ${reply.page.length} bytes from a pool of ${pageSize}-byte pages`,
-        );
-      }
-      // A copy: the decoded page is a view into the reply frame, shared with the other pages of its batch;
-      // handing it out would keep that whole frame alive for as long as the caller keeps one page.
-      return new Uint8Array(reply.page);
+      return pageOf(reply);
     },
-    // First version: one op per page through the same batching queue; the batch path is built in the client.
-    putMany(entries) {
-      return Promise.all(entries.map((entry) => this.put(entry.oid, entry.index, entry.page)));
+    async putMany(entries) {
+      // Every entry is validated (and copied) before anything is sent.
+      const requests: PutRequest[] = Array.from(entries, (entry) => {
+        const owned = ownedPage(entry.page);
+        return {
+          t: 'put' as const,
+          pool: id,
+          oid: ownedOid(entry.oid),
+          index: checkIndex(entry.index),
+          page: owned,
+          sum: pageChecksum(owned),
+        };
+      });
+      return runMany(requests, writeOp, isAccepted);
     },
-    getMany(handles) {
-      return Promise.all(handles.map((handle) => this.get(handle.oid, handle.index)));
+    async getMany(handles) {
+      const requests: GetRequest[] = Array.from(handles, (handle) => ({
+        t: 'get' as const,
+        pool: id,
+        oid: ownedOid(handle.oid),
+        index: checkIndex(handle.index),
+      }));
+      return runMany(requests, pageOp, pageOf);
     },
     async flushPage(oid, index) {
       await execute({ t: 'flushPage', pool: id, oid: ownedOid(oid), index: checkIndex(index) }, writeOp);

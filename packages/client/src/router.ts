@@ -18,13 +18,8 @@ import type { Logger } from './options.ts';
 import { readPage } from './page-read.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
 import type { PageRequest, ReplyTo, RoutedRequest } from './requests.ts';
-import { isRetryable, isTopologyError, wasNotSent, withRetries } from './retry.ts';
+import { classifyFailure, isRetryable, isTopologyError, retryDecision, type Failure } from './retry.ts';
 import type { StateSync } from './state-sync.ts';
-
-/** First pause before retrying after a topology answer, in milliseconds; it doubles per attempt. */
-const TOPOLOGY_BACKOFF_MS = 10;
-/** Longest pause between retries after topology answers, in milliseconds. */
-const MAX_TOPOLOGY_BACKOFF_MS = 200;
 
 /** What the router needs. */
 export interface RouterOptions {
@@ -108,6 +103,14 @@ export function createRouter(options: RouterOptions): Router {
             details: { member: member.id, unreachable: true },
           });
         }
+        // A member that left the view while we connected: nothing was sent, the op follows the new view.
+        if (isRetryable(error)) {
+          const lost = error as ConnectionLostError;
+          throw new ConnectionLostError(lost.message, {
+            cause: lost,
+            details: { ...lost.details, sent: false },
+          });
+        }
         throw error;
       }
       return await connection.request(request, { deadline, pageSize, sv });
@@ -130,95 +133,100 @@ export function createRouter(options: RouterOptions): Router {
   }
 
   /**
-   * Runs `attempt` until it returns something other than a topology answer: after each, refreshes the state
-   * (from the node that reported a newer version, when one did) and retries, at once when the state moved,
-   * else after a backoff, while the deadline allows. When it does not, throws TimeoutError with the last
-   * topology answer as its cause (the op ran out of time; a NO_COORDINATOR change may still commit), or the
-   * ConnectionLostError of a member that stayed unreachable.
+   * What an op that ran out of time while rerouting fails with: the lost connection when the member stayed
+   * unreachable, else a timeout with the last topology answer (or unsent lost connection) as cause.
    */
-  /**
-   * What an op that ran out of time while retrying topology answers fails with: the lost connection when the
-   * member stayed unreachable (the retry loop may still retry it or report it as lost), else a timeout.
-   */
-  function outOfTime(lastTopology: TmemError): Error {
-    if (lastTopology.details['unreachable'] === true && lastTopology.cause instanceof Error) {
-      return lastTopology.cause;
-    }
-    return new TimeoutError(timeoutMs, { cause: lastTopology });
-  }
-
-  async function settle<T>(attempt: () => Promise<T>, deadline: number): Promise<T> {
-    let lastTopology: TmemError | undefined;
-    for (let n = 0; ; n++) {
-      if (signal.aborted) throw abortReason(signal);
-      try {
-        return await attempt();
-      } catch (error) {
-        if (!isTopologyError(error)) {
-          // The deadline can also strike inside an attempt (while connecting again): when the member had
-          // stayed unreachable, that is the same outcome as running out of time below, and reads the same.
-          if (error instanceof TimeoutError && lastTopology !== undefined) throw outOfTime(lastTopology);
-          throw error;
-        }
-        lastTopology = error;
-        const before = tracker.version;
-        const reported = error.details['version'];
-        const source = typeof reported === 'number' && reported > before ? sources.get(error) : undefined;
-        await refreshQuietly(deadline, source);
-        if (tracker.version !== before) continue;
-        const pause = Math.min(MAX_TOPOLOGY_BACKOFF_MS, TOPOLOGY_BACKOFF_MS * 2 ** n);
-        if (now() + pause >= deadline) throw outOfTime(error);
-        log.debug({ code: error.code, version: before, pause }, 'retrying after a topology answer');
-        await sleep(pause, signal);
-      }
-    }
+  function outOfTime(last: Failure): Error {
+    const error = last.error as TmemError;
+    if (error.details['unreachable'] === true && error.cause instanceof Error) return error.cause;
+    return new TimeoutError(timeoutMs, { cause: error });
   }
 
   /**
-   * The whole retry policy around `attempt`: topology answers are settled inside each attempt; a lost
-   * connection is retried, after a refresh, while `retries` and time last (and only when `retry` allows).
+   * Runs `attempt` under the retry policy (retryDecision): after a topology answer or an op that never left
+   * the client, refreshes the state (from the node that reported a newer version, when one did) and retries,
+   * at once when the state moved, else after a backoff, while the deadline allows; after a connection lost
+   * under a sent op, retries after a backoff and a refresh while `retries` and time last, unless `retry` is
+   * false or the op is a write (`onlyUnsent`: in doubt).
    */
-  function run<T>(
+  async function run<T>(
     retry: boolean,
     deadline: number,
     attempt: () => Promise<T>,
     onlyUnsent = false,
   ): Promise<T> {
-    return withRetries(
-      async (n) => {
-        if (signal.aborted) throw abortReason(signal);
-        let refreshError: unknown;
-        if (n > 0) {
-          log.debug({ attempt: n }, 'retrying after a lost connection');
-          refreshError = await refreshQuietly(deadline);
+    let lostRetries = 0;
+    let reroutes = 0;
+    /** The last topology answer or unsent failure since the last lost-connection retry. */
+    let lastReroute: Failure | undefined;
+    let refreshError: unknown;
+    for (;;) {
+      if (signal.aborted) throw abortReason(signal);
+      let error: unknown;
+      try {
+        return await attempt();
+      } catch (caught) {
+        error = caught;
+      }
+      const failure = classifyFailure(error);
+      let viewMoved = false;
+      if (failure.kind === 'topology' || failure.kind === 'unsent') {
+        lastReroute = failure;
+        const before = tracker.version;
+        const reported = failure.kind === 'topology' ? failure.error.details['version'] : undefined;
+        const source =
+          typeof reported === 'number' && reported > before ? sources.get(failure.error) : undefined;
+        await refreshQuietly(deadline, source);
+        viewMoved = tracker.version !== before;
+      } else if (failure.kind === 'lost' && signal.aborted) {
+        // Closing the client wins over a lost connection: the caller learns why nothing will be retried.
+        throw abortReason(signal);
+      }
+      const decision = retryDecision(
+        {
+          retryLost: retry,
+          onlyUnsent,
+          retries: options.retries,
+          lostRetries,
+          reroutes,
+          msLeft: deadline - now(),
+        },
+        failure,
+        viewMoved,
+      );
+      if (!decision.retry) {
+        // The deadline can also strike inside an attempt (while connecting again): when the member had
+        // stayed unreachable, that is the same outcome as running out of time while rerouting.
+        const final =
+          lastReroute !== undefined && (decision.outOfTime || failure.kind === 'timeout')
+            ? outOfTime(lastReroute)
+            : error;
+        // Finding no node after losing one is still a lost connection.
+        if (
+          isRetryable(final) &&
+          refreshError instanceof TmemError &&
+          refreshError.code === ErrorCode.NoNodes
+        ) {
+          throw new ConnectionLostError('connection lost and no node of the cluster could be reached again', {
+            cause: refreshError,
+            details: refreshError.details,
+          });
         }
-        try {
-          return await settle(attempt, deadline);
-        } catch (error) {
-          // Finding no node after losing one is still a lost connection: retried while retries and time last.
-          if (
-            isRetryable(error) &&
-            refreshError instanceof TmemError &&
-            refreshError.code === ErrorCode.NoNodes
-          ) {
-            throw new ConnectionLostError(
-              'connection lost and no node of the cluster could be reached again',
-              {
-                cause: refreshError,
-                details: refreshError.details,
-              },
-            );
-          }
-          throw error;
-        }
-      },
-      {
-        retries: retry ? options.retries : 0,
-        deadline,
-        signal,
-        ...(onlyUnsent ? { allow: wasNotSent } : {}),
-      },
-    );
+        throw final as Error;
+      }
+      if (decision.spends) {
+        lostRetries++;
+        reroutes = 0;
+        lastReroute = undefined;
+      } else {
+        reroutes++;
+      }
+      if (decision.delayMs > 0) {
+        log.debug({ kind: failure.kind, version: tracker.version, pause: decision.delayMs }, 'retrying');
+        await sleep(decision.delayMs, signal);
+      }
+      if (decision.refresh) refreshError = await refreshQuietly(deadline);
+    }
   }
 
   /** A member to send pool changes to: any member forwards them to the coordinator; one we talk to is best. */
@@ -315,7 +323,7 @@ export function createRouter(options: RouterOptions): Router {
   }
 
   function route(request: RoutedRequest, how: ExecuteOptions): Promise<unknown> {
-    const deadline = now() + timeoutMs;
+    const deadline = how.deadline ?? now() + timeoutMs;
     switch (request.t) {
       case 'put':
       case 'flushPage':

@@ -178,6 +178,12 @@ export interface FakeNodeOptions {
   onFrame?: (frame: ClientFrame) => NodeFrame | undefined;
   /** Answers one page op, inside a batch or alone, before any serving check. */
   onPageOp?: (op: PageOp) => PageReply | undefined;
+  /**
+   * Cuts the replies of a batch into parts, sent as one frame each, every part but the last with `more: true`
+   * (as a node answers finished ops before slow ones). Each reply must be in exactly one part, unless a test
+   * means to break that rule. @default one part
+   */
+  replyParts?: (replies: PageReply[], batch: Batch) => PageReply[][];
 }
 
 /** One stored page and the checksum it was put with. */
@@ -218,6 +224,11 @@ export interface FakeNode {
   hold: boolean;
   /** While true, every page op is answered NOT_SERVING, as by a node whose lease lapsed. */
   notServing: boolean;
+  /**
+   * While true, a batch answered in several parts (replyParts) sends its first part at once and keeps the
+   * later parts back until releaseHeld().
+   */
+  holdLaterParts: boolean;
   /** Replies kept back. */
   readonly held: number;
   /** Most frames any one connection had unanswered at once (held replies count as unanswered). */
@@ -442,8 +453,22 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
   }
 
   function reply(socket: WebSocket, frame: NodeFrame): void {
-    outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1);
+    // A frame stays outstanding until its last part.
+    if (!(frame.t === 'batch' && frame.more === true)) {
+      outstanding.set(socket, (outstanding.get(socket) ?? 1) - 1);
+    }
     if (socket.readyState === socket.OPEN) socket.send(encodeReply(frame));
+  }
+
+  /** The frames that answer `frame`: its reply, or the parts replyParts cuts a batch reply into. */
+  function partsOf(frame: ClientFrame, answer: NodeFrame): NodeFrame[] {
+    if (frame.t !== 'batch' || answer.t !== 'batch' || options.replyParts === undefined) return [answer];
+    const parts = options.replyParts(answer.replies, frame);
+    return parts.map((replies, i) =>
+      i < parts.length - 1
+        ? { t: 'batch', id: answer.id, replies, more: true }
+        : { t: 'batch', id: answer.id, replies },
+    );
   }
 
   server.on('connection', (socket: WebSocket, request: IncomingMessage) => {
@@ -492,8 +517,10 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       const count = (outstanding.get(socket) ?? 0) + 1;
       outstanding.set(socket, count);
       maxOutstanding = Math.max(maxOutstanding, count);
-      if (fake.hold) heldReplies.push({ socket, frame: frameReply });
-      else reply(socket, frameReply);
+      partsOf(frame, frameReply).forEach((part, i) => {
+        if (fake.hold || (i > 0 && fake.holdLaterParts)) heldReplies.push({ socket, frame: part });
+        else reply(socket, part);
+      });
     });
   });
 
@@ -511,6 +538,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       return subscribed.size;
     },
     hold: false,
+    holdLaterParts: false,
     notServing: false,
     get held() {
       return heldReplies.length;

@@ -90,6 +90,32 @@ describe('topology answers', () => {
     expect(old.page(pool.id, 'o', 0)).toBeUndefined();
   });
 
+  it('routes an op that was never sent by the new view when its member leaves, whatever the retry budget', async () => {
+    // The flaky case, made deterministic: an op still queued in the client when its member leaves the view
+    // (the connection is closed under it) was never sent, so it follows the new view even with retries: 0.
+    const { cluster, nodes, pool } = await setupCluster(3, {
+      retries: 0,
+      maxBatchOps: 1,
+      maxFramesInFlight: 1,
+    });
+    const oldId = cluster.primaryOf(pool.id, 'o', 0) ?? '';
+    const old = nodeById(nodes, oldId);
+    const other = handles.find((h) => cluster.primaryOf(pool.id, h.oid, h.index) === oldId);
+    expect(other).toBeDefined();
+    old.hold = true;
+    // The first put reaches the node and waits there; the second waits in the client behind it.
+    const sent = pool.put(other?.oid ?? '', other?.index ?? 0, page(1));
+    const queued = pool.put('o', 0, page(2));
+    await waitFor(() => old.held === 1, 'the first put to reach the old primary');
+    cluster.removeMember(oldId);
+    // The sent put may have been applied: in doubt, never sent again.
+    expect(await rejectionOf(sent)).toBeInstanceOf(ConnectionLostError);
+    expect(await queued).toBe(true);
+    const successor = nodeById(nodes, cluster.primaryOf(pool.id, 'o', 0));
+    expect(successor.nodeId).not.toBe(oldId);
+    expect(successor.page(pool.id, 'o', 0)).toEqual(page(2));
+  });
+
   it('gives up with TIMEOUT, the last NOT_SERVING as its cause, when the timeout runs out', async () => {
     const { nodes, pool } = await setupCluster(1, { timeoutMs: 300 });
     const node = nodes[0] as FakeNode;
