@@ -10,7 +10,7 @@ import {
   type RawPeer,
 } from '../harness/index.ts';
 
-// A batch answered in parts (`--batch-reply-parts`), seen on the wire: the ops a node completes synchronously
+// A batch answered in parts (the default; `--no-batch-reply-parts` turns it off), seen on the wire: the ops a node completes synchronously
 // (ephemeral ones) go out in the first part at once; persistent ops, which wait for their copies, follow in
 // later parts as they finish, coalesced (one part per turn of the event loop, not one frame per op); every op
 // is answered exactly once and only the last part lacks `more: true`.
@@ -21,7 +21,7 @@ let whole: NodeProcess;
 
 beforeAll(async () => {
   [parts, whole] = await Promise.all([
-    startNode({ capacity: '32MiB', args: ['--batch-reply-parts', '--replication', '1'] }),
+    startNode({ capacity: '32MiB', args: ['--replication', '1'] }),
     startNode({ capacity: '32MiB', args: ['--replication', '1'] }),
   ]);
 });

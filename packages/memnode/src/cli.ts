@@ -113,7 +113,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       ? { testCorruptOidPrefix: process.env['TMEM_TEST_CORRUPT_OID_PREFIX'] }
       : {}),
     defaultReplication: options.replication,
-    batchReplyParts: options.batchReplyParts ?? false,
+    batchReplyParts: options.batchReplyParts ?? true,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -226,8 +226,8 @@ export function buildCli(): Command {
       ipAddress,
     )
     .option(
-      '--batch-reply-parts',
-      'answer batches in parts as their ops finish (clients must understand `more`; default off)',
+      '--no-batch-reply-parts',
+      'answer each batch in one frame once its slowest op finished (for clients that do not understand `more`)',
     )
     .action((options: NodeCommandOptions) => runNode(options));
   program

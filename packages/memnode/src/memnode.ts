@@ -58,9 +58,9 @@ export interface MemnodeOptions {
   /**
    * Answer a batch in parts (`batch {replies, more: true}`): the ops answered synchronously (ephemeral ones)
    * at once, the persistent ones that wait for their copies in later parts as they finish, coalesced per turn
-   * of the event loop. Off, a batch is answered in one frame once its slowest op finished, which is what
-   * clients that treat the first batch frame as final need. Turn it on once every client understands parts.
-   * @default false
+   * of the event loop. Off, a batch is answered in one frame once its slowest op finished, for clients that
+   * treat the first batch frame as final (the client of this protocol version understands parts).
+   * @default true
    */
   batchReplyParts?: boolean;
 }
@@ -156,7 +156,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       defaultReplication: options.defaultReplication ?? 2,
       clusterSecret: options.clusterSecret,
       isClosing: () => refusing,
-      batchReplyParts: options.batchReplyParts ?? false,
+      batchReplyParts: options.batchReplyParts ?? true,
     }),
   );
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
