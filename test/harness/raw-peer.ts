@@ -12,7 +12,7 @@ export interface RawPeer {
   readonly closed: { code: number; reason: string } | undefined;
   sendBytes(bytes: Uint8Array | string): void;
   sendFrame(frame: ClientFrame): void;
-  /** Sends a frame and waits for the reply with the same id. */
+  /** Sends a frame and waits for the reply with the same id (every part of a batch reply, merged). */
   request(frame: ClientFrame): Promise<NodeFrame>;
   /** Waits for the next received frame after the current count. */
   next(): Promise<NodeFrame | Error>;
@@ -55,13 +55,32 @@ export async function openRawPeer(url: string, identity?: string): Promise<RawPe
     async request(frame) {
       const from = received.length;
       peer.sendFrame(frame);
-      return waitFor(
-        () =>
-          received
-            .slice(from)
-            .find((reply): reply is NodeFrame => !(reply instanceof Error) && reply.id === frame.id),
-        { what: `reply to ${frame.t} #${frame.id}` },
+      const replies = () =>
+        received
+          .slice(from)
+          .filter((reply): reply is NodeFrame => !(reply instanceof Error) && reply.id === frame.id);
+      const first = await waitFor(() => replies()[0], { what: `reply to ${frame.t} #${frame.id}` });
+      if (frame.t !== 'batch' || first.t !== 'batch') return first;
+      // A batch may be answered in parts (`more: true` on all but the last): wait for the last, and return the
+      // parts as one reply with the replies in op order, as a node answering in one frame would.
+      const parts = await waitFor(
+        () => {
+          const all = replies();
+          return all.some((part) => part.t !== 'batch' || part.more !== true) ? all : undefined;
+        },
+        { what: `the last part of the reply to batch #${frame.id}` },
       );
+      const byOp = new Map(
+        parts.flatMap((part) => (part.t === 'batch' ? part.replies : [])).map((r) => [r.id, r]),
+      );
+      return {
+        t: 'batch',
+        id: frame.id,
+        replies: frame.ops.flatMap((op) => {
+          const reply = byOp.get(op.id);
+          return reply === undefined ? [] : [reply];
+        }),
+      };
     },
     async next() {
       const from = received.length;

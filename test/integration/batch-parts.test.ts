@@ -22,7 +22,7 @@ let whole: NodeProcess;
 beforeAll(async () => {
   [parts, whole] = await Promise.all([
     startNode({ capacity: '32MiB', args: ['--replication', '1'] }),
-    startNode({ capacity: '32MiB', args: ['--replication', '1'] }),
+    startNode({ capacity: '32MiB', args: ['--no-batch-reply-parts', '--replication', '1'] }),
   ]);
 });
 
@@ -122,7 +122,7 @@ describe('batch replies in parts', () => {
     expect(replyIds(frames)).toEqual(ops.map((op) => op.id));
   });
 
-  it('without the option, answers the whole batch in one frame, in op order', async () => {
+  it('with --no-batch-reply-parts, answers the whole batch in one frame, in op order', async () => {
     const raw = await openRawPeer(whole.url, 'whole');
     const pool = await pools(raw);
     const batch = mixedBatch(pool, 80);
