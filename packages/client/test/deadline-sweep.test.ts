@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { now } from '../src/deadline.ts';
 import { createDeadlineSweep } from '../src/deadline-sweep.ts';
 
@@ -9,7 +9,16 @@ interface Op {
 }
 
 describe('deadline sweep', () => {
-  it('expires each op at its deadline, earliest first, with one timer', async () => {
+  // Fake timers and a fake performance clock: the sweep's timing is checked exactly, with no real waiting that a
+  // loaded machine could stretch.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('expires each op at its deadline, earliest first, with one timer', () => {
     const live = new Set<Op>();
     const expired: Op[] = [];
     const sweep = createDeadlineSweep<Op>(
@@ -32,14 +41,16 @@ describe('deadline sweep', () => {
     // Answered before its deadline: never expired.
     answered.done = true;
     live.delete(answered);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    vi.advanceTimersByTime(30);
+    expect(expired).toEqual([early]);
+    vi.advanceTimersByTime(70);
     expect(expired).toEqual([early, late]);
     expect(early.expiredAt).toBeGreaterThanOrEqual(early.deadline);
     expect(late.expiredAt).toBeGreaterThanOrEqual(late.deadline);
     sweep.stop();
   });
 
-  it('stops: nothing expires after stop()', async () => {
+  it('stops: nothing expires after stop()', () => {
     const op: Op = { deadline: now() + 10, done: false };
     let expired = 0;
     const sweep = createDeadlineSweep<Op>(
@@ -48,7 +59,7 @@ describe('deadline sweep', () => {
     );
     sweep.arm(op.deadline);
     sweep.stop();
-    await new Promise((resolve) => setTimeout(resolve, 40));
+    vi.advanceTimersByTime(40);
     expect(expired).toBe(0);
   });
 });

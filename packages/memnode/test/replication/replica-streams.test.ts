@@ -105,7 +105,8 @@ describe('replica streams', () => {
     expect(sent[3]?.versions).toEqual([1]);
     sent[1]?.answer(true);
     sent[2]?.answer(true);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    // The stream pumps on setImmediate: a few turns of the event loop give it every chance to send too early.
+    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
     expect(sent).toHaveLength(4);
     sent[3]?.answer(true);
     await until(() => sent.length === 5);
