@@ -175,6 +175,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       committed: () => consensus.committed,
       accepted: () => consensus.accepted,
       checkLease: (stateVersion) => serving.checkLease(stateVersion),
+      servingView: () => serving.view(),
       call(memberId, build, expect, timeoutMs) {
         const url = addresses.get(memberId);
         if (url === undefined) {

@@ -220,7 +220,7 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
         details: { pool: op.pool },
       });
     }
-    const primaryOf = ctx.servedMask(pool.replication, 'primary');
+    const primaryOf = cluster.servingView().persistentMask(pool.replication, 'primary');
     // Every partition this node is primary of in the committed state must be flushed here: while one is
     // moving (the accepted state disagrees) nobody may flush it, so the client retries.
     const table = persistentTableFor(state, pool.replication);

@@ -7,7 +7,6 @@ import {
   ErrorCode,
   TmemError,
   partitionOf,
-  persistentTableFor,
   replicaTargets,
   sameMember,
   type ClusterState,
@@ -65,8 +64,6 @@ export interface ReplicationContext {
     stateVersion: number | undefined,
     role: 'primary' | 'owner',
   ): Serving;
-  /** Partitions of pools with `replicas` copies this node serves as `role` (1 = served). */
-  servedMask(replicas: number, role: 'primary' | 'owner'): Uint8Array;
 }
 
 /** What a passed serving check found. */
@@ -123,9 +120,6 @@ export function createReplicationContext(init: ReplicationContextInit): Replicat
   const { store, cluster, testCorruptOidPrefix, ...rest } = init;
   const corruptPrefix =
     testCorruptOidPrefix === undefined ? undefined : Buffer.from(testCorruptOidPrefix, 'latin1');
-  const maskCache = new Map<string, Uint8Array>();
-  let maskCommitted: ClusterState | null = null;
-  let maskAccepted: ClusterState | null = null;
 
   const ctx: ReplicationContext = {
     ...rest,
@@ -163,42 +157,20 @@ export function createReplicationContext(init: ReplicationContextInit): Replicat
       });
     },
 
-    // Both in the committed state and in the accepted one, so a node that accepted a state moving the
-    // partition away stops before the new owner starts. Cached per pair of states.
-    servedMask(replicas, role) {
-      const committed = cluster.committed();
-      const accepted = cluster.accepted();
-      if (committed !== maskCommitted || accepted !== maskAccepted) {
-        maskCache.clear();
-        maskCommitted = committed;
-        maskAccepted = accepted;
-      }
-      const key = `${role}:${replicas}`;
-      let mask = maskCache.get(key);
-      if (mask !== undefined) return mask;
-      mask = new Uint8Array(committed?.partitionCount ?? 0);
-      if (committed !== null && accepted !== null && accepted.version - committed.version <= 1) {
-        const a = persistentTableFor(committed, replicas);
-        const b = persistentTableFor(accepted, replicas);
-        const holds = (owners: readonly MemberRef[]): boolean =>
-          role === 'primary' ? sameMember(owners[0], ctx.self) : owners.some((o) => sameMember(o, ctx.self));
-        for (let p = 0; p < mask.length; p++) mask[p] = holds(a.owners(p)) && holds(b.owners(p)) ? 1 : 0;
-      }
-      maskCache.set(key, mask);
-      return mask;
-    },
-
+    // The node's one serving rule (serving-view.ts): the lease, then this node being `role` of the partition in
+    // both the committed and the accepted state, from the masks the view computed once per pair of states.
     serving(poolId, oid, index, stateVersion, role) {
       cluster.checkLease(stateVersion);
-      const state = cluster.committed() as ClusterState;
-      const pool = poolInfo(state, poolId);
+      const view = cluster.servingView();
+      const state = view.committed as ClusterState;
+      const pool = view.pools.get(poolId);
       if (pool === undefined || pool.kind !== 'persistent') {
         throw new TmemError(ErrorCode.UnknownPool, `pool ${poolId} does not exist`, {
           details: { pool: poolId },
         });
       }
       const partition = partitionOf(poolId, oid, index, state.partitionCount);
-      if (ctx.servedMask(pool.replication, role)[partition] !== 1) {
+      if (view.persistentMask(pool.replication, role)[partition] !== 1) {
         throw notServing(`node is not the ${role} of partition ${partition} now`, state.version);
       }
       return { state, pool, partition };

@@ -27,6 +27,7 @@ import type {
   Replicated,
 } from '@tmem/protocol';
 import type { Logger } from '../logger.ts';
+import type { ServingView } from '../serving-view.ts';
 import type { PageStore } from '../page-store.ts';
 import { createCompleteness } from './completeness.ts';
 import { createFilling } from './filling.ts';
@@ -50,6 +51,11 @@ export interface ReplicationCluster {
    * a member holding a lease.
    */
   checkLease(stateVersion: number | undefined): void;
+  /**
+   * The node's one serving rule's view of its current states (`serving-view.ts`): the pools by id and the
+   * partitions this node serves persistent pools of, as primary or owner.
+   */
+  servingView(): ServingView;
   /** A request to another member, by id. */
   call<K extends NodeFrame['t']>(
     memberId: string,
