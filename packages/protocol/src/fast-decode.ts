@@ -329,7 +329,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         case K_LOST: {
           const b = c.pos < c.end ? c.data[c.pos] : undefined;
           if (b === 0xc2 || b === 0xc3) f.lost = readBool(c);
-          else if (top) f.lost = readU32List(c, 0, Infinity);
+          else if (top) f.lost = readList(c, 0, Infinity, readU32);
           else throw unsupported;
           break;
         }
@@ -337,7 +337,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         case K_ENTRIES:
           if (!top) throw unsupported;
           // A replicate carries 1..MAX_BATCH_OPS entries, a fetched chunk any number (bounded by the frame).
-          f.entries = client ? readEntries(c, 1, MAX_BATCH_OPS) : readEntries(c, 0, Infinity);
+          f.entries = client ? readList(c, 1, MAX_BATCH_OPS, readEntry) : readList(c, 0, Infinity, readEntry);
           break;
         case K_ENTRY:
           if (!top) throw unsupported;
@@ -345,7 +345,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
           break;
         case K_PARTITIONS:
           if (!top) throw unsupported;
-          f.partitions = readU32List(c, 1, MAX_FETCH_PARTITIONS);
+          f.partitions = readList(c, 1, MAX_FETCH_PARTITIONS, readU32);
           break;
         case K_RESULTS:
           if (!top) throw unsupported;
@@ -515,22 +515,14 @@ function buildReply(f: Fields): PageReply {
 }
 
 /**
- * A list of u32 (partitions, lost partitions) of min..max elements. The count is checked before the loop and
- * never sizes anything: each element reads at least one byte, so the cost is bounded by the frame.
+ * A list of min..max elements read by `readItem` (partitions, replica entries). The count is checked before
+ * the loop and never sizes anything: each element reads at least one byte, so the cost is bounded by the frame.
  */
-function readU32List(c: Cursor, min: number, max: number): number[] {
+function readList<T>(c: Cursor, min: number, max: number, readItem: (c: Cursor) => T): T[] {
   const n = readArrayLength(c);
   if (n < min || n > max) throw unsupported;
-  const list: number[] = [];
-  for (let i = 0; i < n; i++) list.push(readU32(c));
-  return list;
-}
-
-function readEntries(c: Cursor, min: number, max: number): ReplicaEntry[] {
-  const n = readArrayLength(c);
-  if (n < min || n > max) throw unsupported;
-  const list: ReplicaEntry[] = [];
-  for (let i = 0; i < n; i++) list.push(readEntry(c));
+  const list: T[] = [];
+  for (let i = 0; i < n; i++) list.push(readItem(c));
   return list;
 }
 
