@@ -6,6 +6,12 @@ import { createFastDecoder } from './fast-decode.ts';
 import { createFastEncoder } from './fast-encode.ts';
 import { ClientFrame, ErrorReply, NodeFrame } from './frames.ts';
 import { unsupported } from './msgpack-reader.ts';
+import {
+  DEFAULT_CLIENT_DECODE_BUDGET,
+  DEFAULT_PEER_DECODE_BUDGET,
+  checkDecodeBudget,
+  type DecodeBudget,
+} from './msgpack-budget.ts';
 
 /** Options of a frame codec. */
 export interface CodecOptions {
@@ -22,6 +28,17 @@ export interface CodecOptions {
    * @default true
    */
   fastPath?: boolean;
+  /**
+   * What a client frame may make the reference decoder build (see msgpack-budget.ts).
+   * @default DEFAULT_CLIENT_DECODE_BUDGET (65,536 values, depth 16)
+   */
+  clientBudget?: DecodeBudget;
+  /**
+   * The same for frames of authenticated peers (`decodeClientFrame(data, codec.peerBudget)`) and for every
+   * frame a node sends (decodeNodeFrame): cluster states list every pool.
+   * @default DEFAULT_PEER_DECODE_BUDGET (1,048,576 values, depth 16)
+   */
+  peerBudget?: DecodeBudget;
 }
 
 /**
@@ -31,10 +48,15 @@ export interface CodecOptions {
  */
 export interface Codec {
   readonly maxFrameBytes: number;
+  readonly clientBudget: DecodeBudget;
+  readonly peerBudget: DecodeBudget;
   /** Packs a frame. Throws FRAME_TOO_LARGE when the result exceeds maxFrameBytes. */
   encode(frame: ClientFrame | NodeFrame): Uint8Array;
-  /** Unpacks and validates a frame sent by a client. Binary fields are views into `data`. */
-  decodeClientFrame(data: Uint8Array): ClientFrame;
+  /**
+   * Unpacks and validates a frame sent by a client (or, with `codec.peerBudget`, by an authenticated peer).
+   * Binary fields are views into `data`. @param budget default: the client budget
+   */
+  decodeClientFrame(data: Uint8Array, budget?: DecodeBudget): ClientFrame;
   /** Unpacks and validates a frame sent by a node. Binary fields are views into `data`. */
   decodeNodeFrame(data: Uint8Array): NodeFrame;
   /** Best-effort request id of a frame that failed validation, so the error reply can name it (0 if none). */
@@ -44,6 +66,8 @@ export interface Codec {
 /** Creates a codec. One codec per process is enough: it keeps no per-connection state. */
 export function createCodec(options: CodecOptions = {}): Codec {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const clientBudget = options.clientBudget ?? DEFAULT_CLIENT_DECODE_BUDGET;
+  const peerBudget = options.peerBudget ?? DEFAULT_PEER_DECODE_BUDGET;
   // useRecords: false keeps frames plain msgpack maps, readable by any msgpack implementation;
   // int64AsType 'number' so a hostile 64-bit integer becomes a number that zod rejects, not a bigint.
   const packr = new Packr({ useRecords: false, int64AsType: 'number', mapsAsObjects: true });
@@ -82,8 +106,9 @@ export function createCodec(options: CodecOptions = {}): Codec {
     }
   }
 
-  function unpack(data: Uint8Array): unknown {
+  function unpack(data: Uint8Array, budget: DecodeBudget): unknown {
     checkFrame(data);
+    checkDecodeBudget(data, budget);
     let first;
     try {
       first = unpackFirst(data);
@@ -131,7 +156,8 @@ export function createCodec(options: CodecOptions = {}): Codec {
       ? undefined
       : {
           decoder: createFastDecoder((bytes) => {
-            // Free-form error details: the reference decoder on just their bytes.
+            // Free-form error details: the reference decoder on just their bytes, within the budget.
+            checkDecodeBudget(bytes, peerBudget);
             const { value, end } = unpackFirst(bytes);
             const result = detailsSchema.safeParse(value);
             if (end !== bytes.length || !result.success) throw unsupported;
@@ -140,13 +166,13 @@ export function createCodec(options: CodecOptions = {}): Codec {
           encode: createFastEncoder((value) => packr.pack(value)),
         };
 
-  function decodeClientFrame(data: Uint8Array): ClientFrame {
+  function decodeClientFrame(data: Uint8Array, budget: DecodeBudget = clientBudget): ClientFrame {
     if (fast !== undefined) {
       checkFrame(data);
       const frame = fast.decoder.decodeClientFrame(data);
       if (frame !== undefined) return frame;
     }
-    return validate(ClientFrame, unpack(data));
+    return validate(ClientFrame, unpack(data, budget));
   }
 
   function decodeNodeFrame(data: Uint8Array): NodeFrame {
@@ -155,11 +181,13 @@ export function createCodec(options: CodecOptions = {}): Codec {
       const frame = fast.decoder.decodeNodeFrame(data);
       if (frame !== undefined) return frame;
     }
-    return validate(NodeFrame, unpack(data));
+    return validate(NodeFrame, unpack(data, peerBudget));
   }
 
   return {
     maxFrameBytes,
+    clientBudget,
+    peerBudget,
     encode(frame) {
       const data = fast?.encode(frame) ?? packr.pack(frame);
       if (data.length > maxFrameBytes) {
@@ -175,6 +203,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
     decodeNodeFrame,
     peekRequestId(data) {
       try {
+        checkDecodeBudget(data, clientBudget);
         const { value: first, end } = unpackFirst(data);
         if (end !== data.length) return 0;
         const value = first as { id?: unknown } | null;

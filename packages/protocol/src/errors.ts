@@ -8,6 +8,8 @@ export const ErrorCode = {
   TruncatedFrame: 'TRUNCATED_FRAME',
   /** The frame is larger than the configured maximum. */
   FrameTooLarge: 'FRAME_TOO_LARGE',
+  /** The frame holds more values or deeper nesting than the decode budget allows (see msgpack-budget.ts). */
+  FrameTooComplex: 'FRAME_TOO_COMPLEX',
   /** The frame decodes but does not match any schema (missing field, wrong type, unknown `t`). */
   InvalidFrame: 'INVALID_FRAME',
   /** The peer speaks another protocol version. */
@@ -40,6 +42,8 @@ export const ErrorCode = {
   DataLost: 'DATA_LOST',
   /** A page's bytes do not match the checksum computed when it was put: corrupted on the way or in memory. */
   ChecksumMismatch: 'CHECKSUM_MISMATCH',
+  /** A per-node or per-identity limit was reached (connections, pools); `details` names the limit. */
+  LimitExceeded: 'LIMIT_EXCEEDED',
   /** The node is shutting down and takes no new work. */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug on the node; the op changed nothing that a later op could observe half-done. */
@@ -161,6 +165,7 @@ const PROTOCOL_CODES = new Set<string>([
   ErrorCode.MalformedFrame,
   ErrorCode.TruncatedFrame,
   ErrorCode.FrameTooLarge,
+  ErrorCode.FrameTooComplex,
   ErrorCode.InvalidFrame,
   ErrorCode.VersionMismatch,
   ErrorCode.HandshakeRequired,

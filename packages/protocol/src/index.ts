@@ -3,6 +3,7 @@ export * from './constants.ts';
 export * from './errors.ts';
 export * from './frames.ts';
 export * from './codec.ts';
+export * from './msgpack-budget.ts';
 export * from './handle.ts';
 export * from './cluster-state.ts';
 export * from './partition-table.ts';

@@ -496,10 +496,10 @@ describe('malformed frames', () => {
     expect(protocolCode(() => codec.decodeClientFrame(Uint8Array.of(0xc1)))).toBe(ErrorCode.InvalidFrame);
   });
 
-  it('deeply nested garbage is MALFORMED_FRAME, and the codec keeps working afterwards', () => {
+  it('deeply nested garbage is FRAME_TOO_COMPLEX, and the codec keeps working afterwards', () => {
     const deep = new Uint8Array(200_001).fill(0x91); // fixarray of one, nested 200k times
     deep[deep.length - 1] = 0xc0;
-    expect(protocolCode(() => codec.decodeClientFrame(deep))).toBe(ErrorCode.MalformedFrame);
+    expect(protocolCode(() => codec.decodeClientFrame(deep))).toBe(ErrorCode.FrameTooComplex);
     expect(codec.peekRequestId(deep)).toBe(0);
     expect(plain(codec.decodeClientFrame(codec.encode(put)))).toEqual(plain(put));
   });
