@@ -8,6 +8,7 @@ import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import type { PageStore } from './page-store.ts';
 import { parseByteSize } from './size.ts';
+import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
 import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
 function byteSize(text: string): number {
@@ -74,7 +75,7 @@ function returnFreedMemory(store: PageStore): void {
   }, RETURN_CHECK_MS).unref();
 }
 
-interface NodeCommandOptions {
+interface NodeCommandOptions extends LimitFlags {
   port: number;
   host: string;
   capacity: number;
@@ -114,6 +115,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       : {}),
     defaultReplication: options.replication,
     batchReplyParts: options.batchReplyParts ?? true,
+    ...limitsFromFlags(options),
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -177,7 +179,7 @@ async function runStatus(options: StatusCommandOptions): Promise<void> {
 /** Builds the `tmem` command line. */
 export function buildCli(): Command {
   const program = new Command('tmem').description('transcendent memory: memory nodes and tools');
-  program
+  const node = program
     .command('node')
     .description('run a memory node')
     .option('-p, --port <port>', 'port to listen on; 0 picks a free one', port, 0)
@@ -228,8 +230,8 @@ export function buildCli(): Command {
     .option(
       '--no-batch-reply-parts',
       'answer each batch in one frame once its slowest op finished (for clients that do not understand `more`)',
-    )
-    .action((options: NodeCommandOptions) => runNode(options));
+    );
+  addLimitFlags(node).action((options: NodeCommandOptions) => runNode(options));
   program
     .command('status')
     .description(

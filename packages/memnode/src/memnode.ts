@@ -1,12 +1,17 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { DEFAULT_MAX_FRAME_BYTES, createCodec } from '@tmem/protocol';
+import { DEFAULT_MAX_FRAME_BYTES, createCodec, type DecodeBudget } from '@tmem/protocol';
 import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
 import { createClusterMember, type ClusterMember, type ClusterTiming } from './cluster/cluster-member.ts';
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  createConnectionRegistry,
+  type ConnectionLimits,
+} from './connection-limits.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -63,6 +68,13 @@ export interface MemnodeOptions {
    * @default true
    */
   batchReplyParts?: boolean;
+  /** Connection limits (counts, handshake deadline, idle timeout, reply buffer). @default DEFAULT_CONNECTION_LIMITS */
+  limits?: Partial<ConnectionLimits>;
+  /**
+   * Decode budgets of client and peer frames (see @tmem/protocol msgpack-budget.ts).
+   * @default DEFAULT_CLIENT_DECODE_BUDGET, DEFAULT_PEER_DECODE_BUDGET
+   */
+  decodeBudgets?: { client?: DecodeBudget; peer?: DecodeBudget };
 }
 
 /** How a node stops. */
@@ -99,15 +111,40 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const codec = createCodec({ maxFrameBytes });
+  const codec = createCodec({
+    maxFrameBytes,
+    ...(options.decodeBudgets?.client === undefined ? {} : { clientBudget: options.decodeBudgets.client }),
+    ...(options.decodeBudgets?.peer === undefined ? {} : { peerBudget: options.decodeBudgets.peer }),
+  });
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const connections = createConnectionRegistry(limits);
   const store = createPageStore({ capacityBytes: options.capacityBytes });
   const closeGraceMs = options.closeGraceMs ?? 2000;
   let closing: Promise<void> | undefined;
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
   let refusing = false;
 
-  const http: Server = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
+  const http: Server = createServer(
+    {
+      // The upgrade request must be complete within the handshake deadline (the hello's own timer starts
+      // after it); Node checks these deadlines every connectionsCheckingInterval.
+      headersTimeout: limits.handshakeTimeoutMs,
+      requestTimeout: limits.handshakeTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, limits.handshakeTimeoutMs),
+    },
+    (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
+    },
+  );
+  // TCP sockets that never finish an upgrade count too: beyond twice the WebSocket limit they are refused, and
+  // each must upgrade within the handshake deadline (Node's own request timeouts ignore a socket that sends
+  // nothing). The session's timer then gives the hello the same deadline again.
+  http.maxConnections = 2 * limits.maxConnections;
+  const upgradeTimers = new WeakMap<Socket, NodeJS.Timeout>();
+  http.on('connection', (tcp: Socket) => {
+    const timer = setTimeout(() => tcp.destroy(), limits.handshakeTimeoutMs);
+    upgradeTimers.set(tcp, timer);
+    tcp.once('close', () => clearTimeout(timer));
   });
   const wss = new WebSocketServer({
     server: http,
@@ -146,7 +183,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
   }
   // Sessions are served from here on; nobody knows the URL before this point, so no connection is missed.
-  wss.on('connection', (socket: WebSocket) =>
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    clearTimeout(upgradeTimers.get(request.socket));
     serveSession(socket, {
       nodeId,
       codec,
@@ -157,8 +195,9 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       clusterSecret: options.clusterSecret,
       isClosing: () => refusing,
       batchReplyParts: options.batchReplyParts ?? true,
-    }),
-  );
+      connections,
+    });
+  });
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
   async function shutdown(leave: boolean): Promise<void> {
@@ -169,6 +208,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     if (leave) await member.leave();
     refusing = true;
     member.close();
+    connections.close();
     // Then stop accepting first: peers reconnect every few hundred ms, and a connection accepted now would
     // keep the HTTP server from closing.
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));

@@ -15,6 +15,8 @@ import { handleFrame, handlePageOp, visibleState, type RequestContext } from './
 import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
+import { createReplyFlow } from './reply-flow.ts';
+import { LimitCloseCode, type ConnectionRegistry, type TrackedConnection } from './connection-limits.ts';
 
 /** WebSocket close codes the node uses, from RFC 6455. */
 export const CloseCode = {
@@ -40,6 +42,14 @@ export interface SessionDeps {
   isClosing(): boolean;
   /** Answer batches in parts as their ops finish (see MemnodeOptions.batchReplyParts). */
   batchReplyParts: boolean;
+  /** The node's connection count and limits. */
+  connections: ConnectionRegistry;
+}
+
+/** ws keeps its per-socket payload limit on the receiver; not typed API, so reached through a guard. */
+function receiverOf(socket: WebSocket): { _maxPayload: number } | undefined {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  return typeof receiver?._maxPayload === 'number' ? (receiver as { _maxPayload: number }) : undefined;
 }
 
 /** Constant-time comparison of the configured secret with the one offered; no secret configured admits all. */
@@ -64,8 +74,28 @@ const FATAL_FRAME_ERRORS = new Set<string>([
  * reply, and garbage also closes the connection.
  */
 export function serveSession(socket: WebSocket, deps: SessionDeps): void {
+  const { connections } = deps;
+  const { limits } = connections;
+  const tracked: TrackedConnection = {
+    active: true,
+    closeIdle: () => socket.close(LimitCloseCode.Idle, 'idle'),
+  };
+  if (!connections.admit(tracked)) {
+    socket.close(LimitCloseCode.TryAgainLater, `${ErrorCode.LimitExceeded}: node has too many connections`);
+    return;
+  }
   /** Set by the handshake: who is on the other end. One per connection, reused by every frame after it. */
   let ctx: RequestContext | undefined;
+  /** The decode budget: the client's until a peer has authenticated. */
+  let budget = deps.codec.clientBudget;
+  const handshakeTimer = setTimeout(
+    () => socket.close(CloseCode.PolicyViolation, 'no hello within the handshake timeout'),
+    limits.handshakeTimeoutMs,
+  );
+  // Until the hello, a frame of more than a few KiB is an attack, not a client: ws drops it unread (1009).
+  const receiver = receiverOf(socket);
+  const maxPayload = receiver?._maxPayload;
+  if (receiver !== undefined) receiver._maxPayload = limits.maxHelloBytes;
   /** Set with ctx: this connection's batch answers. */
   let batches: BatchReplies | undefined;
   let unsubscribe: (() => void) | undefined;
@@ -98,19 +128,34 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     socket.send(bytes, { binary: true });
   }
 
+  function sendOpReply(reply: NodeFrame): void {
+    send(reply);
+    flow.answered(1);
+  }
+
   function sendError(id: number, error: unknown): void {
     send({ t: 'error', id, ...errorToWire(error) });
   }
 
   function onMessage(data: RawData, isBinary: boolean): void {
+    tracked.active = true;
     if (!isBinary || !(data instanceof Buffer)) {
       sendError(0, new ProtocolError(ErrorCode.MalformedFrame, 'frames must be binary msgpack messages'));
       socket.close(CloseCode.ProtocolViolation, 'binary frames only');
       return;
     }
+    flow.offer(data);
+  }
+
+  function serveFrame(data: Buffer): void {
+    if (ctx === undefined && data.length > limits.maxHelloBytes) {
+      // Only without ws's receiver limit (its private field moved): the same rule, after the fact.
+      socket.close(LimitCloseCode.TooBig, 'frame before hello exceeds maxHelloBytes');
+      return;
+    }
     let frame;
     try {
-      frame = deps.codec.decodeClientFrame(data);
+      frame = deps.codec.decodeClientFrame(data, budget);
     } catch (error) {
       const code = error instanceof TmemError ? error.code : ErrorCode.Internal;
       log.warn({ code, size: data.length }, 'bad frame');
@@ -145,6 +190,18 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         return;
       }
       const isPeer = frame.role === 'peer';
+      if (!isPeer) {
+        try {
+          connections.claimIdentity(tracked, frame.identity);
+        } catch (error) {
+          sendError(frame.id, error);
+          socket.close(CloseCode.PolicyViolation, ErrorCode.LimitExceeded);
+          return;
+        }
+      }
+      clearTimeout(handshakeTimer);
+      if (receiver !== undefined && maxPayload !== undefined) receiver._maxPayload = maxPayload;
+      if (isPeer) budget = deps.codec.peerBudget;
       ctx = {
         nodeId: deps.nodeId,
         identity: frame.identity,
@@ -157,7 +214,10 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       batches = createBatchReplies({
         parts: deps.batchReplyParts,
         run: (op, stateVersion) => handlePageOp(served, op, stateVersion),
-        send,
+        send: (part) => {
+          send(part);
+          flow.answered(part.replies.length);
+        },
       });
       if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
       log.debug({ identity: frame.identity, isPeer }, 'handshake');
@@ -183,15 +243,17 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     // Page ops, the hot path: no promise for what completes synchronously (every ephemeral op).
     switch (frame.t) {
       case 'batch':
+        flow.dispatched(frame.ops.length);
         (batches as BatchReplies).answer(frame);
         return;
       case 'put':
       case 'get':
       case 'flushPage':
       case 'flushObject': {
+        flow.dispatched(1);
         const reply = handlePageOp(ctx, frame, undefined);
-        if (reply instanceof Promise) void reply.then(send);
-        else send(reply);
+        if (reply instanceof Promise) void reply.then(sendOpReply);
+        else sendOpReply(reply);
         return;
       }
     }
@@ -200,15 +262,32 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     });
   }
 
-  socket.on('message', (data, isBinary) => {
+  function guarded<A extends unknown[]>(serve: (...args: A) => void, ...args: A): void {
     try {
-      onMessage(data, isBinary);
+      serve(...args);
     } catch (error) {
       // Only a bug gets here; the node must stay up for everyone else.
       log.error({ err: error }, 'unexpected error serving a frame');
       socket.close(CloseCode.ProtocolViolation, ErrorCode.Internal);
     }
+  }
+
+  const flow = createReplyFlow({
+    socket,
+    tcp,
+    maxBufferedReplyBytes: limits.maxBufferedReplyBytes,
+    serve: (data) => guarded(serveFrame, data),
+    onPause: (bufferedAmount) => log.debug({ bufferedAmount }, 'replies back up: reading paused'),
+  });
+  socket.on('message', (data, isBinary) => guarded(onMessage, data, isBinary));
+  socket.on('ping', () => {
+    tracked.active = true;
   });
   socket.on('error', (error) => log.debug({ err: error }, 'socket error'));
-  socket.on('close', () => unsubscribe?.());
+  socket.on('close', () => {
+    clearTimeout(handshakeTimer);
+    connections.release(tracked);
+    flow.clear();
+    unsubscribe?.();
+  });
 }
