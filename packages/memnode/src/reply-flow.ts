@@ -38,7 +38,8 @@ export interface ReplyFlowOptions {
 }
 
 export function createReplyFlow(options: ReplyFlowOptions): ReplyFlow {
-  const { socket, tcp, maxBufferedReplyBytes: limit, serve } = options;
+  const { socket, tcp, maxBufferedReplyBytes: limit } = options;
+  const serve = (data: Buffer): void => options.serve(data);
   let unanswered = 0;
   let paused = false;
   const held: Buffer[] = [];
