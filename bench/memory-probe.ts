@@ -84,7 +84,16 @@ interface Started {
 
 async function startProbeNode(): Promise<Started> {
   const entry = values.runtime === 'tsx' ? ['--import', 'tsx', CLI] : [BIN];
-  const args = [...values['node-arg'], ...entry, 'node', '--port', '0', '--capacity', values.capacity];
+  const args = [
+    ...values['node-arg'],
+    ...entry,
+    'node',
+    '--open',
+    '--port',
+    '0',
+    '--capacity',
+    values.capacity,
+  ];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     env: { ...process.env, TMEM_CLUSTER_SECRET: 'memory-probe', TMEM_LOG_LEVEL: 'info' },

@@ -118,6 +118,8 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
     String(PARTITIONS),
     '--replication',
     String(REPLICATION),
+    // A local development cluster: clients are not authenticated (see README, "Security model").
+    '--open',
     ...timingArgs(),
     ...(join.length === 0 ? [] : ['--join', join.join(',')]),
   ];

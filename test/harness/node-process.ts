@@ -70,6 +70,8 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     '0',
     '--capacity',
     options.capacity ?? '64MiB',
+    // Test nodes run open (clients are not authenticated) unless the test authenticates them.
+    ...(options.args?.includes('--tokens-file') === true ? [] : ['--open']),
     ...(options.args ?? []),
   ];
   // The IPC channel makes the node exit when this process dies, so no orphan survives a crashed test run.

@@ -1,45 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAllNodes, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
+import {
+  killAllCliRuns,
+  killAllNodes,
+  runCli,
+  startNode,
+  waitFor,
+  type NodeProcess,
+} from '../harness/index.ts';
 import { connect, type TmemClient } from '@tmem/client';
 import { fetchClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = 'packages/memnode/src/cli.ts';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** CLI processes still running, killed in afterEach like the nodes. */
-const cliProcesses = new Set<ChildProcess>();
 /** Clients still open, closed in afterEach. */
 const clients = new Set<TmemClient>();
-
-/** Runs the real `tmem` CLI from source, as a user would, and collects its output. */
-function runCli(args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // A hung CLI fails the test with its output instead of hanging the run.
-    timeout: 20_000,
-  });
-  cliProcesses.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve) => {
-    child.once('close', (code) => {
-      cliProcesses.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** A ws:// URL where nothing listens: a port the OS just handed out and took back. */
 async function deadUrl(): Promise<string> {
@@ -68,8 +41,7 @@ async function twoNodeCluster(args: string[] = []): Promise<[NodeProcess, NodePr
 }
 
 afterEach(async () => {
-  for (const child of cliProcesses) child.kill('SIGKILL');
-  cliProcesses.clear();
+  killAllCliRuns();
   await Promise.all([...clients].map((client) => client.close()));
   clients.clear();
   await killAllNodes();

@@ -111,6 +111,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
     return openNodeConnection({
       url,
       identity: options.identity,
+      token: options.token,
       codec,
       logger: log,
       connectTimeoutMs: options.connectTimeoutMs,

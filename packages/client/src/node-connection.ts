@@ -36,6 +36,8 @@ export interface NodeConnectionOptions {
   url: string;
   /** Identity sent in the handshake. */
   identity: string;
+  /** Token proving it, for nodes that authenticate clients. */
+  token?: string | undefined;
   codec: Codec;
   logger: Logger;
   /** Time to open the socket and complete the handshake, in milliseconds. */
@@ -180,7 +182,13 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     if (state !== 'connecting') return;
     helloId = ids.next();
     ws.send(
-      codec.encode({ t: 'hello', id: helloId, protocol: PROTOCOL_VERSION, identity: options.identity }),
+      codec.encode({
+        t: 'hello',
+        id: helloId,
+        protocol: PROTOCOL_VERSION,
+        identity: options.identity,
+        ...(options.token === undefined ? {} : { token: options.token }),
+      }),
     );
   });
   ws.on('message', onMessage);

@@ -30,6 +30,12 @@ export interface ConnectOptions {
    */
   identity?: string;
   /**
+   * Bearer token proving the identity, issued by `tmem token <identity>`, for nodes that authenticate clients
+   * (every node not started with --open). The identity is read from the token when not given.
+   * @default none
+   */
+  token?: string;
+  /**
    * Time each operation may take, in milliseconds, counted from the call: queueing, reconnecting and retries
    * all spend from it. An op that runs out rejects with TimeoutError (code TIMEOUT) and is never retried.
    * @default 5000
@@ -88,6 +94,7 @@ export interface ConnectOptions {
 export interface ResolvedOptions {
   seeds: readonly string[];
   identity: string;
+  token: string | undefined;
   timeoutMs: number;
   connectTimeoutMs: number;
   maxBatchOps: number;
@@ -136,9 +143,20 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every(isWebSocketUrl)) {
     throw badOption('seeds', 'a non-empty array of ws:// or wss:// URLs', seeds);
   }
-  const identity = options.identity ?? `client-${randomUUID()}`;
+  const token: unknown = options.token;
+  if (
+    token !== undefined &&
+    (typeof token !== 'string' || token.lastIndexOf('.') < 1 || token.length > 512)
+  ) {
+    throw badOption('token', 'a token from `tmem token <identity>`', '<redacted>');
+  }
+  const tokenIdentity = token === undefined ? undefined : token.slice(0, token.lastIndexOf('.'));
+  const identity = options.identity ?? tokenIdentity ?? `client-${randomUUID()}`;
   if (typeof identity !== 'string' || identity.length === 0 || identity.length > MAX_IDENTITY_LENGTH) {
     throw badOption('identity', `a string of 1 to ${MAX_IDENTITY_LENGTH} characters`, identity);
+  }
+  if (tokenIdentity !== undefined && identity !== tokenIdentity) {
+    throw badOption('identity', `the identity of the token ("${tokenIdentity}")`, identity);
   }
   const localAddress: unknown = options.localAddress;
   // Checked here rather than left to the socket: a bad address would fail every connection, one by one.
@@ -148,6 +166,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   return {
     seeds: [...(seeds as string[])],
     identity,
+    token,
     timeoutMs: integerIn('timeoutMs', options.timeoutMs ?? 5000, 1, MAX_TIMER_MS),
     connectTimeoutMs: integerIn('connectTimeoutMs', options.connectTimeoutMs ?? 5000, 1, MAX_TIMER_MS),
     maxBatchOps: integerIn('maxBatchOps', options.maxBatchOps ?? 256, 1, MAX_BATCH_OPS),

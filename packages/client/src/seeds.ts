@@ -27,7 +27,8 @@ export function noNodesError(message: string, failures: SeedFailure[], errors: u
 
 /**
  * Runs `use` on each seed, in order, until one succeeds, and returns its result. Rejects with NO_NODES, whose
- * `details.failures` says why each seed failed, or with the abort reason once `signal` aborts.
+ * `details.failures` says why each seed failed; with UNAUTHORIZED if a seed refused the client's token; or with
+ * the abort reason once `signal` aborts.
  */
 export async function connectFirst<T>(
   seeds: readonly string[],
@@ -45,6 +46,9 @@ export async function connectFirst<T>(
       errors.push(error);
     }
   }
+  // A node that refused our credentials will refuse them again: that, not "no nodes", is what to fix.
+  const refusal = errors.find((error) => error instanceof TmemError && error.code === ErrorCode.Unauthorized);
+  if (refusal !== undefined) throw refusal;
   throw noNodesError(
     `none of the ${seeds.length} seeds answered with the cluster state; check the seed URLs and that the nodes run`,
     failures,

@@ -9,6 +9,7 @@ import { createMemnode } from './memnode.ts';
 import type { PageStore } from './page-store.ts';
 import { parseByteSize } from './size.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
+import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
 import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
 function byteSize(text: string): number {
@@ -91,10 +92,37 @@ interface NodeCommandOptions extends LimitFlags {
   advertiseUrl?: string;
   sourceAddress?: string;
   batchReplyParts?: boolean;
+  tokensFile?: string;
+  open?: boolean;
+}
+
+/** Exits 1 with one line on stderr: for configuration the node cannot start with. */
+function refuseToStart(message: string): never {
+  process.stderr.write(`tmem node: ${message}\n`);
+  process.exit(1);
+}
+
+/** The client tokens of --tokens-file, or undefined with --open; exactly one of the two must be given. */
+function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
+  if (options.open === true && options.tokensFile !== undefined) {
+    refuseToStart('--open and --tokens-file exclude each other');
+  }
+  if (options.open === true) return undefined;
+  if (options.tokensFile === undefined) {
+    refuseToStart(
+      'clients must be authenticated: pass --tokens-file FILE (lines from `tmem token <identity>`), or --open on a trusted local network',
+    );
+  }
+  try {
+    return loadTokens(options.tokensFile);
+  } catch (error) {
+    refuseToStart((error as Error).message);
+  }
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const nodeId = options.nodeId ?? randomUUID();
+  const clientTokens = clientTokensOf(options);
   const logger = createNodeLogger({ nodeId });
   const node = await createMemnode({
     nodeId,
@@ -116,6 +144,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     defaultReplication: options.replication,
     batchReplyParts: options.batchReplyParts ?? true,
     ...limitsFromFlags(options),
+    ...(clientTokens === undefined ? {} : { clientTokens }),
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -231,7 +260,34 @@ export function buildCli(): Command {
       '--no-batch-reply-parts',
       'answer each batch in one frame once its slowest op finished (for clients that do not understand `more`)',
     );
+  node
+    .option(
+      '--tokens-file <path>',
+      'client tokens: "<identity> <sha256>" lines from `tmem token`; a client must present one',
+    )
+    .option(
+      '--open',
+      'do not authenticate clients: any client may act as any identity (trusted networks only)',
+    );
   addLimitFlags(node).action((options: NodeCommandOptions) => runNode(options));
+  program
+    .command('token')
+    .description(
+      "issue a client token: prints the token for the client and the line for every node's tokens file",
+    )
+    .argument('<identity>', 'the identity the token proves')
+    .action((identity: string) => {
+      try {
+        const { token, line } = issueToken(identity);
+        process.stdout.write(
+          `# the client's token (shown once; pass it as connect({ token })):\n${token}\n` +
+            `# add this line to the --tokens-file of every node:\n${line}\n`,
+        );
+      } catch (error) {
+        process.stderr.write(`tmem token: ${(error as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
   program
     .command('status')
     .description(

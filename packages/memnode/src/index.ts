@@ -19,3 +19,12 @@ export {
   type FetchClusterStatusOptions,
 } from './status.ts';
 export type { ClusterMember, ClusterTiming } from './cluster/cluster-member.ts';
+export {
+  authenticateClient,
+  hashToken,
+  issueToken,
+  loadTokens,
+  parseTokens,
+  type ClientTokens,
+} from './client-auth.ts';
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.ts';

@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FRAME_BYTES, createCodec, type DecodeBudget } from '@tmem/p
 import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
+import type { ClientTokens } from './client-auth.ts';
 import { createClusterMember, type ClusterMember, type ClusterTiming } from './cluster/cluster-member.ts';
 import {
   DEFAULT_CONNECTION_LIMITS,
@@ -68,6 +69,12 @@ export interface MemnodeOptions {
    * @default true
    */
   batchReplyParts?: boolean;
+  /**
+   * Hashes of client tokens and the identity each proves (client-auth.ts, `tmem token`): a client must present
+   * one. Without it the node is open: any client may claim any identity, fit only for a trusted local network.
+   * @default open
+   */
+  clientTokens?: ClientTokens;
   /** Connection limits (counts, handshake deadline, idle timeout, reply buffer). @default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
   /**
@@ -179,6 +186,9 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
   });
+  if (options.clientTokens === undefined) {
+    logger.warn('open mode: clients are not authenticated, any client may act as any identity');
+  }
   if (options.clusterSecret === undefined) {
     logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
   }
@@ -196,6 +206,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       isClosing: () => refusing,
       batchReplyParts: options.batchReplyParts ?? true,
       connections,
+      clientTokens: options.clientTokens,
     });
   });
   logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');

@@ -16,6 +16,7 @@ import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 import { createReplyFlow } from './reply-flow.ts';
+import { authenticateClient, type ClientTokens } from './client-auth.ts';
 import { LimitCloseCode, type ConnectionRegistry, type TrackedConnection } from './connection-limits.ts';
 
 /** WebSocket close codes the node uses, from RFC 6455. */
@@ -44,6 +45,8 @@ export interface SessionDeps {
   batchReplyParts: boolean;
   /** The node's connection count and limits. */
   connections: ConnectionRegistry;
+  /** Client tokens; undefined is open mode, where a client is whoever it says it is. */
+  clientTokens: ClientTokens | undefined;
 }
 
 /** ws keeps its per-socket payload limit on the receiver; not typed API, so reached through a guard. */
@@ -192,10 +195,13 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       const isPeer = frame.role === 'peer';
       if (!isPeer) {
         try {
+          if (deps.clientTokens !== undefined) {
+            authenticateClient(deps.clientTokens, frame.identity, frame.token);
+          }
           connections.claimIdentity(tracked, frame.identity);
         } catch (error) {
           sendError(frame.id, error);
-          socket.close(CloseCode.PolicyViolation, ErrorCode.LimitExceeded);
+          socket.close(CloseCode.PolicyViolation, (error as TmemError).code);
           return;
         }
       }

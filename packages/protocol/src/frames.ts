@@ -43,6 +43,8 @@ export const Hello = z.object({
   url: z.string().max(2048).optional(),
   /** The cluster secret, required of peers when the node has one: coordination frames are trusted. */
   secret: z.string().max(1024).optional(),
+  /** A client's bearer token, required when the node authenticates clients (`tmem token`). */
+  token: z.string().max(512).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
