@@ -48,7 +48,7 @@ export async function connectFirst<T>(
   }
   // A node that refused our credentials will refuse them again: that, not "no nodes", is what to fix.
   const refusal = errors.find((error) => error instanceof TmemError && error.code === ErrorCode.Unauthorized);
-  if (refusal !== undefined) throw refusal;
+  if (refusal !== undefined) throw refusal as TmemError;
   throw noNodesError(
     `none of the ${seeds.length} seeds answered with the cluster state; check the seed URLs and that the nodes run`,
     failures,
