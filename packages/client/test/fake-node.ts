@@ -432,6 +432,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         if (frame.subscribe) subscribed.add(socket);
         return { t: 'state', id: frame.id, state: cluster.state, leaderId: cluster.leaderId };
       case 'peer':
+      case 'peerAuth':
       case 'propose':
       case 'replicate':
       case 'fetch':

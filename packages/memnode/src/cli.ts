@@ -94,6 +94,7 @@ interface NodeCommandOptions extends LimitFlags {
   batchReplyParts?: boolean;
   tokensFile?: string;
   open?: boolean;
+  insecurePeers?: boolean;
 }
 
 /** Exits 1 with one line on stderr: for configuration the node cannot start with. */
@@ -123,6 +124,12 @@ function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const nodeId = options.nodeId ?? randomUUID();
   const clientTokens = clientTokensOf(options);
+  const clusterSecret = process.env['TMEM_CLUSTER_SECRET'] || undefined;
+  if (clusterSecret === undefined && options.join.length > 0 && options.insecurePeers !== true) {
+    refuseToStart(
+      'joining a cluster needs its secret: set TMEM_CLUSTER_SECRET (the same on every node), or pass --insecure-peers on a trusted loopback',
+    );
+  }
   const logger = createNodeLogger({ nodeId });
   const node = await createMemnode({
     nodeId,
@@ -136,7 +143,8 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(options.advertiseUrl === undefined ? {} : { advertiseUrl: options.advertiseUrl }),
     ...(options.sourceAddress === undefined ? {} : { sourceAddress: options.sourceAddress }),
     // From the environment, not a flag, so it never shows in `ps`.
-    ...(process.env['TMEM_CLUSTER_SECRET'] ? { clusterSecret: process.env['TMEM_CLUSTER_SECRET'] } : {}),
+    ...(clusterSecret === undefined ? {} : { clusterSecret }),
+    insecurePeers: options.insecurePeers === true,
     // Fault injection for the failure tests only: this node corrupts its copies of pages of matching objects.
     ...(process.env['TMEM_TEST_CORRUPT_OID_PREFIX']
       ? { testCorruptOidPrefix: process.env['TMEM_TEST_CORRUPT_OID_PREFIX'] }

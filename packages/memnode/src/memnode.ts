@@ -45,6 +45,11 @@ export interface MemnodeOptions {
    */
   clusterSecret?: string;
   /**
+   * Without a cluster secret, admit any connection that says it is a peer. Off, a node without a secret admits
+   * no peers, so it can be only a cluster of one. Fit only for a trusted loopback. @default false
+   */
+  insecurePeers?: boolean;
+  /**
    * The URL this node gives peers and clients (in the cluster state and its peer handshakes) instead of the one
    * it listens on, e.g. a fault proxy in front of it. `Memnode.url` stays the listening URL.
    * @default the listening URL
@@ -190,7 +195,11 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger.warn('open mode: clients are not authenticated, any client may act as any identity');
   }
   if (options.clusterSecret === undefined) {
-    logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
+    logger.warn(
+      options.insecurePeers === true
+        ? 'no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET'
+        : 'no cluster secret: this node admits no peers; set TMEM_CLUSTER_SECRET to form a cluster',
+    );
   }
   // Sessions are served from here on; nobody knows the URL before this point, so no connection is missed.
   wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
@@ -203,6 +212,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       logger,
       defaultReplication: options.defaultReplication ?? 2,
       clusterSecret: options.clusterSecret,
+      insecurePeers: options.insecurePeers ?? false,
       isClosing: () => refusing,
       batchReplyParts: options.batchReplyParts ?? true,
       connections,

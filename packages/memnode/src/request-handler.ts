@@ -179,6 +179,7 @@ function requirePeer(ctx: RequestContext, frame: ClientFrame): void {
 async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFrame | undefined> {
   switch (frame.t) {
     case 'hello':
+    case 'peerAuth':
       throw new TmemError(ErrorCode.InvalidFrame, 'handshake already done on this connection');
     case 'newPool': {
       const replication = frame.kind === 'ephemeral' ? 1 : (frame.replication ?? ctx.defaultReplication);
@@ -217,7 +218,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
     }
     case 'peer':
       requirePeer(ctx, frame);
-      ctx.cluster.receivePeerMessage(frame.message);
+      ctx.cluster.receivePeerMessage(frame.message, ctx.identity);
       return undefined;
     case 'propose': {
       requirePeer(ctx, frame);

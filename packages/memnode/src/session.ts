@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import {
@@ -7,9 +6,12 @@ import {
   ProtocolError,
   TmemError,
   errorToWire,
+  type ClientFrame,
   type Codec,
+  type Hello,
   type NodeFrame,
 } from '@tmem/protocol';
+import { answerPeerHello, verifyPeerAuth, type PeerChallenge } from './peer-handshake.ts';
 import type { Logger } from './logger.ts';
 import { handleFrame, handlePageOp, visibleState, type RequestContext } from './request-handler.ts';
 import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
@@ -37,8 +39,10 @@ export interface SessionDeps {
   cluster: ClusterMember;
   logger: Logger;
   defaultReplication: number;
-  /** When set, a connection may act as a peer only if its hello carries this secret. */
+  /** When set, a connection may act as a peer only once it proved this secret (peer-handshake.ts). */
   clusterSecret: string | undefined;
+  /** Without a secret, admit any connection that says it is a peer. */
+  insecurePeers: boolean;
   /** True once the node is shutting down: new requests are answered SHUTTING_DOWN. */
   isClosing(): boolean;
   /** Answer batches in parts as their ops finish (see MemnodeOptions.batchReplyParts). */
@@ -55,13 +59,19 @@ function receiverOf(socket: WebSocket): { _maxPayload: number } | undefined {
   return typeof receiver?._maxPayload === 'number' ? (receiver as { _maxPayload: number }) : undefined;
 }
 
-/** Constant-time comparison of the configured secret with the one offered; no secret configured admits all. */
-function secretMatches(expected: string | undefined, offered: string | undefined): boolean {
-  if (expected === undefined) return true;
-  if (offered === undefined) return false;
-  const a = Buffer.from(expected);
-  const b = Buffer.from(offered);
-  return a.length === b.length && timingSafeEqual(a, b);
+/** The first frame must be a hello of this protocol version; throws HANDSHAKE_REQUIRED or VERSION_MISMATCH. */
+function checkHello(frame: ClientFrame): Hello {
+  if (frame.t !== 'hello') {
+    throw new TmemError(ErrorCode.HandshakeRequired, 'send hello before any other frame');
+  }
+  if (frame.protocol !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      ErrorCode.VersionMismatch,
+      `node speaks protocol ${PROTOCOL_VERSION}, client sent ${frame.protocol}; upgrade the older side`,
+      { details: { nodeProtocol: PROTOCOL_VERSION, clientProtocol: frame.protocol } },
+    );
+  }
+  return frame;
 }
 
 /** Frame errors after which the byte stream cannot be trusted, so the connection is closed. */
@@ -150,6 +160,73 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     flow.offer(data);
   }
 
+  /** Set while a peer that said hello owes us its proof of the cluster secret. */
+  let peerChallenge: PeerChallenge | undefined;
+
+  /** Frames before the session starts: the hello, and a peer's proof after it. Any failure closes. */
+  function handshake(frame: ClientFrame): void {
+    try {
+      if (peerChallenge !== undefined) {
+        verifyPeerAuth(frame, peerChallenge, deps);
+        startSession(peerChallenge.identity, true, peerChallenge.url);
+        return;
+      }
+      const hello = checkHello(frame);
+      const welcome: NodeFrame = {
+        t: 'welcome',
+        id: hello.id,
+        protocol: PROTOCOL_VERSION,
+        nodeId: deps.nodeId,
+        maxFrameBytes: deps.codec.maxFrameBytes,
+      };
+      if (hello.role === 'peer') {
+        const answer = answerPeerHello(hello, deps);
+        if (answer.admit) startSession(hello.identity, true, hello.url);
+        else peerChallenge = answer.challenge;
+        send(answer.admit ? welcome : { ...welcome, ...answer.welcome });
+        return;
+      }
+      if (deps.clientTokens !== undefined) authenticateClient(deps.clientTokens, hello.identity, hello.token);
+      connections.claimIdentity(tracked, hello.identity);
+      startSession(hello.identity, false, undefined);
+      send(welcome);
+    } catch (error) {
+      const code = error instanceof TmemError ? error.code : ErrorCode.Internal;
+      sendError(frame.id, error);
+      socket.close(
+        code === ErrorCode.VersionMismatch ? CloseCode.ProtocolViolation : CloseCode.PolicyViolation,
+        code,
+      );
+    }
+  }
+
+  /** The handshake is done: who is on the other end, from now on. */
+  function startSession(identity: string, isPeer: boolean, peerUrl: string | undefined): void {
+    peerChallenge = undefined;
+    clearTimeout(handshakeTimer);
+    if (receiver !== undefined && maxPayload !== undefined) receiver._maxPayload = maxPayload;
+    if (isPeer) budget = deps.codec.peerBudget;
+    const served: RequestContext = {
+      nodeId: deps.nodeId,
+      identity,
+      isPeer,
+      store: deps.store,
+      cluster: deps.cluster,
+      defaultReplication: deps.defaultReplication,
+    };
+    ctx = served;
+    batches = createBatchReplies({
+      parts: deps.batchReplyParts,
+      run: (op, stateVersion) => handlePageOp(served, op, stateVersion),
+      send: (part) => {
+        send(part);
+        flow.answered(part.replies.length);
+      },
+    });
+    if (isPeer && peerUrl !== undefined) deps.cluster.notePeerAddress(identity, peerUrl);
+    log.debug({ identity, isPeer }, 'handshake');
+  }
+
   function serveFrame(data: Buffer): void {
     if (ctx === undefined && data.length > limits.maxHelloBytes) {
       // Only without ws's receiver limit (its private field moved): the same rule, after the fact.
@@ -167,73 +244,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       return;
     }
     if (ctx === undefined) {
-      if (frame.t !== 'hello') {
-        sendError(frame.id, new TmemError(ErrorCode.HandshakeRequired, 'send hello before any other frame'));
-        socket.close(CloseCode.PolicyViolation, ErrorCode.HandshakeRequired);
-        return;
-      }
-      if (frame.protocol !== PROTOCOL_VERSION) {
-        sendError(
-          frame.id,
-          new ProtocolError(
-            ErrorCode.VersionMismatch,
-            `node speaks protocol ${PROTOCOL_VERSION}, client sent ${frame.protocol}; upgrade the older side`,
-            { details: { nodeProtocol: PROTOCOL_VERSION, clientProtocol: frame.protocol } },
-          ),
-        );
-        socket.close(CloseCode.ProtocolViolation, ErrorCode.VersionMismatch);
-        return;
-      }
-      if (frame.role === 'peer' && !secretMatches(deps.clusterSecret, frame.secret)) {
-        sendError(
-          frame.id,
-          new ProtocolError(ErrorCode.Unauthorized, 'peer handshake without the cluster secret'),
-        );
-        socket.close(CloseCode.PolicyViolation, ErrorCode.Unauthorized);
-        return;
-      }
-      const isPeer = frame.role === 'peer';
-      if (!isPeer) {
-        try {
-          if (deps.clientTokens !== undefined) {
-            authenticateClient(deps.clientTokens, frame.identity, frame.token);
-          }
-          connections.claimIdentity(tracked, frame.identity);
-        } catch (error) {
-          sendError(frame.id, error);
-          socket.close(CloseCode.PolicyViolation, (error as TmemError).code);
-          return;
-        }
-      }
-      clearTimeout(handshakeTimer);
-      if (receiver !== undefined && maxPayload !== undefined) receiver._maxPayload = maxPayload;
-      if (isPeer) budget = deps.codec.peerBudget;
-      ctx = {
-        nodeId: deps.nodeId,
-        identity: frame.identity,
-        isPeer,
-        store: deps.store,
-        cluster: deps.cluster,
-        defaultReplication: deps.defaultReplication,
-      };
-      const served = ctx;
-      batches = createBatchReplies({
-        parts: deps.batchReplyParts,
-        run: (op, stateVersion) => handlePageOp(served, op, stateVersion),
-        send: (part) => {
-          send(part);
-          flow.answered(part.replies.length);
-        },
-      });
-      if (isPeer && frame.url !== undefined) deps.cluster.notePeerAddress(frame.identity, frame.url);
-      log.debug({ identity: frame.identity, isPeer }, 'handshake');
-      send({
-        t: 'welcome',
-        id: frame.id,
-        protocol: PROTOCOL_VERSION,
-        nodeId: deps.nodeId,
-        maxFrameBytes: deps.codec.maxFrameBytes,
-      });
+      handshake(frame);
       return;
     }
     if (deps.isClosing() && frame.t !== 'peer' && frame.t !== 'propose') {

@@ -41,12 +41,20 @@ export const Hello = z.object({
   role: z.enum(['client', 'peer']).optional(),
   /** A peer's own URL, so the receiver can answer it before any state names it (a joiner's first acks). */
   url: z.string().max(2048).optional(),
-  /** The cluster secret, required of peers when the node has one: coordination frames are trusted. */
-  secret: z.string().max(1024).optional(),
+  /** A peer's challenge to the node it dials (peer-auth.ts): the node's welcome must prove the secret over it. */
+  nonce: z.string().max(64).optional(),
   /** A client's bearer token, required when the node authenticates clients (`tmem token`). */
   token: z.string().max(512).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
+
+/** A peer's answer to the node's challenge: its proof that it holds the cluster secret (peer-auth.ts). */
+export const PeerAuth = z.object({
+  t: z.literal('peerAuth'),
+  id: requestId,
+  proof: z.string().max(128),
+});
+export type PeerAuth = z.infer<typeof PeerAuth>;
 
 /** Creates a pool owned by the connection's identity. */
 export const NewPool = z.object({
@@ -222,6 +230,7 @@ export type PeerGet = z.infer<typeof PeerGet>;
 /** Every frame a client may send to a node. */
 export const ClientFrame = z.discriminatedUnion('t', [
   Hello,
+  PeerAuth,
   NewPool,
   DestroyPool,
   Put,
@@ -249,6 +258,10 @@ export const Welcome = z.object({
   nodeId: z.string(),
   /** Largest frame the node accepts; clients cut their batches to fit. */
   maxFrameBytes: u32.optional(),
+  /** To a peer: the node's own challenge, which the peer answers with `peerAuth` (peer-auth.ts). */
+  nonce: z.string().max(64).optional(),
+  /** To a peer: the node's proof that it holds the cluster secret. */
+  proof: z.string().max(128).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 

@@ -99,7 +99,8 @@ export interface ClusterMember {
   /** Records where a peer that connected to us listens (from its handshake). */
   notePeerAddress(id: string, url: string): void;
   /** Feeds a coordination message from another node (validated here). */
-  receivePeerMessage(message: unknown): void;
+  /** A consensus message from the authenticated peer `senderId`; one claiming another sender is dropped. */
+  receivePeerMessage(message: unknown, senderId: string): void;
   /** This member's coordination facts for statistics and `tmem status`. */
   describe(): MemberDescription;
   /** The accepted (possibly not yet committed) state. */
@@ -488,11 +489,20 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     notePeerAddress(id, url) {
       if (id !== nodeId && !addresses.has(id)) addresses.set(id, url);
     },
-    receivePeerMessage(raw) {
+    receivePeerMessage(raw, senderId) {
       if (closed) return;
       const parsed = ConsensusMessage.safeParse(raw);
       if (!parsed.success) {
         log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'invalid coordination message dropped');
+        return;
+      }
+      // A message speaks only for the member whose connection carried it: no peer can vote, ack or lead
+      // in another member's name.
+      if (parsed.data.from !== senderId) {
+        log.warn(
+          { from: parsed.data.from, senderId },
+          "coordination message in another member's name dropped",
+        );
         return;
       }
       run(consensus.receive(parsed.data.from, parsed.data, now()));

@@ -7,6 +7,9 @@ import {
   PROTOCOL_VERSION,
   TmemError,
   errorFromWire,
+  newPeerNonce,
+  peerProof,
+  peerProofMatches,
   type ChangeResult,
   type ClientFrame,
   type Codec,
@@ -20,7 +23,7 @@ export interface PeerLinksOptions {
   selfId: string;
   /** This node's URL, sent in the handshake so the peer can reach it back. */
   selfUrl: string;
-  /** The cluster secret, proving to peers that this node belongs. */
+  /** The cluster secret: each link proves it, and requires the node it dials to prove it (peer-auth.ts). */
   secret?: string;
   codec: Codec;
   logger: Logger;
@@ -98,6 +101,8 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     link.socket = socket;
     link.ready = false;
     socket.binaryType = 'nodebuffer';
+    // Our challenge to the node: its welcome must prove the secret over it (peer-auth.ts).
+    const dialerNonce = newPeerNonce();
     socket.on('open', () => {
       socket.send(
         codec.encode({
@@ -107,7 +112,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           identity: selfId,
           role: 'peer',
           url: options.selfUrl,
-          ...(options.secret === undefined ? {} : { secret: options.secret }),
+          nonce: dialerNonce,
         }),
       );
     });
@@ -121,6 +126,16 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         return;
       }
       if (frame.t === 'welcome') {
+        if (options.secret !== undefined) {
+          const nonces = { dialer: dialerNonce, acceptor: frame.nonce ?? '' };
+          if (!peerProofMatches(options.secret, 'acceptor', nonces, frame.nodeId, frame.proof)) {
+            log.warn({ url: link.url }, 'peer did not prove the cluster secret; closing the link');
+            socket.terminate();
+            return;
+          }
+          const proof = peerProof(options.secret, 'dialer', nonces, selfId);
+          socket.send(codec.encode({ t: 'peerAuth', id: 0, proof }));
+        }
         link.ready = true;
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
         return;
