@@ -7,3 +7,4 @@ export * from './handle.ts';
 export * from './cluster-state.ts';
 export * from './partition-table.ts';
 export * from './checksum.ts';
+export * from './liveness.ts';
