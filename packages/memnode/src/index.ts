@@ -19,3 +19,4 @@ export {
   type FetchClusterStatusOptions,
 } from './status.ts';
 export type { ClusterMember, ClusterTiming } from './cluster/cluster-member.ts';
+export { DEFAULT_PEER_LINK_TIMING, type PeerLinkTiming } from './cluster/peer-links.ts';

@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
 import { createClusterMember, type ClusterMember, type ClusterTiming } from './cluster/cluster-member.ts';
+import type { PeerLinkTiming } from './cluster/peer-links.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -32,6 +33,12 @@ export interface MemnodeOptions {
   defaultReplication?: number;
   /** Heartbeat, election, lease and failure-detection timing. */
   timing?: ClusterTiming;
+  /**
+   * Liveness of the links to other nodes: ping interval, pong deadline, dial timeout and redial backoff (see
+   * PeerLinkTiming). @default DEFAULT_PEER_LINK_TIMING: ping every 500 ms, closed after 2000 ms without a pong,
+   * dials aborted after 2000 ms, redialled after 100 ms doubling to 500 ms
+   */
+  peerLinks?: PeerLinkTiming;
   /**
    * Shared by every node of the cluster: a connection may act as a peer (send coordination frames, see every
    * pool) only with it. Without one any connection may claim to be a peer, which is fine only on a trusted
@@ -138,6 +145,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger,
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
+    ...(options.peerLinks === undefined ? {} : { peerLinks: options.peerLinks }),
     ...(options.testCorruptOidPrefix === undefined
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
