@@ -114,6 +114,8 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       codec,
       logger: log,
       connectTimeoutMs: options.connectTimeoutMs,
+      pingIntervalMs: options.pingIntervalMs,
+      pongTimeoutMs: options.pongTimeoutMs,
       timeoutMs,
       maxBatchOps: options.maxBatchOps,
       maxBatchBytes: options.maxBatchBytes,
