@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
+import { advertisedUrlProblem } from './advertised-url.ts';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import type { PageStore } from './page-store.ts';
@@ -93,6 +94,11 @@ interface NodeCommandOptions {
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
+  const addressProblem = advertisedUrlProblem(options);
+  if (addressProblem !== undefined) {
+    process.stderr.write(`tmem node: ${addressProblem}\n`);
+    process.exit(1);
+  }
   const nodeId = options.nodeId ?? randomUUID();
   const logger = createNodeLogger({ nodeId });
   const node = await createMemnode({

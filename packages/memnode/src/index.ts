@@ -20,3 +20,4 @@ export {
 } from './status.ts';
 export type { ClusterMember, ClusterTiming } from './cluster/cluster-member.ts';
 export { DEFAULT_PEER_LINK_TIMING, type PeerLinkTiming } from './cluster/peer-links.ts';
+export { advertisedUrlProblem, checkAdvertisedUrl, type AdvertisedUrlInput } from './advertised-url.ts';

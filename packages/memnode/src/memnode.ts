@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { DEFAULT_MAX_FRAME_BYTES, createCodec } from '@tmem/protocol';
+import { checkAdvertisedUrl } from './advertised-url.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
@@ -101,8 +102,18 @@ export interface Memnode {
 // connection (close code 1009) so a hostile peer cannot make the node buffer unbounded data.
 const WS_PAYLOAD_SLACK_BYTES = 64 * 1024;
 
-/** Starts a memory node listening on host:port. Resolves once it accepts connections. */
+/**
+ * Starts a memory node listening on host:port. Resolves once it accepts connections. Throws BAD_ARGUMENT when
+ * the URL it would advertise cannot be dialled by its peers (a wildcard host, or loopback while joining nodes
+ * on other hosts): pass `advertiseUrl`.
+ */
 export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
+  // Before anything listens: a node peers cannot dial back would start and then never join.
+  checkAdvertisedUrl({
+    host: options.host ?? '127.0.0.1',
+    advertiseUrl: options.advertiseUrl,
+    join: options.join,
+  });
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
