@@ -28,7 +28,10 @@ export interface PeerLinkTiming {
   pongTimeoutMs?: number;
   /** How long a dial may take to complete the handshake (TCP, upgrade, welcome) before it is aborted. @default 2000 */
   connectTimeoutMs?: number;
-  /** First delay before dialling a lost link again; doubles per failed dial. @default 100 */
+  /**
+   * First delay before dialling a lost link again; doubles per fast failed dial (refused, reset). A dial that
+   * hung for connectTimeoutMs is retried after this first delay. @default 100
+   */
   redialMinMs?: number;
   /** Cap of the redial delay. @default 500 */
   redialMaxMs?: number;
@@ -132,8 +135,6 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     if (closed || link.socket !== null) return;
     const socket = new WebSocket(link.url, {
       perMessageDeflate: false,
-      // Covers the TCP connect and the upgrade; the timer below covers the rest, up to the welcome.
-      handshakeTimeout: timing.connectTimeoutMs,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     });
     link.socket = socket;
@@ -141,7 +142,10 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     link.failure = null;
     socket.binaryType = 'nodebuffer';
     let liveness: { stop(): void } | undefined;
+    /** The dial ran out of time (TCP connect, upgrade, hello and welcome all count). */
+    let hung = false;
     const connectTimer = setTimeout(() => {
+      hung = true;
       link.failure = `no handshake within ${timing.connectTimeoutMs} ms`;
       socket.terminate();
     }, timing.connectTimeoutMs);
@@ -205,8 +209,11 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       const current = !closed && links.get(link.url) === link;
       if (current) noteClose(link, wasReady, code);
       if (current && link.retryTimer === null) {
-        const delayMs = link.redialDelayMs;
-        link.redialDelayMs = Math.min(link.redialDelayMs * 2, timing.redialMaxMs);
+        // A dial that hung has waited connectTimeoutMs already: dial again at once, so a peer reachable again
+        // is found by a fresh SYN rather than by the lost one's retransmission 1 s or 3 s later. Fast failures
+        // (refused, reset) back off.
+        const delayMs = hung ? timing.redialMinMs : link.redialDelayMs;
+        if (!hung) link.redialDelayMs = Math.min(link.redialDelayMs * 2, timing.redialMaxMs);
         link.retryTimer = setTimeout(() => {
           link.retryTimer = null;
           if (links.get(link.url) === link) open(link);
