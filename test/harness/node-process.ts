@@ -21,6 +21,12 @@ export interface StartNodeOptions {
   env?: Record<string, string>;
   /** How long to wait for the `listening` line. @default 20_000 */
   readyTimeoutMs?: number;
+  /**
+   * A command the node runtime is started through, e.g. `['ip', 'netns', 'exec', 'ns1']` to run the node in a
+   * network namespace. It must exec the node in place (as `ip netns exec` does), so signals and the IPC channel
+   * reach the node itself. @default none
+   */
+  wrapper?: readonly string[];
 }
 
 /** How a process ended. */
@@ -75,15 +81,20 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     ...(options.args ?? []),
   ];
   // The IPC channel makes the node exit when this process dies, so no orphan survives a crashed test run.
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: {
-      ...process.env,
-      TMEM_LOG_LEVEL: process.env['TMEM_LOG_LEVEL'] ?? 'info',
-      TMEM_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
-      ...options.env,
+  const [command, ...wrapperArgs] = options.wrapper ?? [];
+  const child = spawn(
+    command ?? process.execPath,
+    command === undefined ? args : [...wrapperArgs, process.execPath, ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: {
+        ...process.env,
+        TMEM_LOG_LEVEL: process.env['TMEM_LOG_LEVEL'] ?? 'info',
+        TMEM_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+        ...options.env,
+      },
     },
-  });
+  );
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {

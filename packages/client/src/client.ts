@@ -115,6 +115,8 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       codec,
       logger: log,
       connectTimeoutMs: options.connectTimeoutMs,
+      pingIntervalMs: options.pingIntervalMs,
+      pongTimeoutMs: options.pongTimeoutMs,
       timeoutMs,
       maxBatchOps: options.maxBatchOps,
       maxBatchBytes: options.maxBatchBytes,

@@ -7,6 +7,7 @@ import {
   TimeoutError,
   TmemError,
   errorFromWire,
+  watchLiveness,
   type ClientFrame,
   type BatchReply,
   type Codec,
@@ -42,6 +43,10 @@ export interface NodeConnectionOptions {
   logger: Logger;
   /** Time to open the socket and complete the handshake, in milliseconds. */
   connectTimeoutMs: number;
+  /** How often the node is pinged once the socket is open, in milliseconds. @default 1000 */
+  pingIntervalMs?: number;
+  /** How long a ping may go unanswered before the connection is closed as lost. @default 3000 */
+  pongTimeoutMs?: number;
   /** The op budget deadlines were computed from; reported in TimeoutErrors. */
   timeoutMs: number;
   maxBatchOps: number;
@@ -131,6 +136,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   let nodeMaxFrameBytes: number | undefined;
   let helloId = 0;
   let flushHandle: NodeJS.Immediate | undefined;
+  let liveness: { stop(): void } | undefined;
 
   let resolveOpen!: (connection: NodeConnection) => void;
   let rejectOpen!: (error: TmemError) => void;
@@ -180,6 +186,18 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
 
   ws.on('open', () => {
     if (state !== 'connecting') return;
+    // A stalled connection stays "open" for minutes of TCP retransmissions: without pongs it is closed as
+    // lost, so its ops fail over to other nodes and the pool dials again.
+    liveness = watchLiveness(ws, {
+      pingIntervalMs: options.pingIntervalMs ?? 1000,
+      pongTimeoutMs: options.pongTimeoutMs ?? 3000,
+      onDead: (silentMs) =>
+        fail(
+          new ConnectionLostError(`node ${url} answered no ping for ${silentMs} ms; connection closed`, {
+            details: { node: url, silentMs },
+          }),
+        ),
+    });
     helloId = ids.next();
     ws.send(
       codec.encode({
@@ -474,6 +492,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     const wasOpen = state === 'open';
     state = 'closed';
     clearTimeout(connectTimer);
+    liveness?.stop();
     sweep.stop();
     signal?.removeEventListener('abort', onAbort);
     if (flushHandle !== undefined) clearImmediate(flushHandle);

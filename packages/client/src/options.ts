@@ -47,6 +47,19 @@ export interface ConnectOptions {
    */
   connectTimeoutMs?: number;
   /**
+   * How often the client pings each node it is connected to, in milliseconds. With pongTimeoutMs it finds a
+   * connection that stalled (the node cut off by a firewall, its host gone without closing the socket), which
+   * TCP alone notices only after minutes, and fails over to the other nodes.
+   * @default 1000
+   */
+  pingIntervalMs?: number;
+  /**
+   * How long a ping may go unanswered before the connection is closed as dead, in milliseconds: its ops in
+   * flight fail with CONNECTION_LOST (and are retried elsewhere within their timeout).
+   * @default 3000
+   */
+  pongTimeoutMs?: number;
+  /**
    * Most page ops coalesced into one batch frame (1..MAX_BATCH_OPS).
    * @default 256
    */
@@ -97,6 +110,8 @@ export interface ResolvedOptions {
   token: string | undefined;
   timeoutMs: number;
   connectTimeoutMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
   maxBatchOps: number;
   maxBatchBytes: number;
   maxFramesInFlight: number;
@@ -169,6 +184,8 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     token,
     timeoutMs: integerIn('timeoutMs', options.timeoutMs ?? 5000, 1, MAX_TIMER_MS),
     connectTimeoutMs: integerIn('connectTimeoutMs', options.connectTimeoutMs ?? 5000, 1, MAX_TIMER_MS),
+    pingIntervalMs: integerIn('pingIntervalMs', options.pingIntervalMs ?? 1000, 1, MAX_TIMER_MS),
+    pongTimeoutMs: integerIn('pongTimeoutMs', options.pongTimeoutMs ?? 3000, 1, MAX_TIMER_MS),
     maxBatchOps: integerIn('maxBatchOps', options.maxBatchOps ?? 256, 1, MAX_BATCH_OPS),
     // A batch and its reply must stay within the frame limit that nodes and this client decode.
     maxBatchBytes: integerIn(

@@ -184,6 +184,11 @@ export interface FakeNodeOptions {
    * means to break that rule. @default one part
    */
   replyParts?: (replies: PageReply[], batch: Batch) => PageReply[][];
+  /**
+   * Answer pings with pongs, as every ws server does. false: the sockets stay open and silent to pings, as a
+   * node behind a firewall that drops its packets looks to the client. @default true
+   */
+  autoPong?: boolean;
 }
 
 /** One stored page and the checksum it was put with. */
@@ -280,7 +285,12 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
   const codec = createCodec(
     options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes },
   );
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  const server = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    perMessageDeflate: false,
+    autoPong: options.autoPong ?? true,
+  });
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const url = `ws://127.0.0.1:${port}`;

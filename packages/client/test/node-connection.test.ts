@@ -180,6 +180,40 @@ describe('node connection requests', () => {
     expect(late).toBeInstanceOf(ConnectionLostError);
   });
 
+  it('closes a connection whose node stops answering pings: ops in flight fail with CONNECTION_LOST', async () => {
+    // A node behind a DROP rule: the socket stays open, the node answers nothing, not even pings.
+    const fake = await fakeNode({ autoPong: false });
+    const closes: TmemError[] = [];
+    const connection = await openNodeConnection(
+      options(fake.url, {
+        pingIntervalMs: 20,
+        pongTimeoutMs: 100,
+        onClose: (_connection, error) => closes.push(error),
+      }),
+    );
+    fake.hold = true;
+    const started = now();
+    const op = rejectionOf(
+      connection.request({ t: 'flushObject', pool: 1, oid: Uint8Array.of(1) }, { deadline: now() + 10_000 }),
+    );
+    const error = await op;
+    expect(error).toBeInstanceOf(ConnectionLostError);
+    expect(error).toMatchObject({ details: { node: fake.url } });
+    // By the pong deadline, long before the op's own 10 s.
+    expect(now() - started).toBeLessThan(5000);
+    expect(closes.map((e) => e.code)).toEqual([ErrorCode.ConnectionLost]);
+    expect(connection.isOpen).toBe(false);
+  });
+
+  it('keeps a connection whose node answers pings', async () => {
+    const fake = await fakeNode();
+    const connection = await open(fake.url, { pingIntervalMs: 10, pongTimeoutMs: 50 });
+    let pings = 0;
+    for (const socket of fake.sockets) socket.on('ping', () => pings++);
+    await waitFor(() => pings >= 10, 'ten pings');
+    expect(connection.isOpen).toBe(true);
+  });
+
   it('sends the routing version as the batch sv, one version per frame', async () => {
     const fake = await fakeNode();
     const connection = await open(fake.url);

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
+import { advertisedUrlProblem } from './advertised-url.ts';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import type { PageStore } from './page-store.ts';
@@ -122,6 +123,11 @@ function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
+  const addressProblem = advertisedUrlProblem(options);
+  if (addressProblem !== undefined) {
+    process.stderr.write(`tmem node: ${addressProblem}\n`);
+    process.exit(1);
+  }
   const nodeId = options.nodeId ?? randomUUID();
   const clientTokens = clientTokensOf(options);
   const clusterSecret = process.env['TMEM_CLUSTER_SECRET'] || undefined;

@@ -3,6 +3,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { DEFAULT_MAX_FRAME_BYTES, createCodec, type DecodeBudget } from '@tmem/protocol';
+
+import { checkAdvertisedUrl } from './advertised-url.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { createPageStore, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
@@ -13,6 +15,7 @@ import {
   createConnectionRegistry,
   type ConnectionLimits,
 } from './connection-limits.ts';
+import type { PeerLinkTiming } from './cluster/peer-links.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -38,6 +41,12 @@ export interface MemnodeOptions {
   defaultReplication?: number;
   /** Heartbeat, election, lease and failure-detection timing. */
   timing?: ClusterTiming;
+  /**
+   * Liveness of the links to other nodes: ping interval, pong deadline, dial timeout and redial backoff (see
+   * PeerLinkTiming). @default DEFAULT_PEER_LINK_TIMING: ping every 500 ms, closed after 2000 ms without a pong,
+   * dials aborted after 2000 ms, redialled after 100 ms doubling to 500 ms
+   */
+  peerLinks?: PeerLinkTiming;
   /**
    * Shared by every node of the cluster: a connection may act as a peer (send coordination frames, see every
    * pool) only with it. Without one any connection may claim to be a peer, which is fine only on a trusted
@@ -118,8 +127,18 @@ export interface Memnode {
 // connection (close code 1009) so a hostile peer cannot make the node buffer unbounded data.
 const WS_PAYLOAD_SLACK_BYTES = 64 * 1024;
 
-/** Starts a memory node listening on host:port. Resolves once it accepts connections. */
+/**
+ * Starts a memory node listening on host:port. Resolves once it accepts connections. Throws BAD_ARGUMENT when
+ * the URL it would advertise cannot be dialled by its peers (a wildcard host, or loopback while joining nodes
+ * on other hosts): pass `advertiseUrl`.
+ */
 export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
+  // Before anything listens: a node peers cannot dial back would start and then never join.
+  checkAdvertisedUrl({
+    host: options.host ?? '127.0.0.1',
+    advertiseUrl: options.advertiseUrl,
+    join: options.join,
+  });
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -187,6 +206,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     logger,
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
+    ...(options.peerLinks === undefined ? {} : { peerLinks: options.peerLinks }),
     ...(options.testCorruptOidPrefix === undefined
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),

@@ -9,3 +9,4 @@ export * from './cluster-state.ts';
 export * from './partition-table.ts';
 export * from './checksum.ts';
 export * from './peer-auth.ts';
+export * from './liveness.ts';

@@ -18,7 +18,7 @@ import { ConsensusMessage } from './consensus-messages.ts';
 import { createConsensus, type Consensus, type ConsensusOutput } from './consensus.ts';
 import type { ConsensusOptions } from './consensus-options.ts';
 import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
-import { createPeerLinks, type PeerLinks } from './peer-links.ts';
+import { createPeerLinks, type PeerLinkTiming, type PeerLinks } from './peer-links.ts';
 import { createReplication, type Replication } from '../replication/replication.ts';
 import { createServingRule, type ServingRule } from '../serving-view.ts';
 
@@ -49,6 +49,8 @@ export interface ClusterMemberOptions {
   timing?: ClusterTiming;
   /** Secret sent in peer handshakes; peers with a secret configured refuse links without it. */
   clusterSecret?: string;
+  /** Liveness, dial and redial timing of the links to other nodes. @default DEFAULT_PEER_LINK_TIMING */
+  peerLinks?: PeerLinkTiming;
   /** How long a state change (join, leave, pool) may take before it fails with NO_COORDINATOR. @default 10000 */
   changeTimeoutMs?: number;
   /** How long a primary waits for the other owners of a persistent page. @default 3000 */
@@ -129,6 +131,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     ...(options.sourceAddress === undefined ? {} : { localAddress: options.sourceAddress }),
     codec: options.codec,
     logger,
+    ...(options.peerLinks === undefined ? {} : { timing: options.peerLinks }),
   });
   const committedListeners = new Set<(state: ClusterState, leaderId: string | null) => void>();
   const changeWaiters = new Map<string, { resolve(r: ChangeResult): void; reject(e: Error): void }>();

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import {
   ErrorCode,
   PROTOCOL_VERSION,
+  watchLiveness,
   TmemError,
   errorFromWire,
   newPeerNonce,
@@ -17,6 +18,40 @@ import {
 } from '@tmem/protocol';
 import type { Logger } from '../logger.ts';
 
+/**
+ * Timing of the links. A link whose peer stops answering pings (cut off by a firewall, a host gone without a
+ * FIN) is closed after pongTimeoutMs and dialled again on a fresh connection, instead of waiting minutes on the
+ * kernel's backed-off TCP retransmissions: a node that is reachable again is linked again within about
+ * connectTimeoutMs + redialMaxMs.
+ */
+export interface PeerLinkTiming {
+  /** How often each open link is pinged. @default 500 */
+  pingIntervalMs?: number;
+  /** How long a ping may go unanswered before the link is closed. @default 2000 */
+  pongTimeoutMs?: number;
+  /** How long a dial may take to complete the handshake (TCP, upgrade, welcome) before it is aborted. @default 2000 */
+  connectTimeoutMs?: number;
+  /**
+   * First delay before dialling a lost link again; doubles per fast failed dial (refused, reset). A dial that
+   * hung for connectTimeoutMs is retried after this first delay. @default 100
+   */
+  redialMinMs?: number;
+  /** Cap of the redial delay. @default 500 */
+  redialMaxMs?: number;
+  /** While a peer stays unreachable, how often the failed dials are logged again at warn level. @default 10000 */
+  unreachableLogIntervalMs?: number;
+}
+
+/** Defaults of PeerLinkTiming. */
+export const DEFAULT_PEER_LINK_TIMING: Required<PeerLinkTiming> = {
+  pingIntervalMs: 500,
+  pongTimeoutMs: 2000,
+  connectTimeoutMs: 2000,
+  redialMinMs: 100,
+  redialMaxMs: 500,
+  unreachableLogIntervalMs: 10_000,
+};
+
 /** Options of the link set. */
 export interface PeerLinksOptions {
   /** This node's id, sent as the handshake identity with role 'peer'. */
@@ -27,8 +62,8 @@ export interface PeerLinksOptions {
   secret?: string;
   codec: Codec;
   logger: Logger;
-  /** Delay before reconnecting a link that failed. @default 200 */
-  reconnectDelayMs?: number;
+  /** Liveness, dial and redial timing of every link. */
+  timing?: PeerLinkTiming;
   /**
    * Local IP address outgoing links are made from (`localAddress` of the socket), so that a fault proxy in
    * front of a peer can tell which node a connection comes from. @default chosen by the operating system
@@ -64,6 +99,14 @@ interface Link {
   socket: WebSocket | null;
   ready: boolean;
   retryTimer: NodeJS.Timeout | null;
+  /** Delay before the next redial; back to redialMinMs once a dial succeeds. */
+  redialDelayMs: number;
+  /** Dials that failed in a row (closed before the welcome). */
+  failedDials: number;
+  /** When the failed dials were last logged at warn level, or 0. */
+  warnedAt: number;
+  /** Why the current socket failed, for the log line of its close. */
+  failure: string | null;
   pending: Map<
     number,
     { resolve(frame: NodeFrame): void; reject(error: Error): void; timer: NodeJS.Timeout }
@@ -78,7 +121,7 @@ const MAX_BACKLOG = 256;
 export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
   const { codec, selfId } = options;
   const log = options.logger.child({ component: 'peer-links' });
-  const reconnectDelayMs = options.reconnectDelayMs ?? 200;
+  const timing: Required<PeerLinkTiming> = { ...DEFAULT_PEER_LINK_TIMING, ...options.timing };
   const links = new Map<string, Link>();
   let nextId = 1;
   let closed = false;
@@ -95,15 +138,30 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     if (closed || link.socket !== null) return;
     const socket = new WebSocket(link.url, {
       perMessageDeflate: false,
-      handshakeTimeout: 2000,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     });
     link.socket = socket;
     link.ready = false;
+    link.failure = null;
     socket.binaryType = 'nodebuffer';
     // Our challenge to the node: its welcome must prove the secret over it (peer-auth.ts).
     const dialerNonce = newPeerNonce();
+    let liveness: { stop(): void } | undefined;
+    /** The dial ran out of time (TCP connect, upgrade, hello and welcome all count). */
+    let hung = false;
+    const connectTimer = setTimeout(() => {
+      hung = true;
+      link.failure = `no handshake within ${timing.connectTimeoutMs} ms`;
+      socket.terminate();
+    }, timing.connectTimeoutMs);
     socket.on('open', () => {
+      liveness = watchLiveness(socket, {
+        pingIntervalMs: timing.pingIntervalMs,
+        pongTimeoutMs: timing.pongTimeoutMs,
+        onDead: (silentMs) => {
+          link.failure = `no pong for ${silentMs} ms`;
+        },
+      });
       socket.send(
         codec.encode({
           t: 'hello',
@@ -126,6 +184,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         return;
       }
       if (frame.t === 'welcome') {
+        clearTimeout(connectTimer);
         if (options.secret !== undefined) {
           const nonces = { dialer: dialerNonce, acceptor: frame.nonce ?? '' };
           if (!peerProofMatches(options.secret, 'acceptor', nonces, frame.nodeId, frame.proof)) {
@@ -137,6 +196,11 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           socket.send(codec.encode({ t: 'peerAuth', id: 0, proof }));
         }
         link.ready = true;
+        if (link.failedDials > 0)
+          log.info({ url: link.url, failedDials: link.failedDials }, 'peer reachable again');
+        link.failedDials = 0;
+        link.warnedAt = 0;
+        link.redialDelayMs = timing.redialMinMs;
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
         return;
       }
@@ -146,25 +210,71 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       clearTimeout(waiter.timer);
       waiter.resolve(frame);
     });
-    socket.on('error', (error) => log.debug({ url: link.url, err: error.message }, 'peer link error'));
-    socket.on('close', () => {
+    socket.on('error', (error) => {
+      link.failure ??= error.message;
+    });
+    socket.on('close', (code: number) => {
+      clearTimeout(connectTimer);
+      liveness?.stop();
+      const wasReady = link.ready;
       link.socket = null;
       link.ready = false;
       link.backlog = [];
       failPending(link, new TmemError(ErrorCode.ConnectionLost, `link to ${link.url} closed`));
-      if (!closed && links.get(link.url) === link && link.retryTimer === null) {
+      const current = !closed && links.get(link.url) === link;
+      if (current) noteClose(link, wasReady, code);
+      if (current && link.retryTimer === null) {
+        // A dial that hung has waited connectTimeoutMs already: dial again at once, so a peer reachable again
+        // is found by a fresh SYN rather than by the lost one's retransmission 1 s or 3 s later. Fast failures
+        // (refused, reset) back off.
+        const delayMs = hung ? timing.redialMinMs : link.redialDelayMs;
+        if (!hung) link.redialDelayMs = Math.min(link.redialDelayMs * 2, timing.redialMaxMs);
         link.retryTimer = setTimeout(() => {
           link.retryTimer = null;
           if (links.get(link.url) === link) open(link);
-        }, reconnectDelayMs);
+        }, delayMs);
       }
     });
+  }
+
+  /**
+   * Logs a lost link or a failed dial: an operator must see a peer this node cannot reach (a wrong advertised
+   * address, a firewall) at the default level, but a dead peer that is dialled every half second must not
+   * flood the log, so failed dials are logged at warn once per unreachableLogIntervalMs.
+   */
+  function noteClose(link: Link, wasReady: boolean, code: number): void {
+    const reason = link.failure ?? `closed with code ${code}`;
+    if (wasReady) {
+      // A stalled link is a network problem; a peer that closed the link (restart, leave) is routine.
+      if (link.failure !== null) log.warn({ url: link.url, reason }, 'peer link lost; redialling');
+      else log.info({ url: link.url, reason }, 'peer link closed; redialling');
+      return;
+    }
+    link.failedDials++;
+    const at = Date.now();
+    if (link.warnedAt === 0 || at - link.warnedAt >= timing.unreachableLogIntervalMs) {
+      link.warnedAt = at;
+      log.warn({ url: link.url, err: reason, failedDials: link.failedDials }, 'peer unreachable');
+    } else {
+      log.debug({ url: link.url, err: reason, failedDials: link.failedDials }, 'peer dial failed');
+    }
   }
 
   function linkTo(url: string): Link {
     let link = links.get(url);
     if (link === undefined) {
-      link = { url, socket: null, ready: false, retryTimer: null, pending: new Map(), backlog: [] };
+      link = {
+        url,
+        socket: null,
+        ready: false,
+        retryTimer: null,
+        redialDelayMs: timing.redialMinMs,
+        failedDials: 0,
+        warnedAt: 0,
+        failure: null,
+        pending: new Map(),
+        backlog: [],
+      };
       links.set(url, link);
       open(link);
     }
