@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
@@ -7,15 +7,26 @@ import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import type { PageStore } from './page-store.ts';
-import { parseByteSize } from './size.ts';
+import {
+  CAPACITY_RANGE,
+  FRAME_SIZE_RANGE,
+  SIZE_HELP,
+  formatByteSize,
+  parseSizeIn,
+  type SizeRange,
+} from './cli-sizes.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
-function byteSize(text: string): number {
-  try {
-    return parseByteSize(text);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
+/** A commander parser of a size flag in `range`. */
+function byteSize(range: SizeRange): (text: string) => number {
+  return (text) => {
+    try {
+      return parseSizeIn(text, range);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
 }
 
 function port(text: string): number {
@@ -176,19 +187,25 @@ async function runStatus(options: StatusCommandOptions): Promise<void> {
 
 /** Builds the `tmem` command line. */
 export function buildCli(): Command {
-  const program = new Command('tmem').description('transcendent memory: memory nodes and tools');
+  const program = new Command('tmem')
+    .description('transcendent memory: memory nodes and tools')
+    .version(packageJson.version, '-V, --version', 'print the version of tmem');
   program
     .command('node')
     .description('run a memory node')
+    .addHelpText('after', SIZE_HELP)
     .option('-p, --port <port>', 'port to listen on; 0 picks a free one', port, 0)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .requiredOption('-c, --capacity <size>', 'bytes of page data to hold, e.g. 256MiB', byteSize)
+    .requiredOption(
+      '-c, --capacity <size>',
+      `bytes of page data to hold, e.g. 256MiB or 2GiB (${formatByteSize(CAPACITY_RANGE.min)} at least)`,
+      byteSize(CAPACITY_RANGE),
+    )
     .option('--node-id <id>', 'stable node id (default: random)')
-    .option(
-      '--max-frame-bytes <size>',
-      'largest frame accepted from a peer',
-      byteSize,
-      DEFAULT_MAX_FRAME_BYTES,
+    .addOption(
+      new Option('--max-frame-bytes <size>', 'largest frame accepted from a peer')
+        .argParser(byteSize(FRAME_SIZE_RANGE))
+        .default(DEFAULT_MAX_FRAME_BYTES, formatByteSize(DEFAULT_MAX_FRAME_BYTES)),
     )
     .option(
       '-j, --join <urls>',
