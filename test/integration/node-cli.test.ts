@@ -64,3 +64,18 @@ describe('tmem node sizes', () => {
     expect(run.stdout).toContain('KiB, MiB, GiB, TiB');
   });
 });
+
+describe('tmem node on a port in use', () => {
+  it('exits 1 with one line that names the address and --port, and no stack trace', async () => {
+    const holder = await startNode();
+    const { port } = new URL(holder.url);
+    const run = await runCli(['node', '--capacity', '1MiB', '--port', port]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    const lines = run.stderr.trim().split('\n');
+    expect(lines, run.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`127.0.0.1:${port}`);
+    expect(lines[0]).toContain('--port');
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+});

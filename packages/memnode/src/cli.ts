@@ -6,6 +6,7 @@ import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
+import { describeStartupError } from './startup-errors.ts';
 import type { PageStore } from './page-store.ts';
 import {
   CAPACITY_RANGE,
@@ -103,6 +104,12 @@ interface NodeCommandOptions {
   batchReplyParts?: boolean;
 }
 
+/** One line on stderr and exit 1: a port in use is an operator's typo, not a crash worth a stack trace. */
+function exitWith(message: string): never {
+  process.stderr.write(`tmem node: ${message}\n`);
+  process.exit(1);
+}
+
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const nodeId = options.nodeId ?? randomUUID();
   const logger = createNodeLogger({ nodeId });
@@ -133,7 +140,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
         ? {}
         : { electionTimeoutMs: { min: options.electionTimeoutMs, max: options.electionTimeoutMs * 2 } }),
     },
-  });
+  }).catch((error: unknown) => exitWith(describeStartupError(error, options)));
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
   // `url` is where the node listens; `advertisedUrl` is what it tells peers and clients (a proxy, say).
   const advertisedUrl = options.advertiseUrl ?? node.url;

@@ -114,12 +114,18 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     perMessageDeflate: false,
     maxPayload: maxFrameBytes + WS_PAYLOAD_SLACK_BYTES,
   });
-  wss.on('error', (error) => logger.error({ err: error }, 'websocket server error'));
+  // ws re-emits the HTTP server's errors; one of listening (a port in use) rejects createMemnode below, and
+  // the caller reports it, so only later ones are logged here.
+  let listening = false;
+  wss.on('error', (error) => {
+    if (listening) logger.error({ err: error }, 'websocket server error');
+  });
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
       http.off('error', reject);
+      listening = true;
       resolve();
     });
   });
