@@ -1,8 +1,17 @@
 // `tmem node` as an operator meets it: flags checked before anything starts, a version, and (below) joins
 // that cannot succeed, ports in use and the stdout events. Every case runs the real launcher.
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAllNodes, runCli, startNode, stateOf } from '../harness/index.ts';
+import {
+  TEST_CLUSTER_SECRET,
+  TEST_TIMING_ARGS,
+  killAllNodes,
+  memberIdsAt,
+  runCli,
+  startNode,
+  stateOf,
+} from '../harness/index.ts';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../../packages/memnode/package.json', import.meta.url), 'utf8')) as {
@@ -11,6 +20,27 @@ const VERSION = (
 ).version;
 
 afterEach(() => killAllNodes());
+
+/** A ws:// URL where nothing listens: a port the OS just handed out and took back. */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `ws://127.0.0.1:${port}`;
+}
+
+/** Parsed JSON lines of a stream (logs on stderr, events on stdout); other lines are skipped. */
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text.split('\n').flatMap((line): Record<string, unknown>[] => {
+    try {
+      const value: unknown = JSON.parse(line);
+      return typeof value === 'object' && value !== null ? [value as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+}
 
 describe('tmem --version', () => {
   it('prints the version of package.json and exits 0', async () => {
@@ -77,5 +107,72 @@ describe('tmem node on a port in use', () => {
     expect(lines[0]).toContain(`127.0.0.1:${port}`);
     expect(lines[0]).toContain('--port');
     expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('tmem node --join that cannot succeed', () => {
+  it.each([
+    ['a wrong', { TMEM_CLUSTER_SECRET: 'not-the-secret' }],
+    ['no', {}],
+  ] as const)('%s cluster secret: exit 1 at once, naming TMEM_CLUSTER_SECRET', async (_, env) => {
+    const seed = await startNode();
+    // The default --join-timeout is 60 s and runCli kills after 20 s: exit code 1 means the node gave up
+    // by itself, on the refusal, not on a timeout.
+    const run = await runCli(['node', '--capacity', '1MiB', '--join', seed.url], { env });
+    expect(run.code, run.stderr).toBe(1);
+    const events = jsonLines(run.stdout).map((e) => e['event']);
+    expect(events).toEqual(['listening']);
+    const last = run.stderr.trim().split('\n').at(-1) ?? '';
+    expect(last).toContain('TMEM_CLUSTER_SECRET');
+    expect(last).toContain(seed.url);
+    expect(await memberIdsAt(seed.url)).toEqual([seed.nodeId]);
+  });
+
+  it('dead seeds: a warning per attempt naming the seed and the error, exit 1 after --join-timeout', async () => {
+    const seeds = [await deadUrl(), await deadUrl()];
+    const run = await runCli(
+      ['node', '--capacity', '1MiB', '--join', seeds.join(','), '--join-timeout', '2s'],
+      { env: { TMEM_CLUSTER_SECRET: TEST_CLUSTER_SECRET } },
+    );
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.elapsedMs).toBeGreaterThanOrEqual(2000);
+    const warnings = jsonLines(run.stderr).filter((line) => line['msg'] === 'join attempt failed; retrying');
+    for (const seed of seeds) {
+      const ofSeed = warnings.filter((w) => w['seed'] === seed);
+      expect(ofSeed.length, run.stderr).toBeGreaterThanOrEqual(2);
+      for (const warning of ofSeed) {
+        expect(warning['level']).toBe(40);
+        expect(String(warning['err'])).toContain('ECONNREFUSED');
+      }
+    }
+    // Retries back off: attempts come further apart, not in a tight loop.
+    const times = warnings.filter((w) => w['seed'] === seeds[0]).map((w) => Number(w['time']));
+    expect(times.length).toBeLessThan(20);
+    const last = run.stderr.trim().split('\n').at(-1) ?? '';
+    expect(last).toMatch(/^tmem node: not serving 2 s after joining through/);
+    expect(last).toContain('--join-timeout');
+  });
+
+  it('refuses a --join-timeout that is not a duration', async () => {
+    const run = await runCli(['node', '--capacity', '1MiB', '--join-timeout', 'soon']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('--join-timeout');
+  });
+});
+
+describe('tmem node stdout events', () => {
+  it('prints listening, then ready once the node is a member holding a lease', async () => {
+    const founder = await startNode({ args: TEST_TIMING_ARGS });
+    const founderReady = await founder.ready;
+    expect(founderReady).toMatchObject({ nodeId: founder.nodeId, url: founder.url, members: 1 });
+
+    const joiner = await startNode({ args: [...TEST_TIMING_ARGS, '--join', founder.url] });
+    const ready = await joiner.ready;
+    expect(ready).toMatchObject({ event: 'ready', nodeId: joiner.nodeId, url: joiner.url, members: 2 });
+    // At the ready line the joiner is in the committed state it reports, as its seed sees it too.
+    const state = await stateOf(joiner.url);
+    expect(state?.members.map((m) => m.id).sort()).toEqual([founder.nodeId, joiner.nodeId].sort());
+    expect(state?.version).toBeGreaterThanOrEqual(ready.stateVersion);
+    expect(await memberIdsAt(founder.url)).toEqual([founder.nodeId, joiner.nodeId].sort());
   });
 });

@@ -7,6 +7,8 @@ import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import { describeStartupError } from './startup-errors.ts';
+import { formatDuration, parseDuration } from './cli-durations.ts';
+import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import type { PageStore } from './page-store.ts';
 import {
   CAPACITY_RANGE,
@@ -36,6 +38,14 @@ function port(text: string): number {
     throw new InvalidArgumentError('port must be an integer 0..65535 (0 picks a free port)');
   }
   return value;
+}
+
+function duration(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function positiveInt(text: string): number {
@@ -93,6 +103,7 @@ interface NodeCommandOptions {
   nodeId?: string;
   maxFrameBytes: number;
   join: string[];
+  joinTimeout: number;
   partitions: number;
   replication: number;
   heartbeatMs?: number;
@@ -145,6 +156,21 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   // `url` is where the node listens; `advertisedUrl` is what it tells peers and clients (a proxy, say).
   const advertisedUrl = options.advertiseUrl ?? node.url;
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, advertisedUrl, nodeId })}\n`);
+  // The second line: a member of the cluster, holding a lease, answering ops. A join that cannot succeed
+  // (refused secret, seeds dead past --join-timeout) ends the process instead.
+  waitUntilServing(node.cluster, {
+    seeds: options.join,
+    hasSecret: Boolean(process.env['TMEM_CLUSTER_SECRET']),
+    timeoutMs: options.joinTimeout,
+  }).then(
+    (serving) => {
+      logger.info(serving, 'ready');
+      process.stdout.write(
+        `${JSON.stringify({ event: 'ready', url: node.url, advertisedUrl, nodeId, ...serving })}\n`,
+      );
+    },
+    (error: unknown) => exitWith((error as Error).message),
+  );
 
   const stop = (reason: string, leave = true) => {
     logger.info({ reason, leave }, 'stopping');
@@ -219,6 +245,14 @@ export function buildCli(): Command {
       'join the cluster through these nodes (repeat or comma-separate)',
       collectUrls,
       [],
+    )
+    .addOption(
+      new Option(
+        '--join-timeout <duration>',
+        'give up (exit 1) when not a serving member this long after start, e.g. 30s or 2m',
+      )
+        .argParser(duration)
+        .default(DEFAULT_JOIN_TIMEOUT_MS, formatDuration(DEFAULT_JOIN_TIMEOUT_MS)),
     )
     .option('--partitions <n>', 'partitions of a new cluster (fixed for its life)', positiveInt, 1024)
     .option(

@@ -67,6 +67,8 @@ interface Link {
   >;
   /** Frames queued while the handshake runs; coordination messages only, bounded. */
   backlog: Uint8Array[];
+  /** The socket error of the current attempt (ECONNREFUSED ...), so a lost request can say why. */
+  lastError: string | undefined;
 }
 
 const MAX_BACKLOG = 256;
@@ -97,6 +99,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     });
     link.socket = socket;
     link.ready = false;
+    link.lastError = undefined;
     socket.binaryType = 'nodebuffer';
     socket.on('open', () => {
       socket.send(
@@ -125,18 +128,28 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
         return;
       }
+      if (frame.t === 'error' && !link.ready) {
+        // The peer refused our hello (wrong cluster secret, another protocol version): what waits on this
+        // link gets that reason, typed, instead of a bare CONNECTION_LOST when the peer then closes.
+        failPending(link, errorFromWire(frame));
+        return;
+      }
       const waiter = link.pending.get(frame.id);
       if (waiter === undefined) return;
       link.pending.delete(frame.id);
       clearTimeout(waiter.timer);
       waiter.resolve(frame);
     });
-    socket.on('error', (error) => log.debug({ url: link.url, err: error.message }, 'peer link error'));
+    socket.on('error', (error) => {
+      link.lastError = error.message;
+      log.debug({ url: link.url, err: error.message }, 'peer link error');
+    });
     socket.on('close', () => {
       link.socket = null;
       link.ready = false;
       link.backlog = [];
-      failPending(link, new TmemError(ErrorCode.ConnectionLost, `link to ${link.url} closed`));
+      const why = link.lastError === undefined ? '' : `: ${link.lastError}`;
+      failPending(link, new TmemError(ErrorCode.ConnectionLost, `link to ${link.url} closed${why}`));
       if (!closed && links.get(link.url) === link && link.retryTimer === null) {
         link.retryTimer = setTimeout(() => {
           link.retryTimer = null;
@@ -149,7 +162,15 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
   function linkTo(url: string): Link {
     let link = links.get(url);
     if (link === undefined) {
-      link = { url, socket: null, ready: false, retryTimer: null, pending: new Map(), backlog: [] };
+      link = {
+        url,
+        socket: null,
+        ready: false,
+        retryTimer: null,
+        pending: new Map(),
+        backlog: [],
+        lastError: undefined,
+      };
       links.set(url, link);
       open(link);
     }
