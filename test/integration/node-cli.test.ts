@@ -11,7 +11,9 @@ import {
   runCli,
   startNode,
   stateOf,
+  waitFor,
 } from '../harness/index.ts';
+import { connect } from '@tmem/client';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../../packages/memnode/package.json', import.meta.url), 'utf8')) as {
@@ -174,5 +176,46 @@ describe('tmem node stdout events', () => {
     expect(state?.members.map((m) => m.id).sort()).toEqual([founder.nodeId, joiner.nodeId].sort());
     expect(state?.version).toBeGreaterThanOrEqual(ready.stateVersion);
     expect(await memberIdsAt(founder.url)).toEqual([founder.nodeId, joiner.nodeId].sort());
+  });
+});
+
+describe('tmem node logs', () => {
+  it('every line on stderr carries the node id and the component, from start through a leave', async () => {
+    const env = { TMEM_LOG_LEVEL: 'debug' };
+    const founder = await startNode({ env, args: [...TEST_TIMING_ARGS, '--node-id', 'log-a'] });
+    const joiner = await startNode({
+      env,
+      until: 'ready',
+      args: [...TEST_TIMING_ARGS, '--node-id', 'log-b', '--join', founder.url],
+    });
+    const client = await connect({ seeds: [founder.url] });
+    try {
+      const pool = await client.createPool({ kind: 'persistent', replication: 2 });
+      expect(await pool.put('logged', 0, new Uint8Array(4096).fill(1))).toBe(true);
+    } finally {
+      await client.close();
+    }
+    joiner.signal('SIGUSR2');
+    await waitFor(() => joiner.stderr().includes('"msg":"memory"'), { what: 'the memory report' });
+    expect(await joiner.stop()).toEqual({ code: 0, signal: null });
+
+    for (const [node, id] of [
+      [founder, 'log-a'],
+      [joiner, 'log-b'],
+    ] as const) {
+      // The harness keeps the last 64 KiB of stderr: a first line cut there is no line of the node's.
+      const kept = node.stderr();
+      const text = kept.length >= 64 * 1024 ? kept.slice(kept.indexOf('\n') + 1) : kept;
+      const lines = text.trim().split('\n');
+      const parsed = jsonLines(text);
+      // Every line is a JSON log line: nothing unstructured slips through.
+      expect(parsed).toHaveLength(lines.length);
+      const unlabelled = parsed.filter((l) => l['nodeId'] !== id || typeof l['component'] !== 'string');
+      expect(unlabelled).toEqual([]);
+    }
+    const components = new Set(jsonLines(joiner.stderr()).map((l) => l['component']));
+    for (const component of ['server', 'cluster', 'launcher', 'replication']) {
+      expect(components).toContain(component);
+    }
   });
 });

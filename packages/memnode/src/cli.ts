@@ -124,6 +124,7 @@ function exitWith(message: string): never {
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const nodeId = options.nodeId ?? randomUUID();
   const logger = createNodeLogger({ nodeId });
+  const log = logger.child({ component: 'launcher' });
   const node = await createMemnode({
     nodeId,
     host: options.host,
@@ -164,7 +165,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     timeoutMs: options.joinTimeout,
   }).then(
     (serving) => {
-      logger.info(serving, 'ready');
+      log.info(serving, 'ready');
       process.stdout.write(
         `${JSON.stringify({ event: 'ready', url: node.url, advertisedUrl, nodeId, ...serving })}\n`,
       );
@@ -173,18 +174,18 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   );
 
   const stop = (reason: string, leave = true) => {
-    logger.info({ reason, leave }, 'stopping');
+    log.info({ reason, leave }, 'stopping');
     node.close({ leave }).then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ err: error }, 'unclean stop');
+        log.error({ err: error }, 'unclean stop');
         process.exit(1);
       },
     );
   };
   // A memory report on demand (`kill -USR2 <pid>`; bench/memory-probe.ts reads it): the process's view and the
   // page store's, so RSS can be split into runtime, JS heap, slabs and metadata without an inspector.
-  process.on('SIGUSR2', () => logger.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
+  process.on('SIGUSR2', () => log.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
   returnFreedMemory(node.store);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

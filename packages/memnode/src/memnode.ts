@@ -98,6 +98,8 @@ const WS_PAYLOAD_SLACK_BYTES = 64 * 1024;
 export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
+  // Every line names its component; the modules below take `logger` and make their own child.
+  const log = logger.child({ component: 'server' });
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const codec = createCodec({ maxFrameBytes });
   const store = createPageStore({ capacityBytes: options.capacityBytes });
@@ -118,7 +120,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   // the caller reports it, so only later ones are logged here.
   let listening = false;
   wss.on('error', (error) => {
-    if (listening) logger.error({ err: error }, 'websocket server error');
+    if (listening) log.error({ err: error }, 'websocket server error');
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -149,7 +151,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
   });
   if (options.clusterSecret === undefined) {
-    logger.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
+    log.warn('no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET');
   }
   // Sessions are served from here on; nobody knows the URL before this point, so no connection is missed.
   wss.on('connection', (socket: WebSocket) =>
@@ -165,10 +167,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       batchReplyParts: options.batchReplyParts ?? true,
     }),
   );
-  logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
+  log.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
   async function shutdown(leave: boolean): Promise<void> {
-    logger.info({ leave }, 'closing');
+    log.info({ leave }, 'closing');
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
     // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
     // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
@@ -198,7 +200,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     http.closeAllConnections();
     await wssClosed;
     await httpClosed;
-    logger.info('closed');
+    log.info('closed');
   }
 
   return {
