@@ -51,6 +51,13 @@ function secretMatches(expected: string | undefined, offered: string | undefined
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/**
+ * A peer refused for its secret redials every few hundred ms: one warning per this interval (per process) says
+ * it without flooding the log.
+ */
+const REFUSED_PEER_WARNING_INTERVAL_MS = 10_000;
+let lastRefusedPeerWarningMs = -Infinity;
+
 /** Frame errors after which the byte stream cannot be trusted, so the connection is closed. */
 const FATAL_FRAME_ERRORS = new Set<string>([
   ErrorCode.MalformedFrame,
@@ -137,6 +144,15 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         return;
       }
       if (frame.role === 'peer' && !secretMatches(deps.clusterSecret, frame.secret)) {
+        // Said here too, not only to the refused node: when the joiner has the secret and the seed has none,
+        // the join commits but the seed's links to the joiner end here, and the joiner never serves.
+        if (Date.now() - lastRefusedPeerWarningMs >= REFUSED_PEER_WARNING_INTERVAL_MS) {
+          lastRefusedPeerWarningMs = Date.now();
+          log.warn(
+            { peer: frame.identity, url: frame.url, offered: frame.secret !== undefined },
+            'refused a peer without this cluster secret; every node needs the same TMEM_CLUSTER_SECRET',
+          );
+        }
         sendError(
           frame.id,
           new ProtocolError(ErrorCode.Unauthorized, 'peer handshake without the cluster secret'),
