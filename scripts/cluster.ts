@@ -2,8 +2,15 @@
 // processes (the first founds the cluster, the others join it), waits until they form one ring, prints where
 // each listens, shows a live status, and stops them all on Ctrl-C.
 //
-// stdout: the human output, plus one machine-readable line `{"event":"ready","urls":[...]}` once every member
-// has committed the same state listing all of them, so scripts and tests wait for it instead of sleeping.
+// stdout: the human output, plus one machine-readable line `{"event":"ready","urls":[...],"pids":[...],"pid":n}`
+// once every member has committed the same state listing all of them, so scripts and tests wait for it instead
+// of sleeping (`pids` are the nodes' processes, `pid` this script's).
+//
+// Stopping: SIGINT, SIGTERM or SIGHUP to this script stops every node (last started first, each leaving
+// gracefully). `npm run cluster` execs this script (package.json), so npm's own forwarding of SIGINT and
+// SIGTERM lands here rather than in a shell that would die alone; and should whoever started the script go away
+// without a signal reaching it (npm SIGKILLed, a shell in between killed), the parent check below notices and
+// stops the nodes too, so no node is left running under PID 1.
 //
 // Logging: the nodes' stderr stays inherited, so warnings and crashes reach the terminal, but every node runs
 // with TMEM_LOG_LEVEL=warn unless the environment sets another level: at `info` the JSON lines of three nodes
@@ -32,6 +39,8 @@ const FORM_TIMEOUT_MS = 60_000;
 const FORM_POLL_MS = 200;
 /** How long a node may take to leave gracefully after SIGTERM before it is SIGKILLed. */
 const KILL_AFTER_MS = 10_000;
+/** How often the script checks that the process that started it still exists, in milliseconds. */
+const PARENT_CHECK_MS = 500;
 
 function fail(message: string): never {
   process.stderr.write(`tmem cluster: ${message}\n`);
@@ -213,6 +222,26 @@ function onSignal(): void {
 }
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+process.on('SIGHUP', onSignal);
+
+/** True while a process of that pid exists (signal 0 only checks; EPERM means it exists but is not ours). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// process.ppid is read once at startup in Node, so the check asks whether that process still exists. Its going
+// away is a stop like a signal: the nodes must not outlive the command that started them.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (stopping || processExists(parentPid)) return;
+  notice(`the process that started this script (pid ${parentPid}) is gone; stopping`);
+  void stopAll(0);
+}, PARENT_CHECK_MS).unref();
 
 function membershipKey(status: ClusterStatus): string {
   const members = status.members.map((m) => `${m.id}:${m.incarnation}:${m.reachable ? 'up' : 'down'}`);
@@ -315,7 +344,8 @@ try {
       `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --port 0 --capacity 64MiB --join ${firstUrl}\n` +
       'Ctrl-C stops the cluster.\n',
   );
-  process.stdout.write(`${JSON.stringify({ event: 'ready', urls })}\n\n`);
+  const pids = nodes.map((node) => node.child.pid);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', urls, pids, pid: process.pid })}\n\n`);
 } catch (error) {
   // After Ctrl-C during startup, the nodes exiting is the stop itself, not a failure worth reporting.
   if (!stopping) process.stderr.write(`tmem cluster: ${(error as Error).message}\n`);

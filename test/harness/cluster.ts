@@ -84,10 +84,15 @@ export interface StartClusterOptions extends StartNodeOptions {
 export async function startCluster(options: StartClusterOptions = {}): Promise<NodeProcess[]> {
   const size = options.size ?? 3;
   const args = [...TEST_TIMING_ARGS, ...(options.args ?? [])];
-  const first = await startNode({ ...options, args: [...args, '--node-id', 'n0'] });
+  // Each node serving (its `ready` line), then all agreeing on the full member list.
+  const first = await startNode({ until: 'ready', ...options, args: [...args, '--node-id', 'n0'] });
   const rest = await Promise.all(
     Array.from({ length: size - 1 }, (_, i) =>
-      startNode({ ...options, args: [...args, '--node-id', `n${i + 1}`, '--join', first.url] }),
+      startNode({
+        until: 'ready',
+        ...options,
+        args: [...args, '--node-id', `n${i + 1}`, '--join', first.url],
+      }),
     ),
   );
   const nodes = [first, ...rest];

@@ -5,4 +5,4 @@ export * from './node-process.ts';
 export * from './proxied-cluster.ts';
 export * from './raw-peer.ts';
 export * from './wait-for.ts';
-export * from './cli.ts';
+export * from './run-cli.ts';

@@ -19,7 +19,12 @@ export interface StartNodeOptions {
   nodeArgs?: string[];
   /** Extra environment variables (e.g. TMEM_CLUSTER_SECRET: '' for a node without a secret). */
   env?: Record<string, string>;
-  /** How long to wait for the `listening` line. @default 20_000 */
+  /**
+   * Which stdout line startNode waits for: `listening` (the port is open; a joiner may still be joining) or
+   * `ready` (a member of the cluster holding a lease, serving). @default 'listening'
+   */
+  until?: 'listening' | 'ready';
+  /** How long to wait for that line. @default 20_000 */
   readyTimeoutMs?: number;
   /**
    * A command the node runtime is started through, e.g. `['ip', 'netns', 'exec', 'ns1']` to run the node in a
@@ -27,6 +32,14 @@ export interface StartNodeOptions {
    * reach the node itself. @default none
    */
   wrapper?: readonly string[];
+}
+
+/** The node's `ready` line: it is a member of the committed state `stateVersion` and serves. */
+export interface ReadyEvent {
+  url: string;
+  nodeId: string;
+  stateVersion: number;
+  members: number;
 }
 
 /** How a process ended. */
@@ -43,6 +56,8 @@ export interface NodeProcess {
   readonly child: ChildProcess;
   /** Resolves when the process has exited. */
   readonly exited: Promise<Exit>;
+  /** Resolves with the `ready` line; rejects if the process exits first (never with a timeout). */
+  readonly ready: Promise<ReadyEvent>;
   /** Everything the node logged to stderr so far (for failure messages). */
   stderr(): string;
   /** Sends a signal without waiting. */
@@ -59,7 +74,8 @@ const running = new Set<NodeProcess>();
 export const TEST_CLUSTER_SECRET = 'test-cluster-secret';
 
 /**
- * Starts `tmem node` as a child process on port 0 and resolves once it printed its `listening` line. Rejects
+ * Starts `tmem node` as a child process on port 0 and resolves once it printed its `listening` line (or, with
+ * `until: 'ready'`, its `ready` line). Rejects
  * if the process exits first or the line does not come in time; the process is then killed. Every process
  * started here is registered for killAllNodes().
  */
@@ -104,23 +120,37 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
 
-  const ready = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      try {
-        const event = JSON.parse(line) as { event?: string; url?: string; nodeId?: string };
-        if (event.event === 'listening' && event.url && event.nodeId) {
-          resolve({ url: event.url, nodeId: event.nodeId });
-        }
-      } catch {
-        // not our line
-      }
-    });
+  let onListening: (event: { url: string; nodeId: string }) => void = () => undefined;
+  const listening = new Promise<{ url: string; nodeId: string }>((resolve) => (onListening = resolve));
+  let onReady: (event: ReadyEvent) => void = () => undefined;
+  const readyLine = new Promise<ReadyEvent>((resolve, reject) => {
+    onReady = resolve;
     void exited.then((exit) =>
-      reject(new Error(`node exited before listening (${JSON.stringify(exit)}):\n${stderr}`)),
+      reject(new Error(`node exited before ready (${JSON.stringify(exit)}):\n${stderr}`)),
+    );
+  });
+  // Nobody may await it (tests that kill a node early); the rejection is then no failure.
+  readyLine.catch(() => undefined);
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      const event = JSON.parse(line) as Partial<ReadyEvent> & { event?: string };
+      if (event.event === 'listening' && event.url && event.nodeId) {
+        onListening({ url: event.url, nodeId: event.nodeId });
+      }
+      if (event.event === 'ready' && event.url && event.nodeId) onReady(event as ReadyEvent);
+    } catch {
+      // not our line
+    }
+  });
+  const until = options.until ?? 'listening';
+  const awaited = until === 'ready' ? readyLine : listening;
+  const ready = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
+    void awaited.then(resolve, reject);
+    void exited.then((exit) =>
+      reject(new Error(`node exited before ${until} (${JSON.stringify(exit)}):\n${stderr}`)),
     );
     setTimeout(
-      () => reject(new Error(`node not listening after ${options.readyTimeoutMs ?? 20_000} ms:\n${stderr}`)),
+      () => reject(new Error(`node not ${until} after ${options.readyTimeoutMs ?? 20_000} ms:\n${stderr}`)),
       options.readyTimeoutMs ?? 20_000,
     ).unref();
   });
@@ -131,6 +161,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     pid: child.pid!,
     child,
     exited,
+    ready: readyLine,
     stderr: () => stderr,
     signal(signal) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

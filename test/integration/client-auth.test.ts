@@ -4,21 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@tmem/client';
 import { ErrorCode, PROTOCOL_VERSION, TmemError } from '@tmem/protocol';
-import {
-  closeAllRawPeers,
-  killAllCliRuns,
-  killAllNodes,
-  openRawPeer,
-  runCli,
-  startNode,
-} from '../harness/index.ts';
+import { closeAllRawPeers, killAllNodes, openRawPeer, runCli, startNode } from '../harness/index.ts';
 
 // Issue 9, finding 1: a client proves its identity with a token; the identity in the hello alone is nothing.
 
-afterEach(() => {
-  closeAllRawPeers();
-  killAllCliRuns();
-});
+afterEach(() => closeAllRawPeers());
 afterAll(() => killAllNodes());
 
 /** Issues a token with the real `tmem token` command, as an operator would. */

@@ -1,6 +1,7 @@
 // `npm run cluster` as a user runs it: the real script, started from source on a port-0 config, driven by the
 // README's client example, stopped by Ctrl-C (SIGINT) or killed outright.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,8 @@ interface ScriptProcess {
   readonly child: ChildProcess;
   /** Resolves with the URLs of the `ready` line; rejects if the script exits first or takes too long. */
   readonly ready: Promise<string[]>;
+  /** The `ready` line's pids: of the script itself and of each node. */
+  readonly pids: Promise<{ script: number; nodes: number[] }>;
   readonly exited: Promise<Exit>;
   /** Everything the script and its nodes wrote so far (for failure messages). */
   output(): string;
@@ -77,13 +80,21 @@ async function writeConfig(): Promise<string> {
   return file;
 }
 
-/** Starts `node --import tsx scripts/cluster.ts --config <file>` with piped stdio and registers it. */
-function startScript(configFile: string): ScriptProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, '--config', configFile], {
+/**
+ * Starts `node --import tsx scripts/cluster.ts --config <file>` (or, `viaNpm`, `npm run cluster -- --config
+ * <file>`, as a user types it) with piped stdio and registers it.
+ */
+function startScript(configFile: string, viaNpm = false): ScriptProcess {
+  const [command, args] = viaNpm
+    ? ['npm', ['run', '--silent', 'cluster', '--', '--config', configFile]]
+    : [process.execPath, ['--import', 'tsx', SCRIPT, '--config', configFile]];
+  const child = spawn(command, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TMEM_LOG_LEVEL: 'warn' },
   });
+  let onPids: (pids: { script: number; nodes: number[] }) => void = () => undefined;
+  const pids = new Promise<{ script: number; nodes: number[] }>((resolve) => (onPids = resolve));
   let output = '';
   // 'exit', not 'close': after a SIGKILL the nodes still hold the inherited stderr pipe until they are gone.
   const exited = new Promise<Exit>((resolve) =>
@@ -94,10 +105,11 @@ function startScript(configFile: string): ScriptProcess {
     createInterface({ input: child.stdout }).on('line', (line) => {
       output += `${line}\n`;
       try {
-        const event = JSON.parse(line) as { event?: string; urls?: string[] };
+        const event = JSON.parse(line) as { event?: string; urls?: string[]; pids?: number[]; pid?: number };
         if (event.event === 'ready' && Array.isArray(event.urls)) {
           for (const url of event.urls) nodeUrls.add(url);
           resolve(event.urls);
+          onPids({ script: event.pid ?? NaN, nodes: event.pids ?? [] });
         }
       } catch {
         // a human line
@@ -113,7 +125,7 @@ function startScript(configFile: string): ScriptProcess {
   });
   // A test that fails before awaiting `ready` must not leave an unhandled rejection behind.
   ready.catch(() => undefined);
-  const script: ScriptProcess = { child, ready, exited, output: () => output };
+  const script: ScriptProcess = { child, ready, pids, exited, output: () => output };
   scripts.add(script);
   void exited.then(() => scripts.delete(script));
   return script;
@@ -130,6 +142,17 @@ function acceptsConnections(url: string): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** True while `pid` is a live process: not gone, and not a zombie left for a parent that no longer reaps. */
+function isRunning(pid: number): boolean {
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...", the state letter after the parenthesised name.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 async function waitForPortsClosed(urls: Iterable<string>): Promise<void> {
@@ -188,4 +211,28 @@ describe('npm run cluster (scripts/cluster.ts)', () => {
     expect(await script.exited).toEqual({ code: null, signal: 'SIGKILL' });
     await waitForPortsClosed(urls);
   });
+});
+
+describe('npm run cluster, stopped the way scripts stop it', () => {
+  it.each(['SIGTERM', 'SIGINT', 'SIGKILL'] as const)(
+    'stops the script and every node on %s to the npm process',
+    async (signal) => {
+      const npm = startScript(await writeConfig(), true);
+      const urls = await npm.ready;
+      const pids = await npm.pids;
+      expect(pids.nodes).toHaveLength(3);
+      const all = [pids.script, ...pids.nodes];
+      expect(all.every(isRunning)).toBe(true);
+
+      npm.child.kill(signal);
+      // SIGTERM and SIGINT: npm hands the signal to the script it exec'd, which stops the nodes in order. SIGKILL:
+      // npm is gone without a word, and the script notices its parent is gone.
+      await waitFor(() => !all.some(isRunning), {
+        timeoutMs: PORTS_CLOSED_TIMEOUT_MS,
+        intervalMs: 100,
+        what: `script and nodes gone (${all.filter(isRunning).join(', ')} still running)`,
+      });
+      await waitForPortsClosed(urls);
+    },
+  );
 });

@@ -6,7 +6,6 @@ import { ErrorCode, PROTOCOL_VERSION, createCodec, newPeerNonce, peerProof } fro
 import {
   TEST_CLUSTER_SECRET,
   closeAllRawPeers,
-  killAllCliRuns,
   killAllNodes,
   openRawPeer,
   runCli,
@@ -19,10 +18,7 @@ import {
 // Issue 9, findings 2 and 3: a peer proves the cluster secret without sending it, and a consensus message
 // speaks only for the member whose authenticated connection carried it.
 
-afterEach(() => {
-  closeAllRawPeers();
-  killAllCliRuns();
-});
+afterEach(() => closeAllRawPeers());
 afterAll(() => killAllNodes());
 
 const codec = createCodec();
@@ -157,9 +153,7 @@ describe('peer handshake', () => {
       nonce: newPeerNonce(),
     });
     expect(reply).toMatchObject({ t: 'error', code: ErrorCode.Unauthorized });
-    const result = await runCli(['node', '--open', '--capacity', '8MiB', '--join', lonely.url], {
-      TMEM_CLUSTER_SECRET: '',
-    });
+    const result = await runCli(['node', '--open', '--capacity', '8MiB', '--join', lonely.url]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('TMEM_CLUSTER_SECRET');
   });

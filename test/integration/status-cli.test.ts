@@ -1,13 +1,6 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  killAllCliRuns,
-  killAllNodes,
-  runCli,
-  startNode,
-  waitFor,
-  type NodeProcess,
-} from '../harness/index.ts';
+import { killAllNodes, runCli, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
 import { connect, type TmemClient } from '@tmem/client';
 import { fetchClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
@@ -41,7 +34,6 @@ async function twoNodeCluster(args: string[] = []): Promise<[NodeProcess, NodePr
 }
 
 afterEach(async () => {
-  killAllCliRuns();
   await Promise.all([...clients].map((client) => client.close()));
   clients.clear();
   await killAllNodes();

@@ -4,7 +4,8 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DEFAULT_CLIENT_DECODE_BUDGET, DEFAULT_PEER_DECODE_BUDGET, type DecodeBudget } from '@tmem/protocol';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.ts';
-import { formatByteSize, parseByteSize } from './size.ts';
+import { formatByteSize } from './cli-sizes.ts';
+import { parseByteSize } from './size.ts';
 
 /** The parsed flags, as commander names them. */
 export interface LimitFlags {

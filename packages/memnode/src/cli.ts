@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
@@ -7,18 +7,32 @@ import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 import { advertisedUrlProblem } from './advertised-url.ts';
 import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
+import { describeStartupError } from './startup-errors.ts';
+import { formatDuration, parseDuration } from './cli-durations.ts';
+import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import type { PageStore } from './page-store.ts';
-import { parseByteSize } from './size.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
 import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
+import {
+  CAPACITY_RANGE,
+  FRAME_SIZE_RANGE,
+  SIZE_HELP,
+  formatByteSize,
+  parseSizeIn,
+  type SizeRange,
+} from './cli-sizes.ts';
+import packageJson from '../package.json' with { type: 'json' };
 import { DEFAULT_STATUS_TIMEOUT_MS, fetchClusterStatus, formatClusterStatus } from './status.ts';
 
-function byteSize(text: string): number {
-  try {
-    return parseByteSize(text);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
+/** A commander parser of a size flag in `range`. */
+function byteSize(range: SizeRange): (text: string) => number {
+  return (text) => {
+    try {
+      return parseSizeIn(text, range);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
 }
 
 function port(text: string): number {
@@ -27,6 +41,14 @@ function port(text: string): number {
     throw new InvalidArgumentError('port must be an integer 0..65535 (0 picks a free port)');
   }
   return value;
+}
+
+function duration(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function positiveInt(text: string): number {
@@ -84,6 +106,7 @@ interface NodeCommandOptions extends LimitFlags {
   nodeId?: string;
   maxFrameBytes: number;
   join: string[];
+  joinTimeout: number;
   partitions: number;
   replication: number;
   heartbeatMs?: number;
@@ -122,6 +145,12 @@ function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
   }
 }
 
+/** One line on stderr and exit 1: a port in use is an operator's typo, not a crash worth a stack trace. */
+function exitWith(message: string): never {
+  process.stderr.write(`tmem node: ${message}\n`);
+  process.exit(1);
+}
+
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const addressProblem = advertisedUrlProblem(options);
   if (addressProblem !== undefined) {
@@ -137,6 +166,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     );
   }
   const logger = createNodeLogger({ nodeId });
+  const log = logger.child({ component: 'launcher' });
   const node = await createMemnode({
     nodeId,
     host: options.host,
@@ -167,25 +197,40 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
         ? {}
         : { electionTimeoutMs: { min: options.electionTimeoutMs, max: options.electionTimeoutMs * 2 } }),
     },
-  });
+  }).catch((error: unknown) => exitWith(describeStartupError(error, options)));
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
   // `url` is where the node listens; `advertisedUrl` is what it tells peers and clients (a proxy, say).
   const advertisedUrl = options.advertiseUrl ?? node.url;
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, advertisedUrl, nodeId })}\n`);
+  // The second line: a member of the cluster, holding a lease, answering ops. A join that cannot succeed
+  // (refused secret, seeds dead past --join-timeout) ends the process instead.
+  waitUntilServing(node.cluster, {
+    seeds: options.join,
+    hasSecret: Boolean(process.env['TMEM_CLUSTER_SECRET']),
+    timeoutMs: options.joinTimeout,
+  }).then(
+    (serving) => {
+      log.info(serving, 'ready');
+      process.stdout.write(
+        `${JSON.stringify({ event: 'ready', url: node.url, advertisedUrl, nodeId, ...serving })}\n`,
+      );
+    },
+    (error: unknown) => exitWith((error as Error).message),
+  );
 
   const stop = (reason: string, leave = true) => {
-    logger.info({ reason, leave }, 'stopping');
+    log.info({ reason, leave }, 'stopping');
     node.close({ leave }).then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ err: error }, 'unclean stop');
+        log.error({ err: error }, 'unclean stop');
         process.exit(1);
       },
     );
   };
   // A memory report on demand (`kill -USR2 <pid>`; bench/memory-probe.ts reads it): the process's view and the
   // page store's, so RSS can be split into runtime, JS heap, slabs and metadata without an inspector.
-  process.on('SIGUSR2', () => logger.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
+  process.on('SIGUSR2', () => log.info({ ...process.memoryUsage(), ...node.store.memory() }, 'memory'));
   returnFreedMemory(node.store);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -221,25 +266,39 @@ async function runStatus(options: StatusCommandOptions): Promise<void> {
 
 /** Builds the `tmem` command line. */
 export function buildCli(): Command {
-  const program = new Command('tmem').description('transcendent memory: memory nodes and tools');
+  const program = new Command('tmem')
+    .description('transcendent memory: memory nodes and tools')
+    .version(packageJson.version, '-V, --version', 'print the version of tmem');
   const node = program
     .command('node')
     .description('run a memory node')
+    .addHelpText('after', SIZE_HELP)
     .option('-p, --port <port>', 'port to listen on; 0 picks a free one', port, 0)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .requiredOption('-c, --capacity <size>', 'bytes of page data to hold, e.g. 256MiB', byteSize)
+    .requiredOption(
+      '-c, --capacity <size>',
+      `bytes of page data to hold, e.g. 256MiB or 2GiB (${formatByteSize(CAPACITY_RANGE.min)} at least)`,
+      byteSize(CAPACITY_RANGE),
+    )
     .option('--node-id <id>', 'stable node id (default: random)')
-    .option(
-      '--max-frame-bytes <size>',
-      'largest frame accepted from a peer',
-      byteSize,
-      DEFAULT_MAX_FRAME_BYTES,
+    .addOption(
+      new Option('--max-frame-bytes <size>', 'largest frame accepted from a peer')
+        .argParser(byteSize(FRAME_SIZE_RANGE))
+        .default(DEFAULT_MAX_FRAME_BYTES, formatByteSize(DEFAULT_MAX_FRAME_BYTES)),
     )
     .option(
       '-j, --join <urls>',
       'join the cluster through these nodes (repeat or comma-separate)',
       collectUrls,
       [],
+    )
+    .addOption(
+      new Option(
+        '--join-timeout <duration>',
+        'give up (exit 1) when not a serving member this long after start, e.g. 30s or 2m',
+      )
+        .argParser(duration)
+        .default(DEFAULT_JOIN_TIMEOUT_MS, formatDuration(DEFAULT_JOIN_TIMEOUT_MS)),
     )
     .option('--partitions <n>', 'partitions of a new cluster (fixed for its life)', positiveInt, 1024)
     .option(

@@ -11,7 +11,9 @@ export interface NodeLoggerOptions {
 
 /**
  * Structured JSON lines on stderr, so stdout stays free for the one machine-readable `listening` line.
- * Every line carries the node id; modules add their `component` with `logger.child({ component })`.
+ * Every line carries the node id (in the base bindings) and its component: each module logs through its own
+ * `logger.child({ component })`, never through this root, so the component is serialized once per module and a
+ * line costs nothing more than before.
  */
 export function createNodeLogger(options: NodeLoggerOptions): Logger {
   return pino(

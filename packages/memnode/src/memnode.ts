@@ -141,6 +141,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   });
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
+  // Every line names its component; the modules below take `logger` and make their own child.
+  const log = logger.child({ component: 'server' });
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const codec = createCodec({
     maxFrameBytes,
@@ -182,12 +184,18 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     perMessageDeflate: false,
     maxPayload: maxFrameBytes + WS_PAYLOAD_SLACK_BYTES,
   });
-  wss.on('error', (error) => logger.error({ err: error }, 'websocket server error'));
+  // ws re-emits the HTTP server's errors; one of listening (a port in use) rejects createMemnode below, and
+  // the caller reports it, so only later ones are logged here.
+  let listening = false;
+  wss.on('error', (error) => {
+    if (listening) log.error({ err: error }, 'websocket server error');
+  });
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
       http.off('error', reject);
+      listening = true;
       resolve();
     });
   });
@@ -212,10 +220,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
   });
   if (options.clientTokens === undefined) {
-    logger.warn('open mode: clients are not authenticated, any client may act as any identity');
+    log.warn('open mode: clients are not authenticated, any client may act as any identity');
   }
   if (options.clusterSecret === undefined) {
-    logger.warn(
+    log.warn(
       options.insecurePeers === true
         ? 'no cluster secret: any connection may claim to be a peer; set TMEM_CLUSTER_SECRET'
         : 'no cluster secret: this node admits no peers; set TMEM_CLUSTER_SECRET to form a cluster',
@@ -239,10 +247,10 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       clientTokens: options.clientTokens,
     });
   });
-  logger.info({ url, capacityBytes: options.capacityBytes }, 'listening');
+  log.info({ url, capacityBytes: options.capacityBytes }, 'listening');
 
   async function shutdown(leave: boolean): Promise<void> {
-    logger.info({ leave }, 'closing');
+    log.info({ leave }, 'closing');
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
     // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
     // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
@@ -273,7 +281,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     http.closeAllConnections();
     await wssClosed;
     await httpClosed;
-    logger.info('closed');
+    log.info('closed');
   }
 
   return {

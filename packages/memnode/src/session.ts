@@ -74,6 +74,31 @@ function checkHello(frame: ClientFrame): Hello {
   return frame;
 }
 
+/**
+ * A peer refused for its secret redials every few hundred ms: one warning per this interval (per process) says
+ * it without flooding the log.
+ */
+const REFUSED_PEER_WARNING_INTERVAL_MS = 10_000;
+let lastRefusedPeerWarningMs = -Infinity;
+
+/**
+ * Said here too, not only to the refused node: when the joiner has the secret and the seed has none, the join
+ * commits but the seed's links to the joiner end here, and the joiner never serves. A refused peer redials
+ * every few hundred ms: one warning per interval (per process) says it without flooding the log.
+ */
+function warnRefusedPeer(log: Logger, frame: ClientFrame, challenge: PeerChallenge | undefined): void {
+  if (Date.now() - lastRefusedPeerWarningMs < REFUSED_PEER_WARNING_INTERVAL_MS) return;
+  lastRefusedPeerWarningMs = Date.now();
+  log.warn(
+    { peer: challenge?.identity ?? (frame.t === 'hello' ? frame.identity : undefined) },
+    'refused a peer that did not prove this cluster secret; every node needs the same TMEM_CLUSTER_SECRET',
+  );
+}
+
+function isPeerHello(frame: ClientFrame): boolean {
+  return frame.t === 'hello' && frame.role === 'peer';
+}
+
 /** Frame errors after which the byte stream cannot be trusted, so the connection is closed. */
 const FATAL_FRAME_ERRORS = new Set<string>([
   ErrorCode.MalformedFrame,
@@ -192,6 +217,9 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       send(welcome);
     } catch (error) {
       const code = error instanceof TmemError ? error.code : ErrorCode.Internal;
+      if (code === ErrorCode.Unauthorized && (peerChallenge !== undefined || isPeerHello(frame))) {
+        warnRefusedPeer(log, frame, peerChallenge);
+      }
       sendError(frame.id, error);
       socket.close(
         code === ErrorCode.VersionMismatch ? CloseCode.ProtocolViolation : CloseCode.PolicyViolation,

@@ -30,16 +30,3 @@ export function parseByteSize(text: string): number {
   if (!Number.isSafeInteger(bytes)) throw new RangeError(`size "${text}" is too large`);
   return bytes;
 }
-
-/** A byte count as people write it: `64 MiB`, `4 KiB`, or plain bytes when it is not a whole binary unit. */
-export function formatByteSize(bytes: number): string {
-  for (const [unit, multiplier] of [
-    ['TiB', 1024 ** 4],
-    ['GiB', 1024 ** 3],
-    ['MiB', 1024 ** 2],
-    ['KiB', 1024],
-  ] as const) {
-    if (bytes >= multiplier && bytes % multiplier === 0) return `${bytes / multiplier} ${unit}`;
-  }
-  return `${bytes} B`;
-}

@@ -59,6 +59,23 @@ export interface ClusterMemberOptions {
   handOverTimeoutMs?: number;
   /** Fault injection for tests (see MemnodeOptions.testCorruptOidPrefix). */
   testCorruptOidPrefix?: string;
+  /** Pause after the first round of join attempts that all failed; it doubles each round. @default 100 */
+  joinRetryMinMs?: number;
+  /** Longest pause between two rounds of join attempts. @default 1000 */
+  joinRetryMaxMs?: number;
+}
+
+/** How joining is going, for a launcher that must tell a slow join from one that cannot succeed. */
+export interface JoinStatus {
+  /** Join attempts made so far (one per seed tried). */
+  attempts: number;
+  /** The seed of the last failed attempt and why it failed; null before any failure. */
+  lastFailure: { seed: string; error: Error } | null;
+  /**
+   * Set when a seed refused this node itself (its peer handshake: UNAUTHORIZED for a wrong or missing cluster
+   * secret, VERSION_MISMATCH): retrying cannot help, so the join loop has stopped.
+   */
+  refused: { seed: string; error: TmemError } | null;
 }
 
 /** A change as callers propose it; the member adds the change id. */
@@ -105,6 +122,8 @@ export interface ClusterMember {
   receivePeerMessage(message: unknown, senderId: string): void;
   /** This member's coordination facts for statistics and `tmem status`. */
   describe(): MemberDescription;
+  /** How the join of this process is going (all zero and null for a founder). */
+  joinStatus(): JoinStatus;
   /** The accepted (possibly not yet committed) state. */
   accepted(): ClusterState | null;
   /** Persistent pools: replication, copies and the reads and writes that need them. */
@@ -115,6 +134,9 @@ export interface ClusterMember {
   leave(): Promise<void>;
   close(): void;
 }
+
+/** Refusals of this node's handshake: no retry changes them, only restarting it with other settings. */
+const FATAL_JOIN_CODES = new Set<string>([ErrorCode.Unauthorized, ErrorCode.VersionMismatch]);
 
 const now = () => performance.now();
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -408,13 +430,26 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     return [...new Set([...options.seeds, ...known])].filter((url) => url !== options.url);
   }
 
+  const joinStatus: JoinStatus = { attempts: 0, lastFailure: null, refused: null };
+
+  function joinFailed(seed: string, error: Error): void {
+    joinStatus.lastFailure = { seed, error };
+    if (error instanceof TmemError && FATAL_JOIN_CODES.has(error.code)) {
+      joinStatus.refused = { seed, error };
+      log.error({ seed, code: error.code, err: error.message }, 'seed refused this node; not retrying');
+      return;
+    }
+    log.warn({ seed, attempt: joinStatus.attempts, err: error.message }, 'join attempt failed; retrying');
+  }
+
   /** Asks seeds (then any member it knows) to add this incarnation, until it is in a committed state. */
   async function joinLoop(): Promise<void> {
     const joining = consensus;
-    let backoffMs = 100;
+    let backoffMs = options.joinRetryMinMs ?? 100;
     while (!closed && consensus === joining && !isMember(consensus.committed, nodeId, incarnation)) {
       for (const url of joinCandidates()) {
         if (closed || consensus !== joining) return;
+        joinStatus.attempts++;
         try {
           const reply = await links.propose(
             url,
@@ -432,12 +467,18 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
             return;
           }
           if (reply.error === 'replace-first') await removeOlderSelf(url);
+          else
+            joinFailed(
+              url,
+              new TmemError(ErrorCode.NoCoordinator, `the seed could not commit the join (${reply.error})`),
+            );
         } catch (error) {
-          log.debug({ via: url, err: (error as Error).message }, 'join attempt failed; trying the next seed');
+          joinFailed(url, error as Error);
+          if (joinStatus.refused !== null) return;
         }
       }
       await delay(backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 1000);
+      backoffMs = Math.min(backoffMs * 2, options.joinRetryMaxMs ?? 1000);
     }
   }
 
@@ -510,6 +551,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       }
       run(consensus.receive(parsed.data.from, parsed.data, now()));
     },
+    joinStatus: () => joinStatus,
     describe() {
       const committed = consensus.committed;
       const joined = committed !== null && isMember(committed, nodeId, incarnation);

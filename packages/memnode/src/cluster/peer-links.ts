@@ -204,6 +204,13 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
         return;
       }
+      if (frame.t === 'error' && (!link.ready || frame.id === 0)) {
+        // The peer refused our hello or our proof (wrong cluster secret, another protocol version; both have
+        // id 0, which no request uses): what waits on this link gets that reason, typed, instead of a bare
+        // CONNECTION_LOST when the peer then closes.
+        failPending(link, errorFromWire(frame));
+        return;
+      }
       const waiter = link.pending.get(frame.id);
       if (waiter === undefined) return;
       link.pending.delete(frame.id);
@@ -220,7 +227,8 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       link.socket = null;
       link.ready = false;
       link.backlog = [];
-      failPending(link, new TmemError(ErrorCode.ConnectionLost, `link to ${link.url} closed`));
+      const why = link.failure === null ? '' : `: ${link.failure}`;
+      failPending(link, new TmemError(ErrorCode.ConnectionLost, `link to ${link.url} closed${why}`));
       const current = !closed && links.get(link.url) === link;
       if (current) noteClose(link, wasReady, code);
       if (current && link.retryTimer === null) {
