@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import {
   ErrorCode,
   PROTOCOL_VERSION,
+  ProtocolError,
   watchLiveness,
   TmemError,
   errorFromWire,
@@ -189,6 +190,14 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           const nonces = { dialer: dialerNonce, acceptor: frame.nonce ?? '' };
           if (!peerProofMatches(options.secret, 'acceptor', nonces, frame.nodeId, frame.proof)) {
             log.warn({ url: link.url }, 'peer did not prove the cluster secret; closing the link');
+            // Typed, like a refusal from the peer: a join through it can say the secrets differ and stop.
+            failPending(
+              link,
+              new ProtocolError(
+                ErrorCode.Unauthorized,
+                `node at ${link.url} does not share this cluster secret`,
+              ),
+            );
             socket.terminate();
             return;
           }
