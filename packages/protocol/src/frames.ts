@@ -286,6 +286,9 @@ export type Miss = z.infer<typeof Miss>;
 
 const counter = z.number().int().min(0);
 
+/** Most under-replicated pools NodeStats names one by one (the count covers all of them). */
+export const MAX_LISTED_UNDER_REPLICATED = 64;
+
 /** Counters and gauges of one node, as the contract lists them. */
 export const NodeStats = z.object({
   nodeId: z.string(),
@@ -321,6 +324,16 @@ export const NodeStats = z.object({
   copiedPages: counter.optional(),
   /** Replicated writes waiting to reach other owners. */
   replicationBacklog: counter.optional(),
+  /**
+   * Persistent pools that ask for more copies than the cluster has ready members: their puts are refused
+   * (reason 'replicas') until enough members are ready. The same on every member of one state.
+   */
+  underReplicated: counter.optional(),
+  /** The first MAX_LISTED_UNDER_REPLICATED of those pools, with the copies each asks for and the ready members. */
+  underReplicatedPools: z
+    .array(z.object({ pool: u32, replication: u32, readyMembers: u32 }))
+    .max(MAX_LISTED_UNDER_REPLICATED)
+    .optional(),
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 
@@ -339,6 +352,8 @@ export function zeroStoreCounters(
   | 'lostPartitions'
   | 'copiedPages'
   | 'replicationBacklog'
+  | 'underReplicated'
+  | 'underReplicatedPools'
 > {
   return {
     capacityBytes,

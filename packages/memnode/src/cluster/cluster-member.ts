@@ -5,7 +5,10 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   ErrorCode,
+  MAX_LISTED_UNDER_REPLICATED,
   TmemError,
+  readyMemberCount,
+  underReplicatedPools,
   type ChangeResult as ChangeResultFrame,
   type ClusterState,
   type Codec,
@@ -77,6 +80,10 @@ export interface MemberDescription {
   lostPartitions: number;
   copiedPages: number;
   replicationBacklog: number;
+  /** Persistent pools asking for more copies than there are ready members (their puts are refused). */
+  underReplicated: number;
+  /** The first MAX_LISTED_UNDER_REPLICATED of them. */
+  underReplicatedPools: { pool: number; replication: number; readyMembers: number }[];
 }
 
 /** This node as a member of the cluster. */
@@ -501,6 +508,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       const committed = consensus.committed;
       const joined = committed !== null && isMember(committed, nodeId, incarnation);
       const t = now();
+      const short = committed === null ? [] : underReplicatedPools(committed);
+      const readyMembers = committed === null ? 0 : readyMemberCount(committed);
       return {
         stateVersion: committed?.version ?? 0,
         incarnation,
@@ -508,6 +517,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         leaseHeld: consensus.hasLease(t),
         servingPartitions: consensus.servingPartitions(t).length,
         ...replication.describe(),
+        underReplicated: short.length,
+        underReplicatedPools: short
+          .slice(0, MAX_LISTED_UNDER_REPLICATED)
+          .map((p) => ({ pool: p.id, replication: p.replication, readyMembers })),
       };
     },
     onCommitted(listener) {
