@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import {
+  ClusterChangedError,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -144,6 +145,29 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         socket.close(CloseCode.PolicyViolation, ErrorCode.Unauthorized);
         return;
       }
+      const ownCluster = deps.cluster.clusterId();
+      if (
+        frame.role === 'peer' &&
+        frame.clusterId !== undefined &&
+        ownCluster !== undefined &&
+        frame.clusterId !== ownCluster
+      ) {
+        // A node of another cluster (this one was restarted as a new cluster, or that one was): states and
+        // pages of the two must never mix, whatever their versions and pool ids say.
+        log.warn(
+          { peer: frame.identity, clusterId: frame.clusterId, served: ownCluster },
+          'peer of another cluster refused',
+        );
+        sendError(
+          frame.id,
+          new ClusterChangedError(
+            `this node serves cluster ${ownCluster}, the peer cluster ${frame.clusterId}`,
+            { details: { expected: frame.clusterId, actual: ownCluster } },
+          ),
+        );
+        socket.close(CloseCode.PolicyViolation, ErrorCode.ClusterChanged);
+        return;
+      }
       const isPeer = frame.role === 'peer';
       ctx = {
         nodeId: deps.nodeId,
@@ -167,6 +191,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         protocol: PROTOCOL_VERSION,
         nodeId: deps.nodeId,
         maxFrameBytes: deps.codec.maxFrameBytes,
+        ...(ownCluster === undefined ? {} : { clusterId: ownCluster }),
       });
       return;
     }

@@ -43,6 +43,11 @@ export const Hello = z.object({
   url: z.string().max(2048).optional(),
   /** The cluster secret, required of peers when the node has one: coordination frames are trusted. */
   secret: z.string().max(1024).optional(),
+  /**
+   * The id of the cluster a peer serves (absent for a node that never was a member): a node of another cluster
+   * answers CLUSTER_CHANGED, so two clusters never exchange coordination messages or pages.
+   */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -247,6 +252,8 @@ export const Welcome = z.object({
   nodeId: z.string(),
   /** Largest frame the node accepts; clients cut their batches to fit. */
   maxFrameBytes: u32.optional(),
+  /** The id of the cluster the node serves (absent while it has never been a member). */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -261,6 +268,8 @@ export const PoolCreated = z.object({
   pool: u32,
   kind: PoolKind,
   pageSize: u32,
+  /** The cluster the pool belongs to: its id means nothing in another cluster (ids start again at 1). */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type PoolCreated = z.infer<typeof PoolCreated>;
 

@@ -95,6 +95,11 @@ export interface ClusterMember {
   committed(): ClusterState | null;
   leaderId(): string | null;
   /**
+   * The id of the cluster this process serves or has served (kept through a rejoin), or undefined while it
+   * has never been a member. It never changes within one process: only a restart (empty) joins another.
+   */
+  clusterId(): string | undefined;
+  /**
    * The serving rule of page ops of both pool kinds: the view of the current states (pools, partition masks,
    * membership) and the one check each op gets. Replication's `checkLease` goes through it too.
    */
@@ -135,6 +140,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     ...(options.sourceAddress === undefined ? {} : { localAddress: options.sourceAddress }),
     codec: options.codec,
     logger,
+    clusterId: () => servedClusterId,
   });
   const committedListeners = new Set<(state: ClusterState, leaderId: string | null) => void>();
   const changeWaiters = new Map<string, { resolve(r: ChangeResult): void; reject(e: Error): void }>();
@@ -145,6 +151,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   let timer: NodeJS.Timeout | null = null;
   // Incarnations grow across restarts (wall clock at start) and across rejoins of one process (+1).
   let incarnation = Date.now();
+  /** The cluster this process serves; set by founding or by the first committed state that lists it. */
+  let servedClusterId: string | undefined;
   let consensus: Consensus = startConsensus(options.seeds.length === 0);
   /** Decides which pages go when (see page-retention.ts); one instance per incarnation. */
   let retention: PageRetention = createPageRetention({
@@ -217,8 +225,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           pools: [],
           nextPoolId: 1,
           partitionCount: options.partitionCount ?? 1024,
+          clusterId: randomUUID(),
         }
       : undefined;
+    if (initialState !== undefined) servedClusterId = initialState.clusterId;
     return createConsensus({
       self: { id: nodeId, incarnation },
       ...(initialState ? { initialState } : {}),
@@ -286,6 +296,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
+        if (servedClusterId === undefined && isMember(output.state, nodeId, incarnation)) {
+          servedClusterId = output.state.clusterId;
+          log.info({ clusterId: servedClusterId }, 'serving cluster');
+        }
         // Everything goes when the lease had lapsed and a committed state may have gone by unseen; else the
         // pages of partitions not owned (normally nothing: the same state was accepted first).
         const drop = retention.onCommitted(output.state);
@@ -476,6 +490,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     incarnation: () => incarnation,
     committed: () => consensus.committed,
     leaderId: () => consensus.leaderId,
+    clusterId: () => servedClusterId,
     serving,
     propose,
     accepted: () => consensus.accepted,
@@ -500,6 +515,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       const parsed = ConsensusMessage.safeParse(raw);
       if (!parsed.success) {
         log.warn({ issues: parsed.error.issues.slice(0, 3) }, 'invalid coordination message dropped');
+        return;
+      }
+      // The handshake already keeps peers of other clusters out; a state of another cluster is never taken.
+      const carried = 'state' in parsed.data ? parsed.data.state : undefined;
+      if (carried !== undefined && servedClusterId !== undefined && carried.clusterId !== servedClusterId) {
+        log.warn(
+          { from: parsed.data.from, clusterId: carried.clusterId, served: servedClusterId },
+          'state of another cluster dropped',
+        );
         return;
       }
       run(consensus.receive(parsed.data.from, parsed.data, now()));

@@ -3,6 +3,7 @@
 // the background; requests (propose) wait for their reply or time out.
 import WebSocket from 'ws';
 import {
+  ClusterChangedError,
   ErrorCode,
   PROTOCOL_VERSION,
   TmemError,
@@ -22,6 +23,8 @@ export interface PeerLinksOptions {
   selfUrl: string;
   /** The cluster secret, proving to peers that this node belongs. */
   secret?: string;
+  /** The cluster this node serves, sent in every hello so a node of another cluster refuses the link. */
+  clusterId?: () => string | undefined;
   codec: Codec;
   logger: Logger;
   /** Delay before reconnecting a link that failed. @default 200 */
@@ -80,6 +83,18 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
   let nextId = 1;
   let closed = false;
 
+  /** The hello's clusterId field: present once this node serves a cluster. */
+  function clusterIdField(): { clusterId?: string } {
+    const served = options.clusterId?.();
+    return served === undefined ? {} : { clusterId: served };
+  }
+
+  function clusterChanged(url: string, served: string, theirs: string): ClusterChangedError {
+    return new ClusterChangedError(`${url} serves cluster ${theirs}, this node serves ${served}`, {
+      details: { url, expected: served, actual: theirs },
+    });
+  }
+
   function failPending(link: Link, error: Error): void {
     for (const [id, waiter] of link.pending) {
       clearTimeout(waiter.timer);
@@ -108,6 +123,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           role: 'peer',
           url: options.selfUrl,
           ...(options.secret === undefined ? {} : { secret: options.secret }),
+          ...clusterIdField(),
         }),
       );
     });
@@ -121,8 +137,27 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         return;
       }
       if (frame.t === 'welcome') {
+        const served = options.clusterId?.();
+        if (served !== undefined && frame.clusterId !== undefined && frame.clusterId !== served) {
+          // The node at this URL serves another cluster (it was restarted as a new one): never talk to it.
+          log.warn(
+            { url: link.url, clusterId: frame.clusterId, served },
+            'peer serves another cluster; link refused',
+          );
+          failPending(link, clusterChanged(link.url, served, frame.clusterId));
+          socket.close(1000);
+          return;
+        }
         link.ready = true;
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
+        return;
+      }
+      if (frame.t === 'error' && frame.id === 0 && frame.code === ErrorCode.ClusterChanged) {
+        log.warn(
+          { url: link.url, served: options.clusterId?.() },
+          'peer refused us: it serves another cluster',
+        );
+        failPending(link, errorFromWire(frame));
         return;
       }
       const waiter = link.pending.get(frame.id);
