@@ -1,4 +1,4 @@
-import type { ClusterState } from '@tmem/protocol';
+import { isReadyMember, type ClusterState } from '@tmem/protocol';
 import { startNode, type NodeProcess, type StartNodeOptions } from './node-process.ts';
 import { openRawPeer } from './raw-peer.ts';
 import { waitFor } from './wait-for.ts';
@@ -71,6 +71,32 @@ export async function waitForMembers(
   );
 }
 
+/**
+ * Waits until every node in `nodes` reports the same state, whose members are exactly `nodes`, all ready
+ * (done copying). Persistent puts are refused while fewer than R members are ready, so a test that writes
+ * to a replicated pool right after a join waits for this, not just for the member list.
+ */
+export async function waitForReadyMembers(
+  nodes: readonly NodeProcess[],
+  timeoutMs = 30_000,
+): Promise<ClusterState> {
+  const want = nodes.map((n) => n.nodeId).sort();
+  return waitFor(
+    async () => {
+      const states = await Promise.all(nodes.map((n) => stateOf(n.url)));
+      const agreed = states.every(
+        (s) =>
+          s !== undefined &&
+          s.version === states[0]?.version &&
+          JSON.stringify(s.members.map((m) => m.id).sort()) === JSON.stringify(want) &&
+          s.members.every(isReadyMember),
+      );
+      return agreed ? states[0] : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `members ${want.join(', ')} all ready, agreed by all` },
+  );
+}
+
 /** Options of startCluster. */
 export interface StartClusterOptions extends StartNodeOptions {
   /** @default 3 */
@@ -79,7 +105,8 @@ export interface StartClusterOptions extends StartNodeOptions {
 
 /**
  * Starts `size` real node processes as one cluster: the first founds it, the others join through it, and
- * resolves once all of them agree on the full member list. Nodes get ids n0, n1, ... so tests can name them.
+ * resolves once all of them agree on the full member list, every member ready (so a persistent pool of up to
+ * `size` copies accepts puts at once). Nodes get ids n0, n1, ... so tests can name them.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<NodeProcess[]> {
   const size = options.size ?? 3;
@@ -96,6 +123,6 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<N
     ),
   );
   const nodes = [first, ...rest];
-  await waitForMembers(nodes);
+  await waitForReadyMembers(nodes);
   return nodes;
 }

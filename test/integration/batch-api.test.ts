@@ -27,7 +27,7 @@ afterEach(async () => {
 
 describe.each(['ephemeral', 'persistent'] as const)('putMany / getMany on one node, %s pool', (kind) => {
   it('stores and reads 8 calls of 32 pages at once, results in entry order', async () => {
-    const node = await startNode({ capacity: '64MiB' });
+    const node = await startNode({ capacity: '64MiB', args: ['--replication', '1'] });
     client = await connect({ seeds: [node.url] });
     const pool = await client.createPool({ kind });
     const calls = Array.from({ length: 8 }, (_, c) =>
@@ -46,7 +46,7 @@ describe.each(['ephemeral', 'persistent'] as const)('putMany / getMany on one no
   });
 
   it('rejects a bad entry before anything is stored', async () => {
-    const node = await startNode({ capacity: '64MiB' });
+    const node = await startNode({ capacity: '64MiB', args: ['--replication', '1'] });
     client = await connect({ seeds: [node.url] });
     const pool = await client.createPool({ kind });
     const entries = [...entriesOf(4, 1), { oid: 'bad', index: 0, page: new Uint8Array(10) }];

@@ -19,7 +19,10 @@ let pool: Pool;
 const page = new Uint8Array(4096).map((_, i) => i & 0xff);
 
 beforeAll(async () => {
-  node = await startNode({ capacity: '8MiB', args: ['--max-frame-bytes', String(MAX_FRAME)] });
+  node = await startNode({
+    capacity: '8MiB',
+    args: ['--max-frame-bytes', String(MAX_FRAME), '--replication', '1'],
+  });
   bystander = await connect({ seeds: [node.url], identity: 'bystander' });
   pool = await bystander.createPool({ kind: 'persistent' });
   expect(await pool.put('kept', 0, page)).toBe(true);

@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, PROTOCOL_VERSION } from '@tmem/protocol';
 import {
+  TEST_CLUSTER_SECRET,
   TEST_TIMING_ARGS,
   closeAllRawPeers,
+  openRawPeer,
   killAllNodes,
   startCluster,
   startNode,
@@ -9,6 +12,7 @@ import {
   viewOf,
   waitFor,
   waitForMembers,
+  waitForReadyMembers,
   type NodeProcess,
 } from '../harness/index.ts';
 
@@ -125,5 +129,75 @@ describe('membership', () => {
       { what: 'the paused node back as a new incarnation', timeoutMs: 20_000, intervalMs: 100 },
     );
     await waitForMembers(nodes);
+  });
+});
+
+describe('cluster identity', () => {
+  /** The welcome a node answers a hello with. */
+  async function welcomeOf(url: string, hello: { role?: 'peer'; clusterId?: string } = {}) {
+    const raw = await openRawPeer(url);
+    return raw.request({
+      t: 'hello',
+      id: 1,
+      protocol: PROTOCOL_VERSION,
+      identity: hello.role === 'peer' ? 'intruder' : 'app',
+      ...(hello.role === 'peer'
+        ? { role: 'peer', secret: TEST_CLUSTER_SECRET, url: 'ws://127.0.0.1:1' }
+        : {}),
+      ...(hello.clusterId === undefined ? {} : { clusterId: hello.clusterId }),
+    });
+  }
+
+  it('the founder draws a cluster id; every member keeps it and announces it in welcome', async () => {
+    const nodes = await startCluster({ size: 2 });
+    const states = await Promise.all(nodes.map((n) => stateOf(n.url)));
+    const clusterId = states[0]?.clusterId;
+    expect(clusterId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(states[1]?.clusterId).toBe(clusterId);
+    for (const node of nodes) expect(await welcomeOf(node.url)).toMatchObject({ t: 'welcome', clusterId });
+    // Another founder draws another id.
+    const other = await startNode({ args: TEST_TIMING_ARGS });
+    expect((await stateOf(other.url))?.clusterId).not.toBe(clusterId);
+  });
+
+  it('refuses a peer of another cluster with CLUSTER_CHANGED, and admits one of its own', async () => {
+    const [node] = await startCluster({ size: 1 });
+    const clusterId = (await stateOf(node!.url))!.clusterId!;
+    expect(await welcomeOf(node!.url, { role: 'peer', clusterId: 'another-cluster' })).toMatchObject({
+      t: 'error',
+      code: ErrorCode.ClusterChanged,
+    });
+    expect(await welcomeOf(node!.url, { role: 'peer', clusterId })).toMatchObject({
+      t: 'welcome',
+      clusterId,
+    });
+  });
+
+  it('a node that served one cluster never joins a new cluster at the same address; restarted empty it does', async () => {
+    const [a, b] = await startCluster({ size: 2 });
+    const oldId = (await stateOf(a!.url))!.clusterId;
+    // b sleeps through the end of its cluster: a crashes and a new cluster is founded at a's address.
+    b!.signal('SIGSTOP');
+    await waitForMembers([a!]);
+    const port = new URL(a!.url).port;
+    await a!.kill();
+    const founder = await startNode({ args: [...TEST_TIMING_ARGS, '--node-id', 'n0', '--port', port] });
+    const newId = (await stateOf(founder.url))!.clusterId;
+    expect(newId).not.toBe(oldId);
+    b!.signal('SIGCONT');
+    // b finds its peer's address taken by another cluster: the handshake is refused both ways, never merged.
+    await waitFor(() => (b!.stderr().includes('serves another cluster') ? true : undefined), {
+      what: 'b refused by the new cluster',
+      timeoutMs: 15_000,
+      intervalMs: 100,
+    });
+    const state = await stateOf(founder.url);
+    expect(state?.members.map((m) => m.id)).toEqual(['n0']);
+    expect(state?.clusterId).toBe(newId);
+    // The same id, restarted with empty memory, may join the new cluster.
+    await b!.kill();
+    const fresh = await startNode({ args: joinArgs('n1', founder.url) });
+    const joined = await waitForReadyMembers([founder, fresh]);
+    expect(joined.clusterId).toBe(newId);
   });
 });

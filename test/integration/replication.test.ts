@@ -7,14 +7,17 @@ import {
   type ClusterState,
   type NodeStats,
 } from '@tmem/protocol';
+import { fetchClusterStatus, formatClusterStatus } from '@tmem/memnode';
 import {
   TEST_TIMING_ARGS,
   killAllNodes,
+  openRawPeer,
   startCluster,
   startNode,
   stateOf,
   waitFor,
   waitForMembers,
+  waitForReadyMembers,
   type NodeProcess,
 } from '../harness/index.ts';
 
@@ -295,5 +298,88 @@ describe('replicated persistent pools', () => {
     const again = lostIndexes[0]!;
     expect(await pool.put('obj', again, pageOf(again, 2))).toBe(true);
     expect(await pool.get('obj', again)).toEqual(pageOf(again, 2));
+  });
+});
+
+describe('R copies or refused', () => {
+  /** Sends one raw put of `pool` to the primary of its partition and returns the node's answer. */
+  async function rawPut(nodes: readonly NodeProcess[], poolId: number, replication: number, index: number) {
+    const state = (await stateOf(nodes[0]!.url))!;
+    const partition = partitionOf(poolId, toOidBytes('raw'), index, state.partitionCount);
+    const primary = persistentTableFor(state, replication).primary(partition)!;
+    const node = nodes.find((n) => n.nodeId === primary.id)!;
+    const raw = await openRawPeer(node.url, 'app');
+    try {
+      return await raw.request({
+        t: 'put',
+        id: 2,
+        pool: poolId,
+        oid: toOidBytes('raw'),
+        index,
+        page: pageOf(index, 1),
+      });
+    } finally {
+      raw.close();
+    }
+  }
+
+  it('accepts a pool of R = 3 on two nodes but refuses its puts (replicas) until a third node is ready', async () => {
+    const nodes = await startCluster({ size: 2 });
+    const c = await client(nodes);
+    const three = await c.createPool({ kind: 'persistent', replication: 3 });
+    const two = await c.createPool({ kind: 'persistent', replication: 2 });
+    expect(await three.put('obj', 0, pageOf(0, 1))).toBe(false);
+    expect(await two.put('obj', 0, pageOf(0, 1))).toBe(true);
+    expect(await rawPut(nodes, three.id, 3, 1)).toEqual({ t: 'refused', id: 2, reason: 'replicas' });
+    expect(await three.get('obj', 0)).toBeNull();
+    for (const stats of (await statsById(c)).values()) {
+      expect(stats.underReplicated).toBe(1);
+      expect(stats.underReplicatedPools).toEqual([{ pool: three.id, replication: 3, readyMembers: 2 }]);
+    }
+    const status = await fetchClusterStatus(nodes[0]!.url);
+    expect(status.underReplicatedPools).toEqual([{ pool: three.id, replication: 3, readyMembers: 2 }]);
+    expect(formatClusterStatus(status)).toMatch(/^UNDER-REPLICATED: 1 persistent pool .*pool \d+ wants 3/m);
+
+    const third = await startNode({
+      args: [...TEST_TIMING_ARGS, '--node-id', 'n2', '--join', nodes[0]!.url],
+    });
+    const all = [...nodes, third];
+    await waitForReadyMembers(all);
+    await putAll(three, 'obj', 100, 2);
+    await expectAll(three, 'obj', 100, 2);
+    expect(await rawPut(all, three.id, 3, 1)).toEqual({ t: 'accepted', id: 2 });
+    for (const stats of (await statsById(c)).values()) expect(stats.underReplicated).toBe(0);
+  });
+
+  it('a put refused for want of replicas leaves no older page readable', async () => {
+    const nodes = await startCluster({ size: 3 });
+    const c = await client(nodes);
+    const pool = await c.createPool({ kind: 'persistent', replication: 3 });
+    await putAll(pool, 'obj', 50, 1);
+    await nodes[2]!.kill();
+    await waitForReadyMembers(nodes.slice(0, 2));
+    // Accepted pages survive the crash of R-1 owners ...
+    await expectAll(pool, 'obj', 50, 1);
+    // ... but a new write to them is refused, and the refusal takes the older page with it, on every copy.
+    const refused = await Promise.all(Array.from({ length: 25 }, (_, i) => pool.put('obj', i, pageOf(i, 2))));
+    expect(refused.filter(Boolean)).toEqual([]);
+    const pages = await Promise.all(Array.from({ length: 50 }, (_, i) => pool.get('obj', i)));
+    pages.forEach((page, i) => {
+      if (i < 25) expect(page).toBeNull();
+      else expect(page === null ? 'miss' : Buffer.from(page).equals(pageOf(i, 1))).toBe(true);
+    });
+  });
+
+  it('refuses persistent puts on one node with the default R = 2, and keeps serving ephemeral ones', async () => {
+    const node = await startNode({ args: TEST_TIMING_ARGS });
+    const c = await client([node]);
+    const persistent = await c.createPool({ kind: 'persistent' });
+    const ephemeral = await c.createPool({ kind: 'ephemeral' });
+    expect(await persistent.put('obj', 0, pageOf(0, 1))).toBe(false);
+    expect(await persistent.get('obj', 0)).toBeNull();
+    expect(await ephemeral.put('obj', 0, pageOf(0, 1))).toBe(true);
+    expect(await rawPut([node], persistent.id, 2, 3)).toEqual({ t: 'refused', id: 2, reason: 'replicas' });
+    const [stats] = await c.stats();
+    expect(stats?.underReplicatedPools).toEqual([{ pool: persistent.id, replication: 2, readyMembers: 1 }]);
   });
 });

@@ -22,7 +22,8 @@ let node: NodeProcess;
 let client: TmemClient;
 
 async function startWith(capacity: string): Promise<void> {
-  node = await startNode({ capacity });
+  // One node holds one copy: a persistent pool asking for the default two would refuse every put.
+  node = await startNode({ capacity, args: ['--replication', '1'] });
   client = await connect({ seeds: [node.url] });
 }
 

@@ -195,8 +195,15 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       const reply = await router.execute(request, { retry: false });
       // The handle knows the pool's kind; its replication the router reads from the cluster state, which holds
       // the pool from the version that created it on.
+      // The pool belongs to the cluster that created it: after a whole-cluster restart its id means nothing.
+      const clusterId = reply.clusterId ?? tracker.state?.clusterId;
       return createPoolHandle(
-        { id: reply.pool, kind: reply.kind, pageSize: reply.pageSize },
+        {
+          id: reply.pool,
+          kind: reply.kind,
+          pageSize: reply.pageSize,
+          ...(clusterId === undefined ? {} : { clusterId }),
+        },
         router.execute,
         runMany,
       );

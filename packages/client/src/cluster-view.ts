@@ -37,6 +37,11 @@ export interface ClusterView {
   readonly members: readonly ClusterMember[];
   /** Id of the coordinator, as far as the node that reported the state knew; null when it knew none. */
   readonly leaderId: string | null;
+  /**
+   * The cluster this view is of (drawn by its founding node); a new id means the whole cluster was restarted
+   * and the pools of the old one are gone. Undefined before any state, or from nodes that do not say.
+   */
+  readonly clusterId?: string;
 }
 
 /** Events of the client. */
@@ -63,8 +68,8 @@ export interface ViewTracker {
   /** The current view (the same object until the state changes). */
   view(): ClusterView;
   /**
-   * Adopts `state` when its version is higher than the current one (or, with `reset`, when it is another
-   * state) and emits 'view'. A state at the current version only updates the leader. Returns true if adopted.
+   * Adopts `state` when its version is higher than the current one, when it is of another cluster (a
+   * whole-cluster restart: versions began again), or, with `reset`, when it is another state; emits 'view'. A state at the current version only updates the leader. Returns true if adopted.
    */
   offer(state: ClusterState, leaderId: string | null, options?: OfferOptions): boolean;
   /**
@@ -104,9 +109,10 @@ interface Current {
   readonly routes: Map<PartitionTable, Array<readonly MemberInfo[] | undefined>>;
 }
 
-/** True when `a` and `b` are the same committed state (same version, term and members). */
+/** True when `a` and `b` are the same committed state (same cluster, version, term and members). */
 export function sameState(a: ClusterState, b: ClusterState): boolean {
   return (
+    a.clusterId === b.clusterId &&
     a.version === b.version &&
     a.term === b.term &&
     a.members.length === b.members.length &&
@@ -155,6 +161,7 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
         ),
       ),
       leaderId: current.leaderId,
+      ...(current.state.clusterId === undefined ? {} : { clusterId: current.state.clusterId }),
     });
     return current.view;
   }
@@ -170,7 +177,13 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
     offer(state, leaderId, options = {}) {
       if (current !== undefined) {
         const newer = state.version > current.state.version;
-        const replaces = newer || (options.reset === true && !sameState(state, current.state));
+        // Another cluster (restarted from nothing): its versions began again, so they say nothing against ours.
+        const otherCluster =
+          state.clusterId !== undefined &&
+          current.state.clusterId !== undefined &&
+          state.clusterId !== current.state.clusterId;
+        const replaces =
+          newer || otherCluster || (options.reset === true && !sameState(state, current.state));
         if (!replaces) {
           if (state.version === current.state.version && leaderId !== current.leaderId) {
             current.leaderId = leaderId;

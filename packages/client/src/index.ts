@@ -8,6 +8,7 @@ export type { SeedFailure } from './seeds.ts';
 export {
   BadPageSizeError,
   ChecksumError,
+  ClusterChangedError,
   ConnectionLostError,
   DataLostError,
   DEFAULT_PAGE_SIZE,

@@ -68,6 +68,8 @@ export interface NodeConnection {
   readonly url: string;
   /** The node's id from its welcome. */
   readonly nodeId: string;
+  /** The cluster the node serves, from its welcome; undefined before it or for a node that does not say. */
+  readonly clusterId: string | undefined;
   /** False once the connection closed for any reason; a closed connection never reopens. */
   readonly isOpen: boolean;
   /**
@@ -132,6 +134,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   const sweep = createDeadlineSweep<ConnectionOp>(liveOps, onTimeout);
   let state: 'connecting' | 'open' | 'closed' = 'connecting';
   let nodeId = '';
+  let clusterId: string | undefined;
   /** Largest frame the node accepts, from its welcome; undefined for a node that does not say. */
   let nodeMaxFrameBytes: number | undefined;
   let helloId = 0;
@@ -169,6 +172,9 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     url,
     get nodeId() {
       return nodeId;
+    },
+    get clusterId() {
+      return clusterId;
     },
     get isOpen() {
       return state === 'open';
@@ -290,6 +296,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     } else {
       state = 'open';
       nodeId = frame.nodeId;
+      clusterId = frame.clusterId;
       nodeMaxFrameBytes = frame.maxFrameBytes;
       // A node refuses a frame over its limit by closing the connection: no batch may come near it.
       limits.maxBytes = batchBytesFor(options.maxBatchBytes, nodeMaxFrameBytes);

@@ -5,6 +5,7 @@
 // in-doubt writes, with the call's deadline.
 import { checksumMatches, type MemberInfo, type NodeFrame, type PoolKind } from '@tmem/protocol';
 import { pageOpWeight } from './batcher.ts';
+import { clusterChangedFor } from './cluster-identity.ts';
 import type { ViewTracker } from './cluster-view.ts';
 import type { ConnectionPool } from './connection-pool.ts';
 import { now } from './deadline.ts';
@@ -176,6 +177,12 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
     toResult: (reply: ReplyTo<R>) => T,
   ): Promise<T[]> => {
     if (options.signal.aborted) return Promise.reject(options.closedError());
+    const first = requests[0];
+    const changed =
+      first === undefined
+        ? undefined
+        : clusterChangedFor(first.pool, how.clusterId, tracker.state?.clusterId);
+    if (changed !== undefined) return Promise.reject(changed);
     return new Promise<T[]>((resolve, reject) => {
       const call: Call = {
         results: new Array<unknown>(requests.length),
@@ -201,8 +208,15 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
           ? tracker.ownersFor(request.pool, kind, request.oid, request.index)?.[0]
           : undefined;
         const connection = primary === undefined ? undefined : pool.peek(primary);
-        if (primary === undefined || connection === undefined) {
-          // No open connection or no owner in this view: the single-op path connects, or waits for the view.
+        if (
+          primary === undefined ||
+          connection === undefined ||
+          (how.clusterId !== undefined &&
+            connection.clusterId !== undefined &&
+            connection.clusterId !== how.clusterId)
+        ) {
+          // No open connection, no owner in this view, or a node of another cluster at the owner's address:
+          // the single-op path connects, waits for the view, or finds the cluster changed.
           alone(call, i, request);
           continue;
         }

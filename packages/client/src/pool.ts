@@ -77,6 +77,8 @@ export interface PoolInfo {
   id: number;
   kind: PoolKind;
   pageSize: number;
+  /** The cluster that created the pool; its ops fail with ClusterChangedError in any other. */
+  clusterId?: string;
 }
 
 /** How an op is run by the client. */
@@ -95,6 +97,8 @@ export interface ExecuteOptions {
   onlyUnsent?: boolean;
   /** The pool's page size, for batch accounting. */
   pageSize?: number;
+  /** The cluster the op's pool belongs to: in another one the op fails with ClusterChangedError. */
+  clusterId?: string;
   /** When the op gives up, on the `now` clock; absent: `timeoutMs` from the call. */
   deadline?: number;
   /**
@@ -126,8 +130,9 @@ function isAccepted(reply: Accepted | Refused): boolean {
 
 /** Creates the Pool handle for a pool the cluster created; `runMany` carries putMany and getMany. */
 export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunMany): Pool {
-  const { id, kind, pageSize } = info;
-  const pageOp: ExecuteOptions = { retry: true, pageSize, kind };
+  const { id, kind, pageSize, clusterId } = info;
+  const inCluster = clusterId === undefined ? {} : { clusterId };
+  const pageOp: ExecuteOptions = { retry: true, pageSize, kind, ...inCluster };
   const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
 
   function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {
@@ -211,7 +216,7 @@ export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunM
     async destroy() {
       // Not retried after a lost connection: had the first attempt destroyed the pool, the retry would fail
       // with UNKNOWN_POOL.
-      await execute({ t: 'destroyPool', pool: id }, { retry: false });
+      await execute({ t: 'destroyPool', pool: id }, { retry: false, ...inCluster });
     },
   };
 }

@@ -3,6 +3,7 @@
 // lasts, then fail with TIMEOUT; refresh and retry after a lost connection within the `retries` budget.
 import {
   ConnectionLostError,
+  type ClusterChangedError,
   ErrorCode,
   TimeoutError,
   TmemError,
@@ -15,6 +16,7 @@ import type { ViewTracker } from './cluster-view.ts';
 import { abortReason, beforeDeadline, now, sleep } from './deadline.ts';
 import type { NodeConnection } from './node-connection.ts';
 import type { Logger } from './options.ts';
+import { clusterChangedFor } from './cluster-identity.ts';
 import { readPage } from './page-read.ts';
 import type { Execute, ExecuteOptions } from './pool.ts';
 import type { PageRequest, ReplyTo, RoutedRequest } from './requests.ts';
@@ -85,6 +87,7 @@ export function createRouter(options: RouterOptions): Router {
     sv: number | undefined,
     deadline: number,
     pageSize: number | undefined,
+    clusterId: string | undefined,
   ): Promise<ReplyTo<R>> {
     let connection: NodeConnection | undefined;
     try {
@@ -112,6 +115,14 @@ export function createRouter(options: RouterOptions): Router {
           });
         }
         throw error;
+      }
+      // A node of another cluster than the pool's (restarted at a member's address): never send it the op. The
+      // refresh this topology answer brings adopts that cluster's state if it is the cluster now, and the
+      // next attempt fails with CLUSTER_CHANGED (inPoolCluster).
+      if ('pool' in request && clusterChangedFor(request.pool, clusterId, connection.clusterId)) {
+        throw new TmemError(ErrorCode.NotServing, `node ${member.id} serves another cluster`, {
+          details: { member: member.id, clusterId: connection.clusterId },
+        });
       }
       return await connection.request(request, { deadline, pageSize, sv });
     } catch (error) {
@@ -269,7 +280,7 @@ export function createRouter(options: RouterOptions): Router {
         const todo = state.members.filter((m) => !answered.has(memberKey(m)));
         const sv = withVersion ? state.version : undefined;
         const results = await Promise.allSettled(
-          todo.map((m) => sendTo(m, request, sv, deadline, how.pageSize)),
+          todo.map((m) => sendTo(m, request, sv, deadline, how.pageSize, how.clusterId)),
         );
         let failure: unknown;
         results.forEach((result, i) => {
@@ -298,7 +309,7 @@ export function createRouter(options: RouterOptions): Router {
       const member = anyMember();
       if (member === undefined) throw noOwner();
       try {
-        return await sendTo(member, request, undefined, deadline, undefined);
+        return await sendTo(member, request, undefined, deadline, undefined, how.clusterId);
       } catch (error) {
         if (request.t === 'destroyPool' && error instanceof TmemError) {
           if (error.code === ErrorCode.NoCoordinator) inDoubt = true;
@@ -322,8 +333,22 @@ export function createRouter(options: RouterOptions): Router {
     return owners;
   }
 
+  /** Throws CLUSTER_CHANGED when the op's pool belongs to another cluster than the one the client routes by. */
+  function inPoolCluster(request: RoutedRequest, how: ExecuteOptions): void {
+    const changed = poolClusterChange(request, how);
+    if (changed !== undefined) throw changed;
+  }
+
+  /** The CLUSTER_CHANGED error of an op whose pool belongs to another cluster than the current view's. */
+  function poolClusterChange(request: RoutedRequest, how: ExecuteOptions): ClusterChangedError | undefined {
+    if (how.clusterId === undefined || !('pool' in request)) return undefined;
+    return clusterChangedFor(request.pool, how.clusterId, tracker.state?.clusterId);
+  }
+
   function route(request: RoutedRequest, how: ExecuteOptions): Promise<unknown> {
     const deadline = how.deadline ?? now() + timeoutMs;
+    const changed = poolClusterChange(request, how);
+    if (changed !== undefined) return Promise.reject(changed);
     switch (request.t) {
       case 'put':
       case 'flushPage':
@@ -331,20 +356,22 @@ export function createRouter(options: RouterOptions): Router {
           how.retry,
           deadline,
           () => {
+            inPoolCluster(request, how);
             // Owners and version read together: the op travels with the version it was routed by.
             const sv = tracker.version;
             const [primary] = ownersOf(request, how);
-            return sendTo(primary as MemberInfo, request, sv, deadline, how.pageSize);
+            return sendTo(primary as MemberInfo, request, sv, deadline, how.pageSize, how.clusterId);
           },
           how.onlyUnsent ?? false,
         );
       case 'get':
         return run(how.retry, deadline, () => {
+          inPoolCluster(request, how);
           const sv = tracker.version;
           return readPage(request, {
             kind: how.kind ?? 'ephemeral',
             owners: ownersOf(request, how),
-            send: (member, get) => sendTo(member, get, sv, deadline, how.pageSize),
+            send: (member, get) => sendTo(member, get, sv, deadline, how.pageSize, how.clusterId),
             isSuspect: (member) => pool.isSuspect(member),
             logger: log,
           });

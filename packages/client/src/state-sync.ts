@@ -125,7 +125,10 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     }
   }
 
-  /** True when a state is newer than ours, or ours: nothing to doubt. */
+  /**
+   * True when a state is newer than ours, or ours: nothing to doubt. A state of another cluster is not: a seed
+   * may answer for another cluster than the members we know, so it is taken only when no member answers.
+   */
   function agrees(reply: StateReply): boolean {
     const current = tracker.state;
     return current === undefined || reply.state.version > current.version || sameState(reply.state, current);
@@ -142,8 +145,12 @@ export function createStateSync(options: StateSyncOptions): StateSync {
     }
     const memberUrls = new Set(members.map((m) => m.url));
     const seeds = options.seeds.filter((url) => !memberUrls.has(url)).map((url) => ({ url }));
+    // A seed at a member's URL last, as a seed: after a whole-cluster restart on the same ports the member
+    // there is gone (a new process of a new cluster, maybe under another node id, which the member connection
+    // refuses), and only the seed connection, which takes any node, finds the new cluster.
+    const memberSeeds = options.seeds.filter((url) => memberUrls.has(url)).map((url) => ({ url }));
     // Seeds before suspects: a suspect member is probably dead and would cost a connect timeout.
-    return [...open, ...healthy, ...seeds, ...suspect];
+    return [...open, ...healthy, ...seeds, ...suspect, ...memberSeeds];
   }
 
   async function fetchFrom(source: NodeConnection | undefined): Promise<void> {

@@ -192,7 +192,15 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       });
       if (!result.ok || result.poolId === undefined)
         throw changeError(result.ok ? 'no-pool-id' : result.error);
-      return { t: 'pool', id: frame.id, pool: result.poolId, kind: frame.kind, pageSize: frame.pageSize };
+      const clusterId = ctx.cluster.clusterId();
+      return {
+        t: 'pool',
+        id: frame.id,
+        pool: result.poolId,
+        kind: frame.kind,
+        pageSize: frame.pageSize,
+        ...(clusterId === undefined ? {} : { clusterId }),
+      };
     }
     case 'destroyPool': {
       ownedPool(ctx, frame.pool);

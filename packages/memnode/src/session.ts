@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import {
+  ClusterChangedError,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -197,14 +198,28 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
         return;
       }
       const hello = checkHello(frame);
+      const ownCluster = deps.cluster.clusterId();
       const welcome: NodeFrame = {
         t: 'welcome',
         id: hello.id,
         protocol: PROTOCOL_VERSION,
         nodeId: deps.nodeId,
         maxFrameBytes: deps.codec.maxFrameBytes,
+        ...(ownCluster === undefined ? {} : { clusterId: ownCluster }),
       };
       if (hello.role === 'peer') {
+        if (hello.clusterId !== undefined && ownCluster !== undefined && hello.clusterId !== ownCluster) {
+          // A node of another cluster (this one was restarted as a new cluster, or that one was): states and
+          // pages of the two must never mix, whatever their versions and pool ids say.
+          log.warn(
+            { peer: hello.identity, clusterId: hello.clusterId, served: ownCluster },
+            'peer of another cluster refused',
+          );
+          throw new ClusterChangedError(
+            `this node serves cluster ${ownCluster}, the peer cluster ${hello.clusterId}`,
+            { details: { expected: hello.clusterId, actual: ownCluster } },
+          );
+        }
         const answer = answerPeerHello(hello, deps);
         if (answer.admit) startSession(hello.identity, true, hello.url);
         else peerChallenge = answer.challenge;

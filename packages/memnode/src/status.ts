@@ -93,6 +93,13 @@ export interface ClusterStatus {
   pools: number | null;
   /** Members in the order of the state (sorted by id). */
   members: MemberStatus[];
+  /**
+   * Persistent pools that ask for more copies than there are ready members (their puts are refused with reason
+   * 'replicas'): the most any reachable member reports, 0 when none does.
+   */
+  underReplicated: number;
+  /** Those pools one by one (at most MAX_LISTED_UNDER_REPLICATED), from the member that reported the most. */
+  underReplicatedPools: NonNullable<NodeStats['underReplicatedPools']>;
 }
 
 // One codec for every connection: it keeps no per-connection state.
@@ -333,6 +340,10 @@ export async function fetchClusterStatus(
       }),
     );
     const reachable = members.flatMap((m) => (m.stats === undefined ? [] : [m.stats]));
+    const shortest = reachable.reduce<NodeStats | undefined>(
+      (most, stats) => ((stats.underReplicated ?? 0) > (most?.underReplicated ?? 0) ? stats : most),
+      undefined,
+    );
     return {
       seed,
       version: state.version,
@@ -341,6 +352,8 @@ export async function fetchClusterStatus(
       partitionCount: state.partitionCount,
       pools: reachable.length === 0 ? null : Math.max(...reachable.map((stats) => stats.pools)),
       members,
+      underReplicated: shortest?.underReplicated ?? 0,
+      underReplicatedPools: shortest?.underReplicatedPools ?? [],
     };
   } finally {
     await Promise.all(sessions.map((session) => session.close()));
@@ -456,5 +469,19 @@ export function formatClusterStatus(status: ClusterStatus): string {
     status.pools === null ? 'pools unknown' : `${status.pools} pool${status.pools === 1 ? '' : 's'}`,
   ].join(', ');
   const reasons = unreachable.map((m) => `${short(m.id)} unreachable: ${m.error ?? 'no answer'}`);
-  return [summary, table.toString(), ...reasons].join('\n');
+  return [summary, table.toString(), ...reasons, ...underReplicatedLines(status)].join('\n');
+}
+
+/** The UNDER-REPLICATED warning: which persistent pools refuse puts because too few members are ready. */
+function underReplicatedLines(status: ClusterStatus): string[] {
+  if (status.underReplicated === 0) return [];
+  const listed = status.underReplicatedPools.map(
+    (p) => `pool ${p.pool} wants ${p.replication} copies, ${p.readyMembers} ready`,
+  );
+  const more = status.underReplicated - listed.length;
+  return [
+    `UNDER-REPLICATED: ${status.underReplicated} persistent pool${status.underReplicated === 1 ? '' : 's'} ` +
+      `refuse${status.underReplicated === 1 ? 's' : ''} puts (reason replicas) until enough members are ready: ` +
+      [...listed, ...(more > 0 ? [`${more} more`] : [])].join('; '),
+  ];
 }

@@ -49,6 +49,13 @@ export type PoolInfo = z.infer<typeof PoolInfo>;
 /** The whole replicated state. Small on purpose: it travels whole in every proposal. */
 export const ClusterState = z
   .object({
+    /**
+     * The cluster's identity, drawn at random by the founding node and kept by every later state. Versions and
+     * pool ids start again in a new cluster, so they only mean something together with this id: a node never
+     * joins, and a client never keeps using pools of, a cluster with another id. Absent only in states built
+     * by hand (tests) or by nodes that predate it.
+     */
+    clusterId: z.string().min(1).max(128).optional(),
     /** Strictly increasing by 1 per committed change; requests carry it so nobody acts on an old table. */
     version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     /** Coordinator term that proposed this state; (term, version) identifies a state uniquely. */

@@ -44,6 +44,11 @@ export const ErrorCode = {
   ChecksumMismatch: 'CHECKSUM_MISMATCH',
   /** A per-node or per-identity limit was reached (connections, pools); `details` names the limit. */
   LimitExceeded: 'LIMIT_EXCEEDED',
+  /**
+   * The cluster is not the one this pool (or peer) belongs to: it was restarted as a new cluster, whose pool
+   * ids and versions start again. The pool is gone; create a new one. `details` name both cluster ids.
+   */
+  ClusterChanged: 'CLUSTER_CHANGED',
   /** The node is shutting down and takes no new work. */
   ShuttingDown: 'SHUTTING_DOWN',
   /** A bug on the node; the op changed nothing that a later op could observe half-done. */
@@ -146,6 +151,24 @@ export class ChecksumError extends TmemError {
   }
 }
 
+/**
+ * The cluster a pool or peer belongs to is gone: the nodes now serve another cluster (a whole-cluster restart
+ * draws a new cluster id, and pool ids start again at 1). Never a silent miss: the pool's pages are lost.
+ */
+export class ClusterChangedError extends TmemError {
+  /** The cluster id the pool or peer belongs to, if known. */
+  readonly expectedClusterId: string | undefined;
+  /** The cluster id the nodes serve now, if known. */
+  readonly actualClusterId: string | undefined;
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.ClusterChanged, message, options);
+    this.name = 'ClusterChangedError';
+    const { expected, actual } = this.details;
+    this.expectedClusterId = typeof expected === 'string' ? expected : undefined;
+    this.actualClusterId = typeof actual === 'string' ? actual : undefined;
+  }
+}
+
 /** The wire shape of an error reply. */
 export interface WireError {
   code: string;
@@ -188,6 +211,8 @@ export function errorFromWire(wire: WireError): TmemError {
       return new DataLostError(wire.message, options);
     case ErrorCode.ChecksumMismatch:
       return new ChecksumError(wire.message, options);
+    case ErrorCode.ClusterChanged:
+      return new ClusterChangedError(wire.message, options);
     default:
       return new TmemError(code, wire.message, options);
   }

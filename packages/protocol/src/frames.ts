@@ -45,6 +45,11 @@ export const Hello = z.object({
   nonce: z.string().max(64).optional(),
   /** A client's bearer token, required when the node authenticates clients (`tmem token`). */
   token: z.string().max(512).optional(),
+  /**
+   * The id of the cluster a peer serves (absent for a node that never was a member): a node of another cluster
+   * answers CLUSTER_CHANGED, so two clusters never exchange coordination messages or pages.
+   */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -262,6 +267,8 @@ export const Welcome = z.object({
   nonce: z.string().max(64).optional(),
   /** To a peer: the node's proof that it holds the cluster secret. */
   proof: z.string().max(128).optional(),
+  /** The id of the cluster the node serves (absent while it has never been a member). */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -276,6 +283,8 @@ export const PoolCreated = z.object({
   pool: u32,
   kind: PoolKind,
   pageSize: u32,
+  /** The cluster the pool belongs to: its id means nothing in another cluster (ids start again at 1). */
+  clusterId: z.string().min(1).max(128).optional(),
 });
 export type PoolCreated = z.infer<typeof PoolCreated>;
 
@@ -300,6 +309,9 @@ export const Miss = z.object({ t: z.literal('miss'), id: requestId });
 export type Miss = z.infer<typeof Miss>;
 
 const counter = z.number().int().min(0);
+
+/** Most under-replicated pools NodeStats names one by one (the count covers all of them). */
+export const MAX_LISTED_UNDER_REPLICATED = 64;
 
 /** Counters and gauges of one node, as the contract lists them. */
 export const NodeStats = z.object({
@@ -336,6 +348,16 @@ export const NodeStats = z.object({
   copiedPages: counter.optional(),
   /** Replicated writes waiting to reach other owners. */
   replicationBacklog: counter.optional(),
+  /**
+   * Persistent pools that ask for more copies than the cluster has ready members: their puts are refused
+   * (reason 'replicas') until enough members are ready. The same on every member of one state.
+   */
+  underReplicated: counter.optional(),
+  /** The first MAX_LISTED_UNDER_REPLICATED of those pools, with the copies each asks for and the ready members. */
+  underReplicatedPools: z
+    .array(z.object({ pool: u32, replication: u32, readyMembers: u32 }))
+    .max(MAX_LISTED_UNDER_REPLICATED)
+    .optional(),
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 
@@ -354,6 +376,8 @@ export function zeroStoreCounters(
   | 'lostPartitions'
   | 'copiedPages'
   | 'replicationBacklog'
+  | 'underReplicated'
+  | 'underReplicatedPools'
 > {
   return {
     capacityBytes,

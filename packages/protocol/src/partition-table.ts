@@ -20,7 +20,10 @@ export interface PartitionTable {
   /** Version of the state it was computed from (absent when computed from a bare member list). */
   readonly version?: number;
   readonly partitionCount: number;
-  /** Owners requested per partition; each partition has min(replicas, members) of them. */
+  /**
+   * Owners per partition: min(replicas asked for, members). Fewer than asked when members are short; persistent
+   * puts check hasAllReplicas and are refused then, so a short table never accepts a page with fewer copies.
+   */
   readonly replicas: number;
   /** Distinct owners of `partition`, primary first (ring order, so survivors keep their order). */
   readonly owners: (partition: number) => readonly MemberRef[];
@@ -142,6 +145,28 @@ export function partitionTableFor(state: ClusterState, replicas: number): Partit
 /** True for a member that owns persistent partitions: phase `ready` (or absent, the default). */
 export function isReadyMember(member: MemberInfo): boolean {
   return member.phase === undefined || member.phase === 'ready';
+}
+
+/** Members that own persistent partitions in `state` (phase ready). */
+export function readyMemberCount(state: ClusterState): number {
+  let ready = 0;
+  for (const m of state.members) if (isReadyMember(m)) ready++;
+  return ready;
+}
+
+/**
+ * True when `state` has at least `replication` ready members, so every persistent partition gets that many
+ * distinct owners. The partition table takes min(R, members) owners; a put is accepted only when this holds,
+ * because an accepted persistent page must really have R copies (the contract's persistence invariant).
+ */
+export function hasAllReplicas(state: ClusterState, replication: number): boolean {
+  return readyMemberCount(state) >= replication;
+}
+
+/** The persistent pools of `state` that ask for more copies than it has ready members: their puts are refused. */
+export function underReplicatedPools(state: ClusterState): PoolInfo[] {
+  const ready = readyMemberCount(state);
+  return state.pools.filter((p) => p.kind === 'persistent' && p.replication > ready);
 }
 
 const readyViews = new WeakMap<ClusterState, ClusterState>();

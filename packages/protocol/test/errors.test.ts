@@ -14,6 +14,7 @@ import {
   errorToWire,
   isErrorCode,
   ChecksumError,
+  ClusterChangedError,
 } from '../src/index.ts';
 import type { WireError } from '../src/index.ts';
 
@@ -44,6 +45,7 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   NOT_SERVING: TmemError,
   NO_COORDINATOR: TmemError,
   DATA_LOST: DataLostError,
+  CLUSTER_CHANGED: ClusterChangedError,
 };
 
 const allCodes = Object.values(ErrorCode);
@@ -61,6 +63,8 @@ function localError(code: ErrorCode, options: { details?: Record<string, unknown
       return new ConnectionLostError('socket closed', options);
     case ErrorCode.Timeout:
       return new TimeoutError(250, options);
+    case ErrorCode.ClusterChanged:
+      return new ClusterChangedError('cluster restarted', options);
     default:
       return expectedClass[code] === ProtocolError
         ? new ProtocolError(code, 'bad frame', options)
@@ -79,6 +83,19 @@ describe('error codes', () => {
     for (const code of ['', 'internal', 'Internal', 'NOPE', 'MalformedFrame', 'toString', '__proto__']) {
       expect(isErrorCode(code)).toBe(false);
     }
+  });
+});
+
+describe('ClusterChangedError', () => {
+  it('carries both cluster ids from its details, also across the wire', () => {
+    const local = new ClusterChangedError('restarted', { details: { expected: 'old', actual: 'new' } });
+    expect([local.expectedClusterId, local.actualClusterId]).toEqual(['old', 'new']);
+    const remote = errorFromWire(errorToWire(local));
+    expect(remote).toBeInstanceOf(ClusterChangedError);
+    expect([
+      (remote as ClusterChangedError).expectedClusterId,
+      (remote as ClusterChangedError).actualClusterId,
+    ]).toEqual(['old', 'new']);
   });
 });
 

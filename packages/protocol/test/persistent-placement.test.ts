@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   fillingTableFor,
+  hasAllReplicas,
   partitionTableFor,
   persistentTableFor,
   replicaTargets,
   tableForPool,
+  underReplicatedPools,
   type ClusterState,
   type MemberInfo,
 } from '../src/index.ts';
@@ -70,5 +72,37 @@ describe('persistent placement', () => {
     const per = tableForPool(joining, { kind: 'persistent', replication: 3 });
     expect(per).toBe(persistentTableFor(joining, 3));
     expect(per.replicas).toBe(3);
+  });
+});
+
+describe('R copies or refused', () => {
+  const pool = (id: number, replication: number, kind: 'ephemeral' | 'persistent' = 'persistent') => ({
+    id,
+    kind,
+    pageSize: 4096,
+    owner: 'app',
+    replication,
+  });
+
+  it('counts only ready members: filling and leaving ones do not hold copies yet, or any more', () => {
+    const state = stateOf([
+      member('a'),
+      member('b', 'filling'),
+      member('c', 'leaving'),
+      member('d', 'ready'),
+    ]);
+    expect(hasAllReplicas(state, 2)).toBe(true);
+    expect(hasAllReplicas(state, 3)).toBe(false);
+    // The table still takes min(R, members) owners: the refusal is the writer's check, not the table's.
+    expect(persistentTableFor(state, 3).replicas).toBe(2);
+  });
+
+  it('names the persistent pools asking for more copies than there are ready members', () => {
+    const state = {
+      ...stateOf([member('a'), member('b')]),
+      pools: [pool(1, 2), pool(2, 3), pool(3, 1, 'ephemeral'), pool(4, 5)],
+      nextPoolId: 5,
+    };
+    expect(underReplicatedPools(state).map((p) => p.id)).toEqual([2, 4]);
   });
 });

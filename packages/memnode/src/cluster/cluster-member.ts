@@ -5,7 +5,10 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   ErrorCode,
+  MAX_LISTED_UNDER_REPLICATED,
   TmemError,
+  readyMemberCount,
+  underReplicatedPools,
   type ChangeResult as ChangeResultFrame,
   type ClusterState,
   type Codec,
@@ -96,6 +99,10 @@ export interface MemberDescription {
   lostPartitions: number;
   copiedPages: number;
   replicationBacklog: number;
+  /** Persistent pools asking for more copies than there are ready members (their puts are refused). */
+  underReplicated: number;
+  /** The first MAX_LISTED_UNDER_REPLICATED of them. */
+  underReplicatedPools: { pool: number; replication: number; readyMembers: number }[];
 }
 
 /** This node as a member of the cluster. */
@@ -106,6 +113,11 @@ export interface ClusterMember {
   /** The latest committed state this node knows, or null while it is still joining. */
   committed(): ClusterState | null;
   leaderId(): string | null;
+  /**
+   * The id of the cluster this process serves or has served (kept through a rejoin), or undefined while it
+   * has never been a member. It never changes within one process: only a restart (empty) joins another.
+   */
+  clusterId(): string | undefined;
   /**
    * The serving rule of page ops of both pool kinds: the view of the current states (pools, partition masks,
    * membership) and the one check each op gets. Replication's `checkLease` goes through it too.
@@ -154,6 +166,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     codec: options.codec,
     logger,
     ...(options.peerLinks === undefined ? {} : { timing: options.peerLinks }),
+    clusterId: () => servedClusterId,
   });
   const committedListeners = new Set<(state: ClusterState, leaderId: string | null) => void>();
   const changeWaiters = new Map<string, { resolve(r: ChangeResult): void; reject(e: Error): void }>();
@@ -164,6 +177,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   let timer: NodeJS.Timeout | null = null;
   // Incarnations grow across restarts (wall clock at start) and across rejoins of one process (+1).
   let incarnation = Date.now();
+  /** The cluster this process serves; set by founding or by the first committed state that lists it. */
+  let servedClusterId: string | undefined;
   let consensus: Consensus = startConsensus(options.seeds.length === 0);
   /** Decides which pages go when (see page-retention.ts); one instance per incarnation. */
   let retention: PageRetention = createPageRetention({
@@ -236,8 +251,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           pools: [],
           nextPoolId: 1,
           partitionCount: options.partitionCount ?? 1024,
+          clusterId: randomUUID(),
         }
       : undefined;
+    if (initialState !== undefined) servedClusterId = initialState.clusterId;
     return createConsensus({
       self: { id: nodeId, incarnation },
       ...(initialState ? { initialState } : {}),
@@ -305,6 +322,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
+        if (servedClusterId === undefined && isMember(output.state, nodeId, incarnation)) {
+          servedClusterId = output.state.clusterId;
+          log.info({ clusterId: servedClusterId }, 'serving cluster');
+        }
         // Everything goes when the lease had lapsed and a committed state may have gone by unseen; else the
         // pages of partitions not owned (normally nothing: the same state was accepted first).
         const drop = retention.onCommitted(output.state);
@@ -514,6 +535,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     incarnation: () => incarnation,
     committed: () => consensus.committed,
     leaderId: () => consensus.leaderId,
+    clusterId: () => servedClusterId,
     serving,
     propose,
     accepted: () => consensus.accepted,
@@ -549,6 +571,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         );
         return;
       }
+      // The handshake already keeps peers of other clusters out; a state of another cluster is never taken.
+      const carried = 'state' in parsed.data ? parsed.data.state : undefined;
+      if (carried !== undefined && servedClusterId !== undefined && carried.clusterId !== servedClusterId) {
+        log.warn(
+          { from: parsed.data.from, clusterId: carried.clusterId, served: servedClusterId },
+          'state of another cluster dropped',
+        );
+        return;
+      }
       run(consensus.receive(parsed.data.from, parsed.data, now()));
     },
     joinStatus: () => joinStatus,
@@ -556,6 +587,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       const committed = consensus.committed;
       const joined = committed !== null && isMember(committed, nodeId, incarnation);
       const t = now();
+      const short = committed === null ? [] : underReplicatedPools(committed);
+      const readyMembers = committed === null ? 0 : readyMemberCount(committed);
       return {
         stateVersion: committed?.version ?? 0,
         incarnation,
@@ -563,6 +596,10 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         leaseHeld: consensus.hasLease(t),
         servingPartitions: consensus.servingPartitions(t).length,
         ...replication.describe(),
+        underReplicated: short.length,
+        underReplicatedPools: short
+          .slice(0, MAX_LISTED_UNDER_REPLICATED)
+          .map((p) => ({ pool: p.id, replication: p.replication, readyMembers })),
       };
     },
     onCommitted(listener) {

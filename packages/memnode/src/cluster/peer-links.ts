@@ -3,6 +3,7 @@
 // the background; requests (propose) wait for their reply or time out.
 import WebSocket from 'ws';
 import {
+  ClusterChangedError,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -61,6 +62,8 @@ export interface PeerLinksOptions {
   selfUrl: string;
   /** The cluster secret: each link proves it, and requires the node it dials to prove it (peer-auth.ts). */
   secret?: string;
+  /** The cluster this node serves, sent in every hello so a node of another cluster refuses the link. */
+  clusterId?: () => string | undefined;
   codec: Codec;
   logger: Logger;
   /** Liveness, dial and redial timing of every link. */
@@ -127,6 +130,18 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
   let nextId = 1;
   let closed = false;
 
+  /** The hello's clusterId field: present once this node serves a cluster. */
+  function clusterIdField(): { clusterId?: string } {
+    const served = options.clusterId?.();
+    return served === undefined ? {} : { clusterId: served };
+  }
+
+  function clusterChanged(url: string, served: string, theirs: string): ClusterChangedError {
+    return new ClusterChangedError(`${url} serves cluster ${theirs}, this node serves ${served}`, {
+      details: { url, expected: served, actual: theirs },
+    });
+  }
+
   function failPending(link: Link, error: Error): void {
     for (const [id, waiter] of link.pending) {
       clearTimeout(waiter.timer);
@@ -172,6 +187,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
           role: 'peer',
           url: options.selfUrl,
           nonce: dialerNonce,
+          ...clusterIdField(),
         }),
       );
     });
@@ -186,6 +202,17 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       }
       if (frame.t === 'welcome') {
         clearTimeout(connectTimer);
+        const served = options.clusterId?.();
+        if (served !== undefined && frame.clusterId !== undefined && frame.clusterId !== served) {
+          // The node at this URL serves another cluster (it was restarted as a new one): never talk to it.
+          log.warn(
+            { url: link.url, clusterId: frame.clusterId, served },
+            'peer serves another cluster; link refused',
+          );
+          failPending(link, clusterChanged(link.url, served, frame.clusterId));
+          socket.close(1000);
+          return;
+        }
         if (options.secret !== undefined) {
           const nonces = { dialer: dialerNonce, acceptor: frame.nonce ?? '' };
           if (!peerProofMatches(options.secret, 'acceptor', nonces, frame.nodeId, frame.proof)) {
@@ -211,6 +238,14 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
         link.warnedAt = 0;
         link.redialDelayMs = timing.redialMinMs;
         for (const bytes of link.backlog.splice(0)) socket.send(bytes);
+        return;
+      }
+      if (frame.t === 'error' && frame.id === 0 && frame.code === ErrorCode.ClusterChanged) {
+        log.warn(
+          { url: link.url, served: options.clusterId?.() },
+          'peer refused us: it serves another cluster',
+        );
+        failPending(link, errorFromWire(frame));
         return;
       }
       if (frame.t === 'error' && (!link.ready || frame.id === 0)) {

@@ -1,12 +1,14 @@
 // The primary's writes of persistent pages (docs/architecture.md, "Writes"): stamp a version, store the page
 // here, forward it to every other target through the replica streams, and answer `accepted` only when every
 // target holds it. A write that cannot reach every target in time is refused, and the handle is flushed
-// everywhere with a newer version, so no copy keeps the page or an older one (put-put-get coherency).
+// everywhere with a newer version, so no copy keeps the page or an older one (put-put-get coherency). A pool
+// that asks for more copies than there are ready members is refused before anything is stored.
 import {
   ChecksumError,
   ErrorCode,
   TmemError,
   checksumMatches,
+  hasAllReplicas,
   partitionOf,
   persistentTableFor,
   replicaTargets,
@@ -132,6 +134,31 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
     return done;
   }
 
+  /**
+   * Refuses a put to a pool that asks for more copies than there are ready members (reason 'replicas'): the
+   * table would give it fewer owners than R, and an accepted page must have R copies. An older page at the
+   * handle goes first, everywhere, so the refusal leaves nothing older readable (put-put-get coherency). This
+   * node is a ready primary, so it holds every accepted page of the partition: no copy here (and none dropped
+   * as corrupt) means no copy anywhere, and a refused put of a new handle costs no round trip.
+   */
+  async function refuseShort(
+    op: Put,
+    state: ClusterState,
+    pool: PoolInfo,
+    partition: number,
+    deadline: number,
+  ): Promise<PageReply> {
+    const held =
+      store.peek(op.pool, op.oid, op.index) !== null ||
+      ctx.unrepaired.has(handleKey(op.pool, op.oid, op.index));
+    if (held) {
+      store.flushPage(op.pool, op.oid, op.index);
+      ctx.unrepaired.delete(handleKey(op.pool, op.oid, op.index));
+      await flushEverywhere(state, pool, op.oid, op.index, partition, deadline);
+    }
+    return { t: 'refused', id: op.id, reason: 'replicas' };
+  }
+
   async function putNow(op: Put, stateVersion: number | undefined): Promise<PageReply> {
     const { state, pool, partition } = ctx.serving(op.pool, op.oid, op.index, stateVersion, 'primary');
     if (!checksumMatches(op.page, op.sum)) {
@@ -140,6 +167,7 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       });
     }
     const deadline = now() + ctx.replicationTimeoutMs;
+    if (!hasAllReplicas(state, pool.replication)) return refuseShort(op, state, pool, partition, deadline);
     const version = ctx.clock.stamp(partition, state.version);
     const local = store.put(
       op.pool,
