@@ -341,7 +341,7 @@ try {
   urls.forEach((url, i) => process.stdout.write(`  ${url}${i === 0 ? '  (founder)' : ''}\n`));
   process.stdout.write(
     `seeds for connect(): ${JSON.stringify(urls)}\n` +
-      `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --port 0 --capacity 64MiB --join ${firstUrl}\n` +
+      `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --open --port 0 --capacity 64MiB --join ${firstUrl}\n` +
       'Ctrl-C stops the cluster.\n',
   );
   const pids = nodes.map((node) => node.child.pid);
