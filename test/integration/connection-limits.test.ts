@@ -4,7 +4,7 @@ import { connect as tcpConnect } from 'node:net';
 import WebSocket from 'ws';
 import { encode } from 'msgpackr';
 import { connect } from '@tmem/client';
-import { ErrorCode, PROTOCOL_VERSION, createCodec, type NodeFrame } from '@tmem/protocol';
+import { ErrorCode, PROTOCOL_VERSION, TmemError, createCodec, type NodeFrame } from '@tmem/protocol';
 import { closeAllRawPeers, killAllNodes, openRawPeer, startNode, waitFor } from '../harness/index.ts';
 
 // Issue 9, findings 4–6: every connection a node grants is bounded in number, time and buffered memory.
@@ -116,6 +116,24 @@ describe('connection counts', () => {
     expect(await helloAccepted(node.url, 'modest')).toBe(true);
     greedy[0]!.close();
     await waitFor(() => helloAccepted(node.url, 'greedy'), { what: 'a freed slot of identity greedy' });
+  });
+});
+
+describe('pools per identity', () => {
+  it('past maxPoolsPerIdentity createPool is LIMIT_EXCEEDED; other identities and freed slots are fine', async () => {
+    const node = await startNode({ args: ['--replication', '1', '--max-pools-per-identity', '3'] });
+    const greedy = await connect({ seeds: [node.url], identity: 'greedy' });
+    const pools = [];
+    for (let i = 0; i < 3; i++) pools.push(await greedy.createPool({ kind: 'ephemeral' }));
+    const refused = await greedy.createPool({ kind: 'ephemeral' }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(TmemError);
+    expect((refused as TmemError).code).toBe(ErrorCode.LimitExceeded);
+    const other = await connect({ seeds: [node.url], identity: 'other' });
+    await other.createPool({ kind: 'ephemeral' });
+    await pools[0]!.destroy();
+    await greedy.createPool({ kind: 'ephemeral' });
+    await other.close();
+    await greedy.close();
   });
 });
 

@@ -15,6 +15,7 @@ export interface LimitFlags {
   maxHelloBytes: number;
   idleTimeoutMs: number;
   maxBufferedReplyBytes: number;
+  maxPoolsPerIdentity: number;
   maxFrameElements: number;
   maxPeerFrameElements: number;
   maxFrameDepth: number;
@@ -77,6 +78,12 @@ export function addLimitFlags(command: Command): Command {
       ),
     )
     .option(
+      '--max-pools-per-identity <n>',
+      'pools one identity may have in the cluster',
+      count(1),
+      d.maxPoolsPerIdentity,
+    )
+    .option(
       '--max-frame-elements <n>',
       'msgpack values in one client frame',
       count(1),
@@ -109,6 +116,7 @@ export function limitsFromFlags(flags: LimitFlags): {
       maxHelloBytes: flags.maxHelloBytes,
       idleTimeoutMs: flags.idleTimeoutMs,
       maxBufferedReplyBytes: flags.maxBufferedReplyBytes,
+      maxPoolsPerIdentity: flags.maxPoolsPerIdentity,
     },
     decodeBudgets: {
       client: { maxElements: flags.maxFrameElements, maxDepth: flags.maxFrameDepth },

@@ -4,7 +4,10 @@
 
 import { ErrorCode, TmemError } from '@tmem/protocol';
 
-/** Limits on the connections of one node. Each is a node option and a CLI flag (cli-limits.ts). */
+/**
+ * Limits on what one connection or identity may cost a node. Each is a node option and a CLI flag
+ * (cli-limits.ts).
+ */
 export interface ConnectionLimits {
   /**
    * Open WebSocket connections, clients and peers together; one more is closed with 1013 (try again later).
@@ -28,6 +31,11 @@ export interface ConnectionLimits {
    * this much (plus the replies of ops already in flight).
    */
   maxBufferedReplyBytes: number;
+  /**
+   * Pools one identity may have in the cluster; one more is refused with LIMIT_EXCEEDED. Every pool is part of
+   * the cluster state that every commit carries, so this also bounds what one identity adds to it.
+   */
+  maxPoolsPerIdentity: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -37,6 +45,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxHelloBytes: 4096,
   idleTimeoutMs: 300_000,
   maxBufferedReplyBytes: 64 * 1024 * 1024,
+  maxPoolsPerIdentity: 1024,
 };
 
 /** Close codes of the limits, from RFC 6455 and the IANA registry. */

@@ -28,6 +28,8 @@ export interface RequestContext {
   cluster: ClusterMember;
   /** Copies a persistent pool keeps when the client does not say. */
   defaultReplication: number;
+  /** Most pools one identity may have (ConnectionLimits.maxPoolsPerIdentity). */
+  maxPoolsPerIdentity: number;
 }
 
 /**
@@ -157,6 +159,12 @@ function changeError(error: string): TmemError {
         ErrorCode.BadArgument,
         'replication must be 1 for ephemeral pools, 1..16 otherwise',
       );
+    case 'pool-limit':
+      return new TmemError(
+        ErrorCode.LimitExceeded,
+        'this identity has as many pools as a node allows; destroy some first',
+        { details: { limit: 'maxPoolsPerIdentity' } },
+      );
     default:
       return new TmemError(ErrorCode.NoCoordinator, `change refused: ${error}`);
   }
@@ -189,6 +197,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         pageSize: frame.pageSize,
         owner: ctx.identity,
         replication,
+        maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
       });
       if (!result.ok || result.poolId === undefined)
         throw changeError(result.ok ? 'no-pool-id' : result.error);

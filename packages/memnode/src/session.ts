@@ -256,6 +256,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       store: deps.store,
       cluster: deps.cluster,
       defaultReplication: deps.defaultReplication,
+      maxPoolsPerIdentity: limits.maxPoolsPerIdentity,
     };
     ctx = served;
     batches = createBatchReplies({

@@ -30,6 +30,12 @@ export const StateChange = z.discriminatedUnion('type', [
     pageSize: count,
     owner: z.string().min(1).max(256),
     replication: z.number().int(),
+    /**
+     * Most pools the owner may have, as configured on the proposing node. It travels in the change so that
+     * every member applies the same rule, in log order: concurrent creates through different nodes cannot
+     * exceed it together.
+     */
+    maxPoolsOfOwner: count.optional(),
   }),
   z.object({ type: z.literal('destroyPool'), changeId, poolId: count }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
@@ -69,6 +75,8 @@ export type ChangeError =
   | 'bad-page-size'
   /** createPool: replication is not an integer from 1 to 16 (1 for ephemeral pools). */
   | 'bad-replication'
+  /** createPool: the owner already has maxPoolsOfOwner pools. */
+  | 'pool-limit'
   /** destroyPool: no such pool. */
   | 'unknown-pool'
   /** setPhase: the state moved on since the version the change was made for; decide again. */
@@ -144,6 +152,12 @@ export function applyChange(
         change.replication > maxReplication
       ) {
         return refuse(state, 'bad-replication');
+      }
+      if (
+        change.maxPoolsOfOwner !== undefined &&
+        state.pools.filter((p) => p.owner === change.owner).length >= change.maxPoolsOfOwner
+      ) {
+        return refuse(state, 'pool-limit');
       }
       const pool: PoolInfo = {
         id: state.nextPoolId,

@@ -126,6 +126,29 @@ describe('cluster state', () => {
     expect(ClusterState.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
   });
 
+  it("refuses a pool over its owner's limit, counting only that owner's pools", () => {
+    let s = initialState(member('m'), 64);
+    const create = (owner: string) =>
+      applyChange(s, {
+        type: 'createPool',
+        changeId: 'c',
+        kind: 'ephemeral',
+        pageSize: 4096,
+        owner,
+        replication: 1,
+        maxPoolsOfOwner: 2,
+      });
+    for (let i = 0; i < 2; i++) {
+      const made = create('greedy');
+      expect(made.result.ok).toBe(true);
+      s = made.state;
+    }
+    expect(create('greedy')).toEqual({ state: s, result: { ok: false, error: 'pool-limit' } });
+    expect(create('other').result.ok).toBe(true);
+    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: 1 }).state;
+    expect(create('greedy').result.ok).toBe(true);
+  });
+
   it('tells voter changes apart and validates changes and states from the wire', () => {
     expect(isVoterChange({ type: 'addMember', changeId: 'a', member: member('x') })).toBe(true);
     expect(isVoterChange({ type: 'removeMember', changeId: 'a', id: 'x', incarnation: 1 })).toBe(true);
