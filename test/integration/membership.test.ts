@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, PROTOCOL_VERSION } from '@tmem/protocol';
+import { ErrorCode, PROTOCOL_VERSION, newPeerNonce } from '@tmem/protocol';
 import {
-  TEST_CLUSTER_SECRET,
   TEST_TIMING_ARGS,
   closeAllRawPeers,
   openRawPeer,
@@ -142,7 +141,7 @@ describe('cluster identity', () => {
       protocol: PROTOCOL_VERSION,
       identity: hello.role === 'peer' ? 'intruder' : 'app',
       ...(hello.role === 'peer'
-        ? { role: 'peer', secret: TEST_CLUSTER_SECRET, url: 'ws://127.0.0.1:1' }
+        ? { role: 'peer', nonce: newPeerNonce(), url: 'ws://127.0.0.1:1' }
         : {}),
       ...(hello.clusterId === undefined ? {} : { clusterId: hello.clusterId }),
     });
