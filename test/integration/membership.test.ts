@@ -140,9 +140,7 @@ describe('cluster identity', () => {
       id: 1,
       protocol: PROTOCOL_VERSION,
       identity: hello.role === 'peer' ? 'intruder' : 'app',
-      ...(hello.role === 'peer'
-        ? { role: 'peer', nonce: newPeerNonce(), url: 'ws://127.0.0.1:1' }
-        : {}),
+      ...(hello.role === 'peer' ? { role: 'peer', nonce: newPeerNonce(), url: 'ws://127.0.0.1:1' } : {}),
       ...(hello.clusterId === undefined ? {} : { clusterId: hello.clusterId }),
     });
   }

@@ -19,6 +19,7 @@ import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 import { createReplyFlow } from './reply-flow.ts';
+import { checkBatchReplyBound } from './batch-reply-bound.ts';
 import { authenticateClient, type ClientTokens } from './client-auth.ts';
 import { LimitCloseCode, type ConnectionRegistry, type TrackedConnection } from './connection-limits.ts';
 
@@ -304,6 +305,12 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     // Page ops, the hot path: no promise for what completes synchronously (every ephemeral op).
     switch (frame.t) {
       case 'batch':
+        try {
+          checkBatchReplyBound(frame, deps.store, deps.codec.maxFrameBytes);
+        } catch (error) {
+          sendError(frame.id, error);
+          return;
+        }
         flow.dispatched(frame.ops.length);
         (batches as BatchReplies).answer(frame);
         return;
