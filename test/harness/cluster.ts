@@ -50,25 +50,12 @@ export async function memberIdsAt(url: string): Promise<string[] | undefined> {
   return (await stateOf(url))?.members.map((m) => m.id).sort();
 }
 
-/** Waits until every node in `nodes` reports a state whose members are exactly `nodes`. */
+/** Waits until every node in `nodes` reports the same state, whose members are exactly `nodes`. */
 export async function waitForMembers(
   nodes: readonly NodeProcess[],
   timeoutMs = 20_000,
 ): Promise<ClusterState> {
-  const want = nodes.map((n) => n.nodeId).sort();
-  return waitFor(
-    async () => {
-      const states = await Promise.all(nodes.map((n) => stateOf(n.url)));
-      const agreed = states.every(
-        (s) =>
-          s !== undefined &&
-          s.version === states[0]?.version &&
-          JSON.stringify(s.members.map((m) => m.id).sort()) === JSON.stringify(want),
-      );
-      return agreed ? states[0] : undefined;
-    },
-    { timeoutMs, intervalMs: 100, what: `members ${want.join(', ')} agreed by all` },
-  );
+  return waitForAgreedMembers(nodes, timeoutMs, false);
 }
 
 /**
@@ -80,6 +67,14 @@ export async function waitForReadyMembers(
   nodes: readonly NodeProcess[],
   timeoutMs = 30_000,
 ): Promise<ClusterState> {
+  return waitForAgreedMembers(nodes, timeoutMs, true);
+}
+
+async function waitForAgreedMembers(
+  nodes: readonly NodeProcess[],
+  timeoutMs: number,
+  ready: boolean,
+): Promise<ClusterState> {
   const want = nodes.map((n) => n.nodeId).sort();
   return waitFor(
     async () => {
@@ -89,11 +84,15 @@ export async function waitForReadyMembers(
           s !== undefined &&
           s.version === states[0]?.version &&
           JSON.stringify(s.members.map((m) => m.id).sort()) === JSON.stringify(want) &&
-          s.members.every(isReadyMember),
+          (!ready || s.members.every(isReadyMember)),
       );
       return agreed ? states[0] : undefined;
     },
-    { timeoutMs, intervalMs: 100, what: `members ${want.join(', ')} all ready, agreed by all` },
+    {
+      timeoutMs,
+      intervalMs: 100,
+      what: `members ${want.join(', ')} agreed${ready ? ' and ready' : ''} by all`,
+    },
   );
 }
 

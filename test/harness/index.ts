@@ -6,3 +6,4 @@ export * from './proxied-cluster.ts';
 export * from './raw-peer.ts';
 export * from './wait-for.ts';
 export * from './run-cli.ts';
+export * from './dead-url.ts';

@@ -1,7 +1,6 @@
 // `tmem node` as an operator meets it: flags checked before anything starts, a version, and (below) joins
 // that cannot succeed, ports in use and the stdout events. Every case runs the real launcher.
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   TEST_CLUSTER_SECRET,
@@ -12,6 +11,7 @@ import {
   startNode,
   stateOf,
   waitFor,
+  deadUrl,
 } from '../harness/index.ts';
 import { connect } from '@tmem/client';
 
@@ -22,15 +22,6 @@ const VERSION = (
 ).version;
 
 afterEach(() => killAllNodes());
-
-/** A ws:// URL where nothing listens: a port the OS just handed out and took back. */
-async function deadUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `ws://127.0.0.1:${port}`;
-}
 
 /** Parsed JSON lines of a stream (logs on stderr, events on stdout); other lines are skipped. */
 function jsonLines(text: string): Record<string, unknown>[] {

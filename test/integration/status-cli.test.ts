@@ -1,20 +1,10 @@
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAllNodes, runCli, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
+import { deadUrl, killAllNodes, runCli, startNode, waitFor, type NodeProcess } from '../harness/index.ts';
 import { connect, type TmemClient } from '@tmem/client';
 import { fetchClusterStatus, type ClusterStatus } from '@tmem/memnode';
 
 /** Clients still open, closed in afterEach. */
 const clients = new Set<TmemClient>();
-
-/** A ws:// URL where nothing listens: a port the OS just handed out and took back. */
-async function deadUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `ws://127.0.0.1:${port}`;
-}
 
 /**
  * Starts two nodes, the second joining the first, and waits until the state lists both, both answering.
