@@ -149,7 +149,9 @@ interface NodeRecord {
  */
 export async function startProxiedCluster(options: ProxiedClusterOptions = {}): Promise<ProxiedCluster> {
   const size = options.size ?? 3;
-  const baseArgs = [...TEST_TIMING_ARGS, ...(options.args ?? [])];
+  // A node of the failure suite may be cut off while it joins for longer than the production default of
+  // --join-timeout (60 s) on a loaded machine; it must keep trying, as the scenario expects, not exit.
+  const baseArgs = [...TEST_TIMING_ARGS, '--join-timeout', '10m', ...(options.args ?? [])];
   const seed = options.seed ?? 1;
   const records: NodeRecord[] = [];
   const views = new Map<NodeRecord, ProxiedNode>();
