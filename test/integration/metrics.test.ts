@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type TmemClient } from '@tmem/client';
-import { killAllNodes, startNode } from '../harness/index.ts';
+import { killAllNodes, runCli, startNode } from '../harness/index.ts';
 
 const PAGE = 4096;
 
@@ -117,5 +117,18 @@ describe('the /metrics endpoint', () => {
   it('is off without --metrics-port', async () => {
     const node = await startNode({ args: ['--replication', '1'] });
     expect(node.metricsUrl).toBeUndefined();
+  });
+
+  it('a metrics port in use stops the node with one line naming --metrics-port, and no stack trace', async () => {
+    const holder = await startNode({ args: ['--replication', '1', '--metrics-port', '0'] });
+    const { port } = new URL(holder.metricsUrl!);
+    const run = await runCli(['node', '--open', '--capacity', '1MiB', '--metrics-port', port]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    const lastLine = run.stderr.trim().split('\n').at(-1);
+    expect(lastLine).toBe(
+      `tmem node: cannot serve metrics on 127.0.0.1:${port}: the port is in use; pick another --metrics-port`,
+    );
+    expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 });

@@ -196,6 +196,23 @@ function latencyHistogram(ops: OpMetrics): Metric {
   return histogram as unknown as Metric;
 }
 
+/**
+ * A listening error in one line that names --metrics-port, not --port: the WebSocket port is already open by
+ * then, and describeStartupError would send the operator to the wrong flag. No errno `code`, so the launcher
+ * prints this message as it is.
+ */
+function metricsListenError(error: NodeJS.ErrnoException, target: { host: string; port: number }): Error {
+  const where = `${target.host}:${target.port}`;
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new Error(`cannot serve metrics on ${where}: the port is in use; pick another --metrics-port`);
+    case 'EACCES':
+      return new Error(`cannot serve metrics on ${where}: permission denied; pick another --metrics-port`);
+    default:
+      return new Error(`cannot serve metrics on ${where}: ${error.message}`);
+  }
+}
+
 /** Serves the registry on `GET /metrics`; resolves once listening (port 0 picks a free port). */
 export async function startMetricsServer(
   registry: Registry,
@@ -215,9 +232,9 @@ export async function startMetricsServer(
     );
   });
   await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
+    http.once('error', (error) => reject(metricsListenError(error, options)));
     http.listen(options.port, options.host, () => {
-      http.off('error', reject);
+      http.removeAllListeners('error');
       resolve();
     });
   });
