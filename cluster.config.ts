@@ -44,6 +44,8 @@ export interface NodeConfig {
   port: number;
   /** Bytes of page data the node may hold, e.g. '256MiB'. */
   capacity: string;
+  /** Port of its Prometheus endpoint (`/metrics`); 0 picks a free one. @default none (no endpoint) */
+  metricsPort?: number;
 }
 
 const config: ClusterConfig = {
@@ -54,9 +56,9 @@ const config: ClusterConfig = {
   // the environment variable to use your own.
   clusterSecret: process.env['TMEM_CLUSTER_SECRET'] ?? 'tmem-local-cluster',
   nodes: [
-    { port: 7401, capacity: '256MiB' },
-    { port: 7402, capacity: '256MiB' },
-    { port: 7403, capacity: '256MiB' },
+    { port: 7401, capacity: '256MiB', metricsPort: 7501 },
+    { port: 7402, capacity: '256MiB', metricsPort: 7502 },
+    { port: 7403, capacity: '256MiB', metricsPort: 7503 },
   ],
 };
 

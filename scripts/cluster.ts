@@ -74,6 +74,16 @@ async function loadConfig(path: string): Promise<ClusterConfig> {
     if (!isRecord(node) || typeof node['capacity'] !== 'string') {
       fail(`${path}: nodes[${i}].capacity must be a size such as '256MiB'`);
     }
+    const metricsPort = isRecord(node) ? node['metricsPort'] : undefined;
+    if (
+      metricsPort !== undefined &&
+      (typeof metricsPort !== 'number' ||
+        !Number.isInteger(metricsPort) ||
+        metricsPort < 0 ||
+        metricsPort > 65535)
+    ) {
+      fail(`${path}: nodes[${i}].metricsPort must be an integer 0..65535 (0 picks a free port)`);
+    }
   });
   return loaded as unknown as ClusterConfig;
 }
@@ -90,11 +100,18 @@ const config = await loadConfig(configPath);
 const PARTITIONS = config.partitions ?? 1024;
 const REPLICATION = config.replication ?? 2;
 
+/** A node's `listening` line; `metricsUrl` when its config gives a metrics port. */
+interface Listening {
+  url: string;
+  nodeId: string;
+  metricsUrl?: string;
+}
+
 interface RunningNode {
   readonly config: NodeConfig;
   readonly child: ChildProcess;
   /** Resolves with the URL and id from the node's `listening` line; rejects if it exits first. */
-  readonly listening: Promise<{ url: string; nodeId: string }>;
+  readonly listening: Promise<Listening>;
   readonly exited: Promise<void>;
   /** The URL once known. */
   listeningUrl?: string;
@@ -130,6 +147,7 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
     // A local development cluster: clients are not authenticated (see README, "Security model").
     '--open',
     ...timingArgs(),
+    ...(node.metricsPort === undefined ? [] : ['--metrics-port', String(node.metricsPort)]),
     ...(join.length === 0 ? [] : ['--join', join.join(',')]),
   ];
   // detached: a node gets its own process group, so the terminal's Ctrl-C reaches only this script, which then
@@ -140,12 +158,21 @@ function startNode(node: NodeConfig, join: readonly string[]): RunningNode {
     env: { ...process.env, TMEM_LOG_LEVEL: LOG_LEVEL, TMEM_CLUSTER_SECRET: config.clusterSecret },
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const listening = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
+  const listening = new Promise<Listening>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
-        const event = JSON.parse(line) as { event?: string; url?: string; nodeId?: string };
+        const event = JSON.parse(line) as {
+          event?: string;
+          url?: string;
+          nodeId?: string;
+          metricsUrl?: string;
+        };
         if (event.event === 'listening' && event.url && event.nodeId) {
-          resolve({ url: event.url, nodeId: event.nodeId });
+          resolve({
+            url: event.url,
+            nodeId: event.nodeId,
+            ...(event.metricsUrl === undefined ? {} : { metricsUrl: event.metricsUrl }),
+          });
         }
       } catch {
         // a line that is not ours
@@ -338,14 +365,23 @@ try {
     `tmem cluster: ${urls.length} node${urls.length === 1 ? '' : 's'}, ${PARTITIONS} partitions, ` +
       `replication ${REPLICATION}, node log level ${LOG_LEVEL}\n`,
   );
-  urls.forEach((url, i) => process.stdout.write(`  ${url}${i === 0 ? '  (founder)' : ''}\n`));
+  listening.forEach(({ url, metricsUrl }, i) =>
+    process.stdout.write(
+      `  ${url}${metricsUrl === undefined ? '' : `  metrics ${metricsUrl}`}${i === 0 ? '  (founder)' : ''}\n`,
+    ),
+  );
   process.stdout.write(
     `seeds for connect(): ${JSON.stringify(urls)}\n` +
       `add a node: TMEM_CLUSTER_SECRET=${config.clusterSecret} npx tmem node --open --port 0 --capacity 64MiB --join ${firstUrl}\n` +
       'Ctrl-C stops the cluster.\n',
   );
   const pids = nodes.map((node) => node.child.pid);
-  process.stdout.write(`${JSON.stringify({ event: 'ready', urls, pids, pid: process.pid })}\n\n`);
+  const metricsUrls = listening.flatMap((event) =>
+    event.metricsUrl === undefined ? [] : [event.metricsUrl],
+  );
+  process.stdout.write(
+    `${JSON.stringify({ event: 'ready', urls, metricsUrls, pids, pid: process.pid })}\n\n`,
+  );
 } catch (error) {
   // After Ctrl-C during startup, the nodes exiting is the stop itself, not a failure worth reporting.
   if (!stopping) process.stderr.write(`tmem cluster: ${(error as Error).message}\n`);

@@ -52,6 +52,8 @@ export interface Exit {
 export interface NodeProcess {
   readonly url: string;
   readonly nodeId: string;
+  /** From the `listening` line when the node was started with --metrics-port. */
+  readonly metricsUrl: string | undefined;
   readonly pid: number;
   readonly child: ChildProcess;
   /** Resolves when the process has exited. */
@@ -120,8 +122,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
 
-  let onListening: (event: { url: string; nodeId: string }) => void = () => undefined;
-  const listening = new Promise<{ url: string; nodeId: string }>((resolve) => (onListening = resolve));
+  type Listening = { url: string; nodeId: string; metricsUrl?: string };
+  let onListening: (event: Listening) => void = () => undefined;
+  const listening = new Promise<Listening>((resolve) => (onListening = resolve));
   let onReady: (event: ReadyEvent) => void = () => undefined;
   const readyLine = new Promise<ReadyEvent>((resolve, reject) => {
     onReady = resolve;
@@ -133,9 +136,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   readyLine.catch(() => undefined);
   createInterface({ input: child.stdout! }).on('line', (line) => {
     try {
-      const event = JSON.parse(line) as Partial<ReadyEvent> & { event?: string };
+      const event = JSON.parse(line) as Partial<ReadyEvent> & { event?: string; metricsUrl?: string };
       if (event.event === 'listening' && event.url && event.nodeId) {
-        onListening({ url: event.url, nodeId: event.nodeId });
+        onListening({ url: event.url, nodeId: event.nodeId, metricsUrl: event.metricsUrl });
       }
       if (event.event === 'ready' && event.url && event.nodeId) onReady(event as ReadyEvent);
     } catch {
@@ -144,7 +147,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   });
   const until = options.until ?? 'listening';
   const awaited = until === 'ready' ? readyLine : listening;
-  const ready = new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
+  const ready = new Promise<Listening>((resolve, reject) => {
     void awaited.then(resolve, reject);
     void exited.then((exit) =>
       reject(new Error(`node exited before ${until} (${JSON.stringify(exit)}):\n${stderr}`)),
@@ -158,6 +161,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   const node: NodeProcess = {
     url: '',
     nodeId: '',
+    metricsUrl: undefined,
     pid: child.pid!,
     child,
     exited,
@@ -180,8 +184,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   running.add(node);
   void exited.then(() => running.delete(node));
   try {
-    const { url, nodeId } = await ready;
-    return Object.assign(node, { url, nodeId });
+    const { url, nodeId, metricsUrl } = await ready;
+    // The listening line is awaited even with until 'ready', so metricsUrl is known either way.
+    return Object.assign(node, { url, nodeId, metricsUrl: metricsUrl ?? (await listening).metricsUrl });
   } catch (error) {
     await node.kill();
     throw error;

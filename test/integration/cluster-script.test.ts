@@ -70,9 +70,9 @@ async function writeConfig(): Promise<string> {
     clusterSecret: 'x',
     timing: testTiming(),
     nodes: [
-      { port: 0, capacity: '16MiB' },
-      { port: 0, capacity: '16MiB' },
-      { port: 0, capacity: '16MiB' },
+      { port: 0, capacity: '16MiB', metricsPort: 0 },
+      { port: 0, capacity: '16MiB', metricsPort: 0 },
+      { port: 0, capacity: '16MiB', metricsPort: 0 },
     ],
   };
   const file = join(dir, 'cluster.config.ts');
@@ -183,6 +183,16 @@ describe('npm run cluster (scripts/cluster.ts)', () => {
     expect(urls).toHaveLength(3);
     // The human summary comes with the ready line, not before the ring has formed.
     expect(script.output()).toContain('tmem cluster: 3 nodes');
+    // Each node's summary line names its Prometheus endpoint, and each one answers.
+    const metricsUrls = [...script.output().matchAll(/ {2}metrics (http:\/\/\S+\/metrics)/g)].map(
+      (m) => m[1]!,
+    );
+    expect(metricsUrls).toHaveLength(3);
+    for (const metricsUrl of metricsUrls) {
+      const scrape = await fetch(metricsUrl);
+      expect(scrape.status).toBe(200);
+      expect(await scrape.text()).toContain('tmem_ops_total');
+    }
 
     const client = await connect({ seeds: urls });
     clients.add(client);

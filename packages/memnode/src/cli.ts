@@ -119,6 +119,7 @@ interface NodeCommandOptions extends LimitFlags {
   tokensFile?: string;
   open?: boolean;
   insecurePeers?: boolean;
+  metricsPort?: number;
 }
 
 /** Exits 1 with one line on stderr: for configuration the node cannot start with. */
@@ -186,6 +187,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       ? { testCorruptOidPrefix: process.env['TMEM_TEST_CORRUPT_OID_PREFIX'] }
       : {}),
     defaultReplication: options.replication,
+    ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
     batchReplyParts: options.batchReplyParts ?? true,
     ...limitsFromFlags(options),
     ...(clientTokens === undefined ? {} : { clientTokens }),
@@ -201,7 +203,11 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   // The one machine-readable line on stdout: launchers wait for it instead of sleeping.
   // `url` is where the node listens; `advertisedUrl` is what it tells peers and clients (a proxy, say).
   const advertisedUrl = options.advertiseUrl ?? node.url;
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, advertisedUrl, nodeId })}\n`);
+  // `metricsUrl` only with --metrics-port: where Prometheus scrapes this node.
+  const metricsUrl = node.metricsUrl === undefined ? {} : { metricsUrl: node.metricsUrl };
+  process.stdout.write(
+    `${JSON.stringify({ event: 'listening', url: node.url, advertisedUrl, nodeId, ...metricsUrl })}\n`,
+  );
   // The second line: a member of the cluster, holding a lease, answering ops. A join that cannot succeed
   // (refused secret, seeds dead past --join-timeout) ends the process instead.
   waitUntilServing(node.cluster, {
@@ -275,6 +281,11 @@ export function buildCli(): Command {
     .addHelpText('after', SIZE_HELP)
     .option('-p, --port <port>', 'port to listen on; 0 picks a free one', port, 0)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics at /metrics on this port (0: a free one)',
+      port,
+    )
     .requiredOption(
       '-c, --capacity <size>',
       `bytes of page data to hold, e.g. 256MiB or 2GiB (${formatByteSize(CAPACITY_RANGE.min)} at least)`,

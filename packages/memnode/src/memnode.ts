@@ -16,6 +16,8 @@ import {
   type ConnectionLimits,
 } from './connection-limits.ts';
 import type { PeerLinkTiming } from './cluster/peer-links.ts';
+import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
+import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -96,6 +98,11 @@ export interface MemnodeOptions {
    * @default DEFAULT_CLIENT_DECODE_BUDGET, DEFAULT_PEER_DECODE_BUDGET
    */
   decodeBudgets?: { client?: DecodeBudget; peer?: DecodeBudget };
+  /**
+   * Serve Prometheus metrics on `http://host:<metricsPort>/metrics` (metrics-server.ts); 0 picks a free port.
+   * @default off
+   */
+  metricsPort?: number;
 }
 
 /** How a node stops. */
@@ -116,6 +123,10 @@ export interface Memnode {
   readonly port: number;
   readonly store: PageStore;
   readonly cluster: ClusterMember;
+  /** The op counters the metrics endpoint reads (kept whether or not it is on). */
+  readonly ops: OpMetrics;
+  /** http://host:port/metrics when MemnodeOptions.metricsPort is set. */
+  readonly metricsUrl: string | undefined;
   /**
    * Leaves the cluster gracefully (its partitions move to the others), then closes every client socket
    * (1001) and the listener. Idempotent.
@@ -152,6 +163,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const connections = createConnectionRegistry(limits);
   const store = createPageStore({ capacityBytes: options.capacityBytes });
+  const ops = createOpMetrics();
+  let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;
   let closing: Promise<void> | undefined;
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
@@ -245,6 +258,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       batchReplyParts: options.batchReplyParts ?? true,
       connections,
       clientTokens: options.clientTokens,
+      metrics: ops,
     });
   });
   log.info({ url, capacityBytes: options.capacityBytes }, 'listening');
@@ -258,6 +272,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     refusing = true;
     member.close();
     connections.close();
+    await metricsServer?.close();
     // Then stop accepting first: peers reconnect every few hundred ms, and a connection accepted now would
     // keep the HTTP server from closing.
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
@@ -284,12 +299,31 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     log.info('closed');
   }
 
+  if (options.metricsPort !== undefined) {
+    try {
+      metricsServer = await startMetricsServer(
+        createMetricsRegistry({ nodeId, ops, store, cluster: member }),
+        {
+          host: options.host ?? '127.0.0.1',
+          port: options.metricsPort,
+        },
+      );
+    } catch (error) {
+      // A metrics port in use must not leave a half-started node behind.
+      await shutdown(false);
+      throw error;
+    }
+    log.info({ metricsUrl: metricsServer.url }, 'metrics');
+  }
+
   return {
     nodeId,
     url,
     port: address.port,
     store,
     cluster: member,
+    ops,
+    metricsUrl: metricsServer?.url,
     close: (closeOptions = {}) => (closing ??= shutdown(closeOptions.leave ?? true)),
   };
 }

@@ -16,6 +16,7 @@ import type { ClusterMember } from './cluster/cluster-member.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
 import { Verdict, verdictWire } from './serving-view.ts';
 import { collectBatch } from './batch-replies.ts';
+import type { OpMetrics } from './op-metrics.ts';
 
 /** What a request needs to know about its connection and node. */
 export interface RequestContext {
@@ -30,6 +31,8 @@ export interface RequestContext {
   defaultReplication: number;
   /** Most pools one identity may have (ConnectionLimits.maxPoolsPerIdentity). */
   maxPoolsPerIdentity: number;
+  /** The node's op counters (op-metrics.ts): every page op answered here is counted, whatever the outcome. */
+  metrics: OpMetrics;
 }
 
 /**
@@ -121,6 +124,23 @@ function ephemeralOp(store: PageStore, op: PageOp): PageReply {
  * rejects: failures become error replies for that op alone.
  */
 export function handlePageOp(
+  ctx: RequestContext,
+  op: PageOp,
+  stateVersion: number | undefined,
+): PageReply | Promise<PageReply> {
+  const startMs = performance.now();
+  const reply = answerPageOp(ctx, op, stateVersion);
+  if (reply instanceof Promise) {
+    return reply.then((settled) => {
+      ctx.metrics.record(op, settled, startMs);
+      return settled;
+    });
+  }
+  ctx.metrics.record(op, reply, startMs);
+  return reply;
+}
+
+function answerPageOp(
   ctx: RequestContext,
   op: PageOp,
   stateVersion: number | undefined,

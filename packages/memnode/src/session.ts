@@ -14,6 +14,7 @@ import {
 } from '@tmem/protocol';
 import { answerPeerHello, verifyPeerAuth, type PeerChallenge } from './peer-handshake.ts';
 import type { Logger } from './logger.ts';
+import type { OpMetrics } from './op-metrics.ts';
 import { handleFrame, handlePageOp, visibleState, type RequestContext } from './request-handler.ts';
 import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import type { PageStore } from './page-store.ts';
@@ -53,6 +54,8 @@ export interface SessionDeps {
   connections: ConnectionRegistry;
   /** Client tokens; undefined is open mode, where a client is whoever it says it is. */
   clientTokens: ClientTokens | undefined;
+  /** The node's op counters, shared by all its sessions. */
+  metrics: OpMetrics;
 }
 
 /** ws keeps its per-socket payload limit on the receiver; not typed API, so reached through a guard. */
@@ -258,6 +261,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       cluster: deps.cluster,
       defaultReplication: deps.defaultReplication,
       maxPoolsPerIdentity: limits.maxPoolsPerIdentity,
+      metrics: deps.metrics,
     };
     ctx = served;
     batches = createBatchReplies({
