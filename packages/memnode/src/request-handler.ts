@@ -127,8 +127,9 @@ export function handlePageOp(
   ctx: RequestContext,
   op: PageOp,
   stateVersion: number | undefined,
+  /** When the op started, for its latency; the ops of one batch share their batch's (one clock read). */
+  startMs = performance.now(),
 ): PageReply | Promise<PageReply> {
-  const startMs = performance.now();
   const reply = answerPageOp(ctx, op, stateVersion);
   if (reply instanceof Promise) {
     return reply.then((settled) => {

@@ -190,6 +190,8 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     flow.offer(data);
   }
 
+  /** When the batch being answered arrived: its ops' latency is counted from it. */
+  let batchStartMs = 0;
   /** Set while a peer that said hello owes us its proof of the cluster secret. */
   let peerChallenge: PeerChallenge | undefined;
 
@@ -266,7 +268,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     ctx = served;
     batches = createBatchReplies({
       parts: deps.batchReplyParts,
-      run: (op, stateVersion) => handlePageOp(served, op, stateVersion),
+      run: (op, stateVersion) => handlePageOp(served, op, stateVersion, batchStartMs),
       send: (part) => {
         send(part);
         flow.answered(part.replies.length);
@@ -316,6 +318,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
           return;
         }
         flow.dispatched(frame.ops.length);
+        batchStartMs = performance.now();
         (batches as BatchReplies).answer(frame);
         return;
       case 'put':
