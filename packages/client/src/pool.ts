@@ -15,12 +15,15 @@ import {
 import type { RunMany } from './page-batch.ts';
 import type { ReplyTo, RoutedRequest } from './requests.ts';
 
+/** A page's bytes: a Uint8Array (a Buffer is one), an ArrayBuffer, or any view of one (DataView, typed arrays). */
+export type PageData = Uint8Array | ArrayBuffer | ArrayBufferView;
+
 /** One page to store with `putMany`. */
 export interface PageEntry {
   oid: ObjectId;
   index: number;
   /** Exactly the pool's page size; copied at the call, so the caller may reuse it at once. */
-  page: Uint8Array;
+  page: PageData;
 }
 
 /** One handle to read with `getMany`. */
@@ -42,7 +45,7 @@ export interface Pool {
    * when accepted, false when refused (the node is full; for a persistent page also when not enough owners
    * could store a copy): refused is an answer, and any older page at the handle is gone too.
    */
-  put(oid: ObjectId, index: number, page: Uint8Array): Promise<boolean>;
+  put(oid: ObjectId, index: number, page: PageData): Promise<boolean>;
   /**
    * Reads a page into a new array the caller owns; null on a miss. Every page is checked against the checksum
    * it was put with: a corrupt ephemeral page reads as a miss; for a persistent page the other owners' copies
@@ -124,6 +127,21 @@ function ownedOid(oid: ObjectId): Uint8Array<ArrayBuffer> {
 type PutRequest = Extract<RoutedRequest, { t: 'put' }>;
 type GetRequest = Extract<RoutedRequest, { t: 'get' }>;
 
+/** The bytes of a page given as a Uint8Array (or Buffer), an ArrayBuffer or any ArrayBuffer view. */
+function pageBytes(page: unknown): Uint8Array | undefined {
+  if (page instanceof Uint8Array) return page;
+  if (page instanceof ArrayBuffer || page instanceof SharedArrayBuffer) return new Uint8Array(page);
+  if (ArrayBuffer.isView(page)) return new Uint8Array(page.buffer, page.byteOffset, page.byteLength);
+  return undefined;
+}
+
+/** What a value is, for an error message: `null`, `string`, `Array`, ... rather than just "object". */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value !== 'object') return typeof value;
+  return value.constructor?.name ?? 'object';
+}
+
 function isAccepted(reply: Accepted | Refused): boolean {
   return reply.t === 'accepted';
 }
@@ -136,15 +154,15 @@ export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunM
   const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
 
   function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {
-    if (!(page instanceof Uint8Array) || page.length !== pageSize) {
-      const length = page instanceof Uint8Array ? page.length : undefined;
+    const bytes = pageBytes(page);
+    if (bytes === undefined || bytes.length !== pageSize) {
       throw new BadPageSizeError(
-        `page must be a Uint8Array of exactly ${pageSize} bytes, the pool's page size; got ${length ?? typeof page}`,
-        { details: { pageSize, length } },
+        `page must be ${pageSize} bytes (the pool's page size) as a Uint8Array, Buffer, ArrayBuffer or typed-array view; got ${bytes?.length ?? describeValue(page)}`,
+        { details: { pageSize, length: bytes?.length } },
       );
     }
     // A copy, like the oid: `new Uint8Array(x)` copies even when x is a Buffer, whose slice() would not.
-    return new Uint8Array(page);
+    return new Uint8Array(bytes);
   }
 
   /** The page a get's reply carries, as an array the caller owns; null on a miss. */

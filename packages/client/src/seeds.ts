@@ -17,9 +17,20 @@ export function seedFailure(url: string, error: unknown): SeedFailure {
   };
 }
 
+/** Seeds whose failure the NO_NODES message names; `details.failures` has them all. */
+const MAX_CAUSES_IN_MESSAGE = 3;
+
 /** The NO_NODES error for a list of failed attempts; `cause` is the one error, or all of them. */
 export function noNodesError(message: string, failures: SeedFailure[], errors: unknown[]): TmemError {
-  return new TmemError(ErrorCode.NoNodes, message, {
+  // The causes belong in the message too: "NO_NODES" alone sends the reader to the details to learn that the
+  // port was refused. At most the first few, so the message stays one readable line.
+  const causes = failures
+    .slice(0, MAX_CAUSES_IN_MESSAGE)
+    .map((f) => `${f.url}: ${f.message}`)
+    .join('; ');
+  const more =
+    failures.length > MAX_CAUSES_IN_MESSAGE ? `; and ${failures.length - MAX_CAUSES_IN_MESSAGE} more` : '';
+  return new TmemError(ErrorCode.NoNodes, causes === '' ? message : `${message} (${causes}${more})`, {
     details: { failures },
     cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'every node failed'),
   });

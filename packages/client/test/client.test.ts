@@ -64,6 +64,10 @@ describe('connect', () => {
         ],
       },
     });
+    // The message names each seed and its cause, not just "no nodes".
+    expect((error as Error).message).toContain(`${dead}: `);
+    expect((error as Error).message).toMatch(/ECONNREFUSED/);
+    expect((error as Error).message).toContain(`${mismatched.url}: old`);
   });
 
   it('surfaces a version mismatch as the cause of NO_NODES', async () => {

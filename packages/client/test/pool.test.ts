@@ -91,6 +91,24 @@ describe('arguments checked before anything is sent', () => {
     expect(await pool.put(oid, 2 ** 32 - 1, Buffer.alloc(PAGE_SIZE, 3))).toBe(true);
     expect(await pool.get(oid, 2 ** 32 - 1)).toEqual(page(3));
   });
+
+  it('takes a page as an ArrayBuffer or any view of one, and names what it got otherwise', async () => {
+    const { pool } = await setup();
+    const bytes = page(5);
+    const backing = new ArrayBuffer(PAGE_SIZE + 16);
+    new Uint8Array(backing, 8, PAGE_SIZE).set(bytes);
+    for (const [index, given] of [
+      bytes.slice().buffer,
+      new DataView(backing, 8, PAGE_SIZE),
+      new Uint32Array(bytes.slice().buffer),
+    ].entries()) {
+      expect(await pool.put('views', index, given)).toBe(true);
+      expect(await pool.get('views', index)).toEqual(bytes);
+    }
+    const error = await rejectionOf(pool.put('views', 9, { length: PAGE_SIZE } as unknown as Uint8Array));
+    expect(error).toBeInstanceOf(BadPageSizeError);
+    expect((error as Error).message).toContain('got Object');
+  });
 });
 
 describe('error replies', () => {
