@@ -57,6 +57,11 @@ describe('tmem status', () => {
     expect(result.stdout).toContain(second.nodeId.slice(0, 8));
     expect(result.stdout).toContain(first.url);
     expect(result.stdout).toContain('leader');
+    // Incarnations read as start times, not raw epoch milliseconds; a finished fill shows no "pages in".
+    expect(result.stdout).toContain('started');
+    expect(result.stdout).not.toMatch(/\b\d{13}\b/);
+    expect(result.stdout).toMatch(/\b\d\d:\d\d:\d\d\b/);
+    expect(result.stdout).not.toContain('pages in');
   });
 
   it('exits 1 with a one-line message on stderr when the seed is unreachable', async () => {

@@ -387,9 +387,18 @@ function copies(member: MemberStatus): string {
   const parts: string[] = [member.phase];
   if (stats?.fillingPartitions) parts.push(`${stats.fillingPartitions} copying`);
   if (stats?.lostPartitions) parts.push(`${stats.lostPartitions} LOST`);
-  if (stats?.copiedPages) parts.push(`${stats.copiedPages} pages in`);
+  // Pages copied in say how far a fill has come; once nothing is copying they are history, not status.
+  if (stats?.copiedPages && stats.fillingPartitions) parts.push(`${stats.copiedPages} pages in`);
   if (stats?.replicationBacklog) parts.push(`${stats.replicationBacklog} queued`);
   return parts.join(', ');
+}
+
+/**
+ * An incarnation as people read it. Nodes draw it from the clock when they start (epoch milliseconds), so it
+ * is shown as that time of day; a small number (set by hand) is shown as it is.
+ */
+function startedAt(incarnation: number): string {
+  return incarnation >= 1e12 ? new Date(incarnation).toISOString().slice(11, 19) : String(incarnation);
 }
 
 function yesNo(value: boolean | undefined): string {
@@ -404,7 +413,7 @@ export function formatClusterStatus(status: ClusterStatus): string {
     head: [
       'id',
       'url',
-      'inc',
+      'started\n(UTC)',
       'role',
       'state',
       'lease',
@@ -423,8 +432,8 @@ export function formatClusterStatus(status: ClusterStatus): string {
     // A process that rejoined under the same id runs a newer incarnation than the state still lists.
     const incarnation =
       stats?.incarnation === undefined || stats.incarnation === member.incarnation
-        ? String(member.incarnation)
-        : `${member.incarnation} (runs ${stats.incarnation})`;
+        ? startedAt(member.incarnation)
+        : `${startedAt(member.incarnation)} (runs ${startedAt(stats.incarnation)})`;
     table.push(
       stats === undefined
         ? [
