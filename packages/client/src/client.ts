@@ -66,10 +66,22 @@ export interface TmemClient {
   /** Removes a listener added with `on`. */
   off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
   /**
-   * Closes every connection. Ops still waiting reject with TmemError CLIENT_CLOSED, and so does every later
-   * call. Resolves once the sockets are closed; calling it again returns the same promise.
+   * Closes every connection; with `destroyPools: true` it first destroys the pools this client created and did
+   * not destroy. Without it they stay in the cluster (and count against the identity's pool limit) until
+   * destroyed: nothing in this version can reach them after the close, since a pool is used through the
+   * handle `createPool` returned, so an application that is done with its pools should pass it. (A session
+   * grace period for reattaching comes with the tenancy issue.) Ops still waiting reject with TmemError
+   * CLIENT_CLOSED, and so does every later call. Resolves once the sockets are closed; calling it again
+   * returns the same promise. A pool that cannot be destroyed within the op timeout is left behind, and the
+   * close goes on.
    */
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
+}
+
+/** How a client closes. */
+export interface CloseOptions {
+  /** Destroy the pools this client created (and did not destroy) before closing. @default false */
+  destroyPools?: boolean;
 }
 
 function clientClosed(): TmemError {
@@ -102,6 +114,8 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
   // thousands at once is normal under load, not a leak.
   setMaxListeners(0, closer.signal);
   let closing: Promise<void> | undefined;
+  /** Pools created through this client and not destroyed, for close({ destroyPools: true }). */
+  const openPools = new Set<Pool>();
 
   const tracker = createViewTracker((error) =>
     log.error({ error: error instanceof Error ? error.message : String(error) }, 'a view listener threw'),
@@ -197,7 +211,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       // the pool from the version that created it on.
       // The pool belongs to the cluster that created it: after a whole-cluster restart its id means nothing.
       const clusterId = reply.clusterId ?? tracker.state?.clusterId;
-      return createPoolHandle(
+      const handle: Pool = createPoolHandle(
         {
           id: reply.pool,
           kind: reply.kind,
@@ -206,7 +220,10 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
         },
         router.execute,
         runMany,
+        () => openPools.delete(handle),
       );
+      openPools.add(handle);
+      return handle;
     },
 
     stats: () => router.stats(),
@@ -223,8 +240,14 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       return this;
     },
 
-    close() {
+    close(closeOptions = {}) {
       closing ??= (async () => {
+        if (closeOptions.destroyPools === true) {
+          // Each destroy is bounded by the op timeout; one that fails leaves its pool, and the close goes on.
+          const results = await Promise.allSettled([...openPools].map((pool) => pool.destroy()));
+          const left = results.filter((r) => r.status === 'rejected').length;
+          if (left > 0) log.warn({ pools: left }, 'pools left behind: they could not be destroyed');
+        }
         const error = clientClosed();
         closer.abort(error);
         await Promise.all([sync.close(error), pool.close(error)]);

@@ -1,6 +1,6 @@
 // Public API of @tmem/client: connect to a tmem cluster, create pools, copy pages in and out.
 export { connect } from './client.ts';
-export type { CreatePoolOptions, TmemClient } from './client.ts';
+export type { CloseOptions, CreatePoolOptions, TmemClient } from './client.ts';
 export type { ClientEvents, ClusterMember, ClusterView } from './cluster-view.ts';
 export type { ConnectOptions, Logger } from './options.ts';
 export type { PageData, PageEntry, PageHandle, Pool } from './pool.ts';

@@ -147,7 +147,13 @@ function isAccepted(reply: Accepted | Refused): boolean {
 }
 
 /** Creates the Pool handle for a pool the cluster created; `runMany` carries putMany and getMany. */
-export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunMany): Pool {
+export function createPoolHandle(
+  info: PoolInfo,
+  execute: Execute,
+  runMany: RunMany,
+  /** Told once the pool was destroyed through this handle (the client stops tracking it). */
+  onDestroyed: () => void = () => undefined,
+): Pool {
   const { id, kind, pageSize, clusterId } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
   const pageOp: ExecuteOptions = { retry: true, pageSize, kind, ...inCluster };
@@ -235,6 +241,7 @@ export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunM
       // Not retried after a lost connection: had the first attempt destroyed the pool, the retry would fail
       // with UNKNOWN_POOL.
       await execute({ t: 'destroyPool', pool: id }, { retry: false, ...inCluster });
+      onDestroyed();
     },
   };
 }
