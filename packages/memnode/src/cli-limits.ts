@@ -7,15 +7,8 @@ import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-l
 import { formatByteSize } from './cli-sizes.ts';
 import { parseByteSize } from './size.ts';
 
-/** The parsed flags, as commander names them. */
-export interface LimitFlags {
-  maxConnections: number;
-  maxConnectionsPerIdentity: number;
-  handshakeTimeoutMs: number;
-  maxHelloBytes: number;
-  idleTimeoutMs: number;
-  maxBufferedReplyBytes: number;
-  maxPoolsPerIdentity: number;
+/** The parsed flags, as commander names them: one per connection limit (same name), and the decode budgets. */
+export interface LimitFlags extends ConnectionLimits {
   maxFrameElements: number;
   maxPeerFrameElements: number;
   maxFrameDepth: number;
@@ -109,15 +102,10 @@ export function limitsFromFlags(flags: LimitFlags): {
   decodeBudgets: { client: DecodeBudget; peer: DecodeBudget };
 } {
   return {
-    limits: {
-      maxConnections: flags.maxConnections,
-      maxConnectionsPerIdentity: flags.maxConnectionsPerIdentity,
-      handshakeTimeoutMs: flags.handshakeTimeoutMs,
-      maxHelloBytes: flags.maxHelloBytes,
-      idleTimeoutMs: flags.idleTimeoutMs,
-      maxBufferedReplyBytes: flags.maxBufferedReplyBytes,
-      maxPoolsPerIdentity: flags.maxPoolsPerIdentity,
-    },
+    // Every connection limit has a flag of its own name: take exactly those keys.
+    limits: Object.fromEntries(
+      Object.keys(DEFAULT_CONNECTION_LIMITS).map((key) => [key, flags[key as keyof ConnectionLimits]]),
+    ) as unknown as ConnectionLimits,
     decodeBudgets: {
       client: { maxElements: flags.maxFrameElements, maxDepth: flags.maxFrameDepth },
       peer: { maxElements: flags.maxPeerFrameElements, maxDepth: flags.maxFrameDepth },

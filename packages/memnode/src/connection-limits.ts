@@ -26,9 +26,9 @@ export interface ConnectionLimits {
   /** A connection that sends nothing (no frame, no ping) for this long is closed (1000, 'idle'). 0: never. */
   idleTimeoutMs: number;
   /**
-   * Reply bytes the node buffers for one connection that does not read them. Past it the node stops reading
-   * that connection's requests until the buffer drains below half, so a reader that never reads costs at most
-   * this much (plus the replies of ops already in flight).
+   * Reply bytes the node lets one connection have buffered or owed: its buffered replies plus each unanswered
+   * page op weighed at its largest reply (reply-flow.ts). Past it the node holds that connection's frames and
+   * stops reading it until replies drain or are answered, so a reader that never reads costs about this much.
    */
   maxBufferedReplyBytes: number;
   /**

@@ -79,10 +79,7 @@ function checkHello(frame: ClientFrame): Hello {
   return frame;
 }
 
-/**
- * A peer refused for its secret redials every few hundred ms: one warning per this interval (per process) says
- * it without flooding the log.
- */
+/** At most one refused-peer warning per this interval, per process (see warnRefusedPeer). */
 const REFUSED_PEER_WARNING_INTERVAL_MS = 10_000;
 let lastRefusedPeerWarningMs = -Infinity;
 
