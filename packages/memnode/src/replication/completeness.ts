@@ -32,8 +32,11 @@ export interface Completeness {
    * Applies a newly committed state: partitions gained become FILLING (COMPLETE when their pool is new, as an
    * empty pool is complete everywhere), partitions lost become NOT_OWNER and are reported for dropping, pools
    * gone are forgotten. `previous` null means nothing is known of the states before (a joiner, or a node whose
-   * store was wiped): every pool counts as existing. A `leaving` node keeps what it has (it is the source its
-   * successors copy from) and gains nothing.
+   * store was wiped): every pool counts as existing. A `next` that is not exactly one version after `previous`
+   * means a committed state went by unseen, in which this node may not have been an owner and so missed writes
+   * and flushes: every copy it holds is reported for dropping and every partition it owns is copied again (a
+   * stale page kept, or a write missed, would be served with a complete copy's authority). A `leaving` node
+   * keeps what it has (it is the source its successors copy from) and gains nothing.
    */
   applyState(previous: ClusterState | null, next: ClusterState): CopyTransition;
   /** Every owned partition becomes FILLING (the store was emptied); LOST ones stay LOST. */
@@ -72,8 +75,10 @@ export function createCompleteness(self: MemberRef): Completeness {
       const transition: CopyTransition = { filling: new Map(), dropped: new Map() };
       const me = next.members.find((m) => sameMember(m, self));
       const leaving = me?.phase === 'leaving';
+      const unseen = previous !== null && next.version !== previous.version + 1;
+      // Pools created in an unseen state may have had writes there.
       const existed = new Set(
-        previous === null ? next.pools.map((p) => p.id) : previous.pools.map((p) => p.id),
+        previous === null || unseen ? next.pools.map((p) => p.id) : previous.pools.map((p) => p.id),
       );
       const live = new Set<number>();
       for (const pool of next.pools) {
@@ -86,10 +91,15 @@ export function createCompleteness(self: MemberRef): Completeness {
         }
         if (leaving) continue;
         const gained: number[] = [];
-        const lost: number[] = [];
+        const dropped: number[] = [];
         for (let p = 0; p < next.partitionCount; p++) {
           const owner =
             me !== undefined && replicaTargets(next, pool.replication, p).some((t) => sameMember(t, self));
+          const held = copies[p] !== NOT_OWNER;
+          if (held && (unseen || !owner)) dropped.push(p);
+          // After an unseen state the copy starts again; a lost partition stays lost (no complete copy came
+          // back while this node was not looking).
+          if (unseen && held && copies[p] !== LOST) copies[p] = NOT_OWNER;
           const copy = copies[p] as PartitionCopy;
           if (owner && copy === NOT_OWNER) {
             if (existed.has(pool.id)) {
@@ -100,11 +110,10 @@ export function createCompleteness(self: MemberRef): Completeness {
             }
           } else if (!owner && copy !== NOT_OWNER) {
             copies[p] = NOT_OWNER;
-            lost.push(p);
           }
         }
         if (gained.length > 0) transition.filling.set(pool.id, gained);
-        if (lost.length > 0) transition.dropped.set(pool.id, lost);
+        if (dropped.length > 0) transition.dropped.set(pool.id, dropped);
       }
       for (const id of [...pools.keys()]) if (!live.has(id)) pools.delete(id);
       return transition;

@@ -193,6 +193,12 @@ export function createReplication(options: ReplicationOptions): Replication {
         ctx.completeness.wipe();
         ctx.copyEpoch++;
       }
+      if (previous !== null && state.version !== previous.version + 1) {
+        ctx.log.warn(
+          { from: previous.version, to: state.version },
+          'a committed state went by unseen; copying every persistent partition again',
+        );
+      }
       const transition = ctx.completeness.applyState(previous, state);
       if (transition.dropped.size > 0) ctx.copyEpoch++;
       for (const [pool, partitions] of transition.dropped) {

@@ -95,4 +95,35 @@ describe('completeness', () => {
     c.applyState(s2, state(3, s1.members, []));
     expect(c.counts()).toEqual({ filling: 0, lost: 0, complete: 0 });
   });
+
+  it('after a committed state went by unseen, every copy is dropped and copied again, and lost stays lost', () => {
+    // A member that missed the state taking a partition away (and the flushes and writes made there) must not
+    // keep its copy when the partition comes back: it would serve a flushed page, or miss a write, as complete.
+    const c = createCompleteness(self);
+    const members = [member('a'), member('b'), member('c')];
+    const s1 = state(1, members, []);
+    const s2 = state(2, members);
+    c.applyState(s1, s2);
+    const owned = [...Array(64).keys()].filter((p) => owns(s2, p));
+    c.set(1, owned[0] as number, LOST);
+    // Version 3 (say, without a) was never seen; version 4 has the same owners as version 2.
+    const s4 = state(4, members);
+    const t = c.applyState(s2, s4);
+    expect(t.dropped.get(1)).toEqual(owned);
+    expect(t.filling.get(1)).toEqual(owned.slice(1));
+    expect(c.of(1, owned[0] as number)).toBe(LOST);
+    for (const p of owned.slice(1)) expect(c.of(1, p)).toBe(FILLING);
+    // The next state in sequence changes nothing.
+    const t5 = c.applyState(s4, state(5, members));
+    expect(t5.dropped.size + t5.filling.size).toBe(0);
+  });
+
+  it('a pool created in a state that went by unseen is copied, not assumed empty', () => {
+    const c = createCompleteness(self);
+    const members = [member('a'), member('b'), member('c')];
+    const s1 = state(1, members, []);
+    const t = c.applyState(s1, state(3, members));
+    const owned = [...Array(64).keys()].filter((p) => owns(state(3, members), p));
+    expect(t.filling.get(1)).toEqual(owned);
+  });
 });
