@@ -1,7 +1,7 @@
 // Turns a run into what people read: the markdown tables (throughput, the redis-benchmark reference, memory,
 // the issue's targets met or not) and an SVG chart of throughput against ops in flight.
 import type { RedisBenchmarkResult } from './anchors.ts';
-import type { Case } from './cases.ts';
+import { CASES, type Case } from './cases.ts';
 import { median, type Sample } from './drive.ts';
 import type { SystemId } from './systems.ts';
 
@@ -174,12 +174,27 @@ export function targets(run: RunResult): Target[] {
   return list;
 }
 
+/** Issue 8's target for metrics: a node scraped every second keeps at least 95% of the unscraped node's rate. */
+export function metricsTargets(run: RunResult): Target[] {
+  const ops = (system: SystemId, id: string): number => med(find(run, system, id), 'opsPerSec');
+  const cpu = (system: SystemId, id: string): number => med(find(run, system, id), 'serverCpuUsPerOp');
+  return ['put-8x32', 'get-8x32', 'put-64', 'get-64'].map((id) => {
+    const r = ops('tmem-1-metrics', id) / ops('tmem-1', id);
+    const label = CASES.find((c) => c.id === id)?.label ?? id;
+    return {
+      target: `${label}: scraped node ≥ 0.95× the unscraped one`,
+      measured: `${fixed(r, 2)}× (node CPU ${fixed(cpu('tmem-1-metrics', id), 1)} vs ${fixed(cpu('tmem-1', id), 1)} µs/op)`,
+      met: Number.isFinite(r) ? r >= 0.95 : undefined,
+    };
+  });
+}
+
 /** The whole report as markdown. */
 export function markdown(run: RunResult): string {
-  const targetLines = [
+  const targetTable = (list: Target[]): string[] => [
     '| target | measured | met |',
     '| --- | --: | --- |',
-    ...targets(run).map(
+    ...list.map(
       (t) =>
         `| ${t.target} | ${t.measured} | ${t.met === undefined ? 'not measured' : t.met ? 'met' : 'not met'} |`,
     ),
@@ -203,7 +218,11 @@ export function markdown(run: RunResult): string {
     ...(run.memory ? ['## Memory', '', ...memoryTable(run.memory), ''] : []),
     '## Targets (issue 7)',
     '',
-    ...targetLines,
+    ...targetTable(targets(run)),
+    '',
+    '## Metrics cost (issue 8)',
+    '',
+    ...targetTable(metricsTargets(run)),
     '',
     '## Notes',
     '',
@@ -215,6 +234,7 @@ export function markdown(run: RunResult): string {
 
 const COLORS: Record<SystemId, string> = {
   'tmem-1': '#1f77b4',
+  'tmem-1-metrics': '#17becf',
   'tmem-3': '#2ca02c',
   ioredis: '#d62728',
   memcached: '#9467bd',

@@ -32,6 +32,7 @@ import {
   startMemjs,
   startTmemCluster,
   startTmemOneNode,
+  startTmemOneNodeScraped,
   type System,
   type SystemId,
 } from './systems.ts';
@@ -112,14 +113,14 @@ try {
   if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
   // Started side by side (tsx start-up dominates a --quick run); whatever started is closed even if one fails.
   console.error(`starting ${selectedSystems.join(', ')}`);
-  const start = (id: SystemId): Promise<System> =>
-    id === 'tmem-1'
-      ? startTmemOneNode({ nodeArgs })
-      : id === 'tmem-3'
-        ? startTmemCluster({ nodeArgs })
-        : id === 'ioredis'
-          ? startIoredis(redis)
-          : startMemjs(memcached);
+  const starters: Record<SystemId, () => Promise<System>> = {
+    'tmem-1': () => startTmemOneNode({ nodeArgs }),
+    'tmem-1-metrics': () => startTmemOneNodeScraped({ nodeArgs }),
+    'tmem-3': () => startTmemCluster({ nodeArgs }),
+    ioredis: () => startIoredis(redis),
+    memcached: () => startMemjs(memcached),
+  };
+  const start = (id: SystemId): Promise<System> => starters[id]();
   const started = await Promise.allSettled(selectedSystems.map(start));
   for (const outcome of started) if (outcome.status === 'fulfilled') systems.push(outcome.value);
   const failed = started.find((outcome) => outcome.status === 'rejected');

@@ -1,6 +1,6 @@
 // The systems under test behind one small driver interface, so the closed loop in drive.ts treats them alike:
-// tmem (one node with an ephemeral pool; three nodes with a persistent pool of two copies), Redis through
-// ioredis and memcached through memjs. Keys are integers; each driver maps them to its own key space.
+// tmem (one node with an ephemeral pool, also with its /metrics scraped every second; three nodes with a
+// persistent pool of two copies), Redis through ioredis and memcached through memjs. Keys are integers; each driver maps them to its own key space.
 import { Redis } from 'ioredis';
 import memjs from 'memjs';
 import { connect, type Pool, type TmemClient } from '@tmem/client';
@@ -15,7 +15,7 @@ export const BATCH_OPS = 32;
 
 /** One system the bench measures. Every op resolves to the number of ops that failed (misses, refusals). */
 export interface System {
-  /** Short id used in flags and file names (`tmem-1`, `tmem-3`, `ioredis`, `memcached`). */
+  /** Short id used in flags and file names (`tmem-1`, `tmem-1-metrics`, `tmem-3`, `ioredis`, `memcached`). */
   readonly id: SystemId;
   /** What the tables call it. */
   readonly label: string;
@@ -34,7 +34,7 @@ export interface System {
 }
 
 /** Ids of the systems, in table order. */
-export const SYSTEM_IDS = ['tmem-1', 'tmem-3', 'ioredis', 'memcached'] as const;
+export const SYSTEM_IDS = ['tmem-1', 'tmem-1-metrics', 'tmem-3', 'ioredis', 'memcached'] as const;
 /** One of SYSTEM_IDS. */
 export type SystemId = (typeof SYSTEM_IDS)[number];
 
@@ -43,6 +43,12 @@ export interface TmemSystemOptions {
   /** Extra node runtime arguments (profiling). @default [] */
   nodeArgs?: string[];
 }
+
+/**
+ * How often the bench scrapes a node's /metrics in the `tmem-1-metrics` system: far more often than Prometheus
+ * does (15 s by default), so that what scraping costs shows beside `tmem-1`.
+ */
+export const SCRAPE_INTERVAL_MS = 1000;
 
 const OID = 'bench';
 
@@ -54,6 +60,7 @@ async function tmemSystem(
   label: string,
   nodes: NodeProcess[],
   pool: (client: TmemClient) => Promise<Pool>,
+  onClose: () => void = () => {},
 ): Promise<System> {
   // A generous timeout: a loaded machine must not turn a slow round into errors.
   const client = await connect({ seeds: nodes.map((n) => n.url), timeoutMs: 60_000 });
@@ -79,6 +86,7 @@ async function tmemSystem(
       return results.filter((page) => page === null).length;
     },
     async close() {
+      onClose();
       await client.close();
       // SIGTERM, not SIGKILL: a node exits cleanly, so a profile it writes on exit is complete.
       await Promise.all(nodes.map((n) => n.stop()));
@@ -87,16 +95,51 @@ async function tmemSystem(
 }
 
 /** tmem on one node with an ephemeral pool (gets are exclusive there: each get removes the page it reads). */
-export async function startTmemOneNode(options: TmemSystemOptions = {}): Promise<System> {
+export function startTmemOneNode(options: TmemSystemOptions = {}): Promise<System> {
+  return oneNode('tmem-1', 'tmem, 1 node, ephemeral', [], options);
+}
+
+/**
+ * The same node serving Prometheus metrics, scraped every SCRAPE_INTERVAL_MS while the bench runs: its rows
+ * beside `tmem-1`'s show what the metrics cost the data path (issue 8: they must not slow it).
+ */
+export async function startTmemOneNodeScraped(options: TmemSystemOptions = {}): Promise<System> {
+  const label = `tmem, 1 node, ephemeral, /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s`;
+  return oneNode('tmem-1-metrics', label, ['--metrics-port', '0'], options, (node) => {
+    const url = node.metricsUrl;
+    if (url === undefined)
+      throw new Error('the node printed no metricsUrl although --metrics-port was given');
+    const scraper = setInterval(() => {
+      fetch(url)
+        .then((response) => response.text())
+        .catch(() => undefined);
+    }, SCRAPE_INTERVAL_MS);
+    return () => clearInterval(scraper);
+  });
+}
+
+async function oneNode(
+  id: SystemId,
+  label: string,
+  args: string[],
+  options: TmemSystemOptions,
+  attach: (node: NodeProcess) => () => void = () => () => {},
+): Promise<System> {
   // Room for every page a round can leave behind, so no get misses for lack of capacity.
   const node = await startNode({
     capacity: '4GiB',
+    args,
     nodeArgs: options.nodeArgs,
     env: { TMEM_LOG_LEVEL: 'warn' },
     readyTimeoutMs: NODE_READY_TIMEOUT_MS,
   });
-  return tmemSystem('tmem-1', 'tmem, 1 node, ephemeral', [node], (client) =>
-    client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE }),
+  const detach = attach(node);
+  return tmemSystem(
+    id,
+    label,
+    [node],
+    (client) => client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE }),
+    detach,
   );
 }
 

@@ -54,6 +54,7 @@ describe('npm run bench -- --quick', () => {
       const table = await readFile(join(out, 'latest.md'), 'utf8');
       const systems = [
         'tmem, 1 node, ephemeral',
+        'tmem, 1 node, ephemeral, /metrics scraped every 1 s',
         'tmem, 3 nodes, persistent R=2',
         'Redis via ioredis',
         'memcached via memjs',
@@ -68,6 +69,7 @@ describe('npm run bench -- --quick', () => {
       expect(table).toContain('redis-benchmark');
       expect(table).toContain('## Memory');
       expect(table).toContain('## Targets');
+      expect(table).toContain('## Metrics cost');
       expect(await readFile(join(out, 'throughput.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
     },
     BENCH_TIMEOUT_MS,
