@@ -22,7 +22,7 @@ import {
   type Put,
   type ReplicaEntry,
 } from '@tmem/protocol';
-import { FILLING } from './completeness.ts';
+import { FILLING, NOT_OWNER } from './completeness.ts';
 import {
   delay,
   handleKey,
@@ -169,6 +169,9 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
     const deadline = now() + ctx.replicationTimeoutMs;
     if (!hasAllReplicas(state, pool.replication)) return refuseShort(op, state, pool, partition, deadline);
     const version = ctx.clock.stamp(partition, state.version);
+    // A drop of this node's copies (a wipe, an unseen state) while the write travels takes the page stored
+    // here; the copy then made from the others may predate this write (see below).
+    const epoch = ctx.copyEpoch;
     const local = store.put(
       op.pool,
       op.oid,
@@ -197,7 +200,16 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       partition,
       deadline,
     );
-    if (outcome === 'ok') return { t: 'accepted', id: op.id };
+    if (outcome === 'ok') {
+      // The copy made after a drop may have been taken from a replica before this write reached it, and
+      // would then miss it or hold an older page: store it again (newest wins), while this node still owns
+      // the partition, before a get of the handle may run (gets wait for the writes under way).
+      if (ctx.copyEpoch !== epoch && ctx.completeness.of(op.pool, partition) !== NOT_OWNER) {
+        // No room for it here: a hole in this copy, which reads fill from the others.
+        if (replicas.apply(entry) === 'full') ctx.unrepaired.add(handleKey(op.pool, op.oid, op.index));
+      }
+      return { t: 'accepted', id: op.id };
+    }
     log.info({ pool: op.pool, partition, outcome }, 'put refused: not every owner holds it');
     // Refused: no copy may keep this page or an older one. The flush keeps going in the background.
     void flushEverywhere(
