@@ -8,6 +8,9 @@
 // Deterministic in its schedule: a seed gives the same faults, in the same order, on the same nodes by position,
 // run after run (`--run R` replays one). The processes' timing is not reproducible, so a replay strikes the same
 // way, not at the same instant.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import {
   FAULT_KINDS,
@@ -56,6 +59,17 @@ function positiveNumber(text: string): number {
 function checked(text: string): Checked {
   if (text === 'all' || text === 'ephemeral' || text === 'persistent') return text;
   throw new InvalidArgumentError("must be 'all', 'ephemeral' or 'persistent'");
+}
+
+/** Writes each node's stderr of an anomalous run into a fresh temporary directory; returns its path. */
+function writeNodeLogs(
+  seed: number,
+  run: number,
+  logs: ReadonlyArray<{ id: string; stderr: string }>,
+): string {
+  const dir = mkdtempSync(join(tmpdir(), `tmem-chaos-${seed}-${run}-`));
+  for (const { id, stderr } of logs) writeFileSync(join(dir, `${id}.log`), stderr);
+  return dir;
 }
 
 /** What one run left behind, for the summary. */
@@ -131,6 +145,7 @@ async function chaos(options: ChaosOptions): Promise<void> {
             .map((l) => `  ${l}`)
             .join('\n'),
         );
+        say(`  node logs: ${writeNodeLogs(options.seed, run, result.nodeLogs)}`);
       }
     } catch (error) {
       outcome.error = error as Error;

@@ -50,6 +50,8 @@ export interface ScenarioResult {
   failedNodes: number;
   replication: number;
   history: OpRecord[];
+  /** What each node's last process logged to stderr (its last 64 KiB), for reading an anomaly's cause. */
+  nodeLogs: Array<{ id: string; stderr: string }>;
 }
 
 const idsOf = (nodes: readonly { id: string }[]): string => nodes.map((n) => n.id).join(', ');
@@ -113,6 +115,7 @@ export async function runScenario(
       failedNodes: failed.size,
       replication,
       history: workload.history.ops(),
+      nodeLogs: cluster.nodes.map((node) => ({ id: node.id, stderr: node.process.stderr() })),
     };
   } finally {
     await cluster.close();
