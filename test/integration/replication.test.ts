@@ -241,13 +241,16 @@ describe('replicated persistent pools', () => {
     const c = await client(nodes);
     const pool = await c.createPool({ kind: 'persistent', replication: 2 });
     const state = await waitForReady(nodes);
-    await putAll(pool, 'bad', 300, 1);
-    const onFaulty = Array.from({ length: 300 }, (_, i) => i).filter((i) =>
+    // 100 stripes of 16 pages: a stripe has owners (n0, n2) with odds of about 1 in 6, so some surely do
+    // (19 stripes missed them 3% of the time).
+    const count = 1600;
+    await putAll(pool, 'bad', count, 1);
+    const onFaulty = Array.from({ length: count }, (_, i) => i).filter((i) =>
       ownersOf(state, pool, 'bad', i).includes('n2'),
     );
     expect(onFaulty.length).toBeGreaterThan(0);
     // Reads see only good data: the primary checks every copy it serves, and the client checks again.
-    await expectAll(pool, 'bad', 300, 1);
+    await expectAll(pool, 'bad', count, 1);
     // The reads repaired the faulty node's copies of the pages it is primary of. Kill n0: of the pages n0
     // shared with n2, those n2 was primary of read good (repaired); those n2 held as a replica have only a
     // corrupt copy left, so they are lost: DATA_LOST, never bad data and never a miss.
@@ -259,7 +262,7 @@ describe('replicated persistent pools', () => {
     await nodes[0]!.kill();
     await waitForMembers(nodes.slice(1));
     const outcomes = await Promise.all(
-      Array.from({ length: 300 }, (_, i) =>
+      Array.from({ length: count }, (_, i) =>
         pool.get('bad', i).then(
           (page) => (page === null ? 'miss' : Buffer.from(page).equals(pageOf(i, 1)) ? 'good' : 'bad data'),
           (error: unknown) => (error instanceof DataLostError ? 'lost' : `error ${String(error)}`),
