@@ -40,12 +40,18 @@ export interface PrecacheOptions {
   putBatch?: number;
 }
 
-/** What the cache did, counted in pages unless named bytes. */
+/**
+ * What the cache did, counted in pages unless named bytes. A page read ahead counts where it came from (tmem
+ * or the disk) when it is fetched, and as a local hit when a later read asks for it.
+ */
 export interface PrecacheStats {
+  /** Pages a read asked for that were in the local LRU. */
   localHits: number;
+  /** Pages tmem returned, asked for or read ahead. */
   tmemHits: number;
+  /** Pages read from the file, asked for or read ahead. */
   diskReads: number;
-  /** Bytes served from the local LRU or from tmem instead of the disk. */
+  /** Bytes tmem returned: the disk reads it saved (local hits a plain in-process cache would have had too). */
   bytesSaved: number;
   /** Evicted pages put to tmem, and how many of those it refused. */
   tmemPuts: number;
@@ -185,7 +191,6 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
         remember(gen.oid, i, page);
         pages.set(i, page);
         stats.localHits++;
-        stats.bytesSaved += pageSize;
       }
     }
     if (wanted.length === 0) return pages;
@@ -207,11 +212,9 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
         missed.push(handle.index);
         return;
       }
-      if (handle.index <= last) {
-        pages.set(handle.index, page);
-        stats.tmemHits++;
-        stats.bytesSaved += pageSize;
-      }
+      if (handle.index <= last) pages.set(handle.index, page);
+      stats.tmemHits++;
+      stats.bytesSaved += pageSize;
       remember(gen.oid, handle.index, page);
     });
     const fromDisk = await readRuns(file, missed, pageSize);
