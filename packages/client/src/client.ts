@@ -22,6 +22,9 @@ import { createRouter } from './router.ts';
 import { createStateSync } from './state-sync.ts';
 
 /** Options of `createPool`. */
+/** The keys of CreatePoolOptions, checked at run time for callers without types. */
+const POOL_OPTIONS: ReadonlySet<string> = new Set(['kind', 'pageSize', 'replication']);
+
 export interface CreatePoolOptions {
   /** Ephemeral (a cache: pages may vanish) or persistent (puts may be refused, accepted pages stay). */
   kind: PoolKind;
@@ -182,6 +185,15 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
     identity: options.identity,
 
     async createPool(poolOptions) {
+      // An option this client does not know (a shared pool, say) is refused, never dropped: the caller would
+      // otherwise believe it got a pool the cluster never made.
+      for (const option of Object.keys(poolOptions)) {
+        if (!POOL_OPTIONS.has(option)) {
+          throw new TmemError(ErrorCode.BadArgument, `createPool has no option '${option}'`, {
+            details: { option },
+          });
+        }
+      }
       const { kind, pageSize = DEFAULT_PAGE_SIZE, replication } = poolOptions;
       if (kind !== 'ephemeral' && kind !== 'persistent') {
         throw new TmemError(ErrorCode.BadArgument, "pool kind must be 'ephemeral' or 'persistent'", {

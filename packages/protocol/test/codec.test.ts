@@ -20,6 +20,8 @@ import {
 import type { ClusterState, NodeStats, PageOp, PageReply } from '../src/index.ts';
 
 const codec = createCodec();
+/** msgpackr alone: it writes every key it is given, where the fast encoder writes only those of the frame type. */
+const referenceCodec = createCodec({ fastPath: false });
 /** Packs anything, valid or not, the way a peer with its own msgpack library would. */
 const raw = new Packr({ useRecords: false });
 const utf8 = new TextEncoder();
@@ -279,6 +281,33 @@ describe('codec round trip', () => {
     expect(plain(codec.decodeClientFrame(view))).toEqual(plain(put));
   });
 
+  it.each(allSamples.map((sample) => [label(sample), sample] as const))(
+    '%s with a key its schema does not have is refused, not stripped',
+    (_name, { side, frame }) => {
+      // Written by msgpackr (the reference path), which sends every key it is given.
+      const data = referenceCodec.encode({ ...frame, extra: 1 } as unknown as ClientFrame);
+      expect(protocolCode(() => decoders[side](data))).toBe(ErrorCode.InvalidFrame);
+    },
+  );
+
+  it('a key nested in a frame that its schema does not have is refused too', () => {
+    const batch = clientSamples.find((f) => f.t === 'batch') as ClientFrame & { t: 'batch' };
+    const op = { ...batch.ops[0], extra: 1 };
+    const withOp = referenceCodec.encode({ ...batch, ops: [op] } as ClientFrame);
+    expect(protocolCode(() => codec.decodeClientFrame(withOp))).toBe(ErrorCode.InvalidFrame);
+    const state = nodeSamples.find((f) => f.t === 'state') as NodeFrame & { t: 'state' };
+    const withPool = {
+      ...state,
+      state: {
+        ...state.state,
+        pools: [{ id: 1, kind: 'ephemeral', pageSize: 4096, owner: 'a', replication: 1, shared: 'x' }],
+      },
+    };
+    expect(protocolCode(() => codec.decodeNodeFrame(referenceCodec.encode(withPool as NodeFrame)))).toBe(
+      ErrorCode.InvalidFrame,
+    );
+  });
+
   it('client frames are not node frames and vice versa', () => {
     for (const t of ['hello', 'newPool', 'destroyPool', 'put', 'get', 'flushPage', 'flushObject'] as const) {
       const frame = clientSamples.find((f) => f.t === t) as ClientFrame;
@@ -292,11 +321,10 @@ describe('codec round trip', () => {
     expect(protocolCode(() => codec.decodeNodeFrame(codec.encode({ t: 'stats', id: 1 })))).toBe(
       ErrorCode.InvalidFrame,
     );
-    // Unknown keys are stripped, so a stats reply reads as a plain stats request.
-    expect(codec.decodeClientFrame(codec.encode({ t: 'stats', id: 1, stats }))).toEqual({
-      t: 'stats',
-      id: 1,
-    });
+    // The schemas are strict: a stats reply is not a stats request with a key to ignore.
+    expect(protocolCode(() => codec.decodeClientFrame(codec.encode({ t: 'stats', id: 1, stats })))).toBe(
+      ErrorCode.InvalidFrame,
+    );
     expect(
       protocolCode(() => codec.decodeClientFrame(codec.encode({ t: 'batch', id: 1, replies: [] }))),
     ).toBe(ErrorCode.InvalidFrame);

@@ -21,9 +21,14 @@ const changeId = z.string().min(1).max(256);
  * back in `changeDone` / `changeFailed`; proposing the same id twice while it is pending is a no-op.
  */
 export const StateChange = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('addMember'), changeId, member: MemberInfo }),
-  z.object({ type: z.literal('removeMember'), changeId, id: z.string().min(1).max(128), incarnation: count }),
-  z.object({
+  z.strictObject({ type: z.literal('addMember'), changeId, member: MemberInfo }),
+  z.strictObject({
+    type: z.literal('removeMember'),
+    changeId,
+    id: z.string().min(1).max(128),
+    incarnation: count,
+  }),
+  z.strictObject({
     type: z.literal('createPool'),
     changeId,
     kind: PoolInfo.shape.kind,
@@ -37,9 +42,9 @@ export const StateChange = z.discriminatedUnion('type', [
      */
     maxPoolsOfOwner: count.optional(),
   }),
-  z.object({ type: z.literal('destroyPool'), changeId, poolId: count }),
+  z.strictObject({ type: z.literal('destroyPool'), changeId, poolId: count }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
-  z.object({
+  z.strictObject({
     type: z.literal('setPhase'),
     changeId,
     id: z.string().min(1).max(128),
@@ -51,7 +56,7 @@ export const StateChange = z.discriminatedUnion('type', [
      */
     ifVersion: count.optional(),
   }),
-  z.object({ type: z.literal('noop'), changeId }),
+  z.strictObject({ type: z.literal('noop'), changeId }),
 ]);
 /** One change to the state. */
 export type StateChange = z.infer<typeof StateChange>;
