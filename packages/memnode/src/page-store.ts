@@ -5,8 +5,8 @@
  * - Page bytes live in slab slots (slab-allocator.ts), one slab class per slot size: the page size, or for a
  *   compressed page the size class of its compressed length (size-classes.ts, eighths of the page).
  * - Page metadata is a struct of typed arrays indexed by a record number: object, index, partition hash, slot
- *   (or fill byte), LRU links, object-list links, flags, version and checksum: 45 bytes per page, plus 5 to 11
- *   bytes in the handle table (handle-table.ts) that finds a record from (object, index).
+ *   (or fill byte), LRU links, object-list links, flags, version, checksum and compressed length: 47 bytes per
+ *   page, plus 5 to 11 bytes in the handle table (handle-table.ts) that finds a record from (object, index).
  * - An "object" is one (pool, oid): a record in a second struct of arrays holding the list of its pages, so
  *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
