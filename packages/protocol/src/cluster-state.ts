@@ -6,7 +6,7 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { MAX_REPLICATION, isValidPageSize } from './constants.ts';
+import { COMPRESSIONS, MAX_REPLICATION, isValidPageSize } from './constants.ts';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -42,6 +42,8 @@ export const PoolInfo = z.strictObject({
   owner: z.string().min(1).max(256),
   /** Copies kept of each page (1 for ephemeral pools). */
   replication: z.number().int().min(1).max(MAX_REPLICATION),
+  /** How every owner stores the pool's pages (absent: as written); replicas compress what they receive. */
+  compression: z.enum(COMPRESSIONS).optional(),
 });
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;

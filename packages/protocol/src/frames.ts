@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ClusterState } from './cluster-state.ts';
 import {
+  COMPRESSIONS,
   MAX_BATCH_OPS,
   MAX_IDENTITY_LENGTH,
   MAX_OID_BYTES,
@@ -71,6 +72,8 @@ export const NewPool = z.strictObject({
   }),
   /** Copies of each page a persistent pool keeps; ephemeral pools keep one. Default: the cluster's. */
   replication: z.number().int().min(1).max(MAX_REPLICATION).optional(),
+  /** How the nodes store the pool's pages (absent: as written). An unknown value is INVALID_FRAME. */
+  compression: z.enum(COMPRESSIONS).optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
 
@@ -283,6 +286,8 @@ export const PoolCreated = z.strictObject({
   pool: u32,
   kind: PoolKind,
   pageSize: u32,
+  /** The pool's compression, as the cluster state holds it (absent: none). */
+  compression: z.enum(COMPRESSIONS).optional(),
   /** The cluster the pool belongs to: its id means nothing in another cluster (ids start again at 1). */
   clusterId: z.string().min(1).max(128).optional(),
 });
@@ -330,6 +335,21 @@ export const NodeStats = z.strictObject({
   misses: counter,
   flushes: counter,
   evictions: counter,
+  /** Pages held compressed (pages of compressed pools that shrank by at least one size class). */
+  compressedPages: counter,
+  /** What those pages hold as the application wrote them: pageSize each. */
+  compressedPageBytes: counter,
+  /** Their compressed length: compressedPageBytes / compressedBytes is the codec's ratio. */
+  compressedBytes: counter,
+  /**
+   * The slot bytes they are charged (and occupy): compressedPageBytes / compressedSlotBytes is the memory
+   * saved; compressedSlotBytes - compressedBytes is what the size classes waste.
+   */
+  compressedSlotBytes: counter,
+  /** Puts to compressed pools stored raw because compression would not save a size class. */
+  incompressiblePuts: counter,
+  /** Compressed copies found undecodable (read as corrupt copies, like a checksum mismatch). */
+  corruptCompressedReads: counter,
   /** Committed cluster-state version the node is at (0 while joining). */
   stateVersion: counter.optional(),
   /** The node's incarnation (a restart or rejoin is a new one). */
@@ -394,6 +414,12 @@ export function zeroStoreCounters(
     misses: 0,
     flushes: 0,
     evictions: 0,
+    compressedPages: 0,
+    compressedPageBytes: 0,
+    compressedBytes: 0,
+    compressedSlotBytes: 0,
+    incompressiblePuts: 0,
+    corruptCompressedReads: 0,
   };
 }
 

@@ -167,7 +167,7 @@ const clusterState: ClusterState = {
     { id: 'a', url: 'ws://127.0.0.1:1', incarnation: 1, capacityBytes: 2 ** 33 },
     { id: 'b', url: 'ws://127.0.0.1:2', incarnation: 5, capacityBytes: 1024 },
   ],
-  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2 }],
+  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2, compression: 'lz4' }],
   nextPoolId: 4,
   partitionCount: 1024,
 };
@@ -189,6 +189,12 @@ const stats: NodeStats = {
   misses: 5,
   flushes: 3,
   evictions: 0,
+  compressedPages: 3,
+  compressedPageBytes: 3 * 4096,
+  compressedBytes: 5000,
+  compressedSlotBytes: 6144,
+  incompressiblePuts: 1,
+  corruptCompressedReads: 0,
 };
 
 const pageReplies: PageReply[] = [
