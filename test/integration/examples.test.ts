@@ -91,8 +91,11 @@ describe('examples', () => {
       killedAt: 2048,
       wrong: 0,
       lost: 0,
-      stats: { inTmem: 4096, onDisk: 0 },
     });
+    // Puts during the failover may be refused (fewer ready owners than R) and go to the swap file: every page
+    // is in one place or the other, and none is wrong or lost.
+    const stats = run.summary['stats'] as { inTmem: number; onDisk: number };
+    expect(stats.inTmem + stats.onDisk).toBe(4096);
     expect(await nodes[2]?.exited).toMatchObject({ signal: 'SIGKILL' });
   });
 
