@@ -3,6 +3,7 @@
 // so two runs measure the same bytes.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { seededRandom } from '../test/harness/random.ts';
 
 /** What a page holds. */
 export type PageContent = 'text' | 'json' | 'random' | 'zero';
@@ -15,18 +16,6 @@ export const PAGE_CONTENTS: readonly PageContent[] = ['text', 'json', 'random', 
 const PROSE = ['../docs/architecture.md', '../README.md']
   .map((path) => readFileSync(new URL(path, import.meta.url)))
   .reduce((all, b) => Buffer.concat([all, b]));
-
-/** A small deterministic generator (mulberry32), so json pages do not depend on Math.random. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy'];
 
@@ -49,7 +38,7 @@ function jsonBytes(random: () => number, size: number): Buffer {
 
 /** `count` pages of `pageSize` bytes holding `content`; page i of a seed is always the same bytes. */
 export function pagesOf(content: PageContent, count: number, pageSize = 4096, seed = 1): Uint8Array[] {
-  const random = generator(seed);
+  const random = seededRandom(seed);
   return Array.from({ length: count }, (_, i) => {
     switch (content) {
       case 'zero':

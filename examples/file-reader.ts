@@ -53,6 +53,7 @@ async function waitUntilCacheable(path: string): Promise<void> {
   if (left > 0) await sleep(left);
 }
 
+/** With --drop-caches, empties the kernel's page cache, so the pass after it reads from the device. */
 async function dropKernelCaches(): Promise<void> {
   if (values['drop-caches']) await writeFile('/proc/sys/vm/drop_caches', '1\n');
 }
@@ -84,7 +85,7 @@ interface CachedPass {
 }
 
 async function cachedPass(cache: Precache, path: string, size: number): Promise<CachedPass> {
-  if (values['drop-caches']) await dropKernelCaches();
+  await dropKernelCaches();
   const before = cache.stats();
   const start = performance.now();
   const hash = createHash('sha256');

@@ -1,10 +1,9 @@
 // The runnable examples, each through its npm script as a user runs it, against a real cluster: the file reader
 // serves its second pass from tmem with the right contents; the big array survives a node SIGKILLed while it
 // swaps out, and spills to its swap file when the pool refuses pages.
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAllNodes, startCluster } from '../harness/index.ts';
+import { killAllNodes, runToExit, startCluster } from '../harness/index.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** A run is SIGKILLed after this long, so a hang fails with its output: tsx start-up on a loaded 2-core box. */
@@ -18,29 +17,18 @@ interface ExampleRun {
 }
 
 /** `npm run <script> -- <args>` from the repository root, until it exits. */
-function runExample(script: string, args: readonly string[]): Promise<ExampleRun> {
-  const child = spawn('npm', ['run', '--silent', script, '--', ...args], {
+async function runExample(script: string, args: readonly string[]): Promise<ExampleRun> {
+  const run = await runToExit('npm', ['run', '--silent', script, '--', ...args], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: EXAMPLE_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
+    timeoutMs: EXAMPLE_TIMEOUT_MS,
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve) => {
-    child.once('close', (code) => {
-      const last = stdout.trim().split('\n').at(-1) ?? '';
-      let summary: Record<string, unknown> = {};
-      try {
-        summary = JSON.parse(last) as Record<string, unknown>;
-      } catch {
-        // No summary line: the assertions below fail and print the output.
-      }
-      resolve({ code, output: `${stdout}\n${stderr}`, summary });
-    });
-  });
+  let summary: Record<string, unknown> = {};
+  try {
+    summary = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as Record<string, unknown>;
+  } catch {
+    // No summary line: the assertions below fail and print the output.
+  }
+  return { code: run.code, output: `${run.stdout}\n${run.stderr}`, summary };
 }
 
 afterEach(async () => {

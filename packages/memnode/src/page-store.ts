@@ -891,18 +891,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       }
 
       const fill = fillByteOf(page);
-      // Same-filled pages stay metadata only; others are compressed when that saves a size class.
+      // Same-filled pages stay metadata only; others are compressed when that saves a size class, and go to the
+      // slab class of their compressed length. A slotted page costs its slot.
       let packed: Uint8Array | undefined;
       if (fill < 0 && pool.codec !== undefined) {
         const compressed = pool.codec.compress(page);
         if (compressed.length <= pool.maxPacked) packed = compressed;
       }
-      const cost =
-        fill >= 0
-          ? PAGE_META_BYTES
-          : packed === undefined
-            ? pool.spec.pageSize
-            : slotSizeFor(pool.spec.pageSize, packed.length);
+      const slab =
+        packed === undefined ? pool.slab : slabClassFor(slotSizeFor(pool.spec.pageSize, packed.length));
+      const cost = fill >= 0 ? PAGE_META_BYTES : slab.slotSize;
       if (!makeRoom(cost)) {
         counters.refusedPuts++;
         return settled(REFUSED_FULL);
@@ -922,7 +920,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rIndex[record] = index;
         table.insert(record);
         inTable = true;
-        slot = fill >= 0 ? fill : (packed === undefined ? pool.slab : slabClassFor(cost)).alloc(record);
+        slot = fill >= 0 ? fill : slab.alloc(record);
       } catch (error) {
         if (inTable) table.remove(object, index);
         if (objectIsNew && object !== NIL) releaseObject(pool, object);
@@ -931,8 +929,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         counters.refusedPuts++;
         return settled(REFUSED_FULL);
       }
-      if (packed !== undefined) slabClassFor(cost).write(slot, packed);
-      else if (fill < 0) pool.slab.write(slot, page);
+      if (fill < 0) slab.write(slot, packed ?? page);
 
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
