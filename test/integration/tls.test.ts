@@ -8,7 +8,9 @@ import {
   TEST_CLUSTER_SECRET,
   closeAllRawPeers,
   createTestCertificates,
+  TEST_TIMING_ARGS,
   killAllNodes,
+  memberIdsAt,
   runCli,
   startCluster,
   startNode,
@@ -139,6 +141,31 @@ describe('TLS', () => {
     const last = run.stderr.trim().split('\n').at(-1) ?? '';
     expect(last).toMatch(/^tmem node: this node does not trust seed wss:\/\//);
     expect(last).toContain('--tls-ca');
+  });
+
+  it('a joiner whose certificate the cluster does not trust never becomes a member', async () => {
+    const seed = await startNode({ args: [...TEST_TIMING_ARGS, ...tlsNodeArgs(certs)], until: 'ready' });
+    // It trusts the cluster (its seed verifies), but its own certificate comes from another CA: the seed's dial
+    // back to it fails, so the join is never answered.
+    const joiner = await startNode({
+      args: [
+        ...TEST_TIMING_ARGS,
+        ...['--tls-cert', rogue.certFile, '--tls-key', rogue.keyFile, '--tls-ca', certs.caFile],
+        ...['--join', seed.url, '--join-timeout', '4s'],
+      ],
+    });
+    let exited = false;
+    void joiner.exited.then(() => (exited = true));
+    // Until the joiner gives up, the seed's state never lists it.
+    while (!exited) {
+      const members = await memberIdsAt(seed.url);
+      expect(members).toEqual([seed.nodeId]);
+      // A sample of an invariant, not a wait for a condition: a breath between samples spares the CPU.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect((await joiner.exited).code).toBe(1);
+    await expect(joiner.ready).rejects.toThrow();
+    expect(seed.stderr()).toContain(`the TLS certificate of ${joiner.url} was rejected`);
   });
 
   it('a TLS node refuses ws:// seeds, and a plain node refuses wss:// seeds', async () => {

@@ -20,9 +20,9 @@ export interface Logger {
 /** Options of `connect`. */
 export interface ConnectOptions {
   /**
-   * WebSocket URLs of memory nodes (`ws://host:port`), tried in order until one answers with the cluster state;
-   * the client learns every other member from that state. The seeds are asked again only when no member of
-   * the cluster the client knows can be reached.
+   * WebSocket URLs of memory nodes (`ws://host:port`, or `wss://host:port` for a TLS cluster), tried in order
+   * until one answers with the cluster state; the client learns every other member from that state. The seeds
+   * are asked again only when no member of the cluster the client knows can be reached.
    */
   seeds: string[];
   /**
