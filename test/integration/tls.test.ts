@@ -1,4 +1,6 @@
 import { writeFileSync } from 'node:fs';
+import { connect as connectTcp } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TmemClient } from '@tmem/client';
@@ -182,6 +184,36 @@ describe('TLS', () => {
     });
     expect(plainJoin.code).toBe(1);
     expect(plainJoin.stderr).toContain('must be a ws:// URL');
+  });
+
+  describe('the handshake deadline holds across the TLS handshake', () => {
+    const deadlineArgs = () => [...tlsNodeArgs(certs), '--handshake-timeout-ms', '800'];
+
+    it('a client that trickles its TLS hello a byte at a time is cut at the deadline', async () => {
+      const node = await startNode({ args: deadlineArgs() });
+      const socket = connectTcp(Number(new URL(node.url).port), '127.0.0.1');
+      const started = Date.now();
+      // A TLS handshake record header announcing 255 bytes, then one byte every 100 ms: the socket is never
+      // idle, so only a deadline from accept ends it.
+      socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
+      const trickle = setInterval(() => socket.write(Buffer.from([0x01])), 100);
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('close', resolve));
+      clearInterval(trickle);
+      const elapsedMs = Date.now() - started;
+      expect(elapsedMs).toBeGreaterThanOrEqual(700);
+      expect(elapsedMs).toBeLessThan(5000);
+    });
+
+    it('a client that completes TLS but never upgrades is cut at the deadline', async () => {
+      const node = await startNode({ args: deadlineArgs() });
+      const socket = connectTls({ port: Number(new URL(node.url).port), host: '127.0.0.1', ca: certs.ca });
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('secureConnect', resolve));
+      const started = Date.now();
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(Date.now() - started).toBeLessThan(5000);
+    });
   });
 
   describe('the CLI refuses TLS flags it cannot serve with: exit 1, one line, no stack', () => {

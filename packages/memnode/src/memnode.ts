@@ -215,7 +215,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   // TCP sockets that never finish an upgrade count too: beyond twice the WebSocket limit they are refused, and
   // each must upgrade within the handshake deadline (Node's own request timeouts ignore a socket that sends
   // nothing). The session's timer then gives the hello the same deadline again. Under TLS the timer starts
-  // once the TLS handshake is done (itself bounded by handshakeTimeout), on the socket the upgrade arrives on.
+  // once the TLS handshake is done, on the socket the upgrade arrives on; the handshake itself is bounded by
+  // handshakeTimeout, which bytes trickled into an unfinished hello do not reset (tls.test.ts pins both).
   http.maxConnections = 2 * limits.maxConnections;
   const upgradeTimers = new WeakMap<Socket, NodeJS.Timeout>();
   http.on(options.tls === undefined ? 'connection' : 'secureConnection', (tcp: Socket) => {
