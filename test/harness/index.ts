@@ -7,3 +7,4 @@ export * from './raw-peer.ts';
 export * from './wait-for.ts';
 export * from './run-cli.ts';
 export * from './dead-url.ts';
+export * from './test-certificates.ts';

@@ -22,9 +22,23 @@ export interface RawPeer {
 
 const peers = new Set<WebSocket>();
 
+/**
+ * CA certificates wss:// raw peers verify nodes with. Set once for a test file of TLS nodes, so every helper
+ * built on raw peers (stateOf, waitForMembers, startCluster) can reach them without a CA in each signature.
+ */
+let trustedCa: Buffer | undefined;
+
+/** Makes every later wss:// raw peer trust `ca` (undefined: Node's bundled root CAs again). */
+export function trustTestCa(ca: Buffer | undefined): void {
+  trustedCa = ca;
+}
+
 /** Opens a raw connection; with `identity`, also performs the handshake. */
 export async function openRawPeer(url: string, identity?: string): Promise<RawPeer> {
-  const socket = new WebSocket(url, { perMessageDeflate: false });
+  const socket = new WebSocket(url, {
+    perMessageDeflate: false,
+    ...(trustedCa === undefined ? {} : { ca: trustedCa }),
+  });
   peers.add(socket);
   const received: (NodeFrame | Error)[] = [];
   let closed: { code: number; reason: string } | undefined;

@@ -149,6 +149,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       maxBatchBytes: options.maxBatchBytes,
       maxFramesInFlight: options.maxFramesInFlight,
       localAddress: options.localAddress,
+      tls: options.tls,
       signal: closer.signal,
       onClose: (connection) => {
         pool.forget(connection);

@@ -3,6 +3,7 @@ export { connect } from './client.ts';
 export type { CloseOptions, CreatePoolOptions, TmemClient } from './client.ts';
 export type { ClientEvents, ClusterMember, ClusterView } from './cluster-view.ts';
 export type { ConnectOptions, Logger } from './options.ts';
+export type { CaCertificates, ClientTlsOptions } from './tls-options.ts';
 export type { PageData, PageEntry, PageHandle, Pool } from './pool.ts';
 export type { SeedFailure } from './seeds.ts';
 export {

@@ -6,6 +6,7 @@ import {
   ProtocolError,
   TimeoutError,
   TmemError,
+  certificateRejection,
   errorFromWire,
   watchLiveness,
   type ClientFrame,
@@ -22,6 +23,7 @@ import { now } from './deadline.ts';
 export type { ConnectionOp, RequestOptions } from './connection-op.ts';
 import { createDeadlineSweep } from './deadline-sweep.ts';
 import type { Logger } from './options.ts';
+import type { ResolvedTls } from './tls-options.ts';
 import { createRequestIds } from './request-ids.ts';
 import { isExpectedReply, type ReplyTo, type Request } from './requests.ts';
 
@@ -55,6 +57,8 @@ export interface NodeConnectionOptions {
   maxFramesInFlight: number;
   /** Local IP address to connect from; undefined lets the operating system choose. */
   localAddress?: string | undefined;
+  /** How a wss:// node's certificate is verified. @default verified against Node's bundled root CAs */
+  tls?: ResolvedTls | undefined;
   /** Aborting while the connection is being opened rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called once when an open connection closes, with the error its pending ops were rejected with. */
@@ -107,6 +111,15 @@ function asProtocolError(error: unknown, url: string): TmemError {
   });
 }
 
+/**
+ * A hint for a ws:// dial that a node cut before the upgrade: a node serving TLS closes a plain connection
+ * during its TLS handshake, which reaches the client as a reset or a hang-up with no reason given.
+ */
+function plainToTlsHint(url: string, error: Error & { code?: unknown }): string {
+  const cutBeforeUpgrade = error.code === 'ECONNRESET' || error.message === 'socket hang up';
+  return url.startsWith('ws:') && cutBeforeUpgrade ? ' (if the node serves TLS, use a wss:// URL)' : '';
+}
+
 /** The error an aborted connect rejects with: the abort reason when it is a TmemError (CLIENT_CLOSED). */
 function abortError(reason: unknown): TmemError {
   if (reason instanceof TmemError) return reason;
@@ -152,6 +165,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     perMessageDeflate: false,
     maxPayload: codec.maxFrameBytes,
     localAddress: options.localAddress,
+    ...(options.tls?.ca === undefined ? {} : { ca: options.tls.ca }),
+    rejectUnauthorized: options.tls?.rejectUnauthorized ?? true,
   });
   ws.binaryType = 'nodebuffer';
   const socketClosed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
@@ -232,8 +247,11 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       );
       return;
     }
+    // An untrusted certificate is no lost connection: retrying will not fix it, the tls.ca option will.
+    const rejection = certificateRejection(url, error, 'the tls.ca option');
+    if (rejection !== undefined) return fail(rejection);
     fail(
-      new ConnectionLostError(`connection to ${url} failed: ${error.message}`, {
+      new ConnectionLostError(`connection to ${url} failed: ${error.message}${plainToTlsHint(url, error)}`, {
         cause: error,
         details: { node: url },
       }),

@@ -7,6 +7,7 @@ import {
   MAX_IDENTITY_LENGTH,
   TmemError,
 } from '@tmem/protocol';
+import { resolveTlsOptions, type ClientTlsOptions, type ResolvedTls } from './tls-options.ts';
 
 /** A structured logger; pino's loggers fit. Fields come first, the message second. */
 export interface Logger {
@@ -19,9 +20,9 @@ export interface Logger {
 /** Options of `connect`. */
 export interface ConnectOptions {
   /**
-   * WebSocket URLs of memory nodes (`ws://host:port`), tried in order until one answers with the cluster state;
-   * the client learns every other member from that state. The seeds are asked again only when no member of
-   * the cluster the client knows can be reached.
+   * WebSocket URLs of memory nodes (`ws://host:port`, or `wss://host:port` for a TLS cluster), tried in order
+   * until one answers with the cluster state; the client learns every other member from that state. The seeds
+   * are asked again only when no member of the cluster the client knows can be reached.
    */
   seeds: string[];
   /**
@@ -97,6 +98,12 @@ export interface ConnectOptions {
    */
   localAddress?: string;
   /**
+   * How nodes dialled over `wss://` are verified: `ca` for a cluster whose certificates a private CA signed.
+   * A certificate that does not verify fails the connection with CERTIFICATE_REJECTED. Ignored for `ws://`.
+   * @default verify against Node's bundled root CAs
+   */
+  tls?: ClientTlsOptions;
+  /**
    * Where the client logs connection changes (info, warn), corrupt pages (warn) and late replies (debug).
    * @default none: the library is silent
    */
@@ -118,6 +125,7 @@ export interface ResolvedOptions {
   retries: number;
   stateRefreshMs: number;
   localAddress: string | undefined;
+  tls: ResolvedTls;
   logger: Logger;
 }
 
@@ -198,6 +206,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     retries: integerIn('retries', options.retries ?? 2, 0, 1000),
     stateRefreshMs: integerIn('stateRefreshMs', options.stateRefreshMs ?? 2000, 1, MAX_TIMER_MS),
     localAddress,
+    tls: resolveTlsOptions(options.tls),
     logger: options.logger ?? silentLogger,
   };
 }

@@ -38,7 +38,8 @@ export function noNodesError(message: string, failures: SeedFailure[], errors: u
 
 /**
  * Runs `use` on each seed, in order, until one succeeds, and returns its result. Rejects with NO_NODES, whose
- * `details.failures` says why each seed failed; with UNAUTHORIZED if a seed refused the client's token; or with
+ * `details.failures` says why each seed failed; with UNAUTHORIZED if a seed refused the client's token, or
+ * CERTIFICATE_REJECTED if the client did not trust a seed's TLS certificate; or with
  * the abort reason once `signal` aborts.
  */
 export async function connectFirst<T>(
@@ -58,7 +59,12 @@ export async function connectFirst<T>(
     }
   }
   // A node that refused our credentials will refuse them again: that, not "no nodes", is what to fix.
-  const refusal = errors.find((error) => error instanceof TmemError && error.code === ErrorCode.Unauthorized);
+  // A certificate this client does not trust is the same: it is the CA option to change.
+  const refusal = errors.find(
+    (error) =>
+      error instanceof TmemError &&
+      (error.code === ErrorCode.Unauthorized || error.code === ErrorCode.CertificateRejected),
+  );
   if (refusal !== undefined) throw refusal as TmemError;
   throw noNodesError(
     `none of the ${seeds.length} seeds answered with the cluster state; check the seed URLs and that the nodes run`,

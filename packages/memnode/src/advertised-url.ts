@@ -13,6 +13,35 @@ export interface AdvertisedUrlInput {
   advertiseUrl?: string | undefined;
   /** `--join` seeds. */
   join?: readonly string[] | undefined;
+  /** Whether the node serves TLS (`--tls-cert`): then every URL it advertises or dials is wss://. */
+  tls?: boolean | undefined;
+}
+
+/** The scheme of a WebSocket URL with its colon (`ws:`, `wss:`), or undefined when it is no URL. */
+function schemeOf(url: string): string | undefined {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A cluster is all-TLS or not: a TLS node advertises and joins through wss:// only, a plain one ws:// only.
+ * Mixing them would start a node whose peers cannot dial it back (or would dial it in the clear).
+ */
+function schemeProblem(input: AdvertisedUrlInput): string | undefined {
+  const scheme = input.tls === true ? 'wss:' : 'ws:';
+  const because =
+    input.tls === true
+      ? 'this node serves TLS (--tls-cert), so every node of its cluster must'
+      : 'this node does not serve TLS, so no node of its cluster may; pass --tls-cert and --tls-key to serve it';
+  if (input.advertiseUrl !== undefined && schemeOf(input.advertiseUrl) !== scheme) {
+    return `--advertise-url ${input.advertiseUrl} must be a ${scheme}// URL: ${because}`;
+  }
+  const mismatched = (input.join ?? []).find((seed) => schemeOf(seed) !== scheme);
+  if (mismatched !== undefined) return `--join ${mismatched} must be a ${scheme}// URL: ${because}`;
+  return undefined;
 }
 
 /** The host of a ws:// URL, without IPv6 brackets; undefined when it is no URL. */
@@ -42,11 +71,14 @@ export function advertisedUrlProblem(input: AdvertisedUrlInput): string | undefi
   const advertisedHost = input.advertiseUrl === undefined ? input.host : hostOf(input.advertiseUrl);
   const source =
     input.advertiseUrl === undefined ? `--host ${input.host}` : `--advertise-url ${input.advertiseUrl}`;
-  if (advertisedHost === undefined) return `${source} is not a ws:// URL`;
+  const scheme = input.tls === true ? 'wss' : 'ws';
+  if (advertisedHost === undefined) return `${source} is not a ${scheme}:// URL`;
+  const mixed = schemeProblem(input);
+  if (mixed !== undefined) return mixed;
   if (isWildcard(advertisedHost)) {
     return (
       `${source} would advertise the wildcard address ${advertisedHost}, which no peer or client can dial; ` +
-      'pass --advertise-url ws://<this host address>:<port> (or --host <this host address>)'
+      `pass --advertise-url ${scheme}://<this host address>:<port> (or --host <this host address>)`
     );
   }
   if (!isLoopback(advertisedHost)) return undefined;
@@ -57,7 +89,7 @@ export function advertisedUrlProblem(input: AdvertisedUrlInput): string | undefi
   if (remoteSeed === undefined) return undefined;
   return (
     `${source} would advertise the loopback address ${advertisedHost} to a cluster joined through ${remoteSeed}, ` +
-    'whose nodes cannot dial it back; pass --host <this host address> or --advertise-url ws://<this host address>:<port>'
+    `whose nodes cannot dial it back; pass --host <this host address> or --advertise-url ${scheme}://<this host address>:<port>`
   );
 }
 
@@ -66,7 +98,7 @@ export function checkAdvertisedUrl(input: AdvertisedUrlInput): void {
   const problem = advertisedUrlProblem(input);
   if (problem !== undefined) {
     throw new TmemError(ErrorCode.BadArgument, problem, {
-      details: { host: input.host, advertiseUrl: input.advertiseUrl },
+      details: { host: input.host, advertiseUrl: input.advertiseUrl, tls: input.tls === true },
     });
   }
 }

@@ -12,6 +12,8 @@ import { formatDuration, parseDuration } from './cli-durations.ts';
 import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import type { PageStore } from './page-store.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
+import { TLS_CA_HELP, addTlsFlags, tlsFromFlags, type TlsFlags } from './cli-tls.ts';
+import { loadCaFile, type NodeTls } from './tls-files.ts';
 import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
 import {
   CAPACITY_RANGE,
@@ -63,14 +65,16 @@ function collectUrls(text: string, previous: string[]): string[] {
     .map((url) => url.trim())
     .filter((url) => url !== '');
   for (const url of urls) {
-    if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new InvalidArgumentError(`"${url}" is not a ws:// URL`);
+    if (!/^wss?:\/\/[^\s/]+/.test(url))
+      throw new InvalidArgumentError(`"${url}" is not a ws:// or wss:// URL`);
   }
   return [...previous, ...urls];
 }
 
 function wsUrl(text: string): string {
   const url = text.trim();
-  if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new InvalidArgumentError(`"${text}" is not a ws:// URL`);
+  if (!/^wss?:\/\/[^\s/]+/.test(url))
+    throw new InvalidArgumentError(`"${text}" is not a ws:// or wss:// URL`);
   return url;
 }
 
@@ -99,7 +103,7 @@ function returnFreedMemory(store: PageStore): void {
   }, RETURN_CHECK_MS).unref();
 }
 
-interface NodeCommandOptions extends LimitFlags {
+interface NodeCommandOptions extends LimitFlags, TlsFlags {
   port: number;
   host: string;
   capacity: number;
@@ -146,6 +150,15 @@ function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
   }
 }
 
+/** The node's TLS material from --tls-cert, --tls-key and --tls-ca, or undefined without them. */
+function tlsOf(options: NodeCommandOptions): NodeTls | undefined {
+  try {
+    return tlsFromFlags(options);
+  } catch (error) {
+    refuseToStart((error as Error).message);
+  }
+}
+
 /** One line on stderr and exit 1: a port in use is an operator's typo, not a crash worth a stack trace. */
 function exitWith(message: string): never {
   process.stderr.write(`tmem node: ${message}\n`);
@@ -153,7 +166,8 @@ function exitWith(message: string): never {
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
-  const addressProblem = advertisedUrlProblem(options);
+  const tls = tlsOf(options);
+  const addressProblem = advertisedUrlProblem({ ...options, tls: tls !== undefined });
   if (addressProblem !== undefined) {
     process.stderr.write(`tmem node: ${addressProblem}\n`);
     process.exit(1);
@@ -191,6 +205,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     batchReplyParts: options.batchReplyParts ?? true,
     ...limitsFromFlags(options),
     ...(clientTokens === undefined ? {} : { clientTokens }),
+    ...(tls === undefined ? {} : { tls }),
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -250,6 +265,7 @@ interface StatusCommandOptions {
   seed?: string[];
   json?: boolean;
   timeoutMs: number;
+  tlsCa?: string;
 }
 
 /** The first node of cluster.config.ts, so `tmem status` next to `npm run cluster` needs no flags. */
@@ -259,6 +275,7 @@ async function runStatus(options: StatusCommandOptions): Promise<void> {
   try {
     const status = await fetchClusterStatus(options.seed ?? [DEFAULT_STATUS_SEED], {
       timeoutMs: options.timeoutMs,
+      ...(options.tlsCa === undefined ? {} : { ca: loadCaFile(options.tlsCa) }),
     });
     process.stdout.write(
       options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatClusterStatus(status)}\n`,
@@ -353,7 +370,7 @@ export function buildCli(): Command {
       '--open',
       'do not authenticate clients: any client may act as any identity (trusted networks only)',
     );
-  addLimitFlags(node).action((options: NodeCommandOptions) => runNode(options));
+  addTlsFlags(addLimitFlags(node)).action((options: NodeCommandOptions) => runNode(options));
   program
     .command('token')
     .description(
@@ -384,6 +401,7 @@ export function buildCli(): Command {
     )
     .option('--json', 'print the status as JSON instead of a table')
     .option('--timeout-ms <ms>', 'budget of each connection', positiveInt, DEFAULT_STATUS_TIMEOUT_MS)
+    .option('--tls-ca <file>', TLS_CA_HELP)
     .action((options: StatusCommandOptions) => runStatus(options));
   return program;
 }

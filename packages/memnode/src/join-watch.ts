@@ -28,7 +28,7 @@ export const DEFAULT_JOIN_TIMEOUT_MS = 60_000;
 /**
  * Resolves once this incarnation is in a committed state and holds a lease (it answers the ops of its
  * partitions). Rejects with UNAUTHORIZED or VERSION_MISMATCH (a seed refused this node; the message names
- * TMEM_CLUSTER_SECRET) or with TIMEOUT (not serving within `timeoutMs`; the message names the last seed tried
+ * TMEM_CLUSTER_SECRET), with CERTIFICATE_REJECTED (a seed's TLS certificate did not verify against --tls-ca) or with TIMEOUT (not serving within `timeoutMs`; the message names the last seed tried
  * and its error).
  */
 export function waitUntilServing(member: ClusterMember, options: ServingWaitOptions): Promise<ServingInfo> {
@@ -44,15 +44,22 @@ export function waitUntilServing(member: ClusterMember, options: ServingWaitOpti
       const status = member.joinStatus();
       if (status.refused !== null) {
         const { seed, error } = status.refused;
+        // This node refused the seed's certificate; every other refusal is the seed's.
+        const refusal =
+          error.code === ErrorCode.CertificateRejected
+            ? `this node does not trust seed ${seed}`
+            : `seed ${seed} refused this node`;
         const fix =
-          error.code !== ErrorCode.Unauthorized
-            ? 'run the same tmem version on every node'
-            : options.hasSecret
-              ? "TMEM_CLUSTER_SECRET differs from the cluster's; give every node the same value"
-              : "TMEM_CLUSTER_SECRET is not set, and the cluster requires one; set it to the cluster's secret";
+          error.code === ErrorCode.CertificateRejected
+            ? 'give every node a certificate signed by a CA in --tls-ca'
+            : error.code !== ErrorCode.Unauthorized
+              ? 'run the same tmem version on every node'
+              : options.hasSecret
+                ? "TMEM_CLUSTER_SECRET differs from the cluster's; give every node the same value"
+                : "TMEM_CLUSTER_SECRET is not set, and the cluster requires one; set it to the cluster's secret";
         return finish(() =>
           reject(
-            new TmemError(error.code, `seed ${seed} refused this node (${error.message}): ${fix}`, {
+            new TmemError(error.code, `${refusal} (${error.message}): ${fix}`, {
               cause: error,
             }),
           ),

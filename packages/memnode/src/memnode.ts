@@ -1,4 +1,11 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -18,6 +25,7 @@ import {
 import type { PeerLinkTiming } from './cluster/peer-links.ts';
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
 import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
+import type { NodeTls } from './tls-files.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -103,6 +111,13 @@ export interface MemnodeOptions {
    * @default off
    */
   metricsPort?: number;
+  /**
+   * Serve `wss://` with this certificate and key, and dial peers over `wss://`, verifying their certificates
+   * against `ca` (tls-files.ts loads it from files). Every node of a cluster must have it, or none: the seeds
+   * must be `wss://` URLs. The metrics endpoint stays plain HTTP.
+   * @default none: plain ws://
+   */
+  tls?: NodeTls;
 }
 
 /** How a node stops. */
@@ -118,7 +133,7 @@ export interface CloseOptions {
 /** A running memory node. */
 export interface Memnode {
   readonly nodeId: string;
-  /** ws://host:port that clients connect to. */
+  /** ws://host:port (wss:// under TLS) that clients connect to. */
   readonly url: string;
   readonly port: number;
   readonly store: PageStore;
@@ -149,6 +164,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     host: options.host ?? '127.0.0.1',
     advertiseUrl: options.advertiseUrl,
     join: options.join,
+    tls: options.tls !== undefined,
   });
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
@@ -170,24 +186,40 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
   let refusing = false;
 
-  const http: Server = createServer(
-    {
-      // The upgrade request must be complete within the handshake deadline (the hello's own timer starts
-      // after it); Node checks these deadlines every connectionsCheckingInterval.
-      headersTimeout: limits.handshakeTimeoutMs,
-      requestTimeout: limits.handshakeTimeoutMs,
-      connectionsCheckingInterval: Math.min(1000, limits.handshakeTimeoutMs),
-    },
-    (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
-    },
-  );
+  const serverOptions: ServerOptions = {
+    // The upgrade request must be complete within the handshake deadline (the hello's own timer starts
+    // after it); Node checks these deadlines every connectionsCheckingInterval.
+    headersTimeout: limits.handshakeTimeoutMs,
+    requestTimeout: limits.handshakeTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, limits.handshakeTimeoutMs),
+  };
+  const refuseHttp = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end('tmem node: connect with WebSocket\n');
+  };
+  // Under TLS the node is an https server and nothing else: a plain ws:// dial fails its TLS handshake, so no
+  // frame ever travels in the clear. Peers are not asked for certificates: they prove the cluster secret.
+  const http: Server =
+    options.tls === undefined
+      ? createServer(serverOptions, refuseHttp)
+      : createTlsServer(
+          {
+            ...serverOptions,
+            cert: options.tls.cert,
+            key: options.tls.key,
+            handshakeTimeout: limits.handshakeTimeoutMs,
+          },
+          refuseHttp,
+        );
+  // A plain client (or a port scanner) on a TLS port: its socket is closed; worth a debug line, not more.
+  http.on('tlsClientError', (error: Error) => log.debug({ err: error.message }, 'TLS handshake failed'));
   // TCP sockets that never finish an upgrade count too: beyond twice the WebSocket limit they are refused, and
   // each must upgrade within the handshake deadline (Node's own request timeouts ignore a socket that sends
-  // nothing). The session's timer then gives the hello the same deadline again.
+  // nothing). The session's timer then gives the hello the same deadline again. Under TLS the timer starts
+  // once the TLS handshake is done, on the socket the upgrade arrives on; the handshake itself is bounded by
+  // handshakeTimeout, which bytes trickled into an unfinished hello do not reset (tls.test.ts pins both).
   http.maxConnections = 2 * limits.maxConnections;
   const upgradeTimers = new WeakMap<Socket, NodeJS.Timeout>();
-  http.on('connection', (tcp: Socket) => {
+  http.on(options.tls === undefined ? 'connection' : 'secureConnection', (tcp: Socket) => {
     const timer = setTimeout(() => tcp.destroy(), limits.handshakeTimeoutMs);
     upgradeTimers.set(tcp, timer);
     tcp.once('close', () => clearTimeout(timer));
@@ -214,7 +246,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   });
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `ws://${host}:${address.port}`;
+  const url = `${options.tls === undefined ? 'ws' : 'wss'}://${host}:${address.port}`;
   const member = createClusterMember({
     nodeId,
     url: options.advertiseUrl ?? url,
@@ -228,6 +260,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     ...(options.timing === undefined ? {} : { timing: options.timing }),
     ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
     ...(options.peerLinks === undefined ? {} : { peerLinks: options.peerLinks }),
+    ...(options.tls?.ca === undefined ? {} : { peerCa: options.tls.ca }),
     ...(options.testCorruptOidPrefix === undefined
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
@@ -261,7 +294,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       metrics: ops,
     });
   });
-  log.info({ url, capacityBytes: options.capacityBytes }, 'listening');
+  log.info({ url, capacityBytes: options.capacityBytes, tls: options.tls !== undefined }, 'listening');
 
   async function shutdown(leave: boolean): Promise<void> {
     log.info({ leave }, 'closing');

@@ -9,6 +9,7 @@ import {
   ProtocolError,
   TimeoutError,
   TmemError,
+  certificateRejection,
   createCodec,
   errorFromWire,
   memberKey,
@@ -33,6 +34,17 @@ export interface FetchClusterStatusOptions {
    * @default DEFAULT_STATUS_TIMEOUT_MS (3000)
    */
   timeoutMs?: number;
+  /**
+   * PEM CA certificates a wss:// node's certificate must chain to (`--tls-ca`).
+   * @default Node's bundled root CAs
+   */
+  ca?: Buffer;
+}
+
+/** How each session is dialled: its budget and the CA it verifies wss:// nodes with. */
+interface SessionDial {
+  timeoutMs: number;
+  ca: Buffer | undefined;
 }
 
 /** A member's role in the coordination protocol, as it reports it (NodeStats.role). */
@@ -121,10 +133,15 @@ interface Session {
  * Opens a WebSocket to `url`. Everything on it (open, handshake, requests) must be done within `timeoutMs`:
  * after that every pending and later request rejects with TimeoutError.
  */
-function openSession(url: string, timeoutMs: number): Session {
+function openSession(url: string, dial: SessionDial): Session {
+  const { timeoutMs } = dial;
   let socket: WebSocket;
   try {
-    socket = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    socket = new WebSocket(url, {
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+      ...(dial.ca === undefined ? {} : { ca: dial.ca }),
+    });
   } catch (error) {
     // An unparsable URL throws synchronously; report it like any other node that cannot be reached.
     const failure = new TmemError(ErrorCode.BadArgument, `"${url}" is not a ws:// URL`, { cause: error });
@@ -157,7 +174,10 @@ function openSession(url: string, timeoutMs: number): Session {
   const timer = setTimeout(() => fail(new TimeoutError(timeoutMs, { details: { url } })), timeoutMs);
 
   socket.on('error', (error) => {
-    fail(new ConnectionLostError(`connection failed: ${error.message}`, { cause: error, details: { url } }));
+    fail(
+      certificateRejection(url, error, '--tls-ca') ??
+        new ConnectionLostError(`connection failed: ${error.message}`, { cause: error, details: { url } }),
+    );
   });
   socket.on('close', (code) => {
     fail(new ConnectionLostError(`node closed the connection (code ${code})`, { details: { url, code } }));
@@ -238,10 +258,10 @@ function messageOf(error: unknown): string {
 /** Asks one seed for the committed state. */
 async function stateFrom(
   seed: string,
-  timeoutMs: number,
+  dial: SessionDial,
   sessions: Session[],
 ): Promise<{ state: ClusterState; leaderId: string | null }> {
-  const session = openSession(seed, timeoutMs);
+  const session = openSession(seed, dial);
   sessions.push(session);
   await hello(session);
   const reply = await session.request({ t: 'getState', id: 2, subscribe: false });
@@ -252,10 +272,10 @@ async function stateFrom(
 /** Asks one member, at its own URL, for its statistics; never rejects. */
 async function statsOf(
   member: MemberInfo,
-  timeoutMs: number,
+  dial: SessionDial,
   sessions: Session[],
 ): Promise<{ stats: NodeStats } | { error: string }> {
-  const session = openSession(member.url, timeoutMs);
+  const session = openSession(member.url, dial);
   sessions.push(session);
   try {
     const nodeId = await hello(session);
@@ -285,6 +305,7 @@ export async function fetchClusterStatus(
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new TmemError(ErrorCode.BadArgument, `timeoutMs must be a positive number, got ${timeoutMs}`);
   }
+  const dial: SessionDial = { timeoutMs, ca: options.ca };
   const sessions: Session[] = [];
   try {
     const failures: { seed: string; message: string }[] = [];
@@ -292,7 +313,7 @@ export async function fetchClusterStatus(
     let lastError: unknown;
     for (const seed of seedList) {
       try {
-        found = { seed, ...(await stateFrom(seed, timeoutMs, sessions)) };
+        found = { seed, ...(await stateFrom(seed, dial, sessions)) };
         break;
       } catch (error) {
         lastError = error;
@@ -318,7 +339,7 @@ export async function fetchClusterStatus(
 
     const members = await Promise.all(
       state.members.map(async (member): Promise<MemberStatus> => {
-        const answer = await statsOf(member, timeoutMs, sessions);
+        const answer = await statsOf(member, dial, sessions);
         const stats = 'stats' in answer ? answer.stats : undefined;
         return {
           id: member.id,

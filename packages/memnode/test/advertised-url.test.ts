@@ -31,6 +31,25 @@ describe('advertisedUrlProblem', () => {
     expect(advertisedUrlProblem(input)).toBeUndefined();
   });
 
+  it.each([
+    ['a TLS node joining a ws:// seed', { host: '127.0.0.1', tls: true, join: ['ws://127.0.0.1:7401'] }],
+    ['a plain node joining a wss:// seed', { host: '127.0.0.1', join: ['wss://127.0.0.1:7401'] }],
+    ['a TLS node advertising ws://', { host: '10.0.0.2', tls: true, advertiseUrl: 'ws://10.0.0.2:7401' }],
+    ['a plain node advertising wss://', { host: '10.0.0.2', advertiseUrl: 'wss://10.0.0.2:7401' }],
+  ])('refuses %s: a cluster is all-TLS or not', (_name, input) => {
+    expect(advertisedUrlProblem(input)).toMatch(/must be a wss?:\/\/ URL/);
+  });
+
+  it('accepts a TLS node that advertises and joins wss:// URLs', () => {
+    const input = {
+      host: '0.0.0.0',
+      tls: true,
+      advertiseUrl: 'wss://10.0.0.2:7401',
+      join: ['wss://10.0.0.1:7401'],
+    };
+    expect(advertisedUrlProblem(input)).toBeUndefined();
+  });
+
   it('checkAdvertisedUrl throws BAD_ARGUMENT', () => {
     let error: unknown;
     try {

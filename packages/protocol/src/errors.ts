@@ -16,6 +16,11 @@ export const ErrorCode = {
   VersionMismatch: 'VERSION_MISMATCH',
   /** A peer handshake without the right cluster secret. */
   Unauthorized: 'UNAUTHORIZED',
+  /**
+   * The node's TLS certificate could not be verified (signed by a CA this side does not trust, issued for
+   * another host, expired). `details.reason` is the TLS library's code, e.g. SELF_SIGNED_CERT_IN_CHAIN.
+   */
+  CertificateRejected: 'CERTIFICATE_REJECTED',
   /** An op arrived before the handshake. */
   HandshakeRequired: 'HANDSHAKE_REQUIRED',
   /** The pool does not exist or belongs to another identity (the two are indistinguishable on purpose). */

@@ -10,3 +10,4 @@ export * from './partition-table.ts';
 export * from './checksum.ts';
 export * from './peer-auth.ts';
 export * from './liveness.ts';
+export * from './tls-errors.ts';

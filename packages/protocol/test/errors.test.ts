@@ -41,6 +41,7 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   SHUTTING_DOWN: TmemError,
   LIMIT_EXCEEDED: TmemError,
   INTERNAL: TmemError,
+  CERTIFICATE_REJECTED: TmemError,
   STALE_STATE: TmemError,
   NOT_SERVING: TmemError,
   NO_COORDINATOR: TmemError,

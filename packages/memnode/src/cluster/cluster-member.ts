@@ -41,6 +41,8 @@ export interface ClusterMemberOptions {
   url: string;
   /** Local IP address of this node's outgoing peer links. @default chosen by the operating system */
   sourceAddress?: string;
+  /** CA certificates (PEM) a wss:// peer's certificate must chain to. @default Node's bundled root CAs */
+  peerCa?: Buffer;
   capacityBytes: number;
   /** Nodes to join through. Empty: this node founds a new cluster. */
   seeds: readonly string[];
@@ -147,8 +149,15 @@ export interface ClusterMember {
   close(): void;
 }
 
-/** Refusals of this node's handshake: no retry changes them, only restarting it with other settings. */
-const FATAL_JOIN_CODES = new Set<string>([ErrorCode.Unauthorized, ErrorCode.VersionMismatch]);
+/**
+ * Refusals of this node's handshake, and a seed whose TLS certificate this node does not trust: no retry
+ * changes them, only restarting it (or the seed) with other settings.
+ */
+const FATAL_JOIN_CODES = new Set<string>([
+  ErrorCode.Unauthorized,
+  ErrorCode.VersionMismatch,
+  ErrorCode.CertificateRejected,
+]);
 
 const now = () => performance.now();
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -163,6 +172,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     selfUrl: options.url,
     ...(options.clusterSecret === undefined ? {} : { secret: options.clusterSecret }),
     ...(options.sourceAddress === undefined ? {} : { localAddress: options.sourceAddress }),
+    ...(options.peerCa === undefined ? {} : { ca: options.peerCa }),
     codec: options.codec,
     logger,
     ...(options.peerLinks === undefined ? {} : { timing: options.peerLinks }),

@@ -9,6 +9,7 @@ import {
   ProtocolError,
   watchLiveness,
   TmemError,
+  certificateRejection,
   errorFromWire,
   newPeerNonce,
   peerProof,
@@ -73,6 +74,11 @@ export interface PeerLinksOptions {
    * front of a peer can tell which node a connection comes from. @default chosen by the operating system
    */
   localAddress?: string;
+  /**
+   * CA certificates (PEM) the certificate of a wss:// peer must chain to; a peer whose certificate does not
+   * verify is never linked (its requests fail with CERTIFICATE_REJECTED). @default Node's bundled root CAs
+   */
+  ca?: Buffer;
 }
 
 /** Links to other nodes. */
@@ -155,6 +161,7 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
     const socket = new WebSocket(link.url, {
       perMessageDeflate: false,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
     });
     link.socket = socket;
     link.ready = false;
@@ -262,7 +269,11 @@ export function createPeerLinks(options: PeerLinksOptions): PeerLinks {
       waiter.resolve(frame);
     });
     socket.on('error', (error) => {
-      link.failure ??= error.message;
+      // A certificate that does not verify is configuration, not the network: what waits on the link (a join)
+      // learns it typed, so it can stop instead of retrying.
+      const rejection = certificateRejection(link.url, error, '--tls-ca');
+      link.failure ??= rejection?.message ?? error.message;
+      if (rejection !== undefined) failPending(link, rejection);
     });
     socket.on('close', (code: number) => {
       clearTimeout(connectTimer);
