@@ -22,6 +22,12 @@ import { createConsensus, type Consensus, type ConsensusOutput } from './consens
 import type { ConsensusOptions } from './consensus-options.ts';
 import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
 import { createPeerLinks, type PeerLinkTiming, type PeerLinks } from './peer-links.ts';
+import {
+  createEphemeralHandOver,
+  DEFAULT_EPHEMERAL_HAND_OVER,
+  type EphemeralHandOver,
+  type EphemeralHandOverOptions,
+} from './ephemeral-hand-over.ts';
 import { createReplication, type Replication } from '../replication/replication.ts';
 import { createServingRule, type ServingRule } from '../serving-view.ts';
 
@@ -60,6 +66,8 @@ export interface ClusterMemberOptions {
   replicationTimeoutMs?: number;
   /** How long a graceful leave waits for its partitions to be copied before it leaves anyway. @default 30000 */
   handOverTimeoutMs?: number;
+  /** The budget of handing ephemeral pages over to new primaries. @default DEFAULT_EPHEMERAL_HAND_OVER */
+  ephemeralHandOver?: EphemeralHandOverOptions;
   /** Fault injection for tests (see MemnodeOptions.testCorruptOidPrefix). */
   testCorruptOidPrefix?: string;
   /** Pause after the first round of join attempts that all failed; it doubles each round. @default 100 */
@@ -103,6 +111,11 @@ export interface MemberDescription {
   underReplicated: number;
   /** The first MAX_LISTED_UNDER_REPLICATED of them. */
   underReplicatedPools: { pool: number; replication: number; readyMembers: number }[];
+  /** Ephemeral hand-over counters (see NodeStats). */
+  handOffSent: number;
+  handOffDropped: number;
+  handOffStored: number;
+  handOffSkipped: number;
 }
 
 /** This node as a member of the cluster. */
@@ -140,6 +153,8 @@ export interface ClusterMember {
   accepted(): ClusterState | null;
   /** Persistent pools: replication, copies and the reads and writes that need them. */
   readonly replication: Replication;
+  /** Ephemeral pools: the hand-over of pages to new primaries, and the gates of partitions waiting for them. */
+  readonly handOver: EphemeralHandOver;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
   /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
@@ -224,16 +239,34 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         }
         return links.call(url, build, expect, timeoutMs);
       },
-      async setPhase(phase, ifVersion) {
-        const result = await propose({
-          type: 'setPhase',
-          id: nodeId,
-          incarnation,
-          phase,
-          ...(ifVersion === undefined ? {} : { ifVersion }),
-        });
-        if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
-      },
+      setPhase,
+    },
+  });
+
+  /** Gets this member's phase committed (`ifVersion`: only if the state is still at that version). */
+  async function setPhase(phase: 'ready' | 'leaving', ifVersion?: number): Promise<void> {
+    const result = await propose({
+      type: 'setPhase',
+      id: nodeId,
+      incarnation,
+      phase,
+      ...(ifVersion === undefined ? {} : { ifVersion }),
+    });
+    if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
+  }
+
+  const handOver: EphemeralHandOver = createEphemeralHandOver({
+    selfId: nodeId,
+    incarnation,
+    store,
+    logger,
+    ...(options.ephemeralHandOver === undefined ? {} : { options: options.ephemeralHandOver }),
+    call(memberId, build, timeoutMs) {
+      const url = addresses.get(memberId);
+      if (url === undefined) {
+        return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
+      }
+      return links.call(url, build, 'handedOff', timeoutMs);
     },
   });
 
@@ -319,6 +352,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       }
       case 'accepted':
         syncPools(output.state, false);
+        // The copies for the hand-over are taken before the drop, from the same store contents.
+        handOver.onAccepted(lastCommitted, output.state, retention.leaseLapsed);
         applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
@@ -330,7 +365,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         // pages of partitions not owned (normally nothing: the same state was accepted first).
         const drop = retention.onCommitted(output.state);
         applyDrop(drop);
+        if (drop?.type === 'all') handOver.wiped();
         syncPools(output.state, true);
+        handOver.onCommitted(output.state);
         // After a wipe the previous state says nothing about what the store holds.
         replication.committed(drop?.type === 'all' ? null : lastCommitted, output.state);
         lastCommitted = output.state;
@@ -360,6 +397,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         log.warn({ incarnation }, 'rejoining as a new incarnation');
         consensus = startConsensus(false);
         retention = createPageRetention({ selfId: nodeId, incarnation });
+        handOver.reset(incarnation);
         lastCommitted = null;
         replication.reset();
         void joinLoop();
@@ -540,6 +578,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     propose,
     accepted: () => consensus.accepted,
     replication,
+    handOver,
     async handleProposeFrame(raw, forwarded) {
       const parsed = StateChange.safeParse(raw);
       if (!parsed.success) return { t: 'changeResult', ok: false, error: ErrorCode.InvalidFrame };
@@ -600,6 +639,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         underReplicatedPools: short
           .slice(0, MAX_LISTED_UNDER_REPLICATED)
           .map((p) => ({ pool: p.id, replication: p.replication, readyMembers })),
+        ...handOver.counters(),
       };
     },
     onCommitted(listener) {
@@ -620,7 +660,28 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       } catch (error) {
         log.warn({ err: (error as Error).message }, 'hand-over failed; leaving anyway');
       }
+      // Ephemeral pages: the phase `leaving` tells the new primaries that this member hands its pages over
+      // (hand-off-gates.ts), so they wait for them; without it they would serve its partitions empty at once.
+      const state = consensus.committed;
+      const me = state?.members.find((m) => m.id === nodeId && m.incarnation === incarnation);
+      if (
+        state?.pools.some((p) => p.kind === 'ephemeral') === true &&
+        me !== undefined &&
+        me.phase !== 'leaving'
+      ) {
+        try {
+          await setPhase('leaving');
+        } catch (error) {
+          log.warn(
+            { err: (error as Error).message },
+            'could not become leaving; ephemeral pages will be dropped',
+          );
+        }
+      }
+      // From here on this node serves nothing, so the pages it copies when it accepts its removal are the
+      // last values of their handles.
       leaving = true;
+      let left = false;
       try {
         const result = await commitChange(
           StateChange.parse({
@@ -632,14 +693,22 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           true,
           now() + changeTimeoutMs,
         );
+        left = result.ok;
         log.info({ ok: result.ok }, 'left the cluster');
       } catch (error) {
         log.warn({ err: (error as Error).message }, 'could not get the leave committed; exiting anyway');
+      }
+      if (left) {
+        // This node may never learn the commit itself (it is no longer a member): push on the answer.
+        const budgetMs = options.ephemeralHandOver?.timeoutMs ?? DEFAULT_EPHEMERAL_HAND_OVER.timeoutMs;
+        handOver.pushAll();
+        await handOver.drained(now() + budgetMs + 1000);
       }
     },
     close() {
       closed = true;
       if (timer !== null) clearTimeout(timer);
+      handOver.close();
       for (const waiter of changeWaiters.values())
         waiter.reject(new TmemError(ErrorCode.ShuttingDown, 'closing'));
       changeWaiters.clear();
