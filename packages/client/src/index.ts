@@ -23,3 +23,7 @@ export {
   isValidPageSize,
 } from '@tmem/protocol';
 export type { NodeStats, ObjectId, PoolKind, TmemErrorOptions } from '@tmem/protocol';
+export { createPrecache } from './precache.ts';
+export type { Precache, PrecacheOptions, PrecacheStats } from './precache.ts';
+export { createPreswap } from './preswap.ts';
+export type { Preswap, PreswapOptions, PreswapStats, SlotPlace } from './preswap.ts';

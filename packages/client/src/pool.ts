@@ -128,7 +128,7 @@ type PutRequest = Extract<RoutedRequest, { t: 'put' }>;
 type GetRequest = Extract<RoutedRequest, { t: 'get' }>;
 
 /** The bytes of a page given as a Uint8Array (or Buffer), an ArrayBuffer or any ArrayBuffer view. */
-function pageBytes(page: unknown): Uint8Array | undefined {
+export function pageBytes(page: unknown): Uint8Array | undefined {
   if (page instanceof Uint8Array) return page;
   if (page instanceof ArrayBuffer || page instanceof SharedArrayBuffer) return new Uint8Array(page);
   if (ArrayBuffer.isView(page)) return new Uint8Array(page.buffer, page.byteOffset, page.byteLength);
