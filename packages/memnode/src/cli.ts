@@ -12,6 +12,7 @@ import { formatDuration, parseDuration } from './cli-durations.ts';
 import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import type { PageStore } from './page-store.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
+import { addHandOverFlags, handOverFromFlags, type HandOverFlags } from './cli-hand-over.ts';
 import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
 import {
   CAPACITY_RANGE,
@@ -99,7 +100,7 @@ function returnFreedMemory(store: PageStore): void {
   }, RETURN_CHECK_MS).unref();
 }
 
-interface NodeCommandOptions extends LimitFlags {
+interface NodeCommandOptions extends LimitFlags, HandOverFlags {
   port: number;
   host: string;
   capacity: number;
@@ -190,6 +191,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
     batchReplyParts: options.batchReplyParts ?? true,
     ...limitsFromFlags(options),
+    ...handOverFromFlags(options),
     ...(clientTokens === undefined ? {} : { clientTokens }),
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
@@ -353,7 +355,7 @@ export function buildCli(): Command {
       '--open',
       'do not authenticate clients: any client may act as any identity (trusted networks only)',
     );
-  addLimitFlags(node).action((options: NodeCommandOptions) => runNode(options));
+  addHandOverFlags(addLimitFlags(node)).action((options: NodeCommandOptions) => runNode(options));
   program
     .command('token')
     .description(

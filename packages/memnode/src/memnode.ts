@@ -16,6 +16,7 @@ import {
   type ConnectionLimits,
 } from './connection-limits.ts';
 import type { PeerLinkTiming } from './cluster/peer-links.ts';
+import type { EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts';
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
 import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
 
@@ -103,6 +104,13 @@ export interface MemnodeOptions {
    * @default off
    */
   metricsPort?: number;
+  /**
+   * The hand-over of ephemeral pages to their new primaries when partitions move away from this node while it
+   * lives (a graceful leave, a join): time, bytes and frames it may take, and how long this node as a new
+   * primary waits for pages handed to it (see EphemeralHandOverOptions). `timeoutMs: 0` hands nothing over.
+   * @default DEFAULT_EPHEMERAL_HAND_OVER
+   */
+  ephemeralHandOver?: EphemeralHandOverOptions;
 }
 
 /** How a node stops. */
@@ -231,6 +239,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     ...(options.testCorruptOidPrefix === undefined
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
+    ...(options.ephemeralHandOver === undefined ? {} : { ephemeralHandOver: options.ephemeralHandOver }),
   });
   if (options.clientTokens === undefined) {
     log.warn('open mode: clients are not authenticated, any client may act as any identity');

@@ -255,6 +255,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
   }
 
+  /** 0: no ephemeral hand-over, the leave is today's (the node does not become `leaving` for it). */
+  const ephemeralBudgetMs = options.ephemeralHandOver?.timeoutMs ?? DEFAULT_EPHEMERAL_HAND_OVER.timeoutMs;
   const handOver: EphemeralHandOver = createEphemeralHandOver({
     selfId: nodeId,
     incarnation,
@@ -561,6 +563,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   }
 
   if (options.seeds.length === 0) {
+    // The founder's first state comes with its core, not as an output: the gates must know it, or they would
+    // take the founder's next state for a joiner's first and wait for pages from members that never had them.
+    if (consensus.committed !== null) handOver.onCommitted(consensus.committed);
     learnAddresses(consensus.committed);
     log.info({ incarnation }, 'founded a new cluster');
   } else {
@@ -665,6 +670,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       const state = consensus.committed;
       const me = state?.members.find((m) => m.id === nodeId && m.incarnation === incarnation);
       if (
+        ephemeralBudgetMs > 0 &&
         state?.pools.some((p) => p.kind === 'ephemeral') === true &&
         me !== undefined &&
         me.phase !== 'leaving'
@@ -700,9 +706,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       }
       if (left) {
         // This node may never learn the commit itself (it is no longer a member): push on the answer.
-        const budgetMs = options.ephemeralHandOver?.timeoutMs ?? DEFAULT_EPHEMERAL_HAND_OVER.timeoutMs;
         handOver.pushAll();
-        await handOver.drained(now() + budgetMs + 1000);
+        await handOver.drained(now() + ephemeralBudgetMs + 1000);
       }
     },
     close() {

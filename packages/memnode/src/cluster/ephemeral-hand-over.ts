@@ -51,6 +51,33 @@ export const DEFAULT_EPHEMERAL_HAND_OVER = {
   gateMs: 3000,
 } as const satisfies Required<EphemeralHandOverOptions>;
 
+/**
+ * Largest `frameBytes`: half the default frame limit, so a frame of pages plus its keys always fits a peer that
+ * kept the default `--max-frame-bytes`.
+ */
+export const MAX_HAND_OFF_FRAME_BYTES = 8 * 1024 * 1024;
+
+/** The budget with its defaults filled in; throws a RangeError naming a field out of range. */
+export function handOverBudget(options: EphemeralHandOverOptions = {}): Required<EphemeralHandOverOptions> {
+  const budget = { ...DEFAULT_EPHEMERAL_HAND_OVER, ...options };
+  const ranges: [keyof EphemeralHandOverOptions, number, number][] = [
+    ['timeoutMs', 0, Number.MAX_SAFE_INTEGER],
+    ['maxBytes', 0, Number.MAX_SAFE_INTEGER],
+    ['frameBytes', 1, MAX_HAND_OFF_FRAME_BYTES],
+    ['framesInFlight', 1, 1024],
+    ['gateMs', 0, Number.MAX_SAFE_INTEGER],
+  ];
+  for (const [field, min, max] of ranges) {
+    const value = budget[field];
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new RangeError(
+        `ephemeralHandOver.${field} must be an integer from ${min} to ${max}, not ${value}`,
+      );
+    }
+  }
+  return budget;
+}
+
 /** What the hand-over needs from its node. */
 export interface EphemeralHandOverDeps {
   selfId: string;
@@ -123,7 +150,7 @@ function objectKey(pool: number, oid: Uint8Array): string {
 export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralHandOver {
   const { selfId, store } = deps;
   const log = deps.logger.child({ component: 'ephemeral-hand-over' });
-  const budget = { ...DEFAULT_EPHEMERAL_HAND_OVER, ...deps.options };
+  const budget = handOverBudget(deps.options);
   let incarnation = deps.incarnation;
   let gates: HandOffGates = createHandOffGates({ selfId, incarnation, gateMs: budget.gateMs });
   let partitionCount = 1;
@@ -151,7 +178,12 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
     }
   }
 
-  function copyOut(committed: ClusterState, state: ClusterState): void {
+  /**
+   * Records the moves of partitions this node is primary of in `committed` and not in `state`, one per new
+   * primary, with copies of their ephemeral pages when `copy` (else the moves carry only their `done`, so the
+   * new primaries stop waiting at once instead of after their gate time).
+   */
+  function copyOut(committed: ClusterState, state: ClusterState, copy: boolean): void {
     const self: MemberRef = { id: selfId, incarnation };
     const before = partitionTableFor(committed, 1);
     const after = partitionTableFor(state, 1);
@@ -171,24 +203,25 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
     if (byTarget.size === 0) return;
     let bytes = 0;
     let dropped = 0;
-    if (budget.timeoutMs > 0) {
+    if (copy && budget.timeoutMs > 0) {
       const handles = store.handlesWhere(
         (pool, hash) => pool.kind === 'ephemeral' && lost[hash % state.partitionCount] === 1,
       );
       for (const h of handles) {
-        const stored = store.peek(h.pool, h.oid, h.index);
-        if (stored === null) continue;
-        if (bytes + stored.page.length > budget.maxBytes) {
+        // Past the byte budget the rest is dropped uncopied (the copies live in memory until sent).
+        if (bytes + (store.getPool(h.pool)?.pageSize ?? 0) > budget.maxBytes) {
           dropped++;
           continue;
         }
+        const stored = store.peek(h.pool, h.oid, h.index);
+        if (stored === null) continue;
         const target = targetOf[partitionHash(h.pool, h.oid, h.index) % state.partitionCount];
         const move = target === undefined ? undefined : byTarget.get(`${target.id}:${target.incarnation}`);
         if (move === undefined) continue;
-        // handlesWhere shares one oid array per object: copy it, the store may reuse it.
+        // handlesWhere builds one fresh oid array per object, shared by its pages and owned by us.
         const entry: HandOffEntry = {
           pool: h.pool,
-          oid: Uint8Array.from(h.oid),
+          oid: h.oid,
           index: h.index,
           page: stored.page,
           sum: stored.sum ?? pageChecksum(stored.page),
@@ -359,12 +392,13 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
       if (
         !closed &&
         committed !== null &&
-        !leaseLapsed &&
         state.version === committed.version + 1 &&
         state.partitionCount === committed.partitionCount &&
         state.pools.some((pool) => pool.kind === 'ephemeral')
       ) {
-        copyOut(committed, state);
+        // After a lapse the store may hold pages a move this node did not see made stale: no copies, only
+        // the `done` that spares the new primaries their wait.
+        copyOut(committed, state, !leaseLapsed);
       }
       feed(state);
     },
