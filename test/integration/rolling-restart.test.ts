@@ -246,82 +246,109 @@ async function client(nodes: readonly NodeProcess[]): Promise<TmemClient> {
   return c;
 }
 
-describe('rolling restarts', () => {
-  it('SIGTERM and restart of every node in turn keeps the cache warm and never returns stale data', async () => {
-    let nodes = await startCluster({ size: 3, args: ['--failure-timeout-ms', '2000'] });
-    const c = await client(nodes);
-    const pool = await c.createPool({ kind: 'ephemeral' });
-    await putWarm(pool);
-    const workload = startWorkload(pool);
+/**
+ * Three restarts start three node processes and wait for six membership changes: 45-65 s on the loaded two-core
+ * machine, once 95 s, past the suite's 60 s default.
+ */
+const ROLLING_TIMEOUT_MS = 240_000;
 
-    for (let i = 0; i < 3; i++) {
-      const leaver = nodes.find((n) => n.nodeId === `n${i}`)!;
-      const others = nodes.filter((n) => n !== leaver);
-      expect(await leaver.stop()).toEqual({ code: 0, signal: null });
-      await waitForMembers(others);
-      const fresh = await restart(leaver.nodeId, others);
-      nodes = [...others, fresh];
+describe('rolling restarts', () => {
+  it(
+    'SIGTERM and restart of every node in turn keeps the cache warm and never returns stale data',
+    async () => {
+      let nodes = await startCluster({ size: 3, args: ['--failure-timeout-ms', '2000'] });
+      const everyNode = [...nodes];
+      const c = await client(nodes);
+      const pool = await c.createPool({ kind: 'ephemeral' });
+      await putWarm(pool);
+      const workload = startWorkload(pool);
+
+      for (let i = 0; i < 3; i++) {
+        const leaver = nodes.find((n) => n.nodeId === `n${i}`)!;
+        const others = nodes.filter((n) => n !== leaver);
+        expect(await leaver.stop()).toEqual({ code: 0, signal: null });
+        await waitForMembers(others);
+        const fresh = await restart(leaver.nodeId, others);
+        everyNode.push(fresh);
+        nodes = [...others, fresh];
+        await clientSees(
+          c,
+          nodes.map((n) => n.nodeId),
+        );
+      }
+      // Some of the workload's ops after the last restart, too.
+      const opsAtEnd = workload.ops;
+      await waitFor(() => workload.ops > opsAtEnd + 100, {
+        what: 'the workload going on',
+        timeoutMs: 20_000,
+      });
+      await workload.stop();
+
+      const stats = await Promise.all(nodes.map((n) => statsOf(n.url)));
+      const handedOver = stats.reduce((sum, s) => sum + (s?.handOffStored ?? 0), 0);
+      const pages = await getWarm(pool);
+      const kept = pages.filter((page) => page !== null).length;
+      console.log(
+        `rolling restart: ${kept} of ${pages.length} warm pages kept (${((100 * kept) / pages.length).toFixed(1)}%);` +
+          ` workload ${workload.ops} ops, ${workload.hits} hits, ${workload.errors.length} errors;` +
+          ` handed-over pages stored by the current nodes: ${handedOver}`,
+      );
+      expect(workload.violations).toEqual([]);
+      expect(unexpectedErrors(workload.errors)).toEqual([]);
+      expect(workload.hits).toBeGreaterThan(0);
+      // On a failure, the story of every move, from every process that took part.
+      const story = everyNode.flatMap((n) =>
+        n
+          .stderr()
+          .split('\n')
+          .filter((line) => /hand-over|handed-over|moving away|removed|rejoining|lapsed/.test(line))
+          .map((line) => `${n.nodeId}: ${line}`),
+      );
+      expect(kept / pages.length, story.join('\n')).toBeGreaterThanOrEqual(0.9);
+    },
+    ROLLING_TIMEOUT_MS,
+  );
+
+  it(
+    'SIGKILL of a node loses its pages silently (no error); the others keep theirs through its restart',
+    async () => {
+      let nodes = await startCluster({ size: 3, args: ['--failure-timeout-ms', '2000'] });
+      const c = await client(nodes);
+      const pool = await c.createPool({ kind: 'ephemeral' });
+      const state: ClusterState = await waitForMembers(nodes);
+      await putWarm(pool);
+      const table = partitionTableFor(state, 1);
+      const owners = warmHandles.map(
+        (h) => table.primary(partitionOf(pool.id, toOidBytes(h.oid), h.index, state.partitionCount))!.id,
+      );
+      const workload = startWorkload(pool);
+
+      const victim = nodes[1]!;
+      await victim.kill();
+      const survivors = nodes.filter((n) => n !== victim);
+      await waitForMembers(survivors);
+      const fresh = await restart(victim.nodeId, survivors);
+      nodes = [...survivors, fresh];
       await clientSees(
         c,
         nodes.map((n) => n.nodeId),
       );
-    }
-    // Some of the workload's ops after the last restart, too.
-    const opsAtEnd = workload.ops;
-    await waitFor(() => workload.ops > opsAtEnd + 100, { what: 'the workload going on', timeoutMs: 20_000 });
-    await workload.stop();
+      await workload.stop();
 
-    const stats = await Promise.all(nodes.map((n) => statsOf(n.url)));
-    const handedOver = stats.reduce((sum, s) => sum + (s?.handOffStored ?? 0), 0);
-    const pages = await getWarm(pool);
-    const kept = pages.filter((page) => page !== null).length;
-    console.log(
-      `rolling restart: ${kept} of ${pages.length} warm pages kept (${((100 * kept) / pages.length).toFixed(1)}%);` +
-        ` workload ${workload.ops} ops, ${workload.hits} hits, ${workload.errors.length} errors;` +
-        ` handed-over pages stored by the current nodes: ${handedOver}`,
-    );
-    expect(workload.violations).toEqual([]);
-    expect(unexpectedErrors(workload.errors)).toEqual([]);
-    expect(workload.hits).toBeGreaterThan(0);
-    expect(kept / pages.length).toBeGreaterThanOrEqual(0.9);
-  });
-
-  it('SIGKILL of a node loses its pages silently (no error); the others keep theirs through its restart', async () => {
-    let nodes = await startCluster({ size: 3, args: ['--failure-timeout-ms', '2000'] });
-    const c = await client(nodes);
-    const pool = await c.createPool({ kind: 'ephemeral' });
-    const state: ClusterState = await waitForMembers(nodes);
-    await putWarm(pool);
-    const table = partitionTableFor(state, 1);
-    const owners = warmHandles.map(
-      (h) => table.primary(partitionOf(pool.id, toOidBytes(h.oid), h.index, state.partitionCount))!.id,
-    );
-    const workload = startWorkload(pool);
-
-    const victim = nodes[1]!;
-    await victim.kill();
-    const survivors = nodes.filter((n) => n !== victim);
-    await waitForMembers(survivors);
-    const fresh = await restart(victim.nodeId, survivors);
-    nodes = [...survivors, fresh];
-    await clientSees(
-      c,
-      nodes.map((n) => n.nodeId),
-    );
-    await workload.stop();
-
-    const pages = await getWarm(pool);
-    const ofVictim = pages.filter((_, i) => owners[i] === victim.nodeId);
-    const ofOthers = pages.filter((_, i) => owners[i] !== victim.nodeId);
-    const keptOfOthers = ofOthers.filter((page) => page !== null).length;
-    console.log(
-      `SIGKILL: ${ofVictim.filter((p) => p !== null).length} of ${ofVictim.length} of the victim's pages kept,` +
-        ` ${keptOfOthers} of ${ofOthers.length} of the others'`,
-    );
-    expect(ofVictim.length).toBeGreaterThan(100);
-    expect(ofVictim.every((page) => page === null)).toBe(true);
-    expect(keptOfOthers / ofOthers.length).toBeGreaterThanOrEqual(0.9);
-    expect(workload.violations).toEqual([]);
-    expect(unexpectedErrors(workload.errors)).toEqual([]);
-  });
+      const pages = await getWarm(pool);
+      const ofVictim = pages.filter((_, i) => owners[i] === victim.nodeId);
+      const ofOthers = pages.filter((_, i) => owners[i] !== victim.nodeId);
+      const keptOfOthers = ofOthers.filter((page) => page !== null).length;
+      console.log(
+        `SIGKILL: ${ofVictim.filter((p) => p !== null).length} of ${ofVictim.length} of the victim's pages kept,` +
+          ` ${keptOfOthers} of ${ofOthers.length} of the others'`,
+      );
+      expect(ofVictim.length).toBeGreaterThan(100);
+      expect(ofVictim.every((page) => page === null)).toBe(true);
+      expect(keptOfOthers / ofOthers.length).toBeGreaterThanOrEqual(0.9);
+      expect(workload.violations).toEqual([]);
+      expect(unexpectedErrors(workload.errors)).toEqual([]);
+    },
+    ROLLING_TIMEOUT_MS,
+  );
 });

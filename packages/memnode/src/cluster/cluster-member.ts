@@ -216,6 +216,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   });
   /** The committed state handled last: what replication compares the next one with. */
   let lastCommitted: ClusterState | null = null;
+  /**
+   * The newest state accepted or committed before the one being handled: what the hand-over compares an accepted
+   * state with. Not the committed state alone: a commit may be learned after the next proposal was accepted,
+   * and the store already follows every accepted state (page retention drops at each accept).
+   */
+  let lastApplied: ClusterState | null = null;
+  const noteApplied = (state: ClusterState) => {
+    if (lastApplied === null || state.version >= lastApplied.version) lastApplied = state;
+  };
   const replication: Replication = createReplication({
     store,
     logger,
@@ -355,7 +364,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       case 'accepted':
         syncPools(output.state, false);
         // The copies for the hand-over are taken before the drop, from the same store contents.
-        handOver.onAccepted(lastCommitted, output.state, retention.leaseLapsed);
+        handOver.onAccepted(lastApplied, output.state, retention.leaseLapsed);
+        noteApplied(output.state);
         applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
@@ -373,6 +383,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         // After a wipe the previous state says nothing about what the store holds.
         replication.committed(drop?.type === 'all' ? null : lastCommitted, output.state);
         lastCommitted = output.state;
+        // After a wipe nothing accepted before says what the store holds either.
+        if (drop?.type === 'all') lastApplied = null;
+        noteApplied(output.state);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
         for (const listener of committedListeners) listener(output.state, consensus.leaderId);
@@ -401,6 +414,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         retention = createPageRetention({ selfId: nodeId, incarnation });
         handOver.reset(incarnation);
         lastCommitted = null;
+        lastApplied = null;
         replication.reset();
         void joinLoop();
         return;

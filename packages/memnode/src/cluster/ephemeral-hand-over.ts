@@ -101,10 +101,11 @@ export interface HandOverCounters {
 export interface EphemeralHandOver {
   /**
    * For an 'accepted' output, BEFORE its page drop: copies the ephemeral pages of partitions this node is
-   * primary of in `committed` and not in `state`, when `state` directly follows `committed` and the lease
+   * primary of in `previous` (the newest state it accepted or committed before) and not in `state`, when
+   * `state` directly follows `previous` and the lease
    * had not lapsed (otherwise the store may hold pages a move it did not see made stale). Also feeds the gates.
    */
-  onAccepted(committed: ClusterState | null, state: ClusterState, leaseLapsed: boolean): void;
+  onAccepted(previous: ClusterState | null, state: ClusterState, leaseLapsed: boolean): void;
   /** For a 'committed' output: feeds the gates and starts pushing the copies of moves up to this version. */
   onCommitted(state: ClusterState): void;
   /** Starts pushing every copy held (a leaving node whose removal committed elsewhere). */
