@@ -1,6 +1,7 @@
 // The cases of the side-by-side run. Each get case reads the keys its put case wrote in the same round, so
 // every get is a hit (tmem's ephemeral gets are exclusive: a key read once is gone, so a get case can never
 // run longer than its put case wrote).
+import type { PageContent } from './page-contents.ts';
 import { BATCH_OPS } from './systems.ts';
 
 /** One case: an op, how many calls are outstanding and how many ops each call carries. */
@@ -16,6 +17,8 @@ export interface Case {
   readonly inFlight: number;
   /** Which key range the case uses: a put and its get share one. */
   readonly region: number;
+  /** What the pages hold: random (nothing can shrink them) unless the case is about compression. */
+  readonly content: PageContent;
 }
 
 /** Keys per region: far more than any round writes, within tmem's u32 page index. */
@@ -32,6 +35,7 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 1,
     region: 0,
+    content: 'random',
   },
   {
     id: 'get-1',
@@ -42,6 +46,7 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 1,
     region: 0,
+    content: 'random',
   },
   {
     id: 'put-64',
@@ -52,6 +57,7 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 64,
     region: 1,
+    content: 'random',
   },
   {
     id: 'get-64',
@@ -62,6 +68,7 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 64,
     region: 1,
+    content: 'random',
   },
   {
     id: 'put-8x32',
@@ -72,6 +79,7 @@ export const CASES: readonly Case[] = [
     batched: true,
     inFlight: 8 * BATCH_OPS,
     region: 2,
+    content: 'random',
   },
   {
     id: 'get-8x32',
@@ -82,6 +90,7 @@ export const CASES: readonly Case[] = [
     batched: true,
     inFlight: 8 * BATCH_OPS,
     region: 2,
+    content: 'random',
   },
   {
     id: 'put-256',
@@ -92,6 +101,7 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 8 * BATCH_OPS,
     region: 3,
+    content: 'random',
   },
   {
     id: 'get-256',
@@ -102,5 +112,21 @@ export const CASES: readonly Case[] = [
     batched: false,
     inFlight: 8 * BATCH_OPS,
     region: 3,
+    content: 'random',
   },
+  // Compression (issue 11): the batched case again with pages that compress (text) and pages kept as metadata
+  // only (zero); the random rows above are the incompressible case. Run on tmem-1 and tmem-1-lz4 side by side.
+  ...(['text', 'zero'] as const).flatMap((content, i): Case[] =>
+    (['put', 'get'] as const).map((op) => ({
+      id: `${op}-8x32-${content}`,
+      label: `${op}, 8 × 32 batched, ${content} pages`,
+      op,
+      workers: 8,
+      opsPerCall: BATCH_OPS,
+      batched: true,
+      inFlight: 8 * BATCH_OPS,
+      region: 4 + i,
+      content,
+    })),
+  ),
 ];

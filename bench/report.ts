@@ -3,13 +3,20 @@
 import type { RedisBenchmarkResult } from './anchors.ts';
 import { CASES, type Case } from './cases.ts';
 import { median, type Sample } from './drive.ts';
-import type { SystemId } from './systems.ts';
+import type { StoreSnapshot, SystemId } from './systems.ts';
 
 /** Every sample of one case on one system. */
 export interface CaseResult {
   system: { id: SystemId; label: string; batchNote: string };
   case: Case;
   samples: Sample[];
+}
+
+/** What each round of one put case added to a tmem system's nodes (after minus before). */
+export interface StorageResult {
+  system: { id: SystemId; label: string };
+  case: Case;
+  snapshots: StoreSnapshot[];
 }
 
 /** RSS measured around the memory fill. */
@@ -29,6 +36,8 @@ export interface RunResult {
   machine: string;
   results: CaseResult[];
   redisBenchmark: RedisBenchmarkResult[];
+  /** Per tmem system and put case: what the node held after it (the compression table). */
+  storage: StorageResult[];
   memory: MemoryResult | undefined;
   notes: string[];
 }
@@ -64,6 +73,36 @@ function throughputTable(run: RunResult): string[] {
       `| ${result.case.label} | ${result.system.label} | ${int(median(ops))} | ${int(Math.min(...ops))} | ` +
         `${int(Math.max(...ops))} | ${int(med(result, 'p50Us'))} | ${int(med(result, 'p99Us'))} | ` +
         `${fixed(med(result, 'serverCpuUsPerOp'), 1)} | ${fixed(med(result, 'clientCpuUsPerOp'), 1)} | ${fixed(median(ops) / ioredis, 2)} |`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * Compression (issue 11): per page kind, what tmem-1 and tmem-1-lz4 charged for the pages the batched put wrote
+ * (pages × 4 KiB ÷ bytes charged, the memory saved; same-filled pages cost 128 B either way) and the throughput
+ * of the batched put and get against tmem-1's.
+ */
+function compressionTable(run: RunResult): string[] {
+  const rows = run.storage.filter((s) => s.case.batched && s.case.op === 'put');
+  if (rows.length === 0) return [];
+  const lines = [
+    '| pages | system | pages written | saved (page bytes ÷ charged) | lz4 ratio of compressed pages | put ops/s | vs tmem-1 | get ops/s | vs tmem-1 |',
+    '| --- | --- | --: | --: | --: | --: | --: | --: | --: |',
+  ];
+  for (const row of rows) {
+    const last = row.snapshots[row.snapshots.length - 1] as StoreSnapshot;
+    const saved = median(row.snapshots.map((s) => (s.pages * 4096) / s.usedBytes));
+    const ratio =
+      last.compressedPages === 0 ? '—' : fixed((last.compressedPages * 4096) / last.compressedBytes, 2);
+    const getId = row.case.id.replace('put', 'get');
+    const put = med(find(run, row.system.id, row.case.id), 'opsPerSec');
+    const get = med(find(run, row.system.id, getId), 'opsPerSec');
+    const putBase = med(find(run, 'tmem-1', row.case.id), 'opsPerSec');
+    const getBase = med(find(run, 'tmem-1', getId), 'opsPerSec');
+    lines.push(
+      `| ${row.case.content} | ${row.system.label} | ${int(last.pages)} | ${fixed(saved, 2)} | ${ratio} | ` +
+        `${int(put)} | ${fixed(put / putBase, 2)} | ${int(get)} | ${fixed(get / getBase, 2)} |`,
     );
   }
   return lines;
@@ -209,12 +248,15 @@ export function markdown(run: RunResult): string {
     '',
     run.settings,
     '',
-    '## Throughput and latency (4 KiB random pages)',
+    '## Throughput and latency (4 KiB pages, random unless the case names text or zero pages)',
     '',
     ...throughputTable(run),
     '',
     ...redisBenchmarkLine(run),
     '',
+    ...(run.storage.some((s) => s.case.batched)
+      ? ['## Compression (issue 11)', '', ...compressionTable(run), '']
+      : []),
     ...(run.memory ? ['## Memory', '', ...memoryTable(run.memory), ''] : []),
     '## Targets (issue 7)',
     '',
@@ -234,6 +276,7 @@ export function markdown(run: RunResult): string {
 
 const COLORS: Record<SystemId, string> = {
   'tmem-1': '#1f77b4',
+  'tmem-1-lz4': '#ff7f0e',
   'tmem-1-metrics': '#17becf',
   'tmem-3': '#2ca02c',
   ioredis: '#d62728',
@@ -299,10 +342,11 @@ export function svg(run: RunResult): string {
     parts.push('</g>');
     return parts.join('\n');
   });
+  const legendStep = Math.min(200, (2 * width - 20) / Math.max(1, systems.length));
   const legend = systems.map(
     (s, i) =>
-      `<rect x="${20 + i * 200}" y="${height + 8}" width="12" height="12" fill="${COLORS[s.id]}"/>` +
-      `<text x="${36 + i * 200}" y="${height + 18}" font-size="12">${escapeXml(s.label)}</text>`,
+      `<rect x="${20 + i * legendStep}" y="${height + 8}" width="12" height="12" fill="${COLORS[s.id]}"/>` +
+      `<text x="${36 + i * legendStep}" y="${height + 18}" font-size="10">${escapeXml(s.label)}</text>`,
   );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * width}" height="${height + 50}" font-family="sans-serif">`,

@@ -22,8 +22,9 @@ import {
 import { CASES, REGION_KEYS, type Case } from './cases.ts';
 import { drive, type Sample } from './drive.ts';
 import { measureMemory } from './memory.ts';
+import { pagesOf, type PageContent } from './page-contents.ts';
 import { PROFILED_NODE_ARGS, startProfiles } from './profiling.ts';
-import { markdown, svg, type CaseResult, type RunResult } from './report.ts';
+import { markdown, svg, type CaseResult, type RunResult, type StorageResult } from './report.ts';
 import {
   BATCH_OPS,
   PAGE_SIZE,
@@ -32,6 +33,7 @@ import {
   startMemjs,
   startTmemCluster,
   startTmemOneNode,
+  startTmemOneNodeLz4,
   startTmemOneNodeScraped,
   type System,
   type SystemId,
@@ -66,11 +68,19 @@ for (const id of selectedSystems) {
 }
 if (!(rounds >= 1) || !(seconds > 0)) throw new Error('--rounds must be >= 1 and --seconds > 0');
 
-// Random, so neither tmem's same-filled shortcut nor any compression can make a page cheaper than 4 KiB.
+// Random unless a case says otherwise, so neither tmem's same-filled shortcut nor any compression can make a
+// page cheaper than 4 KiB; text and zero pages for the compression cases (page-contents.ts).
 const pages = Array.from({ length: 1024 }, () => randomBytes(PAGE_SIZE));
+const pagesByContent: Record<PageContent, readonly Uint8Array[]> = {
+  random: pages,
+  text: pagesOf('text', 1024, PAGE_SIZE),
+  json: pagesOf('json', 1024, PAGE_SIZE),
+  zero: pagesOf('zero', 1024, PAGE_SIZE),
+};
 
 /** Runs one call of `c` on `system` at `key`. */
 function callOf(system: System, c: Case): ((key: number) => Promise<number>) | undefined {
+  const casePages = pagesByContent[c.content];
   if (c.batched) {
     const { putBatch, getBatch } = system;
     const keysAt = (key: number): number[] => Array.from({ length: BATCH_OPS }, (_, i) => key + i);
@@ -78,12 +88,12 @@ function callOf(system: System, c: Case): ((key: number) => Promise<number>) | u
       return (key) =>
         putBatch(
           keysAt(key),
-          keysAt(key).map((k) => pages[k % 1024]!),
+          keysAt(key).map((k) => casePages[k % 1024]!),
         );
     if (c.op === 'get' && getBatch) return (key) => getBatch(keysAt(key));
     return undefined;
   }
-  return c.op === 'put' ? (key) => system.put(key, pages[key % 1024]!) : (key) => system.get(key);
+  return c.op === 'put' ? (key) => system.put(key, casePages[key % 1024]!) : (key) => system.get(key);
 }
 
 async function cleanUp(systems: readonly System[]): Promise<void> {
@@ -103,6 +113,7 @@ process.once('SIGINT', () => {
 });
 
 const results = new Map<string, CaseResult>();
+const storage = new Map<string, StorageResult>();
 const redisBenchmark: RedisBenchmarkResult[] = [];
 const notes: string[] = [];
 let memory: RunResult['memory'];
@@ -115,6 +126,7 @@ try {
   console.error(`starting ${selectedSystems.join(', ')}`);
   const starters: Record<SystemId, () => Promise<System>> = {
     'tmem-1': () => startTmemOneNode({ nodeArgs }),
+    'tmem-1-lz4': () => startTmemOneNodeLz4({ nodeArgs }),
     'tmem-1-metrics': () => startTmemOneNodeScraped({ nodeArgs }),
     'tmem-3': () => startTmemCluster({ nodeArgs }),
     ioredis: () => startIoredis(redis),
@@ -175,6 +187,9 @@ try {
           profileDir === undefined
             ? undefined
             : await startProfiles(profileDir, `${system.id}-${c.id}-r${round}`, system.nodes);
+        // What the node held before the put, so the compression table counts exactly the pages it wrote (a get
+        // case that ran out of time leaves pages of its region behind).
+        const before = c.op === 'put' ? await system.storeStats?.() : undefined;
         const sample: Sample = await drive(options);
         const files = await stopProfiles?.();
         if (profileDir !== undefined) {
@@ -186,6 +201,22 @@ try {
           );
         }
         if (c.op === 'put') written.set(`${system.id} ${c.region}`, sample.ops);
+        if (before !== undefined && system.storeStats !== undefined) {
+          const after = await system.storeStats();
+          const entry: StorageResult = storage.get(`${system.id} ${c.id}`) ?? {
+            system,
+            case: c,
+            snapshots: [],
+          };
+          entry.snapshots.push({
+            pages: after.pages - before.pages,
+            usedBytes: after.usedBytes - before.usedBytes,
+            compressedPages: after.compressedPages - before.compressedPages,
+            compressedBytes: after.compressedBytes - before.compressedBytes,
+            compressedSlotBytes: after.compressedSlotBytes - before.compressedSlotBytes,
+          });
+          storage.set(`${system.id} ${c.id}`, entry);
+        }
         const key = `${system.id} ${c.id}`;
         const result: CaseResult = results.get(key) ?? { system, case: c, samples: [] };
         result.samples.push(sample);
@@ -234,6 +265,7 @@ const run: RunResult = {
       SYSTEM_IDS.indexOf(a.system.id) - SYSTEM_IDS.indexOf(b.system.id),
   ),
   redisBenchmark,
+  storage: [...storage.values()],
   memory,
   notes: [
     'ioredis runs with enableAutoPipelining, so concurrent single calls leave in one write per tick, as tmem batches its queue per setImmediate.',

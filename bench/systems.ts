@@ -1,5 +1,5 @@
 // The systems under test behind one small driver interface, so the closed loop in drive.ts treats them alike:
-// tmem (one node with an ephemeral pool, also with its /metrics scraped every second; three nodes with a
+// tmem (one node with an ephemeral pool, also compressed with lz4 and with its /metrics scraped every second; three nodes with a
 // persistent pool of two copies), Redis through ioredis and memcached through memjs. Keys are integers; each driver maps them to its own key space.
 import { Redis } from 'ioredis';
 import memjs from 'memjs';
@@ -30,11 +30,29 @@ export interface System {
   getBatch?: (keys: readonly number[]) => Promise<number>;
   /** What "8 × 32 batched" means for this system, for the notes under the table. */
   readonly batchNote: string;
+  /** tmem only: what the nodes hold now, summed over them (for the compression table). */
+  storeStats?: () => Promise<StoreSnapshot>;
   close(): Promise<void>;
 }
 
+/** What tmem nodes hold, summed over a system's nodes. */
+export interface StoreSnapshot {
+  pages: number;
+  usedBytes: number;
+  compressedPages: number;
+  compressedBytes: number;
+  compressedSlotBytes: number;
+}
+
 /** Ids of the systems, in table order. */
-export const SYSTEM_IDS = ['tmem-1', 'tmem-1-metrics', 'tmem-3', 'ioredis', 'memcached'] as const;
+export const SYSTEM_IDS = [
+  'tmem-1',
+  'tmem-1-lz4',
+  'tmem-1-metrics',
+  'tmem-3',
+  'ioredis',
+  'memcached',
+] as const;
 /** One of SYSTEM_IDS. */
 export type SystemId = (typeof SYSTEM_IDS)[number];
 
@@ -71,6 +89,18 @@ async function tmemSystem(
     pids: nodes.map((n) => n.pid),
     nodes,
     batchNote: 'pool.putMany / pool.getMany, 32 pages per call',
+    async storeStats() {
+      const all = await client.stats();
+      const total = (read: (s: (typeof all)[number]) => number): number =>
+        all.reduce((sum, s) => sum + read(s), 0);
+      return {
+        pages: total((s) => s.ephemeralPages + s.persistentPages),
+        usedBytes: total((s) => s.usedBytes),
+        compressedPages: total((s) => s.compressedPages),
+        compressedBytes: total((s) => s.compressedBytes),
+        compressedSlotBytes: total((s) => s.compressedSlotBytes),
+      };
+    },
     async put(key, page) {
       return (await p.put(OID, key, page)) ? 0 : 1;
     },
@@ -99,6 +129,11 @@ export function startTmemOneNode(options: TmemSystemOptions = {}): Promise<Syste
   return oneNode('tmem-1', 'tmem, 1 node, ephemeral', [], options);
 }
 
+/** The same with `compression: 'lz4'`: beside `tmem-1`, what compression costs in throughput and saves. */
+export function startTmemOneNodeLz4(options: TmemSystemOptions = {}): Promise<System> {
+  return oneNode('tmem-1-lz4', 'tmem, 1 node, ephemeral, lz4', [], options, undefined, 'lz4');
+}
+
 /**
  * The same node serving Prometheus metrics, scraped every SCRAPE_INTERVAL_MS while the bench runs: its rows
  * beside `tmem-1`'s show what the metrics cost the data path (issue 8: they must not slow it).
@@ -124,6 +159,7 @@ async function oneNode(
   args: string[],
   options: TmemSystemOptions,
   attach: (node: NodeProcess) => () => void = () => () => {},
+  compression?: 'lz4',
 ): Promise<System> {
   // Room for every page a round can leave behind, so no get misses for lack of capacity.
   const node = await startNode({
@@ -138,7 +174,8 @@ async function oneNode(
     id,
     label,
     [node],
-    (client) => client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE }),
+    (client) =>
+      client.createPool({ kind: 'ephemeral', pageSize: PAGE_SIZE, ...(compression ? { compression } : {}) }),
     detach,
   );
 }

@@ -21,17 +21,29 @@ export interface RunCliOptions {
   timeoutMs?: number;
 }
 
-/**
- * Runs the real `tmem` launcher with `args` until it exits, collecting its output. For commands that are
- * expected to end by themselves (`--version`, bad flags, a join that cannot succeed).
- */
-export function runCli(args: readonly string[], options: RunCliOptions = {}): Promise<CliRun> {
-  const env = { ...process.env, ...options.env };
-  if (options.env?.['TMEM_CLUSTER_SECRET'] === undefined) delete env['TMEM_CLUSTER_SECRET'];
+/** Options of runToExit. */
+export interface RunToExitOptions {
+  /** @default the test process's */
+  cwd?: string;
+  /** The whole environment. @default the test process's */
+  env?: NodeJS.ProcessEnv;
+  /** SIGKILL after this long, so a hang fails the test with its output. @default 20_000 */
+  timeoutMs?: number;
+  /** Opens an IPC channel, so a node run this way exits with the test process (cli.ts). @default false */
+  ipc?: boolean;
+}
+
+/** Runs `command` with `args` until it exits, collecting its output: for commands expected to end by themselves. */
+export function runToExit(
+  command: string,
+  args: readonly string[],
+  options: RunToExitOptions = {},
+): Promise<CliRun> {
   const started = Date.now();
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env,
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    stdio: options.ipc === true ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
     timeout: options.timeoutMs ?? 20_000,
     killSignal: 'SIGKILL',
   });
@@ -43,5 +55,19 @@ export function runCli(args: readonly string[], options: RunCliOptions = {}): Pr
     child.once('close', (code, signal) =>
       resolve({ code, signal, stdout, stderr, elapsedMs: Date.now() - started }),
     );
+  });
+}
+
+/**
+ * Runs the real `tmem` launcher with `args` until it exits, collecting its output. For commands that are
+ * expected to end by themselves (`--version`, bad flags, a join that cannot succeed).
+ */
+export function runCli(args: readonly string[], options: RunCliOptions = {}): Promise<CliRun> {
+  const env = { ...process.env, ...options.env };
+  if (options.env?.['TMEM_CLUSTER_SECRET'] === undefined) delete env['TMEM_CLUSTER_SECRET'];
+  return runToExit(process.execPath, [BIN, ...args], {
+    env,
+    ipc: true,
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   });
 }

@@ -54,6 +54,7 @@ describe('npm run bench -- --quick', () => {
       const table = await readFile(join(out, 'latest.md'), 'utf8');
       const systems = [
         'tmem, 1 node, ephemeral',
+        'tmem, 1 node, ephemeral, lz4',
         'tmem, 1 node, ephemeral, /metrics scraped every 1 s',
         'tmem, 3 nodes, persistent R=2',
         'Redis via ioredis',
@@ -67,6 +68,10 @@ describe('npm run bench -- --quick', () => {
         }
       }
       expect(table).toContain('redis-benchmark');
+      expect(table).toContain('## Compression');
+      expect(table).toMatch(
+        /^\| text \| tmem, 1 node, ephemeral, lz4 \| [\d,]+ \| \d+\.\d\d \| \d+\.\d\d \|/m,
+      );
       expect(table).toContain('## Memory');
       expect(table).toContain('## Targets');
       expect(table).toContain('## Metrics cost');

@@ -88,6 +88,22 @@ describe('well-formed but wrong frames get an error and the connection stays usa
     expect(raw.closed).toBeUndefined();
   });
 
+  it('an unknown field is refused, never ignored: a shared pool request creates no private pool', async () => {
+    const raw = await openRawPeer(node.url, 'sharer');
+    const shared = '6f1c2b7e-8a44-4f0e-9d3b-2f5d7c1a9e40';
+    raw.sendBytes(encode({ t: 'newPool', id: 30, kind: 'ephemeral', pageSize: 4096, shared }));
+    expect(await raw.next()).toMatchObject({ t: 'error', id: 30, code: ErrorCode.InvalidFrame });
+    // A data frame on the fast path too: a put with a field no put has stores nothing.
+    const oid = new TextEncoder().encode('kept');
+    raw.sendBytes(encode({ t: 'put', id: 31, pool: pool.id, oid, index: 1, page, ttl: 60 }));
+    expect(await raw.next()).toMatchObject({ t: 'error', id: 31, code: ErrorCode.InvalidFrame });
+    const state = await raw.request({ t: 'getState', id: 32, subscribe: false });
+    expect(state).toMatchObject({ t: 'state' });
+    expect(state.t === 'state' ? state.state.pools : undefined).toEqual([]);
+    expect(await pool.get('kept', 1)).toBeNull();
+    expect(raw.closed).toBeUndefined();
+  });
+
   it('the wrong page size for the pool changes nothing', async () => {
     const raw = await openRawPeer(node.url, 'bystander');
     const reply = await raw.request({

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import {
   BadPageSizeError,
+  COMPRESSIONS,
   DEFAULT_PAGE_SIZE,
   MAX_REPLICATION,
   ErrorCode,
@@ -8,7 +9,9 @@ import {
   MIN_PAGE_SIZE,
   TmemError,
   createCodec,
+  isCompression,
   isValidPageSize,
+  type Compression,
   type NodeStats,
   type PoolKind,
 } from '@tmem/protocol';
@@ -22,6 +25,9 @@ import { createRouter } from './router.ts';
 import { createStateSync } from './state-sync.ts';
 
 /** Options of `createPool`. */
+/** The keys of CreatePoolOptions, checked at run time for callers without types. */
+const POOL_OPTIONS: ReadonlySet<string> = new Set(['kind', 'pageSize', 'replication', 'compression']);
+
 export interface CreatePoolOptions {
   /** Ephemeral (a cache: pages may vanish) or persistent (puts may be refused, accepted pages stay). */
   kind: PoolKind;
@@ -35,6 +41,13 @@ export interface CreatePoolOptions {
    * @default the cluster's replication factor
    */
   replication?: number;
+  /**
+   * Store the pool's pages compressed on the nodes ('lz4'): a page that shrinks by at least an eighth of a
+   * page is kept in a smaller slot and charged that against the node's capacity; one that does not is stored
+   * raw. Gets return the page exactly as it was put, and checksums cover it as written.
+   * @default undefined (pages stored as written)
+   */
+  compression?: Compression;
 }
 
 /** A connection to a tmem cluster, made by `connect`. */
@@ -182,7 +195,16 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
     identity: options.identity,
 
     async createPool(poolOptions) {
-      const { kind, pageSize = DEFAULT_PAGE_SIZE, replication } = poolOptions;
+      // An option this client does not know (a shared pool, say) is refused, never dropped: the caller would
+      // otherwise believe it got a pool the cluster never made.
+      for (const option of Object.keys(poolOptions)) {
+        if (!POOL_OPTIONS.has(option)) {
+          throw new TmemError(ErrorCode.BadArgument, `createPool has no option '${option}'`, {
+            details: { option },
+          });
+        }
+      }
+      const { kind, pageSize = DEFAULT_PAGE_SIZE, replication, compression } = poolOptions;
       if (kind !== 'ephemeral' && kind !== 'persistent') {
         throw new TmemError(ErrorCode.BadArgument, "pool kind must be 'ephemeral' or 'persistent'", {
           details: { kind },
@@ -202,10 +224,20 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           details: { replication },
         });
       }
-      const request =
-        replication === undefined
-          ? { t: 'newPool' as const, kind, pageSize }
-          : { t: 'newPool' as const, kind, pageSize, replication };
+      if (compression !== undefined && !isCompression(compression)) {
+        throw new TmemError(
+          ErrorCode.BadArgument,
+          `compression must be one of ${COMPRESSIONS.join(', ')} or absent, got ${String(compression)}`,
+          { details: { compression } },
+        );
+      }
+      const request = {
+        t: 'newPool' as const,
+        kind,
+        pageSize,
+        ...(replication === undefined ? {} : { replication }),
+        ...(compression === undefined ? {} : { compression }),
+      };
       const reply = await router.execute(request, { retry: false });
       // The handle knows the pool's kind; its replication the router reads from the cluster state, which holds
       // the pool from the version that created it on.
@@ -216,6 +248,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           id: reply.pool,
           kind: reply.kind,
           pageSize: reply.pageSize,
+          ...(reply.compression === undefined ? {} : { compression: reply.compression }),
           ...(clusterId === undefined ? {} : { clusterId }),
         },
         router.execute,

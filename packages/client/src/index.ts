@@ -20,9 +20,10 @@ export {
   TimeoutError,
   TmemError,
   UnknownPoolError,
+  COMPRESSIONS,
   isValidPageSize,
 } from '@tmem/protocol';
-export type { NodeStats, ObjectId, PoolKind, TmemErrorOptions } from '@tmem/protocol';
+export type { Compression, NodeStats, ObjectId, PoolKind, TmemErrorOptions } from '@tmem/protocol';
 export { createPrecache } from './precache.ts';
 export type { Precache, PrecacheOptions, PrecacheStats } from './precache.ts';
 export { createPreswap } from './preswap.ts';

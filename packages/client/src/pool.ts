@@ -11,6 +11,7 @@ import {
   type ObjectId,
   type Refused,
   type PoolKind,
+  type Compression,
 } from '@tmem/protocol';
 import type { RunMany } from './page-batch.ts';
 import type { ReplyTo, RoutedRequest } from './requests.ts';
@@ -40,6 +41,8 @@ export interface Pool {
   readonly kind: PoolKind;
   /** Bytes in every page of this pool. */
   readonly pageSize: number;
+  /** How the nodes store its pages ('lz4'), or undefined: as written. Pages read back are the same either way. */
+  readonly compression: Compression | undefined;
   /**
    * Stores a copy of `page` (exactly pageSize bytes; the caller may reuse its buffer at once). Resolves true
    * when accepted, false when refused (the node is full; for a persistent page also when not enough owners
@@ -80,6 +83,7 @@ export interface PoolInfo {
   id: number;
   kind: PoolKind;
   pageSize: number;
+  compression?: Compression;
   /** The cluster that created the pool; its ops fail with ClusterChangedError in any other. */
   clusterId?: string;
 }
@@ -154,7 +158,7 @@ export function createPoolHandle(
   /** Told once the pool was destroyed through this handle (the client stops tracking it). */
   onDestroyed: () => void = () => undefined,
 ): Pool {
-  const { id, kind, pageSize, clusterId } = info;
+  const { id, kind, pageSize, clusterId, compression } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
   const pageOp: ExecuteOptions = { retry: true, pageSize, kind, ...inCluster };
   const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
@@ -189,6 +193,7 @@ export function createPoolHandle(
     id,
     kind,
     pageSize,
+    compression,
     async put(oid, index, page) {
       const owned = ownedPage(page);
       // Computed at the call: nodes check it on every copy and return it with every hit, so corruption anywhere

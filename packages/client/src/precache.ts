@@ -40,12 +40,18 @@ export interface PrecacheOptions {
   putBatch?: number;
 }
 
-/** What the cache did, counted in pages unless named bytes. */
+/**
+ * What the cache did, counted in pages unless named bytes. A page read ahead counts where it came from (tmem
+ * or the disk) when it is fetched, and as a local hit when a later read asks for it.
+ */
 export interface PrecacheStats {
+  /** Pages a read asked for that were in the local LRU. */
   localHits: number;
+  /** Pages tmem returned, asked for or read ahead. */
   tmemHits: number;
+  /** Pages read from the file, asked for or read ahead. */
   diskReads: number;
-  /** Bytes served from the local LRU or from tmem instead of the disk. */
+  /** Bytes tmem returned: the disk reads it saved (local hits a plain in-process cache would have had too). */
   bytesSaved: number;
   /** Evicted pages put to tmem, and how many of those it refused. */
   tmemPuts: number;
@@ -72,6 +78,13 @@ export interface Precache {
   stats(): PrecacheStats;
   /** Waits for evicted pages in flight; destroys the pool if the cache created it. */
   close(): Promise<void>;
+}
+
+/** A page in the local LRU, with the handle it goes to tmem under when evicted. */
+interface CachedPage {
+  readonly oid: string;
+  readonly index: number;
+  readonly page: Uint8Array;
 }
 
 interface Generation {
@@ -111,10 +124,10 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
     uncachedReads: 0,
   };
   /** The local LRU: Map order is recency order, oldest first. Keys are `${oid}#${index}`. */
-  const local = new Map<string, Uint8Array>();
+  const local = new Map<string, CachedPage>();
   /** The generation each path was last read at, so a newer one drops the older pages. */
   const seen = new Map<string, string>();
-  let evicted: { oid: string; index: number; page: Uint8Array }[] = [];
+  let evicted: CachedPage[] = [];
   const inFlight = new Set<Promise<void>>();
 
   function track(work: Promise<void>): void {
@@ -142,16 +155,11 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
   function remember(oid: string, index: number, page: Uint8Array): void {
     const key = `${oid}#${index}`;
     local.delete(key);
-    local.set(key, page);
+    local.set(key, { oid, index, page });
     while (local.size > localPages) {
-      const [oldestKey, oldestPage] = local.entries().next().value as [string, Uint8Array];
+      const [oldestKey, oldest] = local.entries().next().value as [string, CachedPage];
       local.delete(oldestKey);
-      const split = oldestKey.lastIndexOf('#');
-      evicted.push({
-        oid: oldestKey.slice(0, split),
-        index: Number(oldestKey.slice(split + 1)),
-        page: oldestPage,
-      });
+      evicted.push(oldest);
       if (evicted.length >= putBatch) sendEvicted();
       else if (evicted.length === 1) queueMicrotask(sendEvicted);
     }
@@ -178,14 +186,13 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
     const pages = new Map<number, Uint8Array>();
     const wanted: number[] = [];
     for (let i = first; i <= last; i++) {
-      const page = local.get(`${gen.oid}#${i}`);
+      const page = local.get(`${gen.oid}#${i}`)?.page;
       if (page === undefined) {
         wanted.push(i);
       } else {
         remember(gen.oid, i, page);
         pages.set(i, page);
         stats.localHits++;
-        stats.bytesSaved += pageSize;
       }
     }
     if (wanted.length === 0) return pages;
@@ -207,11 +214,9 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
         missed.push(handle.index);
         return;
       }
-      if (handle.index <= last) {
-        pages.set(handle.index, page);
-        stats.tmemHits++;
-        stats.bytesSaved += pageSize;
-      }
+      if (handle.index <= last) pages.set(handle.index, page);
+      stats.tmemHits++;
+      stats.bytesSaved += pageSize;
       remember(gen.oid, handle.index, page);
     });
     const fromDisk = await readRuns(file, missed, pageSize);
@@ -266,10 +271,8 @@ export async function createPrecache(client: TmemClient, options: PrecacheOption
   return {
     pool,
     read,
-    async readFile(path) {
-      const { size } = await stat(path);
-      return read(path, 0, size);
-    },
+    // read() stats the file anyway and stops at its end.
+    readFile: (path) => read(path, 0, Number.MAX_SAFE_INTEGER),
     write: (path, position, data) =>
       changing(path, async () => {
         const file = await open(path, 'r+');

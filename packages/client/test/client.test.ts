@@ -225,6 +225,28 @@ describe('lost connections', () => {
   });
 });
 
+describe('createPool compression', () => {
+  it('sends compression with newPool and the pool reports it; none by default', async () => {
+    const { fake, client, pool } = await setup();
+    expect(pool.compression).toBeUndefined();
+    const compressed = await client.createPool({ kind: 'persistent', compression: 'lz4' });
+    expect(compressed.compression).toBe('lz4');
+    const frames = fake.received.map((r) => r.frame).filter((f) => f.t === 'newPool');
+    expect(frames.map((f) => (f.t === 'newPool' ? f.compression : 'other'))).toEqual([undefined, 'lz4']);
+  });
+
+  it('rejects an unknown compression with BAD_ARGUMENT before sending anything', async () => {
+    const { fake, client } = await setup();
+    const before = fake.received.length;
+    await expect(
+      client.createPool({ kind: 'ephemeral', compression: 'gzip' as 'lz4' }),
+    ).rejects.toMatchObject({
+      code: ErrorCode.BadArgument,
+    });
+    expect(fake.received.length).toBe(before);
+  });
+});
+
 describe('close', () => {
   it('rejects pending and later ops with CLIENT_CLOSED and closes the socket', async () => {
     const { fake, client, pool } = await setup();

@@ -423,10 +423,18 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
             pageSize: frame.pageSize,
             owner: identities.get(socket) ?? 'unknown',
             replication: frame.kind === 'ephemeral' ? 1 : (frame.replication ?? 1),
+            ...(frame.compression === undefined ? {} : { compression: frame.compression }),
           });
           draft.nextPoolId = pool + 1;
         });
-        return { t: 'pool', id: frame.id, pool, kind: frame.kind, pageSize: frame.pageSize };
+        return {
+          t: 'pool',
+          id: frame.id,
+          pool,
+          kind: frame.kind,
+          pageSize: frame.pageSize,
+          ...(frame.compression === undefined ? {} : { compression: frame.compression }),
+        };
       }
       case 'destroyPool':
         if (poolInfo(frame.pool) === undefined) return error(frame.id, ErrorCode.UnknownPool);

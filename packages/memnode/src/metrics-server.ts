@@ -113,6 +113,33 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     () => store.stats().usedBytes,
   );
   gauge('tmem_capacity_bytes', 'Configured capacity in bytes.', () => store.stats().capacityBytes);
+  // Compression: page bytes / slot bytes is the memory saved, page bytes / compressed bytes the codec's ratio.
+  gauge('tmem_compressed_pages', 'Pages held compressed.', () => store.stats().compressedPages);
+  gauge(
+    'tmem_compressed_page_bytes',
+    'Bytes the compressed pages hold as written (page size each).',
+    () => store.stats().compressedPageBytes,
+  );
+  gauge(
+    'tmem_compressed_bytes',
+    'Compressed length of the pages held compressed.',
+    () => store.stats().compressedBytes,
+  );
+  gauge(
+    'tmem_compressed_slot_bytes',
+    'Slot bytes the compressed pages occupy and are charged (size classes of eighths of a page).',
+    () => store.stats().compressedSlotBytes,
+  );
+  storeCounter(
+    'tmem_store_incompressible_puts_total',
+    'Puts to compressed pools stored raw: compression would not save a size class.',
+    () => store.stats().incompressiblePuts,
+  );
+  storeCounter(
+    'tmem_store_corrupt_compressed_reads_total',
+    'Reads of compressed copies that could not be decompressed (treated as corrupt copies).',
+    () => store.stats().corruptCompressedReads,
+  );
   gauge('tmem_pools', 'Pools that exist on this node.', () => store.stats().pools);
   gauge(
     'tmem_state_version',

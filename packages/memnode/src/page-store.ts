@@ -2,15 +2,16 @@
  * The page store of one memory node: pools, pages, capacity accounting and ephemeral eviction.
  *
  * Layout (why it looks like this): a node holds millions of pages, so nothing here is one JS object per page.
- * - Page bytes live in slab slots (slab-allocator.ts), one slab class per page size.
+ * - Page bytes live in slab slots (slab-allocator.ts), one slab class per slot size: the page size, or for a
+ *   compressed page the size class of its compressed length (size-classes.ts, eighths of the page).
  * - Page metadata is a struct of typed arrays indexed by a record number: object, index, partition hash, slot
- *   (or fill byte), LRU links, object-list links, flags, version and checksum: 45 bytes per page, plus 5 to 11
- *   bytes in the handle table (handle-table.ts) that finds a record from (object, index).
+ *   (or fill byte), LRU links, object-list links, flags, version, checksum and compressed length: 47 bytes per
+ *   page, plus 5 to 11 bytes in the handle table (handle-table.ts) that finds a record from (object, index).
  * - An "object" is one (pool, oid): a record in a second struct of arrays holding the list of its pages, so
  *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
  *
- * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per page size in use (see
+ * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per slot size in use (see
  * slab-allocator.ts; slabs are 32 MiB + 64 KiB, and only their written slots are resident). Nothing is sized
  * from the capacity: the record arrays start at minRecords (1024) and double when full, halve when at most a
  * quarter is live (see shrinkRecords); the handle table does the same at 3/4 and 1/8. The object arrays keep
@@ -28,12 +29,16 @@ import {
   isValidPageSize,
   oidFromKey,
   oidKey,
+  pageChecksum,
   partitionHash,
   toOidBytes,
+  isCompression,
   zeroStoreCounters,
 } from '@tmem/protocol';
-import type { PageHandle, PoolKind } from '@tmem/protocol';
+import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
+import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
+import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
 
@@ -68,6 +73,11 @@ export interface PageStoreOptions {
    * @default 1024
    */
   minRecords?: number;
+  /**
+   * The codec of each compression (tests give codecs that fail on purpose).
+   * @default PAGE_CODECS
+   */
+  codecs?: Readonly<Record<Compression, PageCodec>>;
 }
 
 /** A pool as the store knows it. */
@@ -80,6 +90,11 @@ export interface PoolSpec {
   pageSize: number;
   /** The client identity that created the pool. */
   owner: string;
+  /**
+   * Pages are stored compressed when that saves at least one size class (else raw); absent: always raw. The
+   * page a get returns, and its checksum, are always the page as it was put.
+   */
+  compression?: Compression;
 }
 
 /** Replication metadata stored with a page (see PageStore.put). */
@@ -111,7 +126,10 @@ export type PutResult = { status: 'accepted' } | { status: 'refused'; reason: 'f
 export interface StoreStats {
   /** Configured capacity, in bytes. */
   capacityBytes: number;
-  /** Bytes charged for the pages held: pageSize per page, PAGE_META_BYTES per same-filled page. */
+  /**
+   * Bytes charged for the pages held: pageSize per raw page, its slot size per compressed page,
+   * PAGE_META_BYTES per same-filled page.
+   */
   usedBytes: number;
   /** Pools that exist. */
   pools: number;
@@ -137,6 +155,21 @@ export interface StoreStats {
   flushes: number;
   /** Ephemeral pages evicted to make room for puts. */
   evictions: number;
+  /** Pages held compressed. */
+  compressedPages: number;
+  /** pageSize per compressed page: what they hold as written. */
+  compressedPageBytes: number;
+  /** The compressed lengths of those pages. */
+  compressedBytes: number;
+  /** The slot sizes of those pages: what they are charged and occupy. */
+  compressedSlotBytes: number;
+  /** Accepted puts to compressed pools stored raw, compression not saving a size class. */
+  incompressiblePuts: number;
+  /**
+   * Compressed copies that could not be decompressed, each time one was read (get, read or peek): such a copy
+   * is returned as a page whose checksum cannot match, so every reader drops it as corrupt.
+   */
+  corruptCompressedReads: number;
 }
 
 /** The pages of one memory node. Every method is synchronous and applies completely or not at all. */
@@ -232,6 +265,8 @@ const PERSISTENT = 2;
 const SAME_FILLED = 4;
 /** rSum holds a checksum (a sum of 0 is a valid CRC, so presence needs its own bit). */
 const HAS_SUM = 8;
+/** The slot holds rPacked bytes of compressed page, in the slab class of slotSizeFor(pageSize, rPacked). */
+const COMPRESSED = 16;
 
 const INITIAL_RECORDS = 1024;
 const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
@@ -243,10 +278,15 @@ interface PoolState {
   readonly persistent: boolean;
   /** oid key (latin1 string of the oid bytes) -> object number. */
   readonly objects: Map<string, number>;
+  /** The slab class of raw pages. */
   readonly slab: SlabAllocator;
+  /** The pool's codec, if its pages are compressed. */
+  readonly codec: PageCodec | undefined;
+  /** Longest compressed length kept compressed (maxCompressedBytes of the page size). */
+  readonly maxPacked: number;
 }
 
-type TypedArray = Int32Array | Uint32Array | Uint8Array | Float64Array;
+type TypedArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
 
 /** A copy of `a` with room for `length` elements. */
 function grown<T extends TypedArray>(a: T, length: number): T {
@@ -304,7 +344,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     });
   }
 
+  const codecs = options.codecs ?? PAGE_CODECS;
   const counters: StoreStats = zeroStoreCounters(capacityBytes);
+  /** A checksum no page of each size can match: what an undecodable compressed copy is returned with. */
+  const unmatchableSums = new Map<number, number>();
   /** Bytes charged for ephemeral pages: how much eviction could free at most. */
   let ephemeralBytes = 0;
 
@@ -331,6 +374,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   let rVersion = new Float64Array(recordCapacity);
   /** CRC-32C of the page when HAS_SUM is set. */
   let rSum = new Uint32Array(recordCapacity);
+  /** Compressed length when COMPRESSED is set (below 64 KiB: only lengths that save a size class are kept). */
+  let rPacked = new Uint16Array(recordCapacity);
   let lruHead = NIL; // least recently used
   let lruTail = NIL; // most recently used
 
@@ -413,8 +458,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         grown(rObjNext, n),
         grown(rVersion, n),
         grown(rSum, n),
+        grown(rPacked, n),
       ] as const;
-      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum] = next;
+      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum, rPacked] =
+        next;
       recordCapacity = n;
     }
     return recordHighWater++;
@@ -437,6 +484,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     rFlags[to] = flags;
     rVersion[to] = rVersion[from] as number;
     rSum[to] = rSum[from] as number;
+    rPacked[to] = rPacked[from] as number;
     const prev = (rPrev[to] = rPrev[from] as number);
     const next = (rNext[to] = rNext[from] as number);
     if (!(flags & PERSISTENT)) {
@@ -451,7 +499,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     else rObjNext[objPrev] = to;
     if (objNext !== NIL) rObjPrev[objNext] = to;
     table.renumber(from, to);
-    if (!(flags & SAME_FILLED)) poolOfRecord(to).slab.setOwner(rSlot[to], to);
+    if (!(flags & SAME_FILLED)) slabOfRecord(to, poolOfRecord(to)).setOwner(rSlot[to], to);
     rFlags[from] = 0;
   }
 
@@ -501,8 +549,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rObjNext.slice(0, half),
         rVersion.slice(0, half),
         rSum.slice(0, half),
+        rPacked.slice(0, half),
       ] as const;
-      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum] = next;
+      [rObject, rIndex, rHash, rSlot, rFlags, rPrev, rNext, rObjPrev, rObjNext, rVersion, rSum, rPacked] =
+        next;
       recordCapacity = half;
       return true;
     } catch (error) {
@@ -565,7 +615,23 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   // ---- pages ----
 
   function costOf(record: number, pool: PoolState): number {
-    return (rFlags[record] as number) & SAME_FILLED ? PAGE_META_BYTES : pool.spec.pageSize;
+    const flags = rFlags[record] as number;
+    if (flags & SAME_FILLED) return PAGE_META_BYTES;
+    if (flags & COMPRESSED) return slotSizeFor(pool.spec.pageSize, rPacked[record] as number);
+    return pool.spec.pageSize;
+  }
+
+  /** The slab class holding a slotted record's bytes. */
+  function slabOfRecord(record: number, pool: PoolState): SlabAllocator {
+    return (rFlags[record] as number) & COMPRESSED ? slabClassFor(costOf(record, pool)) : pool.slab;
+  }
+
+  /** Counts a compressed page in (+1) or out (-1) of the compression stats. */
+  function countCompressed(sign: 1 | -1, pageSize: number, packed: number, slotSize: number): void {
+    counters.compressedPages += sign;
+    counters.compressedPageBytes += sign * pageSize;
+    counters.compressedBytes += sign * packed;
+    counters.compressedSlotBytes += sign * slotSize;
   }
 
   function lookup(pool: PoolState, key: string, index: number): number {
@@ -585,6 +651,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       ephemeralBytes -= cost;
     }
     counters.usedBytes -= cost;
+    if (flags & COMPRESSED) countCompressed(-1, pool.spec.pageSize, rPacked[record] as number, cost);
 
     const object = rObject[record] as number;
     table.remove(object, rIndex[record] as number);
@@ -598,7 +665,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     if (left === 0) releaseObject(pool, object);
 
     // Last: freeing a slot may compact the slab class, which moves other pages and rewrites their rSlot.
-    if (!(flags & SAME_FILLED)) pool.slab.free(rSlot[record] as number);
+    if (!(flags & SAME_FILLED)) slabOfRecord(record, pool).free(rSlot[record] as number);
     releaseRecord(record);
   }
 
@@ -657,15 +724,28 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   /** A copy of a live record's page and metadata. */
   function copyOut(record: number, pool: PoolState): StoredPage {
     const flags = rFlags[record] as number;
-    const page =
-      flags & SAME_FILLED
-        ? new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number)
-        : pool.slab.read(rSlot[record] as number);
-    return {
-      page,
-      version: rVersion[record] as number,
-      sum: flags & HAS_SUM ? rSum[record] : undefined,
-    };
+    const version = rVersion[record] as number;
+    const sum = flags & HAS_SUM ? rSum[record] : undefined;
+    if (flags & SAME_FILLED) {
+      return { page: new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number), version, sum };
+    }
+    if (!(flags & COMPRESSED)) return { page: pool.slab.read(rSlot[record] as number), version, sum };
+    const packed = slabOfRecord(record, pool).view(rSlot[record] as number, rPacked[record] as number);
+    const page = (pool.codec as PageCodec).decompress(packed, pool.spec.pageSize);
+    if (page !== null) return { page, version, sum };
+    // Undecodable: returned as a page that fails its checksum, so the one corrupt-copy path of each reader
+    // (drop and repair from another copy, or a miss for an ephemeral page) handles it like any other.
+    counters.corruptCompressedReads++;
+    return { page: new Uint8Array(pool.spec.pageSize), version, sum: unmatchableSum(pool.spec.pageSize) };
+  }
+
+  function unmatchableSum(pageSize: number): number {
+    let sum = unmatchableSums.get(pageSize);
+    if (sum === undefined) {
+      sum = (pageChecksum(new Uint8Array(pageSize)) ^ 1) >>> 0;
+      unmatchableSums.set(pageSize, sum);
+    }
+    return sum;
   }
 
   /** Removes the pages of `object` whose version is below `olderThan`, walking only that object's list. */
@@ -749,6 +829,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       if (typeof owner !== 'string') {
         throw new TmemError(ErrorCode.BadArgument, 'pool owner must be a string');
       }
+      const { compression } = spec;
+      if (compression !== undefined && !isCompression(compression)) {
+        throw new TmemError(ErrorCode.BadArgument, 'pool compression must be "lz4" or absent', {
+          details: { compression },
+        });
+      }
       if (!isValidPageSize(pageSize)) {
         throw new BadPageSizeError('page size must be a power of two from 512 to 65536 bytes', {
           details: { pageSize },
@@ -760,10 +846,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         });
       }
       pools.set(id, {
-        spec: Object.freeze({ id, kind, pageSize, owner }),
+        spec: Object.freeze({ id, kind, pageSize, owner, ...(compression ? { compression } : {}) }),
         persistent: kind === 'persistent',
         objects: new Map(),
         slab: slabClassFor(pageSize),
+        codec: compression === undefined ? undefined : codecs[compression],
+        maxPacked: maxCompressedBytes(pageSize),
       });
       counters.pools = pools.size;
     },
@@ -803,7 +891,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       }
 
       const fill = fillByteOf(page);
-      const cost = fill >= 0 ? PAGE_META_BYTES : pool.spec.pageSize;
+      // Same-filled pages stay metadata only; others are compressed when that saves a size class, and go to the
+      // slab class of their compressed length. A slotted page costs its slot.
+      let packed: Uint8Array | undefined;
+      if (fill < 0 && pool.codec !== undefined) {
+        const compressed = pool.codec.compress(page);
+        if (compressed.length <= pool.maxPacked) packed = compressed;
+      }
+      const slab =
+        packed === undefined ? pool.slab : slabClassFor(slotSizeFor(pool.spec.pageSize, packed.length));
+      const cost = fill >= 0 ? PAGE_META_BYTES : slab.slotSize;
       if (!makeRoom(cost)) {
         counters.refusedPuts++;
         return settled(REFUSED_FULL);
@@ -823,7 +920,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rIndex[record] = index;
         table.insert(record);
         inTable = true;
-        slot = fill >= 0 ? fill : pool.slab.alloc(record);
+        slot = fill >= 0 ? fill : slab.alloc(record);
       } catch (error) {
         if (inTable) table.remove(object, index);
         if (objectIsNew && object !== NIL) releaseObject(pool, object);
@@ -832,17 +929,19 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         counters.refusedPuts++;
         return settled(REFUSED_FULL);
       }
-      if (fill < 0) pool.slab.write(slot, page);
+      if (fill < 0) slab.write(slot, packed ?? page);
 
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
       rVersion[record] = version;
       rSum[record] = sum ?? 0;
+      rPacked[record] = packed?.length ?? 0;
       rFlags[record] =
         LIVE |
         (pool.persistent ? PERSISTENT : 0) |
         (fill >= 0 ? SAME_FILLED : 0) |
-        (sum !== undefined ? HAS_SUM : 0);
+        (sum !== undefined ? HAS_SUM : 0) |
+        (packed !== undefined ? COMPRESSED : 0);
       const head = oHead[object] as number;
       rObjPrev[record] = NIL;
       rObjNext[record] = head;
@@ -851,6 +950,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       oCount[object] = (oCount[object] as number) + 1;
 
       counters.usedBytes += cost;
+      if (packed !== undefined) countCompressed(1, pool.spec.pageSize, packed.length, cost);
+      else if (fill < 0 && pool.codec !== undefined) counters.incompressiblePuts++;
       if (pool.persistent) {
         counters.persistentPages++;
       } else {
@@ -973,6 +1074,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rObjNext,
         rVersion,
         rSum,
+        rPacked,
       ];
       let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT;
       for (const a of [...records, oPool, oHead, oCount]) metadata += a.byteLength;

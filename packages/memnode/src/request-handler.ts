@@ -1,6 +1,7 @@
 import {
   ChecksumError,
   ErrorCode,
+  COMPRESSIONS,
   checksumMatches,
   TmemError,
   UnknownPoolError,
@@ -196,6 +197,8 @@ function changeError(error: string): TmemError {
         ErrorCode.BadArgument,
         'replication must be 1 for ephemeral pools, 1..16 otherwise',
       );
+    case 'bad-compression':
+      return new TmemError(ErrorCode.BadArgument, `compression must be one of ${COMPRESSIONS.join(', ')}`);
     case 'pool-limit':
       return new TmemError(
         ErrorCode.LimitExceeded,
@@ -234,6 +237,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         pageSize: frame.pageSize,
         owner: ctx.identity,
         replication,
+        ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
       });
       if (!result.ok || result.poolId === undefined)
@@ -245,6 +249,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         pool: result.poolId,
         kind: frame.kind,
         pageSize: frame.pageSize,
+        ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         ...(clusterId === undefined ? {} : { clusterId }),
       };
     }

@@ -68,10 +68,18 @@ export interface SlabAllocator {
   alloc(owner: number): SlotRef;
   /** Returns a slot to the free list; may compact (calling `onMove` for other slots) and release a slab. */
   free(ref: SlotRef): void;
-  /** Copies `src` (exactly slotSize bytes) into the slot. */
+  /**
+   * Copies `src` (at most slotSize bytes) to the start of the slot. A shorter `src` (a compressed page in its
+   * size class) leaves the rest of the slot as it was: the owner keeps the length it wrote.
+   */
   write(ref: SlotRef, src: Uint8Array): void;
   /** A fresh copy of the slot's bytes: the slot may be reused or moved right after. */
   read(ref: SlotRef): Uint8Array<ArrayBuffer>;
+  /**
+   * The first `length` bytes of the slot, as a view, not a copy: valid only until the next alloc or free of
+   * this class (a free may compact, moving the bytes). For reading them right away (decompressing).
+   */
+  view(ref: SlotRef, length: number): Uint8Array<ArrayBuffer>;
   /** The owner of a live slot (for invariant checks). Throws if the slot is not allocated. */
   ownerOf(ref: SlotRef): number;
   /** Gives a live slot a new owner (the caller renumbered its metadata). Throws if the slot is not allocated. */
@@ -236,13 +244,22 @@ export function createSlabAllocator(options: SlabAllocatorOptions): SlabAllocato
     },
 
     write(ref, src) {
-      if (src.length !== slotSize) throw new RangeError(`expected ${slotSize} bytes, got ${src.length}`);
+      if (src.length > slotSize)
+        throw new RangeError(`expected at most ${slotSize} bytes, got ${src.length}`);
       liveSlab(ref).bytes.set(src, (ref % slotsPerSlab) * slotSize);
     },
 
     read(ref) {
       const from = (ref % slotsPerSlab) * slotSize;
       return liveSlab(ref).bytes.slice(from, from + slotSize);
+    },
+
+    view(ref, length) {
+      if (!Number.isInteger(length) || length < 0 || length > slotSize) {
+        throw new RangeError(`length must be 0..${slotSize}, got ${length}`);
+      }
+      const from = (ref % slotsPerSlab) * slotSize;
+      return liveSlab(ref).bytes.subarray(from, from + length);
     },
 
     ownerOf(ref) {

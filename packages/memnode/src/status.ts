@@ -478,7 +478,33 @@ export function formatClusterStatus(status: ClusterStatus): string {
     status.pools === null ? 'pools unknown' : `${status.pools} pool${status.pools === 1 ? '' : 's'}`,
   ].join(', ');
   const reasons = unreachable.map((m) => `${short(m.id)} unreachable: ${m.error ?? 'no answer'}`);
-  return [summary, table.toString(), ...reasons, ...underReplicatedLines(status)].join('\n');
+  return [
+    summary,
+    table.toString(),
+    ...reasons,
+    ...compressionLines(status),
+    ...underReplicatedLines(status),
+  ].join('\n');
+}
+
+/** Compressed pages over the members that answered, once any member holds some. */
+function compressionLines(status: ClusterStatus): string[] {
+  let pages = 0;
+  let pageBytes = 0;
+  let packedBytes = 0;
+  let slotBytes = 0;
+  for (const { stats } of status.members) {
+    if (stats === undefined) continue;
+    pages += stats.compressedPages;
+    pageBytes += stats.compressedPageBytes;
+    packedBytes += stats.compressedBytes;
+    slotBytes += stats.compressedSlotBytes;
+  }
+  if (pages === 0) return [];
+  return [
+    `compressed: ${pages} pages, ${mib(pageBytes)} MiB as written in ${mib(slotBytes)} MiB of slots ` +
+      `(saved ${(pageBytes / slotBytes).toFixed(2)}x; lz4 ratio ${(pageBytes / packedBytes).toFixed(2)}x)`,
+  ];
 }
 
 /** The UNDER-REPLICATED warning: which persistent pools refuse puts because too few members are ready. */

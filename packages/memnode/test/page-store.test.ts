@@ -83,6 +83,12 @@ describe('createPageStore', () => {
       misses: 0,
       flushes: 0,
       evictions: 0,
+      compressedPages: 0,
+      compressedPageBytes: 0,
+      compressedBytes: 0,
+      compressedSlotBytes: 0,
+      incompressiblePuts: 0,
+      corruptCompressedReads: 0,
     });
   });
 });
@@ -775,6 +781,12 @@ describe('stats', () => {
       misses: 1,
       flushes: 2,
       evictions: 1,
+      compressedPages: 0,
+      compressedPageBytes: 0,
+      compressedBytes: 0,
+      compressedSlotBytes: 0,
+      incompressiblePuts: 0,
+      corruptCompressedReads: 0,
     });
     stats.puts = 1000;
     expect(store.stats().puts).toBe(5);
@@ -1274,6 +1286,13 @@ class Model {
       misses: 0,
       flushes: 0,
       evictions: 0,
+      // The model has no compressed pools (compression has its own tests).
+      compressedPages: 0,
+      compressedPageBytes: 0,
+      compressedBytes: 0,
+      compressedSlotBytes: 0,
+      incompressiblePuts: 0,
+      corruptCompressedReads: 0,
     };
   }
 

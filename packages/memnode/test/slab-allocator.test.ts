@@ -165,10 +165,25 @@ describe('slab allocator', () => {
     expectIntact(t);
   });
 
+  it('writes a shorter src at the start of the slot and views a prefix without copying', () => {
+    const t = tracked(512, 2048);
+    const ref = allocWrite(t, 1);
+    const before = t.slabs.read(ref);
+    t.slabs.write(ref, new Uint8Array(100).fill(7));
+    const view = t.slabs.view(ref, 100);
+    expect(view.length).toBe(100);
+    expect(view.every((b) => b === 7)).toBe(true);
+    // The rest of the slot is as it was.
+    expect(t.slabs.read(ref).subarray(100)).toEqual(before.subarray(100));
+    t.slabs.write(ref, before);
+    expectIntact(t);
+  });
+
   it('checks write length and owner numbers', () => {
     const t = tracked(512, 2048);
     const ref = allocWrite(t, 1);
-    expect(() => t.slabs.write(ref, new Uint8Array(511))).toThrow(RangeError);
+    expect(() => t.slabs.write(ref, new Uint8Array(513))).toThrow(RangeError);
+    expect(() => t.slabs.view(ref, 513)).toThrow(RangeError);
     expect(() => t.slabs.alloc(-1)).toThrow(RangeError);
     expect(() => t.slabs.alloc(2 ** 31)).toThrow(RangeError);
     expectIntact(t);

@@ -6,12 +6,12 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { MAX_REPLICATION, isValidPageSize } from './constants.ts';
+import { COMPRESSIONS, MAX_REPLICATION, isValidPageSize } from './constants.ts';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** One member of the cluster: a memory-node process, identified by id AND incarnation. */
-export const MemberInfo = z.object({
+export const MemberInfo = z.strictObject({
   /** Stable name of the node (survives restarts). */
   id: z.string().min(1).max(128),
   /** Where peers and clients reach it (ws:// or wss://). */
@@ -34,7 +34,7 @@ export const MemberInfo = z.object({
 export type MemberInfo = z.infer<typeof MemberInfo>;
 
 /** One pool, cluster-wide: the same id means the same pool on every node. */
-export const PoolInfo = z.object({
+export const PoolInfo = z.strictObject({
   id: count,
   kind: z.enum(['ephemeral', 'persistent']),
   pageSize: count.refine(isValidPageSize, { message: 'page size must be a power of two from 512 to 65536' }),
@@ -42,13 +42,15 @@ export const PoolInfo = z.object({
   owner: z.string().min(1).max(256),
   /** Copies kept of each page (1 for ephemeral pools). */
   replication: z.number().int().min(1).max(MAX_REPLICATION),
+  /** How every owner stores the pool's pages (absent: as written); replicas compress what they receive. */
+  compression: z.enum(COMPRESSIONS).optional(),
 });
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;
 
 /** The whole replicated state. Small on purpose: it travels whole in every proposal. */
 export const ClusterState = z
-  .object({
+  .strictObject({
     /**
      * The cluster's identity, drawn at random by the founding node and kept by every later state. Versions and
      * pool ids start again in a new cluster, so they only mean something together with this id: a node never

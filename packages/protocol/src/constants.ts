@@ -27,6 +27,20 @@ export const MAX_BATCH_OPS = 1024;
 /** Most copies a persistent pool may keep of each page. */
 export const MAX_REPLICATION = 16;
 
+/**
+ * Compression a pool may ask for (`createPool({ compression })`); a pool without it stores pages as written.
+ * One value for now: lz4, fast enough to sit on every put and get (see docs/architecture.md, the dependency
+ * table). A new value is a new codec in memnode's page-compression.ts.
+ */
+export const COMPRESSIONS = ['lz4'] as const;
+/** One of COMPRESSIONS. */
+export type Compression = (typeof COMPRESSIONS)[number];
+
+/** True when `value` names a compression the cluster knows. */
+export function isCompression(value: unknown): value is Compression {
+  return (COMPRESSIONS as readonly unknown[]).includes(value);
+}
+
 /** Largest value of an unsigned 32-bit number: page indexes, pool ids and request ids are u32. */
 export const U32_MAX = 0xffffffff;
 

@@ -63,7 +63,8 @@ const K_T = 0,
   K_RESULTS = 22;
 const bit = (k: number): number => 1 << k;
 
-// Keys of the schemas on each side; any other key is stripped by zod, so it is skipped here (scalars only).
+// Keys of the schemas on each side. The schemas are strict (an unknown key rejects the frame), so a key outside
+// these tables, or outside the frame type's own keys (`has`), sends the frame to the reference path to be refused.
 const clientKeys = nameTable([
   ['t', K_T],
   ['id', K_ID],
@@ -259,10 +260,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
     let seen = 0;
     for (let i = 0; i < n; i++) {
       const k = readName(c, keys);
-      if (k < 0) {
-        skipValue(c, true);
-        continue;
-      }
+      if (k < 0) throw unsupported;
       if (seen & bit(k)) throw unsupported;
       seen |= bit(k);
       switch (k) {
@@ -405,7 +403,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         if (c.pos !== c.end) return undefined;
         if (f.t >= REPLICATE) return buildPeerRequest(f);
         if (f.t !== BATCH) return buildOp(f);
-        if ((f.seen & REQ_BATCH) !== REQ_BATCH) return undefined;
+        has(f, REQ_BATCH, bit(K_SV));
         const ops = f.ops!;
         return f.seen & bit(K_SV) ? { t: 'batch', id: f.id, ops, sv: f.sv } : { t: 'batch', id: f.id, ops };
       } catch {
@@ -423,7 +421,7 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
         if (c.pos !== c.end) return undefined;
         if (f.t >= REPLICATED) return buildPeerReply(f);
         if (f.t !== BATCH) return buildReply(f);
-        if ((f.seen & REQ_BATCH_REPLY) !== REQ_BATCH_REPLY) return undefined;
+        has(f, REQ_BATCH_REPLY, bit(K_MORE));
         const replies = f.replies!;
         return f.seen & bit(K_MORE)
           ? { t: 'batch', id: f.id, replies, more: f.more }
@@ -437,8 +435,9 @@ export function createFastDecoder(decodeDetails: DetailsDecoder): FastDecoder {
   };
 }
 
-function has(f: Fields, required: number): void {
-  if ((f.seen & required) !== required) throw unsupported;
+/** The frame type's keys, as its strict schema has them: every required one, and no others but `optional`. */
+function has(f: Fields, required: number, optional = 0): void {
+  if ((f.seen & required) !== required || (f.seen & ~(required | optional)) !== 0) throw unsupported;
 }
 
 /** The oid rule of the schemas: 1..MAX_OID_BYTES bytes. */
@@ -454,7 +453,7 @@ function buildOp(f: Fields): PageOp {
   if (!(s & bit(K_T))) throw unsupported;
   switch (f.t) {
     case PUT: {
-      has(f, REQ_PUT);
+      has(f, REQ_PUT, bit(K_SUM));
       const oid = checkedOid(f);
       const page = f.page!;
       if (page.length > MAX_PAGE_SIZE) throw unsupported;
@@ -463,7 +462,7 @@ function buildOp(f: Fields): PageOp {
         : { t: 'put', id: f.id, pool: f.pool, oid, index: f.index, page };
     }
     case GET: {
-      has(f, REQ_HANDLE);
+      has(f, REQ_HANDLE, bit(K_REPLICA));
       const oid = checkedOid(f);
       return s & bit(K_REPLICA)
         ? { t: 'get', id: f.id, pool: f.pool, oid, index: f.index, replica: f.replica }
@@ -500,12 +499,12 @@ function buildReply(f: Fields): PageReply {
       return { t: 'refused', id: f.id, reason: reasons[f.reason]! };
     case HIT:
       // A hit's page has no bound of its own in the schema (the frame size bounds it).
-      has(f, REQ_HIT);
+      has(f, REQ_HIT, bit(K_SUM));
       return s & bit(K_SUM)
         ? { t: 'hit', id: f.id, page: f.page!, sum: f.sum }
         : { t: 'hit', id: f.id, page: f.page! };
     case ERROR:
-      has(f, REQ_ERROR);
+      has(f, REQ_ERROR, bit(K_DETAILS));
       return s & bit(K_DETAILS)
         ? { t: 'error', id: f.id, code: f.code, message: f.message, details: f.details }
         : { t: 'error', id: f.id, code: f.code, message: f.message };
@@ -526,7 +525,7 @@ function readList<T>(c: Cursor, min: number, max: number, readItem: (c: Cursor) 
   return list;
 }
 
-/** One ReplicaEntry as zod builds it: keys in schema order, optional ones only when present, unknown stripped. */
+/** One ReplicaEntry as zod builds it: keys in schema order, optional ones only when present, no others. */
 function readEntry(c: Cursor): ReplicaEntry {
   const n = readMapLength(c);
   let seen = 0;
@@ -537,10 +536,7 @@ function readEntry(c: Cursor): ReplicaEntry {
   let oid: Uint8Array | undefined, page: Uint8Array | undefined;
   for (let i = 0; i < n; i++) {
     const k = readName(c, entryKeys);
-    if (k < 0) {
-      skipValue(c, true);
-      continue;
-    }
+    if (k < 0) throw unsupported;
     if (seen & bit(k)) throw unsupported;
     seen |= bit(k);
     switch (k) {
@@ -583,7 +579,7 @@ function buildPeerRequest(f: Fields): ClientFrame {
       has(f, REQ_REPLICATE);
       return { t: 'replicate', id: f.id, sv: f.sv, entries: f.entries! };
     case FETCH:
-      has(f, REQ_FETCH);
+      has(f, REQ_FETCH, bit(K_CURSOR));
       return f.seen & bit(K_CURSOR)
         ? { t: 'fetch', id: f.id, sv: f.sv, pool: f.pool, partitions: f.partitions!, cursor: f.cursor }
         : { t: 'fetch', id: f.id, sv: f.sv, pool: f.pool, partitions: f.partitions! };
@@ -603,7 +599,7 @@ function buildPeerReply(f: Fields): NodeFrame {
       has(f, REQ_REPLICATED);
       return { t: 'replicated', id: f.id, results: f.results! };
     case FETCHED: {
-      has(f, REQ_FETCHED);
+      has(f, REQ_FETCHED, bit(K_LOST) | bit(K_CURSOR));
       const frame: NodeFrame = { t: 'fetched', id: f.id, complete: f.complete, entries: f.entries! };
       if (s & bit(K_LOST)) {
         if (!Array.isArray(f.lost)) throw unsupported;
@@ -613,7 +609,7 @@ function buildPeerReply(f: Fields): NodeFrame {
       return frame;
     }
     case PEER_GOT: {
-      has(f, REQ_PEER_GOT);
+      has(f, REQ_PEER_GOT, bit(K_LOST) | bit(K_ENTRY));
       const frame: NodeFrame = { t: 'peerGot', id: f.id, complete: f.complete };
       if (s & bit(K_LOST)) {
         if (typeof f.lost !== 'boolean') throw unsupported;

@@ -6,7 +6,8 @@
 // A frame it does not recognise (another type, a field of an unexpected type or out of u32 range) is left to
 // msgpackr, so what reaches the wire does not depend on the path beyond the choice of msgpack widths. One
 // difference: a field set to `undefined` is left out, where msgpackr writes an ext value that decodes to
-// undefined; the schemas treat both as absent.
+// undefined; the schemas treat both as absent. And only the keys of the frame's type are written: a key the
+// types do not allow is dropped here, where msgpackr would send it and the strict schemas refuse the frame.
 import { U32_MAX } from './constants.ts';
 import {
   arrayHeaderSize,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ClusterState } from './cluster-state.ts';
 import {
+  COMPRESSIONS,
   MAX_BATCH_OPS,
   MAX_IDENTITY_LENGTH,
   MAX_OID_BYTES,
@@ -33,7 +34,7 @@ export type PoolKind = z.infer<typeof PoolKind>;
  * First frame on every connection: protocol version and the client identity that owns private pools.
  * Memory nodes talking to each other say `role: 'peer'` and use their node id as identity.
  */
-export const Hello = z.object({
+export const Hello = z.strictObject({
   t: z.literal('hello'),
   id: requestId,
   protocol: u32,
@@ -54,7 +55,7 @@ export const Hello = z.object({
 export type Hello = z.infer<typeof Hello>;
 
 /** A peer's answer to the node's challenge: its proof that it holds the cluster secret (peer-auth.ts). */
-export const PeerAuth = z.object({
+export const PeerAuth = z.strictObject({
   t: z.literal('peerAuth'),
   id: requestId,
   proof: z.string().max(128),
@@ -62,7 +63,7 @@ export const PeerAuth = z.object({
 export type PeerAuth = z.infer<typeof PeerAuth>;
 
 /** Creates a pool owned by the connection's identity. */
-export const NewPool = z.object({
+export const NewPool = z.strictObject({
   t: z.literal('newPool'),
   id: requestId,
   kind: PoolKind,
@@ -71,11 +72,13 @@ export const NewPool = z.object({
   }),
   /** Copies of each page a persistent pool keeps; ephemeral pools keep one. Default: the cluster's. */
   replication: z.number().int().min(1).max(MAX_REPLICATION).optional(),
+  /** How the nodes store the pool's pages (absent: as written). An unknown value is INVALID_FRAME. */
+  compression: z.enum(COMPRESSIONS).optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
 
 /** Destroys a pool and every page in it. */
-export const DestroyPool = z.object({ t: z.literal('destroyPool'), id: requestId, pool: u32 });
+export const DestroyPool = z.strictObject({ t: z.literal('destroyPool'), id: requestId, pool: u32 });
 export type DestroyPool = z.infer<typeof DestroyPool>;
 
 /**
@@ -83,7 +86,7 @@ export type DestroyPool = z.infer<typeof DestroyPool>;
  * node refuses a page that does not match it (CHECKSUM_MISMATCH), keeps it with the page, checks it on every
  * copy and returns it with every hit, so corruption anywhere on the way is detected end to end.
  */
-export const Put = z.object({
+export const Put = z.strictObject({
   t: z.literal('put'),
   id: requestId,
   pool: u32,
@@ -98,7 +101,7 @@ export type Put = z.infer<typeof Put>;
  * Reads a page. Answered hit (with the page) or miss. A persistent get goes to the partition's primary;
  * `replica` marks a read the client sends to another owner because the primary is unreachable.
  */
-export const Get = z.object({
+export const Get = z.strictObject({
   t: z.literal('get'),
   id: requestId,
   pool: u32,
@@ -109,7 +112,7 @@ export const Get = z.object({
 export type Get = z.infer<typeof Get>;
 
 /** Removes one page; ok even when nothing was there. */
-export const FlushPage = z.object({
+export const FlushPage = z.strictObject({
   t: z.literal('flushPage'),
   id: requestId,
   pool: u32,
@@ -119,7 +122,7 @@ export const FlushPage = z.object({
 export type FlushPage = z.infer<typeof FlushPage>;
 
 /** Removes every page of an object; ok even when nothing was there. */
-export const FlushObject = z.object({
+export const FlushObject = z.strictObject({
   t: z.literal('flushObject'),
   id: requestId,
   pool: u32,
@@ -128,7 +131,7 @@ export const FlushObject = z.object({
 export type FlushObject = z.infer<typeof FlushObject>;
 
 /** Asks for the node's statistics. */
-export const StatsRequest = z.object({ t: z.literal('stats'), id: requestId });
+export const StatsRequest = z.strictObject({ t: z.literal('stats'), id: requestId });
 export type StatsRequest = z.infer<typeof StatsRequest>;
 
 /** The page ops a batch may carry. */
@@ -140,7 +143,7 @@ export type PageOp = z.infer<typeof PageOp>;
  * the client routed by: a node at another version answers STALE_STATE with its own, so nobody acts on an old
  * partition table.
  */
-export const Batch = z.object({
+export const Batch = z.strictObject({
   t: z.literal('batch'),
   id: requestId,
   ops: z.array(PageOp).min(1).max(MAX_BATCH_OPS),
@@ -149,21 +152,21 @@ export const Batch = z.object({
 export type Batch = z.infer<typeof Batch>;
 
 /** Asks for the cluster state; with `subscribe`, the node also pushes every newly committed state. */
-export const GetState = z.object({ t: z.literal('getState'), id: requestId, subscribe: z.boolean() });
+export const GetState = z.strictObject({ t: z.literal('getState'), id: requestId, subscribe: z.boolean() });
 export type GetState = z.infer<typeof GetState>;
 
 /**
  * Node to node: one coordination message (vote, proposal, heartbeat...). One-way: its id is 0 and nothing answers; the
  * message itself is validated by the node's consensus schema.
  */
-export const PeerMessage = z.object({ t: z.literal('peer'), id: requestId, message: z.unknown() });
+export const PeerMessage = z.strictObject({ t: z.literal('peer'), id: requestId, message: z.unknown() });
 export type PeerMessage = z.infer<typeof PeerMessage>;
 
 /**
  * Node to node: asks the receiver to get a cluster-state change committed (a join, a leave, a pool). A node
  * that is not the coordinator forwards it. `change` is validated by the node's state-change schema.
  */
-export const ProposeChange = z.object({
+export const ProposeChange = z.strictObject({
   t: z.literal('propose'),
   id: requestId,
   change: z.unknown(),
@@ -185,7 +188,7 @@ const version = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
  * One replicated change of a persistent pool: a page (`page` + `sum`), a flushed page (`page` absent), or a
  * flushed object (`index` absent). Applied newest-version-wins; a flush leaves a tombstone of its version.
  */
-export const ReplicaEntry = z.object({
+export const ReplicaEntry = z.strictObject({
   pool: u32,
   oid,
   index: u32.optional(),
@@ -196,7 +199,7 @@ export const ReplicaEntry = z.object({
 export type ReplicaEntry = z.infer<typeof ReplicaEntry>;
 
 /** Primary to owner: apply these entries (in order). `sv` is the sender's state version. */
-export const Replicate = z.object({
+export const Replicate = z.strictObject({
   t: z.literal('replicate'),
   id: requestId,
   sv: u32,
@@ -208,7 +211,7 @@ export type Replicate = z.infer<typeof Replicate>;
  * Filling owner to a complete owner: stream the pages and tombstones of `pool` in `partitions`. The first
  * call has no `cursor`; each answer gives the next one until `done`.
  */
-export const Fetch = z.object({
+export const Fetch = z.strictObject({
   t: z.literal('fetch'),
   id: requestId,
   sv: u32,
@@ -222,7 +225,7 @@ export const Fetch = z.object({
 export type Fetch = z.infer<typeof Fetch>;
 
 /** Any node to an owner: the newest entry it holds for one handle, and whether its copy is complete. */
-export const PeerGet = z.object({
+export const PeerGet = z.strictObject({
   t: z.literal('peerGet'),
   id: requestId,
   sv: u32,
@@ -285,7 +288,7 @@ export type ClientFrame = z.infer<typeof ClientFrame>;
 // ---- replies ----
 
 /** Handshake accepted. */
-export const Welcome = z.object({
+export const Welcome = z.strictObject({
   t: z.literal('welcome'),
   id: requestId,
   protocol: u32,
@@ -302,23 +305,25 @@ export const Welcome = z.object({
 export type Welcome = z.infer<typeof Welcome>;
 
 /** Done, with nothing to return (flushes, destroy). */
-export const Ok = z.object({ t: z.literal('ok'), id: requestId });
+export const Ok = z.strictObject({ t: z.literal('ok'), id: requestId });
 export type Ok = z.infer<typeof Ok>;
 
 /** A pool was created. */
-export const PoolCreated = z.object({
+export const PoolCreated = z.strictObject({
   t: z.literal('pool'),
   id: requestId,
   pool: u32,
   kind: PoolKind,
   pageSize: u32,
+  /** The pool's compression, as the cluster state holds it (absent: none). */
+  compression: z.enum(COMPRESSIONS).optional(),
   /** The cluster the pool belongs to: its id means nothing in another cluster (ids start again at 1). */
   clusterId: z.string().min(1).max(128).optional(),
 });
 export type PoolCreated = z.infer<typeof PoolCreated>;
 
 /** The put was accepted: a later get returns it (persistent) or may (ephemeral). */
-export const Accepted = z.object({ t: z.literal('accepted'), id: requestId });
+export const Accepted = z.strictObject({ t: z.literal('accepted'), id: requestId });
 export type Accepted = z.infer<typeof Accepted>;
 
 /** Why a put was refused. */
@@ -326,15 +331,15 @@ export const RefuseReason = z.enum(['full', 'frozen', 'capped', 'replicas']);
 export type RefuseReason = z.infer<typeof RefuseReason>;
 
 /** The put was refused; any older page at the handle is gone too (put-put-get coherency). */
-export const Refused = z.object({ t: z.literal('refused'), id: requestId, reason: RefuseReason });
+export const Refused = z.strictObject({ t: z.literal('refused'), id: requestId, reason: RefuseReason });
 export type Refused = z.infer<typeof Refused>;
 
 /** The page was found; `sum` is the CRC-32C it was put with (absent for a page put without one). */
-export const Hit = z.object({ t: z.literal('hit'), id: requestId, page: bytes, sum: u32.optional() });
+export const Hit = z.strictObject({ t: z.literal('hit'), id: requestId, page: bytes, sum: u32.optional() });
 export type Hit = z.infer<typeof Hit>;
 
 /** Nothing at the handle: a normal answer, not an error. */
-export const Miss = z.object({ t: z.literal('miss'), id: requestId });
+export const Miss = z.strictObject({ t: z.literal('miss'), id: requestId });
 export type Miss = z.infer<typeof Miss>;
 
 const counter = z.number().int().min(0);
@@ -343,7 +348,7 @@ const counter = z.number().int().min(0);
 export const MAX_LISTED_UNDER_REPLICATED = 64;
 
 /** Counters and gauges of one node, as the contract lists them. */
-export const NodeStats = z.object({
+export const NodeStats = z.strictObject({
   nodeId: z.string(),
   capacityBytes: counter,
   usedBytes: counter,
@@ -359,6 +364,21 @@ export const NodeStats = z.object({
   misses: counter,
   flushes: counter,
   evictions: counter,
+  /** Pages held compressed (pages of compressed pools that shrank by at least one size class). */
+  compressedPages: counter,
+  /** What those pages hold as the application wrote them: pageSize each. */
+  compressedPageBytes: counter,
+  /** Their compressed length: compressedPageBytes / compressedBytes is the codec's ratio. */
+  compressedBytes: counter,
+  /**
+   * The slot bytes they are charged (and occupy): compressedPageBytes / compressedSlotBytes is the memory
+   * saved; compressedSlotBytes - compressedBytes is what the size classes waste.
+   */
+  compressedSlotBytes: counter,
+  /** Puts to compressed pools stored raw because compression would not save a size class. */
+  incompressiblePuts: counter,
+  /** Compressed copies found undecodable (read as corrupt copies, like a checksum mismatch). */
+  corruptCompressedReads: counter,
   /** Committed cluster-state version the node is at (0 while joining). */
   stateVersion: counter.optional(),
   /** The node's incarnation (a restart or rejoin is a new one). */
@@ -384,7 +404,7 @@ export const NodeStats = z.object({
   underReplicated: counter.optional(),
   /** The first MAX_LISTED_UNDER_REPLICATED of those pools, with the copies each asks for and the ready members. */
   underReplicatedPools: z
-    .array(z.object({ pool: u32, replication: u32, readyMembers: u32 }))
+    .array(z.strictObject({ pool: u32, replication: u32, readyMembers: u32 }))
     .max(MAX_LISTED_UNDER_REPLICATED)
     .optional(),
   /** Ephemeral pages this node handed over to new primaries (graceful leave, join) and the receiver stored. */
@@ -435,15 +455,21 @@ export function zeroStoreCounters(
     misses: 0,
     flushes: 0,
     evictions: 0,
+    compressedPages: 0,
+    compressedPageBytes: 0,
+    compressedBytes: 0,
+    compressedSlotBytes: 0,
+    incompressiblePuts: 0,
+    corruptCompressedReads: 0,
   };
 }
 
 /** Statistics reply. */
-export const StatsReply = z.object({ t: z.literal('stats'), id: requestId, stats: NodeStats });
+export const StatsReply = z.strictObject({ t: z.literal('stats'), id: requestId, stats: NodeStats });
 export type StatsReply = z.infer<typeof StatsReply>;
 
 /** An error, with a stable code the client maps to a typed class. */
-export const ErrorReply = z.object({
+export const ErrorReply = z.strictObject({
   t: z.literal('error'),
   id: requestId,
   code: z.string(),
@@ -462,7 +488,7 @@ export type PageReply = z.infer<typeof PageReply>;
  * they finish, so no finished op waits for a slow one: every part but the last says `more: true`, and every op
  * of the batch is answered exactly once over its parts.
  */
-export const BatchReply = z.object({
+export const BatchReply = z.strictObject({
   t: z.literal('batch'),
   id: requestId,
   replies: z.array(PageReply).max(MAX_BATCH_OPS),
@@ -474,7 +500,7 @@ export type BatchReply = z.infer<typeof BatchReply>;
  * The cluster state, answering getState (with its id) or pushed to subscribers (id 0). `leaderId` is the
  * coordinator as far as the node knows.
  */
-export const StateReply = z.object({
+export const StateReply = z.strictObject({
   t: z.literal('state'),
   id: requestId,
   state: ClusterState,
@@ -483,7 +509,7 @@ export const StateReply = z.object({
 export type StateReply = z.infer<typeof StateReply>;
 
 /** Outcome of a ProposeChange: committed (with a pool id for pool creation) or refused with a reason. */
-export const ChangeResult = z.object({
+export const ChangeResult = z.strictObject({
   t: z.literal('changeResult'),
   id: requestId,
   ok: z.boolean(),
@@ -508,7 +534,7 @@ export const ReplicaResult = z.enum([
 export type ReplicaResult = z.infer<typeof ReplicaResult>;
 
 /** Answer to Replicate: one result per entry, in order. */
-export const Replicated = z.object({
+export const Replicated = z.strictObject({
   t: z.literal('replicated'),
   id: requestId,
   results: z.array(ReplicaResult).max(MAX_BATCH_OPS),
@@ -519,7 +545,7 @@ export type Replicated = z.infer<typeof Replicated>;
  * Answer to Fetch. `complete` is false when the sender does not hold a complete copy of every partition asked
  * for (then `entries` is empty: ask another owner); `lost` lists partitions whose every copy was lost.
  */
-export const Fetched = z.object({
+export const Fetched = z.strictObject({
   t: z.literal('fetched'),
   id: requestId,
   complete: z.boolean(),
@@ -535,7 +561,7 @@ export type Fetched = z.infer<typeof Fetched>;
  * sender's copy of the partition is `complete` (a miss from a complete owner is an authoritative miss) or
  * `lost`.
  */
-export const PeerGot = z.object({
+export const PeerGot = z.strictObject({
   t: z.literal('peerGot'),
   id: requestId,
   complete: z.boolean(),

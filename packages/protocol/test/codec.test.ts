@@ -20,6 +20,8 @@ import {
 import type { ClusterState, NodeStats, PageOp, PageReply } from '../src/index.ts';
 
 const codec = createCodec();
+/** msgpackr alone: it writes every key it is given, where the fast encoder writes only those of the frame type. */
+const referenceCodec = createCodec({ fastPath: false });
 /** Packs anything, valid or not, the way a peer with its own msgpack library would. */
 const raw = new Packr({ useRecords: false });
 const utf8 = new TextEncoder();
@@ -173,7 +175,7 @@ const clusterState: ClusterState = {
     { id: 'a', url: 'ws://127.0.0.1:1', incarnation: 1, capacityBytes: 2 ** 33 },
     { id: 'b', url: 'ws://127.0.0.1:2', incarnation: 5, capacityBytes: 1024 },
   ],
-  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2 }],
+  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2, compression: 'lz4' }],
   nextPoolId: 4,
   partitionCount: 1024,
 };
@@ -195,6 +197,12 @@ const stats: NodeStats = {
   misses: 5,
   flushes: 3,
   evictions: 0,
+  compressedPages: 3,
+  compressedPageBytes: 3 * 4096,
+  compressedBytes: 5000,
+  compressedSlotBytes: 6144,
+  incompressiblePuts: 1,
+  corruptCompressedReads: 0,
 };
 
 const pageReplies: PageReply[] = [
@@ -289,6 +297,33 @@ describe('codec round trip', () => {
     expect(plain(codec.decodeClientFrame(view))).toEqual(plain(put));
   });
 
+  it.each(allSamples.map((sample) => [label(sample), sample] as const))(
+    '%s with a key its schema does not have is refused, not stripped',
+    (_name, { side, frame }) => {
+      // Written by msgpackr (the reference path), which sends every key it is given.
+      const data = referenceCodec.encode({ ...frame, extra: 1 } as unknown as ClientFrame);
+      expect(protocolCode(() => decoders[side](data))).toBe(ErrorCode.InvalidFrame);
+    },
+  );
+
+  it('a key nested in a frame that its schema does not have is refused too', () => {
+    const batch = clientSamples.find((f) => f.t === 'batch') as ClientFrame & { t: 'batch' };
+    const op = { ...batch.ops[0], extra: 1 };
+    const withOp = referenceCodec.encode({ ...batch, ops: [op] } as ClientFrame);
+    expect(protocolCode(() => codec.decodeClientFrame(withOp))).toBe(ErrorCode.InvalidFrame);
+    const state = nodeSamples.find((f) => f.t === 'state') as NodeFrame & { t: 'state' };
+    const withPool = {
+      ...state,
+      state: {
+        ...state.state,
+        pools: [{ id: 1, kind: 'ephemeral', pageSize: 4096, owner: 'a', replication: 1, shared: 'x' }],
+      },
+    };
+    expect(protocolCode(() => codec.decodeNodeFrame(referenceCodec.encode(withPool as NodeFrame)))).toBe(
+      ErrorCode.InvalidFrame,
+    );
+  });
+
   it('client frames are not node frames and vice versa', () => {
     for (const t of ['hello', 'newPool', 'destroyPool', 'put', 'get', 'flushPage', 'flushObject'] as const) {
       const frame = clientSamples.find((f) => f.t === t) as ClientFrame;
@@ -302,11 +337,10 @@ describe('codec round trip', () => {
     expect(protocolCode(() => codec.decodeNodeFrame(codec.encode({ t: 'stats', id: 1 })))).toBe(
       ErrorCode.InvalidFrame,
     );
-    // Unknown keys are stripped, so a stats reply reads as a plain stats request.
-    expect(codec.decodeClientFrame(codec.encode({ t: 'stats', id: 1, stats }))).toEqual({
-      t: 'stats',
-      id: 1,
-    });
+    // The schemas are strict: a stats reply is not a stats request with a key to ignore.
+    expect(protocolCode(() => codec.decodeClientFrame(codec.encode({ t: 'stats', id: 1, stats })))).toBe(
+      ErrorCode.InvalidFrame,
+    );
     expect(
       protocolCode(() => codec.decodeClientFrame(codec.encode({ t: 'batch', id: 1, replies: [] }))),
     ).toBe(ErrorCode.InvalidFrame);

@@ -339,7 +339,13 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     for (const pool of state.pools) {
       wanted.add(pool.id);
       if (store.getPool(pool.id) === undefined) {
-        store.createPool({ id: pool.id, kind: pool.kind, pageSize: pool.pageSize, owner: pool.owner });
+        store.createPool({
+          id: pool.id,
+          kind: pool.kind,
+          pageSize: pool.pageSize,
+          owner: pool.owner,
+          ...(pool.compression === undefined ? {} : { compression: pool.compression }),
+        });
         poolsInStore.add(pool.id);
       }
     }

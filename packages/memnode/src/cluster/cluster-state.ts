@@ -6,7 +6,14 @@
 // - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
 //   pool can never hit a newer pool with the same id).
 import { z } from 'zod';
-import { ClusterState, MAX_REPLICATION, MemberInfo, PoolInfo, isValidPageSize } from '@tmem/protocol';
+import {
+  ClusterState,
+  MAX_REPLICATION,
+  MemberInfo,
+  PoolInfo,
+  isCompression,
+  isValidPageSize,
+} from '@tmem/protocol';
 
 // The state schemas live in @tmem/protocol (clients validate and route by the same state); re-exported here
 // so the cluster modules have one import for the state and the changes to it.
@@ -21,15 +28,22 @@ const changeId = z.string().min(1).max(256);
  * back in `changeDone` / `changeFailed`; proposing the same id twice while it is pending is a no-op.
  */
 export const StateChange = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('addMember'), changeId, member: MemberInfo }),
-  z.object({ type: z.literal('removeMember'), changeId, id: z.string().min(1).max(128), incarnation: count }),
-  z.object({
+  z.strictObject({ type: z.literal('addMember'), changeId, member: MemberInfo }),
+  z.strictObject({
+    type: z.literal('removeMember'),
+    changeId,
+    id: z.string().min(1).max(128),
+    incarnation: count,
+  }),
+  z.strictObject({
     type: z.literal('createPool'),
     changeId,
     kind: PoolInfo.shape.kind,
     pageSize: count,
     owner: z.string().min(1).max(256),
     replication: z.number().int(),
+    /** How the pool's pages are stored; an unknown value is refused ('bad-compression'). */
+    compression: z.string().optional(),
     /**
      * Most pools the owner may have, as configured on the proposing node. It travels in the change so that
      * every member applies the same rule, in log order: concurrent creates through different nodes cannot
@@ -37,9 +51,9 @@ export const StateChange = z.discriminatedUnion('type', [
      */
     maxPoolsOfOwner: count.optional(),
   }),
-  z.object({ type: z.literal('destroyPool'), changeId, poolId: count }),
+  z.strictObject({ type: z.literal('destroyPool'), changeId, poolId: count }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
-  z.object({
+  z.strictObject({
     type: z.literal('setPhase'),
     changeId,
     id: z.string().min(1).max(128),
@@ -51,7 +65,7 @@ export const StateChange = z.discriminatedUnion('type', [
      */
     ifVersion: count.optional(),
   }),
-  z.object({ type: z.literal('noop'), changeId }),
+  z.strictObject({ type: z.literal('noop'), changeId }),
 ]);
 /** One change to the state. */
 export type StateChange = z.infer<typeof StateChange>;
@@ -75,6 +89,8 @@ export type ChangeError =
   | 'bad-page-size'
   /** createPool: replication is not an integer from 1 to 16 (1 for ephemeral pools). */
   | 'bad-replication'
+  /** createPool: compression is not one of COMPRESSIONS. */
+  | 'bad-compression'
   /** createPool: the owner already has maxPoolsOfOwner pools. */
   | 'pool-limit'
   /** destroyPool: no such pool. */
@@ -153,6 +169,9 @@ export function applyChange(
       ) {
         return refuse(state, 'bad-replication');
       }
+      if (change.compression !== undefined && !isCompression(change.compression)) {
+        return refuse(state, 'bad-compression');
+      }
       if (
         change.maxPoolsOfOwner !== undefined &&
         state.pools.filter((p) => p.owner === change.owner).length >= change.maxPoolsOfOwner
@@ -165,6 +184,7 @@ export function applyChange(
         pageSize: change.pageSize,
         owner: change.owner,
         replication: change.replication,
+        ...(change.compression === undefined ? {} : { compression: change.compression }),
       };
       return {
         state: bump(state, { pools: [...state.pools, pool], nextPoolId: state.nextPoolId + 1 }),

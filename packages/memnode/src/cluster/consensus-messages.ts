@@ -13,7 +13,7 @@ const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const time = z.number().finite();
 
 /** Identifies a state: the term that proposed it and its version. Unique across the cluster's history. */
-export const StateId = z.object({ term: count, version: count });
+export const StateId = z.strictObject({ term: count, version: count });
 /** Identifies a state: the term that proposed it and its version. */
 export type StateId = z.infer<typeof StateId>;
 
@@ -28,12 +28,16 @@ const envelope = {
  * Pre-vote (Raft §9.6): "would you vote for me in `term`?" Nobody changes its term for it, so a member that
  * was cut off cannot depose a working leader when it comes back.
  */
-export const PreVote = z.object({ type: z.literal('preVote'), ...envelope, accepted: StateId.nullable() });
+export const PreVote = z.strictObject({
+  type: z.literal('preVote'),
+  ...envelope,
+  accepted: StateId.nullable(),
+});
 /** The PreVote message (schema above). */
 export type PreVote = z.infer<typeof PreVote>;
 
 /** Answer to a preVote; `forTerm` echoes the term asked about, `term` is the voter's own. */
-export const PreVoteReply = z.object({
+export const PreVoteReply = z.strictObject({
   type: z.literal('preVoteReply'),
   ...envelope,
   forTerm: count,
@@ -43,7 +47,7 @@ export const PreVoteReply = z.object({
 export type PreVoteReply = z.infer<typeof PreVoteReply>;
 
 /** A real vote request; `accepted` is the candidate's accepted state id for the up-to-date check. */
-export const RequestVote = z.object({
+export const RequestVote = z.strictObject({
   type: z.literal('requestVote'),
   ...envelope,
   accepted: StateId.nullable(),
@@ -52,12 +56,12 @@ export const RequestVote = z.object({
 export type RequestVote = z.infer<typeof RequestVote>;
 
 /** Answer to a requestVote. */
-export const Vote = z.object({ type: z.literal('vote'), ...envelope, granted: z.boolean() });
+export const Vote = z.strictObject({ type: z.literal('vote'), ...envelope, granted: z.boolean() });
 /** The Vote message (schema above). */
 export type Vote = z.infer<typeof Vote>;
 
 /** The leader proposes a whole state (`state.term` equals the leader's term). */
-export const Propose = z.object({ type: z.literal('propose'), ...envelope, state: ClusterState });
+export const Propose = z.strictObject({ type: z.literal('propose'), ...envelope, state: ClusterState });
 /** The Propose message (schema above). */
 export type Propose = z.infer<typeof Propose>;
 
@@ -67,7 +71,7 @@ export type Propose = z.infer<typeof Propose>;
  * stretch it past what the leader assumes). `committed` is the leader's committed state id, `proposal` its
  * current proposal (the latest state it accepted itself).
  */
-export const Heartbeat = z.object({
+export const Heartbeat = z.strictObject({
   type: z.literal('heartbeat'),
   ...envelope,
   round: count,
@@ -84,7 +88,7 @@ export type Heartbeat = z.infer<typeof Heartbeat>;
  * committed, and `sentAt`, its own clock at sending (echoed back as a future `leaseFrom`). `success` is false
  * when the sender's term is higher than the message it answers.
  */
-export const Ack = z.object({
+export const Ack = z.strictObject({
   type: z.literal('ack'),
   ...envelope,
   round: count.nullable(),
@@ -100,7 +104,7 @@ export type Ack = z.infer<typeof Ack>;
  * A committed state, sent whole to members that lag behind (or that were removed by it, so they learn it).
  * Any member may send it: a committed state is a fact, whoever relays it.
  */
-export const Commit = z.object({ type: z.literal('commit'), ...envelope, state: ClusterState });
+export const Commit = z.strictObject({ type: z.literal('commit'), ...envelope, state: ClusterState });
 /** The Commit message (schema above). */
 export type Commit = z.infer<typeof Commit>;
 

@@ -126,6 +126,26 @@ describe('cluster state', () => {
     expect(ClusterState.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
   });
 
+  it("keeps a pool's compression in the state and refuses an unknown one", () => {
+    const s = initialState(member('m'), 64);
+    const base = {
+      type: 'createPool',
+      changeId: 'c',
+      kind: 'persistent',
+      pageSize: 4096,
+      owner: 'app',
+    } as const;
+    const made = applyChange(s, { ...base, replication: 2, compression: 'lz4' });
+    expect(made.result).toEqual({ ok: true, poolId: 1 });
+    expect(made.state.pools[0]).toMatchObject({ id: 1, compression: 'lz4' });
+    expect(ClusterState.parse(JSON.parse(JSON.stringify(made.state)))).toEqual(made.state);
+    // Without one the pool has no compression field at all (states stay as they were).
+    expect(applyChange(s, { ...base, replication: 2 }).state.pools[0]).not.toHaveProperty('compression');
+    const refused = applyChange(s, { ...base, replication: 2, compression: 'zstd' });
+    expect(refused.result).toEqual({ ok: false, error: 'bad-compression' });
+    expect(refused.state).toBe(s);
+  });
+
   it("refuses a pool over its owner's limit, counting only that owner's pools", () => {
     let s = initialState(member('m'), 64);
     const create = (owner: string) =>
