@@ -369,8 +369,14 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       }
       case 'accepted':
         syncPools(output.state, false);
-        // The copies for the hand-over are taken before the drop, from the same store contents.
-        handOver.onAccepted(lastApplied, output.state, retention.leaseLapsed);
+        // The copies for the hand-over are taken before the drop, from the same store contents. After a lapse
+        // they are current only if the state they follow was committed (not a proposal that may have lost):
+        // then the gap rule at this state's commit decides, and a wipe there discards them.
+        handOver.onAccepted(
+          lastApplied,
+          output.state,
+          !retention.leaseLapsed || (lastApplied !== null && lastApplied === lastCommitted),
+        );
         noteApplied(output.state);
         applyDrop(retention.onAccepted(output.state));
         return;

@@ -102,17 +102,18 @@ export interface EphemeralHandOver {
   /**
    * For an 'accepted' output, BEFORE its page drop: copies the ephemeral pages of partitions this node is
    * primary of in `previous` (the newest state it accepted or committed before) and not in `state`, when
-   * `state` directly follows `previous` and the lease
-   * had not lapsed (otherwise the store may hold pages a move it did not see made stale). Also feeds the gates.
+   * `state` directly follows `previous` and `copiesCurrent` (the caller vouches that the store holds no page
+   * a move it did not see made stale: the lease held, or `previous` was committed and the gap rule at the
+   * commit of `state` wipes otherwise). Also feeds the gates.
    */
-  onAccepted(previous: ClusterState | null, state: ClusterState, leaseLapsed: boolean): void;
+  onAccepted(previous: ClusterState | null, state: ClusterState, copiesCurrent: boolean): void;
   /** For a 'committed' output: feeds the gates and starts pushing the copies of moves up to this version. */
   onCommitted(state: ClusterState): void;
   /** Starts pushing every copy held (a leaving node whose removal committed elsewhere). */
   pushAll(): void;
   /** Resolves once nothing is being pushed, or at `deadlineMs` (performance.now() clock). */
   drained(deadlineMs: number): Promise<void>;
-  /** The store was wiped: no gate may stay open. */
+  /** The store was wiped: no gate may stay open, and copies not yet pushing are discarded. */
   wiped(): void;
   /** True while ephemeral ops of `partition` must wait for handed-over pages (answer NOT_SERVING). */
   gated(partition: number): boolean;
@@ -389,7 +390,7 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
   }
 
   return {
-    onAccepted(committed, state, leaseLapsed) {
+    onAccepted(committed, state, copiesCurrent) {
       if (
         !closed &&
         committed !== null &&
@@ -397,9 +398,9 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
         state.partitionCount === committed.partitionCount &&
         state.pools.some((pool) => pool.kind === 'ephemeral')
       ) {
-        // After a lapse the store may hold pages a move this node did not see made stale: no copies, only
-        // the `done` that spares the new primaries their wait.
-        copyOut(committed, state, !leaseLapsed);
+        // When the caller cannot vouch for the store (a lapse after a proposal that may have lost), no copies:
+        // only the `done` that spares the new primaries their wait.
+        copyOut(committed, state, copiesCurrent);
       }
       feed(state);
     },
@@ -417,6 +418,12 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
     },
     wiped() {
       gates.closeAll();
+      // Copies not yet pushing were taken from the store that was just judged stale: only their `done` goes.
+      for (const move of moves) {
+        if (move.pushing) continue;
+        for (const copy of move.copies) copy.dead = true;
+        move.copies = [];
+      }
     },
     gated(partition) {
       return gates.gated(partition, now());

@@ -18,6 +18,8 @@ import { createPageStore, type PageStore } from '../../src/page-store.ts';
 const PARTITIONS = 64;
 const PAGE = 4096;
 const POOL = 1;
+/** onAccepted's third argument: the caller vouches that the store's pages are current. */
+const COPIES_CURRENT = true;
 
 const member = (id: string): MemberInfo => ({
   id,
@@ -85,10 +87,10 @@ describe('ephemeral hand-over', () => {
     const { storeA, storeB, sender, receiver } = pair((frame, send) => send(frame));
     for (const k of moving) storeA.put(POOL, oidOf(k), 0, pageOf(k, 1), { sum: pageChecksum(pageOf(k, 1)) });
     // The joiner learns the state first (its gates close), then the old primary accepts it and copies.
-    receiver.onAccepted(null, v3, false);
+    receiver.onAccepted(null, v3, COPIES_CURRENT);
     const p = partitionHash(POOL, oidOf(moving[0]!), 0) % PARTITIONS;
     expect(receiver.gated(p)).toBe(true);
-    sender.onAccepted(v2, v3, false);
+    sender.onAccepted(v2, v3, COPIES_CURRENT);
     // Page retention drops them right after, as the member wiring does.
     storeA.removePages(() => true);
     receiver.onCommitted(v3);
@@ -113,8 +115,8 @@ describe('ephemeral hand-over', () => {
       return send(frame);
     });
     for (const k of moving) storeA.put(POOL, oidOf(k), 0, pageOf(k, 1), { sum: pageChecksum(pageOf(k, 1)) });
-    receiver.onAccepted(null, v3, false);
-    sender.onAccepted(v2, v3, false);
+    receiver.onAccepted(null, v3, COPIES_CURRENT);
+    sender.onAccepted(v2, v3, COPIES_CURRENT);
     storeA.removePages(() => true);
     receiver.onCommitted(v3);
     sender.onCommitted(v3);
@@ -133,8 +135,8 @@ describe('ephemeral hand-over', () => {
       return send(frame);
     });
     for (const k of moving) storeA.put(POOL, oidOf(k), 0, pageOf(k, 1));
-    receiver.onAccepted(null, v3, false);
-    sender.onAccepted(v2, v3, false);
+    receiver.onAccepted(null, v3, COPIES_CURRENT);
+    sender.onAccepted(v2, v3, COPIES_CURRENT);
     sender.onFlushObject(POOL, oidOf(moving[0]!));
     receiver.onCommitted(v3);
     sender.onCommitted(v3);
@@ -143,19 +145,37 @@ describe('ephemeral hand-over', () => {
     expect(sent).toHaveLength(moving.length - 1);
   });
 
-  it('after a lapsed lease nothing is copied, but done still opens the gates at once', async () => {
+  it('when the store cannot be vouched for nothing is copied, but done still opens the gates at once', async () => {
     const { storeA, sender, receiver } = pair((frame, send) => {
       expect(frame.entries).toEqual([]);
       return send(frame);
     });
     for (const k of moving) storeA.put(POOL, oidOf(k), 0, pageOf(k, 1));
-    receiver.onAccepted(null, v3, false);
-    sender.onAccepted(v2, v3, true);
+    receiver.onAccepted(null, v3, COPIES_CURRENT);
+    sender.onAccepted(v2, v3, !COPIES_CURRENT);
     receiver.onCommitted(v3);
     sender.onCommitted(v3);
     await sender.drained(performance.now() + 5000);
     const p = partitionHash(POOL, oidOf(moving[0]!), 0) % PARTITIONS;
     expect(receiver.gated(p)).toBe(false);
+  });
+
+  it('a wipe before the commit discards the copies taken at the accept; done still opens the gates', async () => {
+    const { storeA, storeB, sender, receiver } = pair((frame, send) => {
+      expect(frame.entries).toEqual([]);
+      return send(frame);
+    });
+    for (const k of moving) storeA.put(POOL, oidOf(k), 0, pageOf(k, 1));
+    receiver.onAccepted(null, v3, COPIES_CURRENT);
+    sender.onAccepted(v2, v3, COPIES_CURRENT);
+    receiver.onCommitted(v3);
+    // The gap rule at the commit wiped the sender's store (a committed state went by during a lapse).
+    sender.wiped();
+    sender.onCommitted(v3);
+    await sender.drained(performance.now() + 5000);
+    const p = partitionHash(POOL, oidOf(moving[0]!), 0) % PARTITIONS;
+    expect(receiver.gated(p)).toBe(false);
+    expect(storeB.stats().ephemeralPages).toBe(0);
   });
 
   it('a budget out of range is refused with a RangeError naming the field', () => {
