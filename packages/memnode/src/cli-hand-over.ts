@@ -1,5 +1,6 @@
-// The budget of the ephemeral hand-over as `tmem node` flags (cluster/ephemeral-hand-over.ts): one place that
-// names each flag, parses it and maps it to its node option, so cli.ts only adds them and reads them back.
+// The budget of a graceful leave as `tmem node` flags: the ephemeral hand-over (cluster/ephemeral-hand-over.ts)
+// and the drain of client sockets after it. One place names each flag, parses it and maps it to its node
+// option, so cli.ts only adds them and reads them back.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   DEFAULT_EPHEMERAL_HAND_OVER,
@@ -16,7 +17,11 @@ export interface HandOverFlags {
   handOverFrameBytes: number;
   handOverFramesInFlight: number;
   handOverGateMs: number;
+  leaveDrainMs: number;
 }
+
+/** MemnodeOptions.leaveDrainMs's default. */
+const DEFAULT_LEAVE_DRAIN_MS = 2000;
 
 function count(min: number): (text: string) => number {
   return (text) => {
@@ -83,12 +88,22 @@ export function addHandOverFlags(command: Command): Command {
       'as a new primary, longest wait for handed-over pages before serving the partition anyway; 0 never waits',
       count(0),
       d.gateMs,
+    )
+    .option(
+      '--leave-drain-ms <ms>',
+      'after a graceful leave, longest wait for clients to take the answers to their last ops and close their connections',
+      count(0),
+      DEFAULT_LEAVE_DRAIN_MS,
     );
 }
 
 /** The node option the flags stand for. */
-export function handOverFromFlags(flags: HandOverFlags): { ephemeralHandOver: EphemeralHandOverOptions } {
+export function handOverFromFlags(flags: HandOverFlags): {
+  ephemeralHandOver: EphemeralHandOverOptions;
+  leaveDrainMs: number;
+} {
   return {
+    leaveDrainMs: flags.leaveDrainMs,
     ephemeralHandOver: {
       timeoutMs: flags.handOverTimeoutMs,
       maxBytes: flags.handOverMaxBytes,

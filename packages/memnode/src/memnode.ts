@@ -34,6 +34,11 @@ export interface MemnodeOptions {
   maxFrameBytes?: number;
   /** How long a graceful close waits for clients to close their sockets before cutting them. @default 2000 */
   closeGraceMs?: number;
+  /**
+   * After a graceful leave, how long the node keeps its sockets open, answering SHUTTING_DOWN, for clients
+   * that still route to it to learn it left and let go once their ops in flight are answered. @default 2000
+   */
+  leaveDrainMs?: number;
   /** @default a silent logger */
   logger?: Logger;
   /** URLs of nodes to join through; none founds a new cluster. @default [] */
@@ -174,6 +179,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const ops = createOpMetrics();
   let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;
+  const leaveDrainMs = options.leaveDrainMs ?? 2000;
   let closing: Promise<void> | undefined;
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
   let refusing = false;
@@ -279,6 +285,9 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
     if (leave) await member.leave();
     refusing = true;
+    // Cutting the sockets now would fail the ops in flight on them (in doubt, for writes): answer them instead,
+    // until every client, told by the new state or a SHUTTING_DOWN answer, has closed its connection.
+    if (leave) await socketsClosed([...wss.clients], leaveDrainMs);
     member.close();
     connections.close();
     await metricsServer?.close();
@@ -306,6 +315,23 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     await wssClosed;
     await httpClosed;
     log.info('closed');
+  }
+
+  /** Resolves once every socket in `sockets` closed, or after `timeoutMs`. */
+  function socketsClosed(sockets: readonly WebSocket[], timeoutMs: number): Promise<void> {
+    const open = sockets.filter((socket) => socket.readyState !== socket.CLOSED);
+    if (open.length === 0 || timeoutMs <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let left = open.length;
+      const timer = setTimeout(resolve, timeoutMs);
+      for (const socket of open) {
+        socket.once('close', () => {
+          if (--left > 0) return;
+          clearTimeout(timer);
+          resolve();
+        });
+      }
+    });
   }
 
   if (options.metricsPort !== undefined) {
