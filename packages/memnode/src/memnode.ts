@@ -283,11 +283,12 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
     // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
     // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
-    if (leave) await member.leave();
+    const left = leave && (await member.leave());
     refusing = true;
     // Cutting the sockets now would fail the ops in flight on them (in doubt, for writes): answer them instead,
-    // until every client, told by the new state or a SHUTTING_DOWN answer, has closed its connection.
-    if (leave) await socketsClosed([...wss.clients], leaveDrainMs);
+    // until every client, told by the new state or a SHUTTING_DOWN answer, has closed its connection. A node
+    // that was alone has nowhere to send its clients, so it does not wait.
+    if (left) await socketsClosed([...wss.clients], leaveDrainMs);
     member.close();
     connections.close();
     await metricsServer?.close();

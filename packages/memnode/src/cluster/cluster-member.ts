@@ -157,8 +157,11 @@ export interface ClusterMember {
   readonly handOver: EphemeralHandOver;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
-  /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
-  leave(): Promise<void>;
+  /**
+   * Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves with
+   * whether it did (false: it was alone, already leaving or closed, or the removal did not commit).
+   */
+  leave(): Promise<boolean>;
   close(): void;
 }
 
@@ -678,11 +681,11 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       return () => committedListeners.delete(listener);
     },
     async leave() {
-      if (leaving || closed) return;
+      if (leaving || closed) return false;
       const committed = consensus.committed;
       if (committed === null || committed.members.length <= 1) {
         leaving = true;
-        return;
+        return false;
       }
       log.info('leaving the cluster');
       // Persistent copies first: the node keeps serving (ephemeral pages, copies) while its successors copy.
@@ -735,6 +738,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         handOver.pushAll();
         await handOver.drained(now() + ephemeralBudgetMs + 1000);
       }
+      return left;
     },
     close() {
       closed = true;
