@@ -2,7 +2,16 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { connect } from '@tmem/client';
-import { ErrorCode, PROTOCOL_VERSION, createCodec, newPeerNonce, peerProof } from '@tmem/protocol';
+import {
+  ErrorCode,
+  MAX_BATCH_OPS,
+  PROTOCOL_VERSION,
+  createCodec,
+  newPeerNonce,
+  pageChecksum,
+  peerProof,
+  type HandOff,
+} from '@tmem/protocol';
 import {
   TEST_CLUSTER_SECRET,
   closeAllRawPeers,
@@ -138,6 +147,57 @@ describe('peer handshake', () => {
     });
     expect((await stateOf(node.url))?.version).toBe(before.version);
     expect(await pool.put('p', 0, new Uint8Array(4096))).toBe(true);
+    await client.close();
+  });
+
+  it('handOff (ephemeral hand-over) is for authenticated peers only, validated, and lands only where a gate waits', async () => {
+    const node = await startNode({ env: { TMEM_LOG_LEVEL: 'warn' } });
+    const client = await connect({ seeds: [node.url], identity: 'app' });
+    const pool = await client.createPool({ kind: 'ephemeral' });
+    const state = (await stateOf(node.url))!;
+    const page = new Uint8Array(4096).fill(7);
+    const entry = {
+      pool: pool.id,
+      oid: new TextEncoder().encode('planted'),
+      index: 0,
+      page,
+      sum: pageChecksum(page),
+    };
+    const handOff: HandOff = {
+      t: 'handOff',
+      id: 7,
+      transition: state.version,
+      incarnation: 1,
+      entries: [entry],
+      done: true,
+    };
+
+    // A client connection, even one of the pool's owner: not a peer frame it may send.
+    const app = await openRawPeer(node.url, 'app');
+    expect(await app.request(handOff)).toMatchObject({ t: 'error', code: ErrorCode.InvalidFrame });
+
+    // A peer that proved the secret but is not the old primary of any gated partition: nothing lands.
+    const insider = await helloAsPeer(node.url, 'insider', TEST_CLUSTER_SECRET);
+    expect(await insider.request({ ...handOff, id: 8 })).toMatchObject({
+      t: 'handedOff',
+      stored: 0,
+      skipped: 1,
+    });
+    // Malformed: too many entries, a bad field. Typed errors, the connection stays usable.
+    const tooMany = { ...handOff, id: 9, entries: Array.from({ length: MAX_BATCH_OPS + 1 }, () => entry) };
+    expect(await insider.request(tooMany)).toMatchObject({ t: 'error', code: ErrorCode.InvalidFrame });
+    const badIndex = { ...handOff, id: 10, entries: [{ ...entry, index: -1 }] };
+    expect(await insider.request(badIndex as never)).toMatchObject({
+      t: 'error',
+      code: ErrorCode.InvalidFrame,
+    });
+    // A transition ahead of the node: it asks to be sent again later and takes nothing.
+    expect(await insider.request({ ...handOff, id: 11, transition: state.version + 50 })).toMatchObject({
+      t: 'handedOff',
+      stored: 0,
+      behind: true,
+    });
+    expect(await pool.get('planted', 0)).toBeNull();
     await client.close();
   });
 

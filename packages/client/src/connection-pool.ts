@@ -134,8 +134,9 @@ export function createConnectionPool(options: ConnectionPoolOptions): Connection
         if (keep.has(key)) continue;
         entries.delete(key);
         suspects.delete(key);
-        // Ops still waiting on it fail as lost connections and are retried on the member's successor.
-        void entry.connection?.close(lost(`member ${key} left the cluster`, { member: key }));
+        // A leaver answers its last ops before it goes (they were sent; failing them under the client would
+        // leave writes in doubt); new ops follow the view to the member's successor.
+        void entry.connection?.closeWhenIdle(lost(`member ${key} left the cluster`, { member: key }));
       }
     },
     forget(connection) {

@@ -94,6 +94,12 @@ export interface NodeConnection {
   enqueue(op: ConnectionOp): void;
   /** Rejects every waiting op with `error` and closes the socket; resolves once it is closed. */
   close(error: TmemError): Promise<void>;
+  /**
+   * Takes no more ops (they are rejected unsent, so they are retried elsewhere) and closes with `error` once
+   * every op queued or sent has its answer or reached its deadline: a member that leaves gracefully answers
+   * its last ops (SHUTTING_DOWN, NOT_SERVING) instead of losing them under the client.
+   */
+  closeWhenIdle(error: TmemError): Promise<void>;
 }
 
 interface InFlightFrame {
@@ -118,6 +124,13 @@ function asProtocolError(error: unknown, url: string): TmemError {
 function plainToTlsHint(url: string, error: Error & { code?: unknown }): string {
   const cutBeforeUpgrade = error.code === 'ECONNRESET' || error.message === 'socket hang up';
   return url.startsWith('ws:') && cutBeforeUpgrade ? ' (if the node serves TLS, use a wss:// URL)' : '';
+}
+
+/** `error` for an op that never left the client: a lost connection says so (`sent: false`), so it may be retried. */
+function unsentError(error: TmemError): TmemError {
+  return error instanceof ConnectionLostError
+    ? new ConnectionLostError(error.message, { cause: error, details: { ...error.details, sent: false } })
+    : error;
 }
 
 /** The error an aborted connect rejects with: the abort reason when it is a TmemError (CLIENT_CLOSED). */
@@ -152,6 +165,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   let nodeMaxFrameBytes: number | undefined;
   let helloId = 0;
   let flushHandle: NodeJS.Immediate | undefined;
+  /** Set by closeWhenIdle: the error the connection closes with once its last op is finished. */
+  let closingWhenIdle: TmemError | undefined;
   let liveness: { stop(): void } | undefined;
 
   let resolveOpen!: (connection: NodeConnection) => void;
@@ -201,6 +216,14 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     enqueue,
     async close(error) {
       fail(error, CloseCode.Normal, true);
+      await socketClosed;
+    },
+    async closeWhenIdle(error) {
+      closingWhenIdle ??= error;
+      // Queued ops never left: they fail unsent now and follow the view elsewhere. Every sent op has a
+      // deadline (the sweep fails it there), so the connection is idle in bounded time.
+      for (const op of queue.drain()) failOp(op, unsentError(error), false);
+      if (state !== 'open' || isIdle()) fail(error, CloseCode.Normal, true);
       await socketClosed;
     },
   };
@@ -405,6 +428,11 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   function finish(op: ConnectionOp): void {
     op.done = true;
     if (op.id !== 0 && pending.get(op.id) === op) pending.delete(op.id);
+    if (closingWhenIdle !== undefined && isIdle()) fail(closingWhenIdle, CloseCode.Normal, true);
+  }
+
+  function isIdle(): boolean {
+    return pending.size === 0 && queue.length === 0;
   }
 
   function* liveOps(): Generator<ConnectionOp> {
@@ -432,7 +460,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   }
 
   function enqueue(op: ConnectionOp): void {
-    if (state !== 'open') {
+    if (state !== 'open' || closingWhenIdle !== undefined) {
       // Nothing was sent on it: a retry cannot apply the op twice.
       op.done = true;
       op.reject(
@@ -527,11 +555,8 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     pending.clear();
     frames.clear();
     // Ops still queued never left this process: the retry logic may send them again, even writes.
-    const unsentError =
-      error instanceof ConnectionLostError
-        ? new ConnectionLostError(error.message, { cause: error, details: { ...error.details, sent: false } })
-        : error;
-    for (const op of unsent) failOp(op, unsentError, false);
+    const notSent = unsentError(error);
+    for (const op of unsent) failOp(op, notSent, false);
     for (const op of sent) failOp(op, error, true);
     closeSocket(closeCode);
     if (wasOpen) {

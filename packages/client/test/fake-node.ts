@@ -455,6 +455,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       case 'replicate':
       case 'fetch':
       case 'peerGet':
+      case 'handOff':
         return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
         return answerPageOp(frame, undefined);

@@ -14,6 +14,7 @@ import type { PageStore } from './page-store.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
 import { TLS_CA_HELP, addTlsFlags, tlsFromFlags, type TlsFlags } from './cli-tls.ts';
 import { loadCaFile, type NodeTls } from './tls-files.ts';
+import { addHandOverFlags, handOverFromFlags, type HandOverFlags } from './cli-hand-over.ts';
 import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
 import {
   CAPACITY_RANGE,
@@ -103,7 +104,7 @@ function returnFreedMemory(store: PageStore): void {
   }, RETURN_CHECK_MS).unref();
 }
 
-interface NodeCommandOptions extends LimitFlags, TlsFlags {
+interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   port: number;
   host: string;
   capacity: number;
@@ -204,6 +205,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
     batchReplyParts: options.batchReplyParts ?? true,
     ...limitsFromFlags(options),
+    ...handOverFromFlags(options),
     ...(clientTokens === undefined ? {} : { clientTokens }),
     ...(tls === undefined ? {} : { tls }),
     timing: {
@@ -370,7 +372,7 @@ export function buildCli(): Command {
       '--open',
       'do not authenticate clients: any client may act as any identity (trusted networks only)',
     );
-  addTlsFlags(addLimitFlags(node)).action((options: NodeCommandOptions) => runNode(options));
+  addHandOverFlags(addTlsFlags(addLimitFlags(node))).action((options: NodeCommandOptions) => runNode(options));
   program
     .command('token')
     .description(

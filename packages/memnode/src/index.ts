@@ -19,6 +19,7 @@ export {
   type FetchClusterStatusOptions,
 } from './status.ts';
 export type { ClusterMember, ClusterTiming } from './cluster/cluster-member.ts';
+export { DEFAULT_EPHEMERAL_HAND_OVER, type EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts';
 export {
   authenticateClient,
   hashToken,

@@ -23,6 +23,7 @@ import {
   type ConnectionLimits,
 } from './connection-limits.ts';
 import type { PeerLinkTiming } from './cluster/peer-links.ts';
+import type { EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts';
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
 import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
 import type { NodeTls } from './tls-files.ts';
@@ -41,6 +42,11 @@ export interface MemnodeOptions {
   maxFrameBytes?: number;
   /** How long a graceful close waits for clients to close their sockets before cutting them. @default 2000 */
   closeGraceMs?: number;
+  /**
+   * After a graceful leave, how long the node keeps its sockets open, answering SHUTTING_DOWN, for clients
+   * that still route to it to learn it left and let go once their ops in flight are answered. @default 2000
+   */
+  leaveDrainMs?: number;
   /** @default a silent logger */
   logger?: Logger;
   /** URLs of nodes to join through; none founds a new cluster. @default [] */
@@ -118,6 +124,13 @@ export interface MemnodeOptions {
    * @default none: plain ws://
    */
   tls?: NodeTls;
+  /**
+   * The hand-over of ephemeral pages to their new primaries when partitions move away from this node while it
+   * lives (a graceful leave, a join): time, bytes and frames it may take, and how long this node as a new
+   * primary waits for pages handed to it (see EphemeralHandOverOptions). `timeoutMs: 0` hands nothing over.
+   * @default DEFAULT_EPHEMERAL_HAND_OVER
+   */
+  ephemeralHandOver?: EphemeralHandOverOptions;
 }
 
 /** How a node stops. */
@@ -182,6 +195,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const ops = createOpMetrics();
   let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;
+  const leaveDrainMs = options.leaveDrainMs ?? 2000;
   let closing: Promise<void> | undefined;
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
   let refusing = false;
@@ -264,6 +278,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     ...(options.testCorruptOidPrefix === undefined
       ? {}
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
+    ...(options.ephemeralHandOver === undefined ? {} : { ephemeralHandOver: options.ephemeralHandOver }),
   });
   if (options.clientTokens === undefined) {
     log.warn('open mode: clients are not authenticated, any client may act as any identity');
@@ -301,8 +316,12 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
     // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
     // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
-    if (leave) await member.leave();
+    const left = leave && (await member.leave());
     refusing = true;
+    // Cutting the sockets now would fail the ops in flight on them (in doubt, for writes): answer them instead,
+    // until every client, told by the new state or a SHUTTING_DOWN answer, has closed its connection. A node
+    // that was alone has nowhere to send its clients, so it does not wait.
+    if (left) await socketsClosed([...wss.clients], leaveDrainMs);
     member.close();
     connections.close();
     await metricsServer?.close();
@@ -330,6 +349,23 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     await wssClosed;
     await httpClosed;
     log.info('closed');
+  }
+
+  /** Resolves once every socket in `sockets` closed, or after `timeoutMs`. */
+  function socketsClosed(sockets: readonly WebSocket[], timeoutMs: number): Promise<void> {
+    const open = sockets.filter((socket) => socket.readyState !== socket.CLOSED);
+    if (open.length === 0 || timeoutMs <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let left = open.length;
+      const timer = setTimeout(resolve, timeoutMs);
+      for (const socket of open) {
+        socket.once('close', () => {
+          if (--left > 0) return;
+          clearTimeout(timer);
+          resolve();
+        });
+      }
+    });
   }
 
   if (options.metricsPort !== undefined) {

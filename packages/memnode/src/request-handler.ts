@@ -14,6 +14,7 @@ import {
   type PageReply,
 } from '@tmem/protocol';
 import type { ClusterMember } from './cluster/cluster-member.ts';
+import type { EphemeralHandOver } from './cluster/ephemeral-hand-over.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
 import { Verdict, verdictWire } from './serving-view.ts';
 import { collectBatch } from './batch-replies.ts';
@@ -88,7 +89,7 @@ function persistentOp(ctx: RequestContext, op: PageOp, stateVersion: number | un
 }
 
 /** An ephemeral page op this node serves: one copy, so it completes here and now. Throws on bad input. */
-function ephemeralOp(store: PageStore, op: PageOp): PageReply {
+function ephemeralOp(store: PageStore, handOver: EphemeralHandOver, op: PageOp): PageReply {
   switch (op.t) {
     case 'put': {
       if (!checksumMatches(op.page, op.sum)) {
@@ -112,8 +113,21 @@ function ephemeralOp(store: PageStore, op: PageOp): PageReply {
       return { t: 'ok', id: op.id };
     case 'flushObject':
       store.flushObject(op.pool, op.oid);
+      // Copies waiting to be handed over, and pages of it handed over later, must not bring it back.
+      handOver.onFlushObject(op.pool, op.oid);
       return { t: 'ok', id: op.id };
   }
+}
+
+/** The refusal of an op on a partition that waits for its handed-over pages (clients retry, as for a move). */
+function gatedReply(id: number, version: number): PageReply {
+  return {
+    t: 'error',
+    id,
+    code: ErrorCode.NotServing,
+    message: 'node is taking this partition over; retry',
+    details: { version },
+  };
 }
 
 /**
@@ -162,9 +176,11 @@ function answerPageOp(
     const wire = verdictWire(verdict, view.version);
     return { t: 'error', id: op.id, code: wire.code, message: wire.message, details: wire.details };
   }
+  const handOver = ctx.cluster.handOver;
+  if (partition >= 0 && handOver.gated(partition)) return gatedReply(op.id, view.version);
   if (!owned) return errorReply(op.id, unknownPool(op.pool));
   try {
-    return ephemeralOp(ctx.store, op);
+    return ephemeralOp(ctx.store, handOver, op);
   } catch (error) {
     return errorReply(op.id, error);
   }
@@ -280,6 +296,9 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
     case 'peerGet':
       requirePeer(ctx, frame);
       return ctx.cluster.replication.onPeerGet(frame);
+    case 'handOff':
+      requirePeer(ctx, frame);
+      return ctx.cluster.handOver.receive(frame, ctx.identity);
     default:
       return handlePageOp(ctx, frame, undefined);
   }

@@ -235,6 +235,34 @@ export const PeerGet = z.strictObject({
 });
 export type PeerGet = z.infer<typeof PeerGet>;
 
+// ---- the hand-over of ephemeral pages (peers only) ----
+
+/** One ephemeral page handed over: the old primary's copy, with the checksum its client put it with. */
+export const HandOffEntry = z.object({
+  pool: u32,
+  oid,
+  index: u32,
+  page,
+  sum: u32,
+});
+export type HandOffEntry = z.infer<typeof HandOffEntry>;
+
+/**
+ * Old primary to new primary: the ephemeral pages of partitions that moved from the sender to the receiver in
+ * state `transition` (the version in which the sender stopped being their primary). `incarnation` names the
+ * sender's incarnation (its id is the authenticated peer's). `done` ends the hand-over of that transition to
+ * this receiver: it serves those partitions from then on and takes no more pages for them.
+ */
+export const HandOff = z.object({
+  t: z.literal('handOff'),
+  id: requestId,
+  transition: u32,
+  incarnation: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  entries: z.array(HandOffEntry).max(MAX_BATCH_OPS),
+  done: z.boolean().optional(),
+});
+export type HandOff = z.infer<typeof HandOff>;
+
 /** Every frame a client may send to a node. */
 export const ClientFrame = z.discriminatedUnion('t', [
   Hello,
@@ -253,6 +281,7 @@ export const ClientFrame = z.discriminatedUnion('t', [
   Replicate,
   Fetch,
   PeerGet,
+  HandOff,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -378,6 +407,14 @@ export const NodeStats = z.strictObject({
     .array(z.strictObject({ pool: u32, replication: u32, readyMembers: u32 }))
     .max(MAX_LISTED_UNDER_REPLICATED)
     .optional(),
+  /** Ephemeral pages this node handed over to new primaries (graceful leave, join) and the receiver stored. */
+  handOffSent: counter.optional(),
+  /** Ephemeral pages it had copied for a hand-over but dropped (budget of time or bytes, receiver refused). */
+  handOffDropped: counter.optional(),
+  /** Ephemeral pages handed over to this node and stored here. */
+  handOffStored: counter.optional(),
+  /** Ephemeral pages handed over to this node and skipped (see HandedOff). */
+  handOffSkipped: counter.optional(),
 });
 export type NodeStats = z.infer<typeof NodeStats>;
 
@@ -398,6 +435,10 @@ export function zeroStoreCounters(
   | 'replicationBacklog'
   | 'underReplicated'
   | 'underReplicatedPools'
+  | 'handOffSent'
+  | 'handOffDropped'
+  | 'handOffStored'
+  | 'handOffSkipped'
 > {
   return {
     capacityBytes,
@@ -529,6 +570,20 @@ export const PeerGot = z.strictObject({
 });
 export type PeerGot = z.infer<typeof PeerGot>;
 
+/**
+ * Answer to HandOff: pages stored and pages skipped (the receiver no longer waits for this sender's pages of
+ * the partition, already holds the handle, saw its object flushed, has no room, or the page is corrupt).
+ * `behind`: the receiver has not reached the transition yet, so it took nothing; send again shortly.
+ */
+export const HandedOff = z.object({
+  t: z.literal('handedOff'),
+  id: requestId,
+  stored: u32,
+  skipped: u32,
+  behind: z.boolean().optional(),
+});
+export type HandedOff = z.infer<typeof HandedOff>;
+
 /** Every frame a node may send to a client. */
 export const NodeFrame = z.discriminatedUnion('t', [
   Welcome,
@@ -546,5 +601,6 @@ export const NodeFrame = z.discriminatedUnion('t', [
   Replicated,
   Fetched,
   PeerGot,
+  HandedOff,
 ]);
 export type NodeFrame = z.infer<typeof NodeFrame>;

@@ -158,6 +158,14 @@ const clientSamples: ClientFrame[] = [
   { t: 'fetch', id: 25, sv: 9, pool: 3, partitions: [0, 5, 1023] },
   { t: 'fetch', id: 26, sv: 9, pool: 3, partitions: [5], cursor: 77 },
   { t: 'peerGet', id: 27, sv: 9, pool: 3, oid, index: 7 },
+  {
+    t: 'handOff',
+    id: 28,
+    transition: 9,
+    incarnation: 1_796_291_418_779,
+    entries: [{ pool: 3, oid, index: 7, page: bytesOf(DEFAULT_PAGE_SIZE, 2), sum: 7 }],
+  },
+  { t: 'handOff', id: 29, transition: 9, incarnation: 1, entries: [], done: true },
 ];
 
 const clusterState: ClusterState = {
@@ -233,6 +241,8 @@ const nodeSamples: NodeFrame[] = [
   { t: 'fetched', id: 22, complete: false, entries: [], lost: [4] },
   { t: 'peerGot', id: 23, complete: true },
   { t: 'peerGot', id: 24, complete: false, lost: true, entry: { pool: 3, oid, version: 5 } },
+  { t: 'handedOff', id: 25, stored: 3, skipped: 1 },
+  { t: 'handedOff', id: 26, stored: 0, skipped: 0, behind: true },
 ];
 
 type Side = 'client' | 'node';

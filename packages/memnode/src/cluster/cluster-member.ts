@@ -22,6 +22,12 @@ import { createConsensus, type Consensus, type ConsensusOutput } from './consens
 import type { ConsensusOptions } from './consensus-options.ts';
 import { createPageRetention, leaseLossFirst, type PageDrop, type PageRetention } from './page-retention.ts';
 import { createPeerLinks, type PeerLinkTiming, type PeerLinks } from './peer-links.ts';
+import {
+  createEphemeralHandOver,
+  DEFAULT_EPHEMERAL_HAND_OVER,
+  type EphemeralHandOver,
+  type EphemeralHandOverOptions,
+} from './ephemeral-hand-over.ts';
 import { createReplication, type Replication } from '../replication/replication.ts';
 import { createServingRule, type ServingRule } from '../serving-view.ts';
 
@@ -62,6 +68,8 @@ export interface ClusterMemberOptions {
   replicationTimeoutMs?: number;
   /** How long a graceful leave waits for its partitions to be copied before it leaves anyway. @default 30000 */
   handOverTimeoutMs?: number;
+  /** The budget of handing ephemeral pages over to new primaries. @default DEFAULT_EPHEMERAL_HAND_OVER */
+  ephemeralHandOver?: EphemeralHandOverOptions;
   /** Fault injection for tests (see MemnodeOptions.testCorruptOidPrefix). */
   testCorruptOidPrefix?: string;
   /** Pause after the first round of join attempts that all failed; it doubles each round. @default 100 */
@@ -105,6 +113,11 @@ export interface MemberDescription {
   underReplicated: number;
   /** The first MAX_LISTED_UNDER_REPLICATED of them. */
   underReplicatedPools: { pool: number; replication: number; readyMembers: number }[];
+  /** Ephemeral hand-over counters (see NodeStats). */
+  handOffSent: number;
+  handOffDropped: number;
+  handOffStored: number;
+  handOffSkipped: number;
 }
 
 /** This node as a member of the cluster. */
@@ -142,10 +155,15 @@ export interface ClusterMember {
   accepted(): ClusterState | null;
   /** Persistent pools: replication, copies and the reads and writes that need them. */
   readonly replication: Replication;
+  /** Ephemeral pools: the hand-over of pages to new primaries, and the gates of partitions waiting for them. */
+  readonly handOver: EphemeralHandOver;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
-  /** Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves. */
-  leave(): Promise<void>;
+  /**
+   * Leaves gracefully: stops serving, gets its own removal committed (partitions move), then resolves with
+   * whether it did (false: it was alone, already leaving or closed, or the removal did not commit).
+   */
+  leave(): Promise<boolean>;
   close(): void;
 }
 
@@ -211,6 +229,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   });
   /** The committed state handled last: what replication compares the next one with. */
   let lastCommitted: ClusterState | null = null;
+  /**
+   * The newest state accepted or committed before the one being handled: what the hand-over compares an accepted
+   * state with. Not the committed state alone: a commit may be learned after the next proposal was accepted,
+   * and the store already follows every accepted state (page retention drops at each accept).
+   */
+  let lastApplied: ClusterState | null = null;
+  const noteApplied = (state: ClusterState) => {
+    if (lastApplied === null || state.version >= lastApplied.version) lastApplied = state;
+  };
   const replication: Replication = createReplication({
     store,
     logger,
@@ -234,16 +261,36 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         }
         return links.call(url, build, expect, timeoutMs);
       },
-      async setPhase(phase, ifVersion) {
-        const result = await propose({
-          type: 'setPhase',
-          id: nodeId,
-          incarnation,
-          phase,
-          ...(ifVersion === undefined ? {} : { ifVersion }),
-        });
-        if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
-      },
+      setPhase,
+    },
+  });
+
+  /** Gets this member's phase committed (`ifVersion`: only if the state is still at that version). */
+  async function setPhase(phase: 'ready' | 'leaving', ifVersion?: number): Promise<void> {
+    const result = await propose({
+      type: 'setPhase',
+      id: nodeId,
+      incarnation,
+      phase,
+      ...(ifVersion === undefined ? {} : { ifVersion }),
+    });
+    if (!result.ok) throw new TmemError(ErrorCode.NoCoordinator, `phase change refused: ${result.error}`);
+  }
+
+  /** 0: no ephemeral hand-over, the leave is today's (the node does not become `leaving` for it). */
+  const ephemeralBudgetMs = options.ephemeralHandOver?.timeoutMs ?? DEFAULT_EPHEMERAL_HAND_OVER.timeoutMs;
+  const handOver: EphemeralHandOver = createEphemeralHandOver({
+    selfId: nodeId,
+    incarnation,
+    store,
+    logger,
+    ...(options.ephemeralHandOver === undefined ? {} : { options: options.ephemeralHandOver }),
+    call(memberId, build, timeoutMs) {
+      const url = addresses.get(memberId);
+      if (url === undefined) {
+        return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
+      }
+      return links.call(url, build, 'handedOff', timeoutMs);
     },
   });
 
@@ -335,6 +382,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       }
       case 'accepted':
         syncPools(output.state, false);
+        // The copies for the hand-over are taken before the drop, from the same store contents. After a lapse
+        // they are current only if the state they follow was committed (not a proposal that may have lost):
+        // then the gap rule at this state's commit decides, and a wipe there discards them.
+        handOver.onAccepted(
+          lastApplied,
+          output.state,
+          !retention.leaseLapsed || (lastApplied !== null && lastApplied === lastCommitted),
+        );
+        noteApplied(output.state);
         applyDrop(retention.onAccepted(output.state));
         return;
       case 'committed': {
@@ -346,10 +402,15 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         // pages of partitions not owned (normally nothing: the same state was accepted first).
         const drop = retention.onCommitted(output.state);
         applyDrop(drop);
+        if (drop?.type === 'all') handOver.wiped();
         syncPools(output.state, true);
+        handOver.onCommitted(output.state);
         // After a wipe the previous state says nothing about what the store holds.
         replication.committed(drop?.type === 'all' ? null : lastCommitted, output.state);
         lastCommitted = output.state;
+        // After a wipe nothing accepted before says what the store holds either.
+        if (drop?.type === 'all') lastApplied = null;
+        noteApplied(output.state);
         links.retain(new Set([...output.state.members.map((m) => m.url), ...options.seeds]));
         log.info({ version: output.state.version, members: output.state.members.length }, 'committed');
         for (const listener of committedListeners) listener(output.state, consensus.leaderId);
@@ -376,7 +437,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         log.warn({ incarnation }, 'rejoining as a new incarnation');
         consensus = startConsensus(false);
         retention = createPageRetention({ selfId: nodeId, incarnation });
+        handOver.reset(incarnation);
         lastCommitted = null;
+        lastApplied = null;
         replication.reset();
         void joinLoop();
         return;
@@ -539,6 +602,9 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   }
 
   if (options.seeds.length === 0) {
+    // The founder's first state comes with its core, not as an output: the gates must know it, or they would
+    // take the founder's next state for a joiner's first and wait for pages from members that never had them.
+    if (consensus.committed !== null) handOver.onCommitted(consensus.committed);
     learnAddresses(consensus.committed);
     log.info({ incarnation }, 'founded a new cluster');
   } else {
@@ -556,6 +622,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     propose,
     accepted: () => consensus.accepted,
     replication,
+    handOver,
     async handleProposeFrame(raw, forwarded) {
       const parsed = StateChange.safeParse(raw);
       if (!parsed.success) return { t: 'changeResult', ok: false, error: ErrorCode.InvalidFrame };
@@ -616,6 +683,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         underReplicatedPools: short
           .slice(0, MAX_LISTED_UNDER_REPLICATED)
           .map((p) => ({ pool: p.id, replication: p.replication, readyMembers })),
+        ...handOver.counters(),
       };
     },
     onCommitted(listener) {
@@ -623,11 +691,11 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       return () => committedListeners.delete(listener);
     },
     async leave() {
-      if (leaving || closed) return;
+      if (leaving || closed) return false;
       const committed = consensus.committed;
       if (committed === null || committed.members.length <= 1) {
         leaving = true;
-        return;
+        return false;
       }
       log.info('leaving the cluster');
       // Persistent copies first: the node keeps serving (ephemeral pages, copies) while its successors copy.
@@ -636,7 +704,29 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       } catch (error) {
         log.warn({ err: (error as Error).message }, 'hand-over failed; leaving anyway');
       }
+      // Ephemeral pages: the phase `leaving` tells the new primaries that this member hands its pages over
+      // (hand-off-gates.ts), so they wait for them; without it they would serve its partitions empty at once.
+      const state = consensus.committed;
+      const me = state?.members.find((m) => m.id === nodeId && m.incarnation === incarnation);
+      if (
+        ephemeralBudgetMs > 0 &&
+        state?.pools.some((p) => p.kind === 'ephemeral') === true &&
+        me !== undefined &&
+        me.phase !== 'leaving'
+      ) {
+        try {
+          await setPhase('leaving');
+        } catch (error) {
+          log.warn(
+            { err: (error as Error).message },
+            'could not become leaving; ephemeral pages will be dropped',
+          );
+        }
+      }
+      // From here on this node serves nothing, so the pages it copies when it accepts its removal are the
+      // last values of their handles.
       leaving = true;
+      let left = false;
       try {
         const result = await commitChange(
           StateChange.parse({
@@ -648,14 +738,22 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           true,
           now() + changeTimeoutMs,
         );
+        left = result.ok;
         log.info({ ok: result.ok }, 'left the cluster');
       } catch (error) {
         log.warn({ err: (error as Error).message }, 'could not get the leave committed; exiting anyway');
       }
+      if (left) {
+        // This node may never learn the commit itself (it is no longer a member): push on the answer.
+        handOver.pushAll();
+        await handOver.drained(now() + ephemeralBudgetMs + 1000);
+      }
+      return left;
     },
     close() {
       closed = true;
       if (timer !== null) clearTimeout(timer);
+      handOver.close();
       for (const waiter of changeWaiters.values())
         waiter.reject(new TmemError(ErrorCode.ShuttingDown, 'closing'));
       changeWaiters.clear();
