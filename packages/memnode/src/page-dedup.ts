@@ -15,10 +15,14 @@
  * slab's owner of that slot is `DEDUP_OWNER_BASE + entry`, see page-store.ts) and frees it when `release`
  * reports that the last reference went.
  */
+import { Buffer } from 'node:buffer';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 
-/** No entry: what `find` returns on a miss. */
+/** No entry: what `find` and `findIdentical` return on a miss. */
 export const NO_ENTRY = NO_RECORD;
+
+/** What `findIdentical` returns when the hash found an entry of other contents. */
+export const COLLIDED = -2;
 
 /**
  * Entry numbers stay below this (2^30), so that `DEDUP_OWNER_BASE + entry` is a valid slab owner (int32) that
@@ -33,8 +37,25 @@ const INITIAL_ENTRIES = 1024;
 export interface PageDedup {
   /** Live entries (distinct shared slots). */
   readonly size: number;
+  /**
+   * The scope of pools of this owner, page size and compression (made on first use; never removed: one small
+   * number per kind of pool). Only pages of one scope share slots: one identity, one stored form.
+   */
+  scopeOf(owner: string, pageSize: number, compression: string | undefined): number;
   /** The entry indexed under (scope, hash), or NO_ENTRY. */
   find(scope: number, hash: number): number;
+  /**
+   * The entry under (scope, hash) whose slot holds exactly `stored` (stored length `storedLength`, 0 for a raw
+   * page), read through `slots.view(slot, length)` (the slab class of `stored`); NO_ENTRY if there is none, COLLIDED if the hash found an
+   * entry of other contents (then the caller stores the page unshared: the index keeps the entry it found).
+   */
+  findIdentical(
+    scope: number,
+    hash: number,
+    stored: Uint8Array,
+    storedLength: number,
+    slots: SlotBytes,
+  ): number;
   /**
    * A new entry with one reference, indexed under (scope, hash), which must be free (`find` missed). `stored`
    * is the length of the stored form in its slot (0: the raw page). Its slot is set with `setSlot` once
@@ -60,6 +81,12 @@ export interface PageDedup {
   memoryBytes(): number;
 }
 
+/** Where `findIdentical` reads a slot's bytes: a slab class (slab-allocator.ts). */
+export interface SlotBytes {
+  /** The first `length` bytes of slot `slot`, valid until the class next changes. */
+  view(slot: number, length: number): Uint8Array;
+}
+
 type EntryArray = Int32Array | Uint32Array | Uint16Array;
 
 function grown<T extends EntryArray>(a: T, length: number): T {
@@ -82,6 +109,7 @@ export function createPageDedup(): PageDedup {
   /** Stored length (compressed pages are below 64 KiB: only lengths that save a size class are kept). */
   let eStored = new Uint16Array(capacity);
 
+  const scopes = new Map<string, number>();
   const index = createHandleTable({
     objectOf: (entry) => eScope[entry] as number,
     indexOf: (entry) => eHash[entry] as number,
@@ -120,8 +148,32 @@ export function createPageDedup(): PageDedup {
       return live;
     },
 
+    scopeOf(owner, pageSize, compression) {
+      const key = `${owner}\0${pageSize}\0${compression ?? ''}`;
+      let scope = scopes.get(key);
+      if (scope === undefined) {
+        scope = scopes.size;
+        scopes.set(key, scope);
+      }
+      return scope;
+    },
+
     find(scope, hash) {
       return index.get(scope, hash >>> 0);
+    },
+
+    findIdentical(scope, hash, stored, storedLength, slots) {
+      const entry = index.get(scope, hash >>> 0);
+      if (entry === NO_ENTRY) return NO_ENTRY;
+      // One scope has one page size and codec, so equal stored forms mean equal pages (decompression is a
+      // function); the hash (CRC-32C) is not collision-resistant, so the bytes decide.
+      if (
+        eStored[entry] === storedLength &&
+        Buffer.compare(slots.view(eSlot[entry] as number, stored.length), stored) === 0
+      ) {
+        return entry;
+      }
+      return COLLIDED;
     },
 
     add(scope, hash, stored) {

@@ -41,9 +41,8 @@ import {
 } from '@tmem/protocol';
 import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
-import { Buffer } from 'node:buffer';
 import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
-import { createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
+import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
@@ -308,8 +307,6 @@ const COMPRESSED = 16;
 const DEDUP = 32;
 
 const INITIAL_RECORDS = 1024;
-/** findShared: the hash found a slot of other contents. */
-const COLLIDED = -2;
 const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
 const ACCEPTED: PutResult = Object.freeze({ status: 'accepted' });
 const POOL_KINDS: ReadonlySet<string> = new Set<PoolKind>(['ephemeral', 'persistent']);
@@ -408,8 +405,6 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   const pools = new Map<number, PoolState>();
   const slabClasses = new Map<number, SlabAllocator>();
   const dedup = createPageDedup();
-  /** Dedup scopes by "owner \0 page size \0 compression"; never removed (one small number per kind of pool). */
-  const dedupScopes = new Map<string, number>();
 
   // ---- page records (struct of arrays) ----
   let recordCapacity = minRecords;
@@ -705,42 +700,6 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     return (rFlags[record] as number) & DEDUP ? dedup.slotOf(slot) : slot;
   }
 
-  /** The dedup scope of pools of this owner, page size and compression (made on first use). */
-  function dedupScopeFor(owner: string, pageSize: number, compression: Compression | undefined): number {
-    const key = `${owner}\0${pageSize}\0${compression ?? ''}`;
-    let scope = dedupScopes.get(key);
-    if (scope === undefined) {
-      scope = dedupScopes.size;
-      dedupScopes.set(key, scope);
-    }
-    return scope;
-  }
-
-  /**
-   * The shared slot holding exactly `stored` (the page's stored form in `slab`) in `pool`'s scope, or NO_ENTRY.
-   * The hash only finds a candidate: its bytes are compared, and a candidate of other contents is a collision
-   * (the page is then stored unshared, and the index keeps the candidate).
-   */
-  function findShared(
-    pool: PoolState,
-    hash: number,
-    stored: Uint8Array,
-    packed: boolean,
-    slab: SlabAllocator,
-  ): number {
-    const entry = dedup.find(pool.dedupScope, hash);
-    if (entry === NO_ENTRY) return NO_ENTRY;
-    // Same scope: same page size and codec, so equal stored forms mean equal pages (decompression is a function).
-    if (
-      dedup.storedOf(entry) === (packed ? stored.length : 0) &&
-      Buffer.compare(slab.view(dedup.slotOf(entry), stored.length), stored) === 0
-    ) {
-      return entry;
-    }
-    counters.dedupCollisions++;
-    return COLLIDED;
-  }
-
   function lookup(pool: PoolState, key: string, index: number): number {
     const object = pool.objects.get(key);
     return object === undefined ? NIL : table.get(object, index);
@@ -972,7 +931,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         slab: slabClassFor(pageSize),
         codec: compression === undefined ? undefined : codecs[compression],
         maxPacked: maxCompressedBytes(pageSize),
-        dedupScope: dedupOn && kind === 'ephemeral' ? dedupScopeFor(owner, pageSize, compression) : -1,
+        dedupScope: dedupOn && kind === 'ephemeral' ? dedup.scopeOf(owner, pageSize, compression) : -1,
       });
       counters.pools = pools.size;
     },
@@ -1027,7 +986,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       // is one; else this page's slot becomes a shared slot others may find (unless its hash collided).
       const dedupHash = fill < 0 && pool.dedupScope >= 0 ? (sum ?? pageChecksum(page)) : -1;
       const shared =
-        dedupHash < 0 ? NO_ENTRY : findShared(pool, dedupHash, stored, packed !== undefined, slab);
+        dedupHash < 0
+          ? NO_ENTRY
+          : dedup.findIdentical(pool.dedupScope, dedupHash, stored, packed?.length ?? 0, slab);
+      if (shared === COLLIDED) counters.dedupCollisions++;
       const cost = fill >= 0 ? PAGE_META_BYTES : shared >= 0 ? PAGE_META_BYTES : slab.slotSize;
       if (shared >= 0) {
         // Charged and referenced before any eviction, so evicting the slot's other pages can never free it:
