@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { TmemError, pageChecksum } from '@tmem/protocol';
 import { lz4Codec } from '../src/page-compression.ts';
-import { createPageDedup, NO_ENTRY } from '../src/page-dedup.ts';
+import { COLLIDED, createPageDedup, NO_ENTRY } from '../src/page-dedup.ts';
 import {
   createPageStore,
   MAX_DEDUP_CAPACITY_BYTES,
@@ -330,6 +330,25 @@ describe('page-dedup index', () => {
     expect(dedup.find(0, 0xffff_ffff)).toBe(NO_ENTRY);
     expect(dedup.add(3, 5, 100)).toBe(e);
     expect(dedup.storedOf(e)).toBe(100);
+  });
+
+  it('finds identical contents only: same scope, hash, stored length and bytes', () => {
+    const dedup = createPageDedup();
+    const alice = dedup.scopeOf('alice', PAGE, undefined);
+    expect(dedup.scopeOf('alice', PAGE, undefined)).toBe(alice);
+    expect(dedup.scopeOf('bob', PAGE, undefined)).not.toBe(alice);
+    expect(dedup.scopeOf('alice', PAGE, 'lz4')).not.toBe(alice);
+    expect(dedup.scopeOf('alice', PAGE / 2, undefined)).not.toBe(alice);
+    const a = page(1);
+    const slots = { view: (slot: number, length: number) => (slot === 7 ? a : page(2)).subarray(0, length) };
+    const e = dedup.add(alice, 99, 0);
+    dedup.setSlot(e, 7);
+    expect(dedup.findIdentical(alice, 99, a, 0, slots)).toBe(e);
+    expect(dedup.findIdentical(alice, 99, page(3), 0, slots)).toBe(COLLIDED);
+    // A compressed form of the same length as no raw page is never taken for a raw one.
+    expect(dedup.findIdentical(alice, 99, a, a.length, slots)).toBe(COLLIDED);
+    expect(dedup.findIdentical(alice, 98, a, 0, slots)).toBe(NO_ENTRY);
+    expect(dedup.findIdentical(dedup.scopeOf('bob', PAGE, undefined), 99, a, 0, slots)).toBe(NO_ENTRY);
   });
 
   it('grows past its first arrays and keeps every entry findable', () => {
