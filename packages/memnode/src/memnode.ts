@@ -30,8 +30,13 @@ import type { NodeTls } from './tls-files.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
-  /** Bytes of page data the node may hold. */
+  /** Bytes of page data the node may hold (with `dedup`, at most MAX_DEDUP_CAPACITY_BYTES). */
   capacityBytes: number;
+  /**
+   * Deduplicate ephemeral pages: identical pages of one identity's ephemeral pools share one slot in this node's
+   * store (PageStoreOptions.dedup). Persistent pages are never shared. @default false
+   */
+  dedup?: boolean;
   /** @default '127.0.0.1' */
   host?: string;
   /** 0 picks a free port. @default 0 */
@@ -191,7 +196,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   });
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const connections = createConnectionRegistry(limits);
-  const store = createPageStore({ capacityBytes: options.capacityBytes });
+  const store = createPageStore({ capacityBytes: options.capacityBytes, dedup: options.dedup === true });
   const ops = createOpMetrics();
   let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;

@@ -379,6 +379,22 @@ export const NodeStats = z.strictObject({
   incompressiblePuts: counter,
   /** Compressed copies found undecodable (read as corrupt copies, like a checksum mismatch). */
   corruptCompressedReads: counter,
+  /**
+   * Shared slots of deduplicated ephemeral pages (a node started with dedup): distinct contents held once,
+   * however many pages of one identity hold them.
+   */
+  dedupSlots: counter,
+  /** Pages held that share another page's slot (each shared slot's references beyond the first). */
+  dedupedPages: counter,
+  /**
+   * Capacity those pages save: the slot bytes each would be charged alone, less the PAGE_META_BYTES each is
+   * charged as a sharer.
+   */
+  dedupSavedBytes: counter,
+  /** Accepted puts that found their contents already stored and shared that slot. */
+  dedupHits: counter,
+  /** Puts whose content hash found a slot of other contents (the byte compare failed): stored unshared. */
+  dedupCollisions: counter,
   /** Committed cluster-state version the node is at (0 while joining). */
   stateVersion: counter.optional(),
   /** The node's incarnation (a restart or rejoin is a new one). */
@@ -461,6 +477,11 @@ export function zeroStoreCounters(
     compressedSlotBytes: 0,
     incompressiblePuts: 0,
     corruptCompressedReads: 0,
+    dedupSlots: 0,
+    dedupedPages: 0,
+    dedupSavedBytes: 0,
+    dedupHits: 0,
+    dedupCollisions: 0,
   };
 }
 
