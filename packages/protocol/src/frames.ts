@@ -238,7 +238,7 @@ export type PeerGet = z.infer<typeof PeerGet>;
 // ---- the hand-over of ephemeral pages (peers only) ----
 
 /** One ephemeral page handed over: the old primary's copy, with the checksum its client put it with. */
-export const HandOffEntry = z.object({
+export const HandOffEntry = z.strictObject({
   pool: u32,
   oid,
   index: u32,
@@ -253,7 +253,7 @@ export type HandOffEntry = z.infer<typeof HandOffEntry>;
  * sender's incarnation (its id is the authenticated peer's). `done` ends the hand-over of that transition to
  * this receiver: it serves those partitions from then on and takes no more pages for them.
  */
-export const HandOff = z.object({
+export const HandOff = z.strictObject({
   t: z.literal('handOff'),
   id: requestId,
   transition: u32,
@@ -596,7 +596,7 @@ export type PeerGot = z.infer<typeof PeerGot>;
  * the partition, already holds the handle, saw its object flushed, has no room, or the page is corrupt).
  * `behind`: the receiver has not reached the transition yet, so it took nothing; send again shortly.
  */
-export const HandedOff = z.object({
+export const HandedOff = z.strictObject({
   t: z.literal('handedOff'),
   id: requestId,
   stored: u32,
