@@ -94,12 +94,6 @@ export interface NodeConnection {
   enqueue(op: ConnectionOp): void;
   /** Rejects every waiting op with `error` and closes the socket; resolves once it is closed. */
   close(error: TmemError): Promise<void>;
-  /**
-   * Takes no more ops (they are rejected unsent, so they are retried elsewhere) and closes with `error` once
-   * every op queued or sent has its answer or reached its deadline: a member that leaves gracefully answers
-   * its last ops (SHUTTING_DOWN, NOT_SERVING) instead of losing them under the client.
-   */
-  closeWhenIdle(error: TmemError): Promise<void>;
 }
 
 interface InFlightFrame {
@@ -165,8 +159,6 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   let nodeMaxFrameBytes: number | undefined;
   let helloId = 0;
   let flushHandle: NodeJS.Immediate | undefined;
-  /** Set by closeWhenIdle: the error the connection closes with once its last op is finished. */
-  let closingWhenIdle: TmemError | undefined;
   let liveness: { stop(): void } | undefined;
 
   let resolveOpen!: (connection: NodeConnection) => void;
@@ -216,14 +208,6 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
     enqueue,
     async close(error) {
       fail(error, CloseCode.Normal, true);
-      await socketClosed;
-    },
-    async closeWhenIdle(error) {
-      closingWhenIdle ??= error;
-      // Queued ops never left: they fail unsent now and follow the view elsewhere. Every sent op has a
-      // deadline (the sweep fails it there), so the connection is idle in bounded time.
-      for (const op of queue.drain()) failOp(op, unsentError(error), false);
-      if (state !== 'open' || isIdle()) fail(error, CloseCode.Normal, true);
       await socketClosed;
     },
   };
@@ -428,11 +412,6 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   function finish(op: ConnectionOp): void {
     op.done = true;
     if (op.id !== 0 && pending.get(op.id) === op) pending.delete(op.id);
-    if (closingWhenIdle !== undefined && isIdle()) fail(closingWhenIdle, CloseCode.Normal, true);
-  }
-
-  function isIdle(): boolean {
-    return pending.size === 0 && queue.length === 0;
   }
 
   function* liveOps(): Generator<ConnectionOp> {
@@ -460,7 +439,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
   }
 
   function enqueue(op: ConnectionOp): void {
-    if (state !== 'open' || closingWhenIdle !== undefined) {
+    if (state !== 'open') {
       // Nothing was sent on it: a retry cannot apply the op twice.
       op.done = true;
       op.reject(

@@ -180,32 +180,6 @@ describe('node connection requests', () => {
     expect(late).toBeInstanceOf(ConnectionLostError);
   });
 
-  it('closeWhenIdle() lets ops in flight take their answers, refuses new ones unsent, then closes', async () => {
-    const fake = await fakeNode();
-    const closes: TmemError[] = [];
-    const connection = await openNodeConnection(
-      options(fake.url, { onClose: (_connection, error) => closes.push(error) }),
-    );
-    fake.hold = true;
-    const inFlight = connection.request(
-      { t: 'flushObject', pool: 1, oid: Uint8Array.of(1) },
-      { deadline: deadline() },
-    );
-    await waitFor(() => fake.held === 1, 'the op to reach the node');
-    const reason = new ConnectionLostError('member left', { details: {} });
-    const closed = connection.closeWhenIdle(reason);
-    const late = await rejectionOf(connection.request({ t: 'stats' }, { deadline: deadline() }));
-    expect(late).toBeInstanceOf(ConnectionLostError);
-    expect(late).toMatchObject({ details: { sent: false } });
-    expect(connection.isOpen).toBe(true);
-    fake.releaseHeld();
-    // The answer the node gave, not the close: the op is not in doubt.
-    await expect(inFlight).rejects.toMatchObject({ code: ErrorCode.UnknownPool });
-    await closed;
-    expect(connection.isOpen).toBe(false);
-    expect(closes).toEqual([reason]);
-  });
-
   it('closes a connection whose node stops answering pings: ops in flight fail with CONNECTION_LOST', async () => {
     // A node behind a DROP rule: the socket stays open, the node answers nothing, not even pings.
     const fake = await fakeNode({ autoPong: false });
