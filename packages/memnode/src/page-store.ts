@@ -38,6 +38,7 @@ import {
 import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
+import { createOwnerCounterTable, type OwnerCounters } from './owner-counters.ts';
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
@@ -243,6 +244,14 @@ export interface PageStore {
   objectIndexes(pool: number, oid: Uint8Array): number[];
   /** A snapshot of the counters. */
   stats(): StoreStats;
+  /**
+   * A snapshot of the counters of one owner identity's pools (owner-counters.ts): the same counters as stats()
+   * but capacityBytes, counting only its pools, pages and ops; evictions are counted against the owner of the
+   * evicted page. All zero for an owner without pools (its counters are dropped with its last pool). O(1).
+   */
+  ownerStats(owner: string): OwnerCounters;
+  /** The owners that have pools on this store. */
+  owners(): string[];
   /** Bytes the store holds in memory, by kind (for the node's memory report); O(number of page sizes). */
   memory(): StoreMemory;
 }
@@ -284,6 +293,8 @@ interface PoolState {
   readonly codec: PageCodec | undefined;
   /** Longest compressed length kept compressed (maxCompressedBytes of the page size). */
   readonly maxPacked: number;
+  /** The owner's counters, shared by all its pools: incremented beside the global ones, with no lookup. */
+  readonly owned: OwnerCounters;
 }
 
 type TypedArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
@@ -346,6 +357,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
   const codecs = options.codecs ?? PAGE_CODECS;
   const counters: StoreStats = zeroStoreCounters(capacityBytes);
+  const ownerCounters = createOwnerCounterTable();
   /** A checksum no page of each size can match: what an undecodable compressed copy is returned with. */
   const unmatchableSums = new Map<number, number>();
   /** Bytes charged for ephemeral pages: how much eviction could free at most. */
@@ -626,12 +638,18 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     return (rFlags[record] as number) & COMPRESSED ? slabClassFor(costOf(record, pool)) : pool.slab;
   }
 
-  /** Counts a compressed page in (+1) or out (-1) of the compression stats. */
-  function countCompressed(sign: 1 | -1, pageSize: number, packed: number, slotSize: number): void {
+  /** Counts a compressed page of `pool` in (+1) or out (-1) of the compression stats. */
+  function countCompressed(sign: 1 | -1, pool: PoolState, packed: number, slotSize: number): void {
+    const pageSize = pool.spec.pageSize;
+    const owned = pool.owned;
     counters.compressedPages += sign;
     counters.compressedPageBytes += sign * pageSize;
     counters.compressedBytes += sign * packed;
     counters.compressedSlotBytes += sign * slotSize;
+    owned.compressedPages += sign;
+    owned.compressedPageBytes += sign * pageSize;
+    owned.compressedBytes += sign * packed;
+    owned.compressedSlotBytes += sign * slotSize;
   }
 
   function lookup(pool: PoolState, key: string, index: number): number {
@@ -643,15 +661,19 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function removeRecord(record: number, pool: PoolState): void {
     const flags = rFlags[record] as number;
     const cost = costOf(record, pool);
+    const owned = pool.owned;
     if (flags & PERSISTENT) {
       counters.persistentPages--;
+      owned.persistentPages--;
     } else {
       lruUnlink(record);
       counters.ephemeralPages--;
+      owned.ephemeralPages--;
       ephemeralBytes -= cost;
     }
     counters.usedBytes -= cost;
-    if (flags & COMPRESSED) countCompressed(-1, pool.spec.pageSize, rPacked[record] as number, cost);
+    owned.usedBytes -= cost;
+    if (flags & COMPRESSED) countCompressed(-1, pool, rPacked[record] as number, cost);
 
     const object = rObject[record] as number;
     table.remove(object, rIndex[record] as number);
@@ -682,8 +704,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     if (capacityBytes - counters.usedBytes + ephemeralBytes < cost) return false;
     while (capacityBytes - counters.usedBytes < cost) {
       const victim = lruHead;
-      removeRecord(victim, poolOfRecord(victim));
+      const pool = poolOfRecord(victim);
+      removeRecord(victim, pool);
       counters.evictions++;
+      pool.owned.evictions++;
     }
     return true;
   }
@@ -736,6 +760,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     // Undecodable: returned as a page that fails its checksum, so the one corrupt-copy path of each reader
     // (drop and repair from another copy, or a miss for an ephemeral page) handles it like any other.
     counters.corruptCompressedReads++;
+    pool.owned.corruptCompressedReads++;
     return { page: new Uint8Array(pool.spec.pageSize), version, sum: unmatchableSum(pool.spec.pageSize) };
   }
 
@@ -791,12 +816,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     enter();
     const pool = requirePool(poolId);
     const record = findRecord(pool, oid, index);
+    const owned = pool.owned;
     counters.gets++;
+    owned.gets++;
     if (record === NIL) {
       counters.misses++;
+      owned.misses++;
       return null;
     }
     counters.hits++;
+    owned.hits++;
     const stored = copyOut(record, pool);
     // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
     // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
@@ -852,6 +881,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         slab: slabClassFor(pageSize),
         codec: compression === undefined ? undefined : codecs[compression],
         maxPacked: maxCompressedBytes(pageSize),
+        owned: ownerCounters.attachPool(owner),
       });
       counters.pools = pools.size;
     },
@@ -865,10 +895,13 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const pool = pools.get(id);
       if (pool === undefined) return false;
       counters.flushes++;
+      pool.owned.flushes++;
       // Deleting the current entry while iterating a Map is safe in JS.
       for (const object of pool.objects.values()) removeObject(pool, object);
       pools.delete(id);
       counters.pools = pools.size;
+      // Last: with the owner's last pool its counters go, and every page of it was removed above.
+      ownerCounters.detachPool(pool.spec.owner);
       return settled(true);
     },
 
@@ -881,12 +914,15 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const version = checkMeta(meta);
       const sum = meta?.sum;
       const key = oidKey(oidBytes);
+      const owned = pool.owned;
       counters.puts++;
+      owned.puts++;
 
       // Put-put-get coherency: the old page goes first, so a refusal below cannot leave it readable.
       const existing = lookup(pool, key, index);
       if (existing !== NIL) {
         counters.duplicatePuts++;
+        owned.duplicatePuts++;
         removeRecord(existing, pool);
       }
 
@@ -903,6 +939,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const cost = fill >= 0 ? PAGE_META_BYTES : slab.slotSize;
       if (!makeRoom(cost)) {
         counters.refusedPuts++;
+        owned.refusedPuts++;
         return settled(REFUSED_FULL);
       }
 
@@ -927,6 +964,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         if (record !== NIL) releaseRecord(record);
         if (!(error instanceof RangeError)) throw error;
         counters.refusedPuts++;
+        owned.refusedPuts++;
         return settled(REFUSED_FULL);
       }
       if (fill < 0) slab.write(slot, packed ?? page);
@@ -950,16 +988,24 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       oCount[object] = (oCount[object] as number) + 1;
 
       counters.usedBytes += cost;
-      if (packed !== undefined) countCompressed(1, pool.spec.pageSize, packed.length, cost);
-      else if (fill < 0 && pool.codec !== undefined) counters.incompressiblePuts++;
+      owned.usedBytes += cost;
+      if (packed !== undefined) {
+        countCompressed(1, pool, packed.length, cost);
+      } else if (fill < 0 && pool.codec !== undefined) {
+        counters.incompressiblePuts++;
+        owned.incompressiblePuts++;
+      }
       if (pool.persistent) {
         counters.persistentPages++;
+        owned.persistentPages++;
       } else {
         counters.ephemeralPages++;
+        owned.ephemeralPages++;
         ephemeralBytes += cost;
         lruAppend(record); // most recently used
       }
       counters.acceptedPuts++;
+      owned.acceptedPuts++;
       return settled(ACCEPTED);
     },
 
@@ -987,6 +1033,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const pool = requirePool(poolId);
       const record = findRecord(pool, oid, index);
       counters.flushes++;
+      pool.owned.flushes++;
       if (record === NIL) return false;
       removeRecord(record, pool);
       return settled(true);
@@ -1007,6 +1054,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const oidBytes = toOidBytes(oid);
       if (olderThan !== undefined) checkVersion(olderThan, 'olderThan');
       counters.flushes++;
+      pool.owned.flushes++;
       const object = pool.objects.get(oidKey(oidBytes));
       if (object === undefined) return 0;
       return settled(
@@ -1053,6 +1101,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
     stats() {
       return { ...counters };
+    },
+
+    ownerStats(owner) {
+      return ownerCounters.snapshot(owner);
+    },
+
+    owners() {
+      return ownerCounters.owners();
     },
 
     memory() {

@@ -11,6 +11,7 @@ import {
 import type { PoolKind } from '@tmem/protocol';
 import { createPageStore, MAX_CAPACITY_BYTES, PAGE_META_BYTES } from '../src/page-store.ts';
 import type { PageMeta, PageStore, PoolSpec, StoredPage, StoreStats } from '../src/page-store.ts';
+import { zeroOwnerCounters, type OwnerCounters } from '../src/owner-counters.ts';
 
 const utf8 = new TextEncoder();
 const oid = (s: string): Uint8Array => utf8.encode(s);
@@ -1269,6 +1270,10 @@ class Model {
   /** Keys of ephemeral pages, least recently used first. */
   lru: string[] = [];
   readonly stats: StoreStats;
+  /** Each owner's counters, while it has pools (the store drops them with the owner's last pool). */
+  readonly owners = new Map<string, OwnerCounters>();
+  /** The counters of owners dropped so far: with the live owners' they sum to the node's. */
+  readonly dropped = zeroOwnerCounters();
 
   constructor(capacityBytes: number) {
     this.stats = {
@@ -1300,14 +1305,20 @@ class Model {
     return `${pool}/${oid}/${index}`;
   }
 
+  /** Adds `delta` to a counter, the node's and that of the owner of `pool`. */
+  count(pool: number, key: Exclude<keyof OwnerCounters, 'pools'>, delta = 1): void {
+    this.stats[key] += delta;
+    (this.owners.get((this.pools.get(pool) as PoolSpec).owner) as OwnerCounters)[key] += delta;
+  }
+
   remove(key: string): void {
     const p = this.pages.get(key) as ModelPage;
     this.pages.delete(key);
-    this.stats.usedBytes -= p.cost;
+    this.count(p.pool, 'usedBytes', -p.cost);
     if (p.persistent) {
-      this.stats.persistentPages--;
+      this.count(p.pool, 'persistentPages', -1);
     } else {
-      this.stats.ephemeralPages--;
+      this.count(p.pool, 'ephemeralPages', -1);
       this.lru = this.lru.filter((k) => k !== key);
     }
   }
@@ -1315,14 +1326,23 @@ class Model {
   create(spec: PoolSpec): void {
     this.pools.set(spec.id, spec);
     this.stats.pools = this.pools.size;
+    const owned = this.owners.get(spec.owner) ?? zeroOwnerCounters();
+    owned.pools++;
+    this.owners.set(spec.owner, owned);
   }
 
   destroy(pool: number): boolean {
-    if (!this.pools.has(pool)) return false;
-    this.stats.flushes++;
+    const spec = this.pools.get(pool);
+    if (spec === undefined) return false;
+    this.count(pool, 'flushes');
     for (const [key, p] of this.pages) if (p.pool === pool) this.remove(key);
     this.pools.delete(pool);
     this.stats.pools = this.pools.size;
+    const owned = this.owners.get(spec.owner) as OwnerCounters;
+    if (--owned.pools === 0) {
+      this.owners.delete(spec.owner);
+      for (const k of OWNER_KEYS) this.dropped[k] += owned[k];
+    }
     return true;
   }
 
@@ -1335,45 +1355,48 @@ class Model {
   ): 'accepted' | 'refused' {
     const spec = this.pools.get(pool) as PoolSpec;
     const key = Model.key(pool, oid, index);
-    this.stats.puts++;
+    this.count(pool, 'puts');
     if (this.pages.has(key)) {
-      this.stats.duplicatePuts++;
+      this.count(pool, 'duplicatePuts');
       this.remove(key);
     }
     const cost = bytes.every((b) => b === bytes[0]) ? PAGE_META_BYTES : spec.pageSize;
     const free = (): number => this.stats.capacityBytes - this.stats.usedBytes;
     const evictable = this.lru.reduce((sum, k) => sum + (this.pages.get(k) as ModelPage).cost, 0);
     if (free() + evictable < cost) {
-      this.stats.refusedPuts++;
+      this.count(pool, 'refusedPuts');
       return 'refused';
     }
     while (free() < cost) {
-      this.remove(this.lru[0] as string);
-      this.stats.evictions++;
+      // Counted against the owner of the page evicted, not of the page put.
+      const victim = this.lru[0] as string;
+      const victimPool = (this.pages.get(victim) as ModelPage).pool;
+      this.remove(victim);
+      this.count(victimPool, 'evictions');
     }
     const persistent = spec.kind === 'persistent';
     const { version = 0, sum } = meta;
     this.pages.set(key, { pool, oid, index, bytes: bytes.slice(), cost, persistent, version, sum });
-    this.stats.usedBytes += cost;
+    this.count(pool, 'usedBytes', cost);
     if (persistent) {
-      this.stats.persistentPages++;
+      this.count(pool, 'persistentPages');
     } else {
-      this.stats.ephemeralPages++;
+      this.count(pool, 'ephemeralPages');
       this.lru.push(key);
     }
-    this.stats.acceptedPuts++;
+    this.count(pool, 'acceptedPuts');
     return 'accepted';
   }
 
   get(pool: number, oid: number, index: number): ModelPage | null {
     const key = Model.key(pool, oid, index);
     const p = this.pages.get(key);
-    this.stats.gets++;
+    this.count(pool, 'gets');
     if (p === undefined) {
-      this.stats.misses++;
+      this.count(pool, 'misses');
       return null;
     }
-    this.stats.hits++;
+    this.count(pool, 'hits');
     if (!p.persistent) this.remove(key);
     return p;
   }
@@ -1411,10 +1434,38 @@ function expectPage(actual: Uint8Array | null, expected: Uint8Array | null): voi
 }
 
 const STAT_KEYS = Object.keys(new Model(0).stats) as (keyof StoreStats)[];
+const OWNER_KEYS = Object.keys(zeroOwnerCounters()) as (keyof OwnerCounters)[];
+/** The owners of SPECS, and 'x', which never gets a pool (its create is refused). */
+const OWNERS = ['alice', 'bob', 'x'];
 
 function expectStats(actual: StoreStats, expected: StoreStats): void {
   if (STAT_KEYS.some((k) => actual[k] !== expected[k]) || Object.keys(actual).length !== STAT_KEYS.length) {
     expect(actual).toEqual(expected);
+  }
+}
+
+/** Every owner's counters are the model's, the owners with pools are the model's, and they sum to the node's. */
+function expectOwners(store: PageStore, model: Model): void {
+  const owners = store.owners().sort();
+  if (owners.join() !== [...model.owners.keys()].sort().join()) {
+    expect(owners).toEqual([...model.owners.keys()].sort());
+  }
+  // Counters of dropped owners are gone from the store but still in the node's totals.
+  const sum = { ...model.dropped };
+  for (const owner of OWNERS) {
+    const actual = store.ownerStats(owner);
+    const expected = model.owners.get(owner) ?? zeroOwnerCounters();
+    if (
+      OWNER_KEYS.some((k) => actual[k] !== expected[k]) ||
+      Object.keys(actual).length !== OWNER_KEYS.length
+    ) {
+      expect({ owner, ...actual }).toEqual({ owner, ...expected });
+    }
+    for (const k of OWNER_KEYS) sum[k] += actual[k];
+  }
+  const global = store.stats();
+  if (OWNER_KEYS.some((k) => sum[k] !== global[k])) {
+    expect(sum).toEqual({ ...global, capacityBytes: undefined });
   }
 }
 
@@ -1430,6 +1481,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
   const check = (): void => {
     const stats = store.stats();
     expectStats(stats, model.stats);
+    expectOwners(store, model);
     if (
       stats.usedBytes > stats.capacityBytes ||
       stats.usedBytes < 0 ||
@@ -1518,7 +1570,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
         const key = Model.key(op.pool, op.oid, op.index);
         const had = model.pages.has(key);
         if (had) model.remove(key);
-        model.stats.flushes++;
+        model.count(op.pool, 'flushes');
         expect(store.flushPage(op.pool, oidBytes, op.index)).toBe(had);
         break;
       }
@@ -1530,7 +1582,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
             n++;
           }
         }
-        model.stats.flushes++;
+        model.count(op.pool, 'flushes');
         const olderThan = op.olderThan ?? undefined;
         expect(store.flushObject(op.pool, oidBytes, olderThan)).toBe(n);
         break;
@@ -1591,6 +1643,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
   for (const id of [...model.pools.keys()]) expect(store.destroyPool(id)).toBe(model.destroy(id));
   check();
   expect(store.stats().usedBytes).toBe(0);
+  expect(store.owners()).toEqual([]);
 }
 
 describe('page store against a model', () => {
