@@ -197,6 +197,16 @@ describe('per-identity stats', () => {
       pools: 1,
       usedBytes: PAGE,
     });
+    // An under-replicated pool (2 copies asked, 1 ready member) shows in its owner's stats only.
+    const carolPool = await asCarol.createPool({ kind: 'persistent', replication: 2 });
+    expect(await statsOf(asCarol)).toMatchObject({
+      pools: 1,
+      underReplicated: 1,
+      underReplicatedPools: [{ pool: carolPool.id, replication: 2, readyMembers: 1 }],
+    });
+    expect(await statsOf(asAlice)).toMatchObject({ underReplicated: 0, underReplicatedPools: [] });
+    expect(await statsOf(asOps)).toMatchObject({ pools: 3, underReplicated: 1 });
+
     // Without a token an authenticating node admits no status tool.
     const anonymous = await runCli(['status', '--seed', node.url]);
     expect(anonymous.code).toBe(1);
