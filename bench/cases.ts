@@ -116,7 +116,9 @@ export const CASES: readonly Case[] = [
   },
   // Compression (issue 11): the batched case again with pages that compress (text) and pages kept as metadata
   // only (zero); the random rows above are the incompressible case. Run on tmem-1 and tmem-1-lz4 side by side.
-  ...(['text', 'zero'] as const).flatMap((content, i): Case[] =>
+  // Dedup (issue 11): the same with duplicate-heavy pages (page-contents.ts), on tmem-1 and tmem-1-dedup.
+  // Unique pages are the case where dedup finds nothing to share and only costs.
+  ...(['text', 'zero', 'dup', 'unique'] as const).flatMap((content, i): Case[] =>
     (['put', 'get'] as const).map((op) => ({
       id: `${op}-8x32-${content}`,
       label: `${op}, 8 × 32 batched, ${content} pages`,

@@ -6,10 +6,19 @@ import { readFileSync } from 'node:fs';
 import { seededRandom } from '../test/harness/random.ts';
 
 /** What a page holds. */
-export type PageContent = 'text' | 'json' | 'random' | 'zero';
+export type PageContent = 'text' | 'json' | 'random' | 'zero' | 'dup' | 'unique';
 
-/** Every kind, in table order. */
-export const PAGE_CONTENTS: readonly PageContent[] = ['text', 'json', 'random', 'zero'];
+/**
+ * Every kind, in table order. `unique` pages are random pages that the bench makes unique per key (it writes
+ * the key into each page it puts), where the others repeat every 1,024 keys: what a dedup node's index costs
+ * when it finds nothing to share.
+ */
+export const PAGE_CONTENTS: readonly PageContent[] = ['text', 'json', 'random', 'zero', 'dup', 'unique'];
+
+/** Blocks the `dup` pages repeat: DUP_BLOCKS distinct random pages. */
+export const DUP_BLOCKS = 16;
+/** One `dup` page in DUP_UNIQUE_EVERY is its own (random); the others repeat the shared blocks. */
+export const DUP_UNIQUE_EVERY = 8;
 
 // Real prose rather than generated words: this repository's own documentation (markdown, English, tables),
 // about what a clean page of a text file looks like.
@@ -39,11 +48,21 @@ function jsonBytes(random: () => number, size: number): Buffer {
 /** `count` pages of `pageSize` bytes holding `content`; page i of a seed is always the same bytes. */
 export function pagesOf(content: PageContent, count: number, pageSize = 4096, seed = 1): Uint8Array[] {
   const random = seededRandom(seed);
+  // Duplicate-heavy pages, as many files with equal blocks give (copies of one library, templates, the
+  // zero-padded tails of a format): of every DUP_UNIQUE_EVERY pages one is its own and the others are among
+  // DUP_BLOCKS shared blocks. Incompressible, so only dedup can make them cheaper.
+  const blocks =
+    content === 'dup' ? Array.from({ length: DUP_BLOCKS }, () => new Uint8Array(randomBytes(pageSize))) : [];
   return Array.from({ length: count }, (_, i) => {
     switch (content) {
+      case 'dup':
+        return i % DUP_UNIQUE_EVERY === 0
+          ? new Uint8Array(randomBytes(pageSize))
+          : (blocks[i % DUP_BLOCKS] as Uint8Array).slice();
       case 'zero':
         return new Uint8Array(pageSize);
       case 'random':
+      case 'unique':
         return new Uint8Array(randomBytes(pageSize));
       case 'json':
         return new Uint8Array(jsonBytes(random, pageSize));

@@ -255,7 +255,7 @@ export function markdown(run: RunResult): string {
     ...redisBenchmarkLine(run),
     '',
     ...(run.storage.some((s) => s.case.batched)
-      ? ['## Compression (issue 11)', '', ...compressionTable(run), '']
+      ? ['## Compression and dedup (issue 11)', '', ...compressionTable(run), '']
       : []),
     ...(run.memory ? ['## Memory', '', ...memoryTable(run.memory), ''] : []),
     '## Targets (issue 7)',
@@ -277,6 +277,7 @@ export function markdown(run: RunResult): string {
 const COLORS: Record<SystemId, string> = {
   'tmem-1': '#1f77b4',
   'tmem-1-lz4': '#ff7f0e',
+  'tmem-1-dedup': '#8c564b',
   'tmem-1-metrics': '#17becf',
   'tmem-3': '#2ca02c',
   ioredis: '#d62728',

@@ -34,6 +34,7 @@ import {
   startTmemCluster,
   startTmemOneNode,
   startTmemOneNodeLz4,
+  startTmemOneNodeDedup,
   startTmemOneNodeScraped,
   type System,
   type SystemId,
@@ -76,11 +77,21 @@ const pagesByContent: Record<PageContent, readonly Uint8Array[]> = {
   text: pagesOf('text', 1024, PAGE_SIZE),
   json: pagesOf('json', 1024, PAGE_SIZE),
   zero: pagesOf('zero', 1024, PAGE_SIZE),
+  dup: pagesOf('dup', 1024, PAGE_SIZE),
+  unique: pagesOf('unique', 1024, PAGE_SIZE),
 };
+
+/** The page of `key`: for `unique` pages a copy with the key in its first bytes, so no two keys hold the same. */
+function pageAt(content: PageContent, key: number): Uint8Array {
+  const page = pagesByContent[content][key % 1024]!;
+  if (content !== 'unique') return page;
+  const copy = page.slice();
+  new DataView(copy.buffer).setFloat64(0, key);
+  return copy;
+}
 
 /** Runs one call of `c` on `system` at `key`. */
 function callOf(system: System, c: Case): ((key: number) => Promise<number>) | undefined {
-  const casePages = pagesByContent[c.content];
   if (c.batched) {
     const { putBatch, getBatch } = system;
     const keysAt = (key: number): number[] => Array.from({ length: BATCH_OPS }, (_, i) => key + i);
@@ -88,12 +99,12 @@ function callOf(system: System, c: Case): ((key: number) => Promise<number>) | u
       return (key) =>
         putBatch(
           keysAt(key),
-          keysAt(key).map((k) => casePages[k % 1024]!),
+          keysAt(key).map((k) => pageAt(c.content, k)),
         );
     if (c.op === 'get' && getBatch) return (key) => getBatch(keysAt(key));
     return undefined;
   }
-  return c.op === 'put' ? (key) => system.put(key, casePages[key % 1024]!) : (key) => system.get(key);
+  return c.op === 'put' ? (key) => system.put(key, pageAt(c.content, key)) : (key) => system.get(key);
 }
 
 async function cleanUp(systems: readonly System[]): Promise<void> {
@@ -127,6 +138,7 @@ try {
   const starters: Record<SystemId, () => Promise<System>> = {
     'tmem-1': () => startTmemOneNode({ nodeArgs }),
     'tmem-1-lz4': () => startTmemOneNodeLz4({ nodeArgs }),
+    'tmem-1-dedup': () => startTmemOneNodeDedup({ nodeArgs }),
     'tmem-1-metrics': () => startTmemOneNodeScraped({ nodeArgs }),
     'tmem-3': () => startTmemCluster({ nodeArgs }),
     ioredis: () => startIoredis(redis),

@@ -48,6 +48,7 @@ export interface StoreSnapshot {
 export const SYSTEM_IDS = [
   'tmem-1',
   'tmem-1-lz4',
+  'tmem-1-dedup',
   'tmem-1-metrics',
   'tmem-3',
   'ioredis',
@@ -132,6 +133,15 @@ export function startTmemOneNode(options: TmemSystemOptions = {}): Promise<Syste
 /** The same with `compression: 'lz4'`: beside `tmem-1`, what compression costs in throughput and saves. */
 export function startTmemOneNodeLz4(options: TmemSystemOptions = {}): Promise<System> {
   return oneNode('tmem-1-lz4', 'tmem, 1 node, ephemeral, lz4', [], options, undefined, 'lz4');
+}
+
+/**
+ * The same node started with `--dedup`: beside `tmem-1`, what sharing slots of identical pages costs in
+ * throughput and saves (the `dup` cases; the bench's pages repeat every 1024 keys, so on this node every case
+ * is duplicate-heavy past its first 1024 keys).
+ */
+export function startTmemOneNodeDedup(options: TmemSystemOptions = {}): Promise<System> {
+  return oneNode('tmem-1-dedup', 'tmem, 1 node, ephemeral, dedup', ['--dedup'], options);
 }
 
 /**

@@ -55,6 +55,7 @@ describe('npm run bench -- --quick', () => {
       const systems = [
         'tmem, 1 node, ephemeral',
         'tmem, 1 node, ephemeral, lz4',
+        'tmem, 1 node, ephemeral, dedup',
         'tmem, 1 node, ephemeral, /metrics scraped every 1 s',
         'tmem, 3 nodes, persistent R=2',
         'Redis via ioredis',

@@ -55,6 +55,14 @@ describe('tmem node sizes', () => {
     },
   );
 
+  it('refuses --dedup with a capacity above 128 GiB, naming both flags', async () => {
+    const run = await runCli(['node', '--open', '--dedup', '--capacity', '129GiB']);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toContain('--dedup');
+    expect(run.stderr).toContain('--capacity');
+  });
+
   it('refuses a --max-frame-bytes too small for one page', async () => {
     const run = await runCli(['node', '--open', '--capacity', '1MiB', '--max-frame-bytes', '10']);
     expect(run.code).toBe(1);

@@ -52,6 +52,8 @@ interface Entry {
 /** Creates an empty pool. */
 export function createConnectionPool(options: ConnectionPoolOptions): ConnectionPool {
   const entries = new Map<string, Entry>();
+  /** Connections to members that left, closing once their ops are answered; close() must reach them too. */
+  const draining = new Set<NodeConnection>();
   const suspects = new Map<string, number>();
   let closedWith: TmemError | undefined;
 
@@ -136,7 +138,12 @@ export function createConnectionPool(options: ConnectionPoolOptions): Connection
         suspects.delete(key);
         // A leaver answers its last ops before it goes (they were sent; failing them under the client would
         // leave writes in doubt); new ops follow the view to the member's successor.
-        void entry.connection?.closeWhenIdle(lost(`member ${key} left the cluster`, { member: key }));
+        const connection = entry.connection;
+        if (connection === undefined) continue;
+        draining.add(connection);
+        void connection
+          .closeWhenIdle(lost(`member ${key} left the cluster`, { member: key }))
+          .finally(() => draining.delete(connection));
       }
     },
     forget(connection) {
@@ -155,12 +162,13 @@ export function createConnectionPool(options: ConnectionPoolOptions): Connection
       closedWith ??= error;
       const all = [...entries.values()];
       entries.clear();
-      await Promise.all(
-        all.map(async (entry) => {
+      await Promise.all([
+        ...all.map(async (entry) => {
           await entry.opening?.catch(() => undefined);
           await entry.connection?.close(error);
         }),
-      );
+        ...[...draining].map((connection) => connection.close(error)),
+      ]);
     },
   };
 }

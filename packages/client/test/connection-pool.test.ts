@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionLostError, ErrorCode, TmemError, createCodec, type MemberInfo } from '@tmem/protocol';
 import { createConnectionPool } from '../src/connection-pool.ts';
 import { openNodeConnection } from '../src/node-connection.ts';
+import { now } from '../src/deadline.ts';
 import { silentLogger } from '../src/options.ts';
 import { deadUrl, startFakeNode } from './fake-node.ts';
 import { closeAll, defer, rejectionOf, track, waitFor } from './support.ts';
@@ -83,6 +84,21 @@ describe('connection pool', () => {
     const again = await connections.get(asMember(b, { incarnation: 2 }));
     expect(again).not.toBe(toB);
     expect(b.connections).toBe(2);
+  });
+
+  it('close() also closes a connection still draining after its member left, failing its ops', async () => {
+    const a = track(await startFakeNode({ nodeId: 'a' }));
+    const { connections } = pool();
+    const toA = await connections.get(asMember(a));
+    a.hold = true;
+    const op = toA.request({ t: 'flushObject', pool: 1, oid: Uint8Array.of(1) }, { deadline: now() + 5000 });
+    await waitFor(() => a.held === 1, 'the op to reach the node');
+    connections.retain([]);
+    expect(toA.isOpen).toBe(true);
+    const reason = new TmemError(ErrorCode.ClientClosed, 'bye');
+    await connections.close(reason);
+    expect(toA.isOpen).toBe(false);
+    await expect(op).rejects.toBe(reason);
   });
 
   it('adopts an open seed connection only for the member it is, and only when it has none', async () => {

@@ -10,7 +10,7 @@ import { createMemnode } from './memnode.ts';
 import { describeStartupError } from './startup-errors.ts';
 import { formatDuration, parseDuration } from './cli-durations.ts';
 import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
-import type { PageStore } from './page-store.ts';
+import { MAX_DEDUP_CAPACITY_BYTES, type PageStore } from './page-store.ts';
 import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
 import { TLS_CA_HELP, addTlsFlags, tlsFromFlags, type TlsFlags } from './cli-tls.ts';
 import { loadCaFile, type NodeTls } from './tls-files.ts';
@@ -136,6 +136,7 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   adminIdentities: string[];
   insecurePeers?: boolean;
   metricsPort?: number;
+  dedup?: boolean;
 }
 
 /** Exits 1 with one line on stderr: for configuration the node cannot start with. */
@@ -184,6 +185,11 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     process.stderr.write(`tmem node: ${addressProblem}\n`);
     process.exit(1);
   }
+  if (options.dedup === true && options.capacity > MAX_DEDUP_CAPACITY_BYTES) {
+    refuseToStart(
+      `--dedup allows a capacity of at most ${formatByteSize(MAX_DEDUP_CAPACITY_BYTES)}; lower --capacity or run more nodes`,
+    );
+  }
   const nodeId = options.nodeId ?? randomUUID();
   const clientTokens = clientTokensOf(options);
   if (clientTokens === undefined && options.adminIdentities.length > 0) {
@@ -202,6 +208,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     host: options.host,
     port: options.port,
     capacityBytes: options.capacity,
+    dedup: options.dedup === true,
     maxFrameBytes: options.maxFrameBytes,
     logger,
     join: options.join,
@@ -376,6 +383,10 @@ export function buildCli(): Command {
       '--source-address <ip>',
       'local address of outgoing peer links, e.g. 127.0.0.2, so a proxy can tell nodes apart',
       ipAddress,
+    )
+    .option(
+      '--dedup',
+      "share one slot among identical pages of an identity's ephemeral pools (persistent pages are never shared)",
     )
     .option(
       '--no-batch-reply-parts',

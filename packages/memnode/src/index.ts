@@ -2,6 +2,7 @@
 export { createMemnode, type CloseOptions, type Memnode, type MemnodeOptions } from './memnode.ts';
 export {
   createPageStore,
+  MAX_DEDUP_CAPACITY_BYTES,
   PAGE_META_BYTES,
   type PageStore,
   type PageStoreOptions,

@@ -36,8 +36,13 @@ import type { NodeTls } from './tls-files.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
-  /** Bytes of page data the node may hold. */
+  /** Bytes of page data the node may hold (with `dedup`, at most MAX_DEDUP_CAPACITY_BYTES). */
   capacityBytes: number;
+  /**
+   * Deduplicate ephemeral pages: identical pages of one identity's ephemeral pools share one slot in this node's
+   * store (PageStoreOptions.dedup). Persistent pages are never shared. @default false
+   */
+  dedup?: boolean;
   /** @default '127.0.0.1' */
   host?: string;
   /** 0 picks a free port. @default 0 */
@@ -235,11 +240,12 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   });
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const connections = createConnectionRegistry(limits);
-  const store = createPageStore({ capacityBytes: options.capacityBytes });
+  const store = createPageStore({ capacityBytes: options.capacityBytes, dedup: options.dedup === true });
   const ops = createOpMetrics();
   let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;
   const leaveDrainMs = options.leaveDrainMs ?? 2000;
+  const peerSockets = new WeakSet<WebSocket>();
   let closing: Promise<void> | undefined;
   /** Set once the node stops taking requests: after a graceful leave handed its partitions over. */
   let refusing = false;
@@ -352,6 +358,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       clientTokens: options.clientTokens,
       adminIdentities,
       metrics: ops,
+      peerSockets,
     });
   });
   log.info({ url, capacityBytes: options.capacityBytes, tls: options.tls !== undefined }, 'listening');
@@ -359,14 +366,17 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   async function shutdown(leave: boolean): Promise<void> {
     log.info({ leave }, 'closing');
     // Leaving needs the peers' acks, which arrive on their connections to us: keep listening until it is done.
-    // While it leaves, the node keeps serving: its successors copy from it and clients still route to it
-    // until the state that removes it commits (then its answers say NOT_SERVING and they move on).
+    // While its persistent copies move it keeps serving; once it is `leaving` its answers say NOT_SERVING and
+    // clients move on (cluster-member.ts leave()).
     const left = leave && (await member.leave());
     refusing = true;
     // Cutting the sockets now would fail the ops in flight on them (in doubt, for writes): answer them instead,
     // until every client, told by the new state or a SHUTTING_DOWN answer, has closed its connection. A node
     // that was alone has nowhere to send its clients, so it does not wait.
-    if (left) await socketsClosed([...wss.clients], leaveDrainMs);
+    if (left) {
+      const clients = [...wss.clients].filter((socket) => !peerSockets.has(socket));
+      await socketsClosed(clients, leaveDrainMs);
+    }
     member.close();
     connections.close();
     await metricsServer?.close();

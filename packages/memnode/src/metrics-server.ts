@@ -140,6 +140,32 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     'Reads of compressed copies that could not be decompressed (treated as corrupt copies).',
     () => store.stats().corruptCompressedReads,
   );
+  // Dedup (a node started with --dedup): the slots shared pages take, and the capacity they save.
+  gauge(
+    'tmem_dedup_slots',
+    'Shared slots of deduplicated ephemeral pages (distinct contents, per identity).',
+    () => store.stats().dedupSlots,
+  );
+  gauge(
+    'tmem_dedup_pages',
+    "Ephemeral pages held that share another page's slot.",
+    () => store.stats().dedupedPages,
+  );
+  gauge(
+    'tmem_dedup_saved_bytes',
+    'Capacity saved by shared slots: slot bytes not stored, less the metadata charged per sharing page.',
+    () => store.stats().dedupSavedBytes,
+  );
+  storeCounter(
+    'tmem_store_dedup_hits_total',
+    'Puts that found their contents stored and shared that slot.',
+    () => store.stats().dedupHits,
+  );
+  storeCounter(
+    'tmem_store_dedup_collisions_total',
+    'Puts whose content hash found a slot of other contents (stored unshared after the byte compare).',
+    () => store.stats().dedupCollisions,
+  );
   gauge('tmem_pools', 'Pools that exist on this node.', () => store.stats().pools);
   gauge(
     'tmem_state_version',

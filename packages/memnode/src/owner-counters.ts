@@ -36,6 +36,11 @@ export function zeroOwnerCounters(): OwnerCounters {
     compressedSlotBytes: 0,
     incompressiblePuts: 0,
     corruptCompressedReads: 0,
+    dedupSlots: 0,
+    dedupedPages: 0,
+    dedupSavedBytes: 0,
+    dedupHits: 0,
+    dedupCollisions: 0,
   };
 }
 

@@ -11,6 +11,10 @@
  *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
  * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
  *
+ * - With `dedup`, identical slotted pages of one identity's ephemeral pools share one slot (page-dedup.ts): such
+ *   a record holds the number of its shared-slot entry in rSlot, and the slab's owner of that slot is the
+ *   entry (DEDUP_OWNER_BASE + entry), not a record.
+ *
  * Memory bound: slab memory <= bytes of slotted pages + fewer than 2 slabs per slot size in use (see
  * slab-allocator.ts; slabs are 32 MiB + 64 KiB, and only their written slots are resident). Nothing is sized
  * from the capacity: the record arrays start at minRecords (1024) and double when full, halve when at most a
@@ -39,6 +43,7 @@ import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
 import { createOwnerCounterTable, type OwnerCounters } from './owner-counters.ts';
+import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
@@ -56,6 +61,15 @@ export const PAGE_META_BYTES = 128;
  * PAGE_META_BYTES of capacity, so this keeps every record number in range. Run more nodes for more memory.
  */
 export const MAX_CAPACITY_BYTES = 2 ** 31 * PAGE_META_BYTES;
+
+/**
+ * Largest capacity of a store with `dedup`: half of MAX_CAPACITY_BYTES, so its record numbers stay below
+ * MAX_DEDUP_ENTRIES and a slab owner tells a record (below) from a shared-slot entry (DEDUP_OWNER_BASE + entry).
+ */
+export const MAX_DEDUP_CAPACITY_BYTES = MAX_DEDUP_ENTRIES * PAGE_META_BYTES;
+
+/** Slab owners from here on are shared-slot entries (owner - DEDUP_OWNER_BASE), below it page records. */
+const DEDUP_OWNER_BASE = MAX_DEDUP_ENTRIES;
 
 /** Options of a page store. */
 export interface PageStoreOptions {
@@ -79,6 +93,14 @@ export interface PageStoreOptions {
    * @default PAGE_CODECS
    */
   codecs?: Readonly<Record<Compression, PageCodec>>;
+  /**
+   * Deduplicate ephemeral pages: identical pages of pools with the same owner, page size and compression share
+   * one slot, found by content hash (the page's CRC-32C: `meta.sum` when given, else computed) and always
+   * confirmed by a byte compare. A shared slot is charged once (its slot size) plus PAGE_META_BYTES per further
+   * page. Persistent and same-filled pages are never shared. Capacity at most MAX_DEDUP_CAPACITY_BYTES.
+   * @default false
+   */
+  dedup?: boolean;
 }
 
 /** A pool as the store knows it. */
@@ -106,7 +128,11 @@ export interface PageMeta {
    * @default 0
    */
   version?: number;
-  /** CRC-32C of the page as a u32 (pageChecksum in @tmem/protocol), carried end to end; none if absent. */
+  /**
+   * CRC-32C of the page as a u32 (pageChecksum in @tmem/protocol), carried end to end; none if absent. A store
+   * with dedup uses it as the page's content hash (a wrong one only stops that page from being shared: sharing
+   * always compares the bytes).
+   */
   sum?: number;
 }
 
@@ -129,7 +155,7 @@ export interface StoreStats {
   capacityBytes: number;
   /**
    * Bytes charged for the pages held: pageSize per raw page, its slot size per compressed page,
-   * PAGE_META_BYTES per same-filled page.
+   * PAGE_META_BYTES per same-filled page; a shared (dedup) slot once, and PAGE_META_BYTES per further page on it.
    */
   usedBytes: number;
   /** Pools that exist. */
@@ -171,6 +197,16 @@ export interface StoreStats {
    * is returned as a page whose checksum cannot match, so every reader drops it as corrupt.
    */
   corruptCompressedReads: number;
+  /** Shared slots (dedup entries) held, whatever their reference counts; 0 without dedup. */
+  dedupSlots: number;
+  /** Pages held that share another page's slot: the references of every shared slot beyond its first. */
+  dedupedPages: number;
+  /** Capacity those pages save: per page, its slot size less the PAGE_META_BYTES it is charged instead. */
+  dedupSavedBytes: number;
+  /** Accepted puts that shared an existing slot. */
+  dedupHits: number;
+  /** Puts whose content hash found a slot of other contents (bytes differ): stored in a slot of their own. */
+  dedupCollisions: number;
 }
 
 /** The pages of one memory node. Every method is synchronous and applies completely or not at all. */
@@ -276,6 +312,8 @@ const SAME_FILLED = 4;
 const HAS_SUM = 8;
 /** The slot holds rPacked bytes of compressed page, in the slab class of slotSizeFor(pageSize, rPacked). */
 const COMPRESSED = 16;
+/** rSlot is a shared-slot entry of the dedup index, which holds the slot ref and the reference count. */
+const DEDUP = 32;
 
 const INITIAL_RECORDS = 1024;
 const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
@@ -295,6 +333,11 @@ interface PoolState {
   readonly maxPacked: number;
   /** The owner's counters, shared by all its pools: incremented beside the global ones, with no lookup. */
   readonly owned: OwnerCounters;
+  /**
+   * Pools that may share slots have the same scope: one per (owner, page size, compression), so a page is only
+   * ever shared within one identity and one stored form. -1: this pool's pages are never shared.
+   */
+  readonly dedupScope: number;
 }
 
 type TypedArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
@@ -341,6 +384,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       details: { capacityBytes, max: MAX_CAPACITY_BYTES },
     });
   }
+  const dedupOn = options.dedup === true;
+  if (dedupOn && capacityBytes > MAX_DEDUP_CAPACITY_BYTES) {
+    throw new TmemError(
+      ErrorCode.BadArgument,
+      `capacityBytes with dedup must be at most ${MAX_DEDUP_CAPACITY_BYTES}; run more nodes for more memory`,
+      { details: { capacityBytes, max: MAX_DEDUP_CAPACITY_BYTES } },
+    );
+  }
   const slabBytes = options.slabBytes ?? DEFAULT_SLAB_BYTES;
   if (!Number.isSafeInteger(slabBytes) || slabBytes <= 0) {
     throw new TmemError(ErrorCode.BadArgument, 'slabBytes must be a positive integer', {
@@ -365,6 +416,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
   const pools = new Map<number, PoolState>();
   const slabClasses = new Map<number, SlabAllocator>();
+  const dedup = createPageDedup();
 
   // ---- page records (struct of arrays) ----
   let recordCapacity = minRecords;
@@ -426,9 +478,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       slab = createSlabAllocator({
         slotSize: pageSize,
         slabBytes,
-        // Compaction moved a page: its record follows it.
-        onMove: (record, to) => {
-          rSlot[record] = to;
+        // Compaction moved a page: its record (or its shared slot's entry) follows it.
+        onMove: (owner, to) => {
+          if (dedupOn && owner >= DEDUP_OWNER_BASE) dedup.setSlot(owner - DEDUP_OWNER_BASE, to);
+          else rSlot[owner] = to;
         },
       });
       slabClasses.set(pageSize, slab);
@@ -511,7 +564,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     else rObjNext[objPrev] = to;
     if (objNext !== NIL) rObjPrev[objNext] = to;
     table.renumber(from, to);
-    if (!(flags & SAME_FILLED)) slabOfRecord(to, poolOfRecord(to)).setOwner(rSlot[to], to);
+    // A shared slot belongs to its entry, which does not know its records: only a record's own slot follows it.
+    if (!(flags & (SAME_FILLED | DEDUP))) slabOfRecord(to, poolOfRecord(to)).setOwner(rSlot[to], to);
     rFlags[from] = 0;
   }
 
@@ -652,16 +706,36 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     owned.compressedSlotBytes += sign * slotSize;
   }
 
+  /** Counts a page sharing a slot of `slotSize` in (+1) or out (-1) of the dedup stats. */
+  function countDeduped(sign: 1 | -1, owned: OwnerCounters, slotSize: number): void {
+    counters.dedupedPages += sign;
+    counters.dedupSavedBytes += sign * (slotSize - PAGE_META_BYTES);
+    owned.dedupedPages += sign;
+    owned.dedupSavedBytes += sign * (slotSize - PAGE_META_BYTES);
+  }
+
+  /** The slot ref of a slotted record: its own, or its shared slot's. */
+  function slotOfRecord(record: number): number {
+    const slot = rSlot[record] as number;
+    return (rFlags[record] as number) & DEDUP ? dedup.slotOf(slot) : slot;
+  }
+
   function lookup(pool: PoolState, key: string, index: number): number {
     const object = pool.objects.get(key);
     return object === undefined ? NIL : table.get(object, index);
   }
 
-  /** Removes a live page of `pool` and frees everything it held. */
+  /**
+   * Removes a live page of `pool` and frees everything it held. A page on a shared slot frees only its
+   * PAGE_META_BYTES while other pages still share the slot; the last one frees the slot.
+   */
   function removeRecord(record: number, pool: PoolState): void {
     const flags = rFlags[record] as number;
-    const cost = costOf(record, pool);
+    const entry = flags & DEDUP ? (rSlot[record] as number) : NO_ENTRY;
+    const sharedOn = entry !== NO_ENTRY && dedup.refsOf(entry) > 1;
+    const cost = sharedOn ? PAGE_META_BYTES : costOf(record, pool);
     const owned = pool.owned;
+    if (sharedOn) countDeduped(-1, owned, costOf(record, pool));
     if (flags & PERSISTENT) {
       counters.persistentPages--;
       owned.persistentPages--;
@@ -673,7 +747,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     }
     counters.usedBytes -= cost;
     owned.usedBytes -= cost;
-    if (flags & COMPRESSED) countCompressed(-1, pool, rPacked[record] as number, cost);
+    if (flags & COMPRESSED && !sharedOn) countCompressed(-1, pool, rPacked[record] as number, cost);
 
     const object = rObject[record] as number;
     table.remove(object, rIndex[record] as number);
@@ -687,7 +761,15 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     if (left === 0) releaseObject(pool, object);
 
     // Last: freeing a slot may compact the slab class, which moves other pages and rewrites their rSlot.
-    if (!(flags & SAME_FILLED)) slabOfRecord(record, pool).free(rSlot[record] as number);
+    if (entry !== NO_ENTRY) {
+      const slot = dedup.slotOf(entry);
+      if (dedup.release(entry) === 0) {
+        slabOfRecord(record, pool).free(slot);
+        owned.dedupSlots--;
+      }
+    } else if (!(flags & SAME_FILLED)) {
+      slabOfRecord(record, pool).free(rSlot[record] as number);
+    }
     releaseRecord(record);
   }
 
@@ -702,14 +784,17 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function makeRoom(cost: number): boolean {
     if (capacityBytes - counters.usedBytes >= cost) return true;
     if (capacityBytes - counters.usedBytes + ephemeralBytes < cost) return false;
-    while (capacityBytes - counters.usedBytes < cost) {
-      const victim = lruHead;
-      const pool = poolOfRecord(victim);
-      removeRecord(victim, pool);
-      counters.evictions++;
-      pool.owned.evictions++;
-    }
+    while (capacityBytes - counters.usedBytes < cost) evictOne();
     return true;
+  }
+
+  /** Evicts the least recently used ephemeral page, counted against its owner. */
+  function evictOne(): void {
+    const victim = lruHead;
+    const pool = poolOfRecord(victim);
+    removeRecord(victim, pool);
+    counters.evictions++;
+    pool.owned.evictions++;
   }
 
   function checkPage(pool: PoolState, page: Uint8Array): void {
@@ -753,8 +838,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     if (flags & SAME_FILLED) {
       return { page: new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number), version, sum };
     }
-    if (!(flags & COMPRESSED)) return { page: pool.slab.read(rSlot[record] as number), version, sum };
-    const packed = slabOfRecord(record, pool).view(rSlot[record] as number, rPacked[record] as number);
+    if (!(flags & COMPRESSED)) return { page: pool.slab.read(slotOfRecord(record)), version, sum };
+    const packed = slabOfRecord(record, pool).view(slotOfRecord(record), rPacked[record] as number);
     const page = (pool.codec as PageCodec).decompress(packed, pool.spec.pageSize);
     if (page !== null) return { page, version, sum };
     // Undecodable: returned as a page that fails its checksum, so the one corrupt-copy path of each reader
@@ -882,6 +967,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         codec: compression === undefined ? undefined : codecs[compression],
         maxPacked: maxCompressedBytes(pageSize),
         owned: ownerCounters.attachPool(owner),
+        dedupScope: dedupOn && kind === 'ephemeral' ? dedup.scopeOf(owner, pageSize, compression) : -1,
       });
       counters.pools = pools.size;
     },
@@ -936,8 +1022,31 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       }
       const slab =
         packed === undefined ? pool.slab : slabClassFor(slotSizeFor(pool.spec.pageSize, packed.length));
-      const cost = fill >= 0 ? PAGE_META_BYTES : slab.slotSize;
-      if (!makeRoom(cost)) {
+      const stored = packed ?? page;
+
+      // Dedup (ephemeral pools of a dedup store): share the slot of identical contents in this scope if there
+      // is one; else this page's slot becomes a shared slot others may find (unless its hash collided).
+      const dedupHash = fill < 0 && pool.dedupScope >= 0 ? (sum ?? pageChecksum(page)) : -1;
+      const shared =
+        dedupHash < 0
+          ? NO_ENTRY
+          : dedup.findIdentical(pool.dedupScope, dedupHash, stored, packed?.length ?? 0, slab);
+      if (shared === COLLIDED) {
+        counters.dedupCollisions++;
+        owned.dedupCollisions++;
+      }
+      const cost = fill >= 0 ? PAGE_META_BYTES : shared >= 0 ? PAGE_META_BYTES : slab.slotSize;
+      if (shared >= 0) {
+        // Charged and referenced before any eviction, so evicting the slot's other pages can never free it:
+        // whatever the slot's other pages, the slot stays with this one. This cannot fail for lack of room:
+        // the slot is charged already, so evicting every other ephemeral page always makes room.
+        dedup.retain(shared);
+        counters.usedBytes += cost;
+        owned.usedBytes += cost;
+        ephemeralBytes += cost;
+        countDeduped(1, owned, slab.slotSize);
+        while (counters.usedBytes > capacityBytes) evictOne();
+      } else if (!makeRoom(cost)) {
         counters.refusedPuts++;
         owned.refusedPuts++;
         return settled(REFUSED_FULL);
@@ -949,6 +1058,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       let object = pool.objects.get(key) ?? NIL;
       const objectIsNew = object === NIL;
       let inTable = false;
+      let entry = shared >= 0 ? shared : NO_ENTRY;
       let slot: number;
       try {
         record = newRecord();
@@ -957,17 +1067,48 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rIndex[record] = index;
         table.insert(record);
         inTable = true;
-        slot = fill >= 0 ? fill : slab.alloc(record);
+        if (fill >= 0) {
+          slot = fill;
+        } else if (shared >= 0) {
+          slot = shared;
+        } else if (shared === NO_ENTRY && dedupHash >= 0) {
+          entry = dedup.add(pool.dedupScope, dedupHash, packed?.length ?? 0);
+          dedup.setSlot(entry, slab.alloc(DEDUP_OWNER_BASE + entry));
+          slot = entry;
+        } else {
+          slot = slab.alloc(record);
+        }
       } catch (error) {
         if (inTable) table.remove(object, index);
         if (objectIsNew && object !== NIL) releaseObject(pool, object);
         if (record !== NIL) releaseRecord(record);
+        // A shared slot loses the reference taken above, as if its page were removed (if its other pages were
+        // evicted meanwhile, this was the last one and frees the slot); a new entry whose slot could not be had
+        // goes again, having been charged nothing.
+        if (shared >= 0) {
+          const last = dedup.refsOf(shared) === 1;
+          const freed = last ? slab.slotSize : PAGE_META_BYTES;
+          counters.usedBytes -= freed;
+          owned.usedBytes -= freed;
+          ephemeralBytes -= freed;
+          if (!last) countDeduped(-1, owned, slab.slotSize);
+          else if (packed !== undefined) countCompressed(-1, pool, packed.length, freed);
+          const entrySlot = dedup.slotOf(shared);
+          if (dedup.release(shared) === 0) {
+            slab.free(entrySlot);
+            owned.dedupSlots--;
+          }
+        } else if (entry !== NO_ENTRY) {
+          dedup.release(entry);
+        }
         if (!(error instanceof RangeError)) throw error;
         counters.refusedPuts++;
         owned.refusedPuts++;
         return settled(REFUSED_FULL);
       }
-      if (fill < 0) slab.write(slot, packed ?? page);
+      if (fill < 0 && shared < 0) slab.write(entry === NO_ENTRY ? slot : dedup.slotOf(entry), stored);
+      // A new shared slot is its owner's from here on (the global count is the index's size).
+      if (shared < 0 && entry !== NO_ENTRY) owned.dedupSlots++;
 
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
@@ -979,7 +1120,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         (pool.persistent ? PERSISTENT : 0) |
         (fill >= 0 ? SAME_FILLED : 0) |
         (sum !== undefined ? HAS_SUM : 0) |
-        (packed !== undefined ? COMPRESSED : 0);
+        (packed !== undefined ? COMPRESSED : 0) |
+        (entry !== NO_ENTRY ? DEDUP : 0);
       const head = oHead[object] as number;
       rObjPrev[record] = NIL;
       rObjNext[record] = head;
@@ -987,11 +1129,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       oHead[object] = record;
       oCount[object] = (oCount[object] as number) + 1;
 
-      counters.usedBytes += cost;
-      owned.usedBytes += cost;
-      if (packed !== undefined) {
-        countCompressed(1, pool, packed.length, cost);
-      } else if (fill < 0 && pool.codec !== undefined) {
+      // A page on a shared slot was charged when it took its reference; compression counts slots, not pages.
+      if (shared >= 0) {
+        counters.dedupHits++;
+        owned.dedupHits++;
+      } else {
+        counters.usedBytes += cost;
+        owned.usedBytes += cost;
+      }
+      if (packed !== undefined && shared < 0) countCompressed(1, pool, packed.length, cost);
+      if (packed === undefined && fill < 0 && pool.codec !== undefined) {
         counters.incompressiblePuts++;
         owned.incompressiblePuts++;
       }
@@ -1001,7 +1148,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       } else {
         counters.ephemeralPages++;
         owned.ephemeralPages++;
-        ephemeralBytes += cost;
+        if (shared < 0) ephemeralBytes += cost;
         lruAppend(record); // most recently used
       }
       counters.acceptedPuts++;
@@ -1100,6 +1247,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     },
 
     stats() {
+      counters.dedupSlots = dedup.size;
       return { ...counters };
     },
 
@@ -1132,7 +1280,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         rSum,
         rPacked,
       ];
-      let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT;
+      let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT + dedup.memoryBytes();
       for (const a of [...records, oPool, oHead, oCount]) metadata += a.byteLength;
       return { slabBytes: slab, freeSlotBytes: free, metadataBytes: metadata };
     },

@@ -58,6 +58,8 @@ export interface SessionDeps {
   adminIdentities: ReadonlySet<string>;
   /** The node's op counters, shared by all its sessions. */
   metrics: OpMetrics;
+  /** Sockets whose session is a peer's: a graceful leave drains client sessions only (peers redial seeds). */
+  peerSockets: WeakSet<WebSocket>;
 }
 
 /** ws keeps its per-socket payload limit on the receiver; not typed API, so reached through a guard. */
@@ -253,7 +255,10 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     peerChallenge = undefined;
     clearTimeout(handshakeTimer);
     if (receiver !== undefined && maxPayload !== undefined) receiver._maxPayload = maxPayload;
-    if (isPeer) budget = deps.codec.peerBudget;
+    if (isPeer) {
+      budget = deps.codec.peerBudget;
+      deps.peerSockets.add(socket);
+    }
     const served: RequestContext = {
       nodeId: deps.nodeId,
       identity,

@@ -524,6 +524,7 @@ export function formatClusterStatus(status: ClusterStatus): string {
     ...reasons,
     ...scopeLines(status),
     ...compressionLines(status),
+    ...dedupLines(status),
     ...underReplicatedLines(status),
   ].join('\n');
 }
@@ -554,6 +555,21 @@ function compressionLines(status: ClusterStatus): string[] {
     `compressed: ${pages} pages, ${mib(pageBytes)} MiB as written in ${mib(slotBytes)} MiB of slots ` +
       `(saved ${(pageBytes / slotBytes).toFixed(2)}x; lz4 ratio ${(pageBytes / packedBytes).toFixed(2)}x)`,
   ];
+}
+
+/** Deduplicated pages over the members that answered, once any member holds some. */
+function dedupLines(status: ClusterStatus): string[] {
+  let slots = 0;
+  let pages = 0;
+  let saved = 0;
+  for (const { stats } of status.members) {
+    if (stats === undefined) continue;
+    slots += stats.dedupSlots;
+    pages += stats.dedupedPages;
+    saved += stats.dedupSavedBytes;
+  }
+  if (pages === 0) return [];
+  return [`dedup: ${pages} pages share ${slots} slots (saved ${mib(saved)} MiB)`];
 }
 
 /** The UNDER-REPLICATED warning: which persistent pools refuse puts because too few members are ready. */

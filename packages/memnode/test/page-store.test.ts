@@ -6,6 +6,7 @@ import {
   TmemError,
   U32_MAX,
   UnknownPoolError,
+  pageChecksum,
   partitionHash,
 } from '@tmem/protocol';
 import type { PoolKind } from '@tmem/protocol';
@@ -90,6 +91,11 @@ describe('createPageStore', () => {
       compressedSlotBytes: 0,
       incompressiblePuts: 0,
       corruptCompressedReads: 0,
+      dedupSlots: 0,
+      dedupedPages: 0,
+      dedupSavedBytes: 0,
+      dedupHits: 0,
+      dedupCollisions: 0,
     });
   });
 });
@@ -788,6 +794,11 @@ describe('stats', () => {
       compressedSlotBytes: 0,
       incompressiblePuts: 0,
       corruptCompressedReads: 0,
+      dedupSlots: 0,
+      dedupedPages: 0,
+      dedupSavedBytes: 0,
+      dedupHits: 0,
+      dedupCollisions: 0,
     });
     stats.puts = 1000;
     expect(store.stats().puts).toBe(5);
@@ -1196,60 +1207,94 @@ const contentArb: fc.Arbitrary<Content> = fc.oneof(
   },
   { weight: 4, arbitrary: fc.record({ seed: fc.nat({ max: 1_000_000 }) }) },
 );
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  {
-    weight: 12,
-    arbitrary: fc.record({
-      t: fc.constant('put' as const),
-      pool: poolArb,
-      oid: oidArb,
-      index: indexArb,
-      content: contentArb,
-      offset: fc.nat({ max: 3 }),
-      // null: no meta at all, as callers from before versions put.
-      version: fc.option(fc.nat({ max: 4 })),
-      sum: fc.option(fc.constantFrom(0, 1, U32_MAX)),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({ t: fc.constant('get' as const), pool: poolArb, oid: oidArb, index: indexArb }),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      t: fc.constantFrom('flushPage' as const, 'peek' as const, 'discard' as const),
-      pool: poolArb,
-      oid: oidArb,
-      index: indexArb,
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      t: fc.constant('flushObject' as const),
-      pool: poolArb,
-      oid: oidArb,
-      olderThan: fc.option(fc.nat({ max: 5 })),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({ t: fc.constant('badPut' as const), pool: poolArb, oid: oidArb, index: indexArb }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({ t: fc.constantFrom('destroy' as const, 'create' as const), pool: poolArb }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      t: fc.constant('removePages' as const),
-      pool: poolArb,
-      modulus: fc.integer({ min: 1, max: 3 }),
-      remainder: fc.nat({ max: 2 }),
-    }),
-  },
+/** The ops of a model run over pools `pools`, putting pages of `content`. */
+function makeOpArb(pools: fc.Arbitrary<number>, content: fc.Arbitrary<Content>): fc.Arbitrary<Op> {
+  const poolArb = pools;
+  const contentArb = content;
+  return fc.oneof(
+    {
+      weight: 12,
+      arbitrary: fc.record({
+        t: fc.constant('put' as const),
+        pool: poolArb,
+        oid: oidArb,
+        index: indexArb,
+        content: contentArb,
+        offset: fc.nat({ max: 3 }),
+        // null: no meta at all, as callers from before versions put.
+        version: fc.option(fc.nat({ max: 4 })),
+        sum: fc.option(fc.constantFrom(0, 1, U32_MAX)),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({ t: fc.constant('get' as const), pool: poolArb, oid: oidArb, index: indexArb }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        t: fc.constantFrom('flushPage' as const, 'peek' as const, 'discard' as const),
+        pool: poolArb,
+        oid: oidArb,
+        index: indexArb,
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('flushObject' as const),
+        pool: poolArb,
+        oid: oidArb,
+        olderThan: fc.option(fc.nat({ max: 5 })),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('badPut' as const),
+        pool: poolArb,
+        oid: oidArb,
+        index: indexArb,
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ t: fc.constantFrom('destroy' as const, 'create' as const), pool: poolArb }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        t: fc.constant('removePages' as const),
+        pool: poolArb,
+        modulus: fc.integer({ min: 1, max: 3 }),
+        remainder: fc.nat({ max: 2 }),
+      }),
+    },
+  );
+}
+const opArb = makeOpArb(poolArb, contentArb);
+
+/**
+ * Dedup runs: a second ephemeral pool of alice's (its pages share slots with EPH's), one of carol's of the same
+ * page size (never shared with alice's), and few distinct contents, so that most pages have twins.
+ */
+const EPH_B = 5;
+const EPH_CAROL = 6;
+const DEDUP_SPECS: readonly PoolSpec[] = [
+  ...SPECS,
+  { id: EPH_B, kind: 'ephemeral', pageSize: 512, owner: 'alice' },
+  { id: EPH_CAROL, kind: 'ephemeral', pageSize: 512, owner: 'carol' },
+];
+const dedupOpArb = makeOpArb(
+  fc.oneof(
+    { weight: 12, arbitrary: fc.constantFrom(...DEDUP_SPECS.map((s) => s.id)) },
+    { weight: 1, arbitrary: fc.constant(99) },
+  ),
+  fc.oneof(
+    { weight: 1, arbitrary: fc.record({ fill: fc.constantFrom(0, 0x11) }) },
+    { weight: 6, arbitrary: fc.record({ seed: fc.nat({ max: 3 }) }) },
+    { weight: 1, arbitrary: fc.record({ seed: fc.nat({ max: 1_000_000 }) }) },
+  ),
 );
 
 interface ModelPage {
@@ -1259,6 +1304,7 @@ interface ModelPage {
   bytes: Uint8Array;
   cost: number;
   persistent: boolean;
+  sameFilled: boolean;
   version: number;
   sum: number | undefined;
 }
@@ -1274,8 +1320,14 @@ class Model {
   readonly owners = new Map<string, OwnerCounters>();
   /** The counters of owners dropped so far: with the live owners' they sum to the node's. */
   readonly dropped = zeroOwnerCounters();
+  /**
+   * With dedup, ephemeral pages of one owner and page size with equal bytes (not same-filled) share a slot,
+   * charged once plus PAGE_META_BYTES for each further page.
+   */
+  readonly dedup: boolean;
 
-  constructor(capacityBytes: number) {
+  constructor(capacityBytes: number, dedup = false) {
+    this.dedup = dedup;
     this.stats = {
       capacityBytes,
       usedBytes: 0,
@@ -1298,6 +1350,12 @@ class Model {
       compressedSlotBytes: 0,
       incompressiblePuts: 0,
       corruptCompressedReads: 0,
+      // Set by dedupStats() when the model runs with dedup (every other run has none).
+      dedupSlots: 0,
+      dedupedPages: 0,
+      dedupSavedBytes: 0,
+      dedupHits: 0,
+      dedupCollisions: 0,
     };
   }
 
@@ -1311,10 +1369,64 @@ class Model {
     (this.owners.get((this.pools.get(pool) as PoolSpec).owner) as OwnerCounters)[key] += delta;
   }
 
+  /** The slot `p` shares with its twins, or null if it is never shared. */
+  group(p: ModelPage): string | null {
+    if (!this.dedup || p.persistent || p.sameFilled) return null;
+    const spec = this.pools.get(p.pool) as PoolSpec;
+    return `${spec.owner}/${spec.pageSize}/${Buffer.from(p.bytes).toString('hex')}`;
+  }
+
+  /** The charge of `pages`, and their shared slots (group -> pages on it). */
+  charge(pages: Iterable<ModelPage>): { bytes: number; groups: Map<string, ModelPage[]> } {
+    let bytes = 0;
+    const groups = new Map<string, ModelPage[]>();
+    for (const p of pages) {
+      const g = this.group(p);
+      if (g === null) {
+        bytes += p.cost;
+        continue;
+      }
+      const members = groups.get(g);
+      if (members === undefined) {
+        groups.set(g, [p]);
+        bytes += p.cost;
+      } else {
+        members.push(p);
+        bytes += PAGE_META_BYTES;
+      }
+    }
+    return { bytes, groups };
+  }
+
+  /** usedBytes and the dedup gauges, the node's and every owner's, from the pages held. */
+  recount(): void {
+    const { bytes, groups } = this.charge(this.pages.values());
+    this.stats.usedBytes = bytes;
+    this.stats.dedupSlots = groups.size;
+    this.stats.dedupedPages = 0;
+    this.stats.dedupSavedBytes = 0;
+    for (const members of groups.values()) {
+      this.stats.dedupedPages += members.length - 1;
+      this.stats.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
+    }
+    for (const [owner, owned] of this.owners) {
+      const mine = [...this.pages.values()].filter((q) => (this.pools.get(q.pool) as PoolSpec).owner === owner);
+      const charged = this.charge(mine);
+      owned.usedBytes = charged.bytes;
+      owned.dedupSlots = charged.groups.size;
+      owned.dedupedPages = 0;
+      owned.dedupSavedBytes = 0;
+      for (const members of charged.groups.values()) {
+        owned.dedupedPages += members.length - 1;
+        owned.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
+      }
+    }
+  }
+
   remove(key: string): void {
     const p = this.pages.get(key) as ModelPage;
     this.pages.delete(key);
-    this.count(p.pool, 'usedBytes', -p.cost);
+    this.recount();
     if (p.persistent) {
       this.count(p.pool, 'persistentPages', -1);
     } else {
@@ -1360,24 +1472,41 @@ class Model {
       this.count(pool, 'duplicatePuts');
       this.remove(key);
     }
-    const cost = bytes.every((b) => b === bytes[0]) ? PAGE_META_BYTES : spec.pageSize;
-    const free = (): number => this.stats.capacityBytes - this.stats.usedBytes;
-    const evictable = this.lru.reduce((sum, k) => sum + (this.pages.get(k) as ModelPage).cost, 0);
-    if (free() + evictable < cost) {
+    const sameFilled = bytes.every((b) => b === bytes[0]);
+    const cost = sameFilled ? PAGE_META_BYTES : spec.pageSize;
+    const persistent = spec.kind === 'persistent';
+    const { version = 0, sum } = meta;
+    const p: ModelPage = {
+      pool,
+      oid,
+      index,
+      bytes: bytes.slice(),
+      cost,
+      persistent,
+      sameFilled,
+      version,
+      sum,
+    };
+    const g = this.group(p);
+    const twin = g !== null && [...this.pages.values()].some((q) => this.group(q) === g);
+    // Room: the charge with the new page must fit, evicting LRU pages; if even evicting all of them would not
+    // do, nothing is evicted.
+    const lru = new Set(this.lru);
+    const rest = [...this.pages].filter(([k]) => !lru.has(k)).map(([, q]) => q);
+    if (this.charge([...rest, p]).bytes > this.stats.capacityBytes) {
       this.count(pool, 'refusedPuts');
       return 'refused';
     }
-    while (free() < cost) {
+    this.pages.set(key, p);
+    this.recount();
+    while (this.stats.usedBytes > this.stats.capacityBytes) {
       // Counted against the owner of the page evicted, not of the page put.
       const victim = this.lru[0] as string;
       const victimPool = (this.pages.get(victim) as ModelPage).pool;
       this.remove(victim);
       this.count(victimPool, 'evictions');
     }
-    const persistent = spec.kind === 'persistent';
-    const { version = 0, sum } = meta;
-    this.pages.set(key, { pool, oid, index, bytes: bytes.slice(), cost, persistent, version, sum });
-    this.count(pool, 'usedBytes', cost);
+    if (twin) this.count(pool, 'dedupHits');
     if (persistent) {
       this.count(pool, 'persistentPages');
     } else {
@@ -1436,7 +1565,7 @@ function expectPage(actual: Uint8Array | null, expected: Uint8Array | null): voi
 const STAT_KEYS = Object.keys(new Model(0).stats) as (keyof StoreStats)[];
 const OWNER_KEYS = Object.keys(zeroOwnerCounters()) as (keyof OwnerCounters)[];
 /** The owners of SPECS, and 'x', which never gets a pool (its create is refused). */
-const OWNERS = ['alice', 'bob', 'x'];
+const OWNERS = ['alice', 'bob', 'carol', 'x'];
 
 function expectStats(actual: StoreStats, expected: StoreStats): void {
   if (STAT_KEYS.some((k) => actual[k] !== expected[k]) || Object.keys(actual).length !== STAT_KEYS.length) {
@@ -1469,11 +1598,21 @@ function expectOwners(store: PageStore, model: Model): void {
   }
 }
 
+/** What the dedup runs did in total, so that a test can tell they shared slots and evicted under pressure. */
+const dedupSeen = { hits: 0, evictions: 0 };
+
 /** Runs `ops` against a real store and the model, checking every result and invariant after every op. */
-function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], minRecords = 1024): void {
-  const store = createPageStore({ capacityBytes, slabBytes, minRecords });
-  const model = new Model(capacityBytes);
-  for (const spec of SPECS) {
+function runAgainstModel(
+  capacityBytes: number,
+  slabBytes: number,
+  ops: Op[],
+  minRecords = 1024,
+  dedup = false,
+): void {
+  const specs = dedup ? DEDUP_SPECS : SPECS;
+  const store = createPageStore({ capacityBytes, slabBytes, minRecords, dedup });
+  const model = new Model(capacityBytes, dedup);
+  for (const spec of specs) {
     store.createPool(spec);
     model.create(spec);
   }
@@ -1531,7 +1670,8 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
             ? undefined
             : {
                 ...(op.version === null ? {} : { version: op.version }),
-                ...(op.sum === null ? {} : { sum: op.sum }),
+                // With dedup the sum is the content hash, so it must be the page's (the node checks it).
+                ...(op.sum === null ? {} : { sum: dedup ? pageChecksum(view) : op.sum }),
               };
         const expected = model.put(op.pool, op.oid, op.index, view, meta);
         expect(store.put(op.pool, oidBytes, op.index, view, meta).status).toBe(expected);
@@ -1591,7 +1731,7 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
         expect(store.destroyPool(op.pool)).toBe(model.destroy(op.pool));
         break;
       case 'create': {
-        const fresh = SPECS.find((s) => s.id === op.pool);
+        const fresh = specs.find((s) => s.id === op.pool);
         if (fresh === undefined) {
           expect(
             codeOf(() => store.createPool({ id: op.pool, kind: 'ephemeral', pageSize: 3, owner: 'x' })),
@@ -1636,6 +1776,10 @@ function runAgainstModel(capacityBytes: number, slabBytes: number, ops: Op[], mi
     check();
   }
 
+  if (dedup) {
+    dedupSeen.hits += model.stats.dedupHits;
+    dedupSeen.evictions += model.stats.evictions;
+  }
   // Drain: everything left is readable exactly as the model says, then the store is empty.
   for (const p of [...model.pages.values()]) {
     expectStored(store.read(p.pool, OIDS[p.oid] as Uint8Array, p.index), model.get(p.pool, p.oid, p.index));
@@ -1660,6 +1804,32 @@ describe('page store against a model', () => {
           runAgainstModel(capacityBytes, slabBytes, ops, minRecords),
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('agrees with the model with dedup: shared slots, their charges and eviction under pressure', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(0, 700, 4 * 512 + 3 * PAGE_META_BYTES, 5000, 1 << 13),
+        fc.constantFrom(512, 1024, 1536, 3072),
+        fc.array(dedupOpArb, { maxLength: 150, size: 'max' }),
+        fc.constantFrom(1, 2, 8, 1024),
+        (capacityBytes, slabBytes, ops, minRecords) =>
+          runAgainstModel(capacityBytes, slabBytes, ops, minRecords, true),
+      ),
+      { numRuns: 500 },
+    );
+    // Not vacuous: the runs shared slots and evicted (the mix of few contents and small capacities does both).
+    expect(dedupSeen.hits).toBeGreaterThan(100);
+    expect(dedupSeen.evictions).toBeGreaterThan(100);
+  });
+
+  it('agrees with the model with dedup over long runs', () => {
+    fc.assert(
+      fc.property(fc.array(dedupOpArb, { minLength: 500, maxLength: 1500 }), (ops) =>
+        runAgainstModel(10 * 512 + 2 * PAGE_META_BYTES, 1024, ops, 2, true),
+      ),
+      { numRuns: 30 },
     );
   });
 

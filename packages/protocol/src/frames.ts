@@ -238,7 +238,7 @@ export type PeerGet = z.infer<typeof PeerGet>;
 // ---- the hand-over of ephemeral pages (peers only) ----
 
 /** One ephemeral page handed over: the old primary's copy, with the checksum its client put it with. */
-export const HandOffEntry = z.object({
+export const HandOffEntry = z.strictObject({
   pool: u32,
   oid,
   index: u32,
@@ -253,7 +253,7 @@ export type HandOffEntry = z.infer<typeof HandOffEntry>;
  * sender's incarnation (its id is the authenticated peer's). `done` ends the hand-over of that transition to
  * this receiver: it serves those partitions from then on and takes no more pages for them.
  */
-export const HandOff = z.object({
+export const HandOff = z.strictObject({
   t: z.literal('handOff'),
   id: requestId,
   transition: u32,
@@ -393,6 +393,22 @@ export const NodeStats = z.strictObject({
   incompressiblePuts: counter,
   /** Compressed copies found undecodable (read as corrupt copies, like a checksum mismatch). */
   corruptCompressedReads: counter,
+  /**
+   * Shared slots of deduplicated ephemeral pages (a node started with dedup): distinct contents held once,
+   * however many pages of one identity hold them.
+   */
+  dedupSlots: counter,
+  /** Pages held that share another page's slot (each shared slot's references beyond the first). */
+  dedupedPages: counter,
+  /**
+   * Capacity those pages save: the slot bytes each would be charged alone, less the PAGE_META_BYTES each is
+   * charged as a sharer.
+   */
+  dedupSavedBytes: counter,
+  /** Accepted puts that found their contents already stored and shared that slot. */
+  dedupHits: counter,
+  /** Puts whose content hash found a slot of other contents (the byte compare failed): stored unshared. */
+  dedupCollisions: counter,
   /** Committed cluster-state version the node is at (0 while joining). */
   stateVersion: counter.optional(),
   /** The node's incarnation (a restart or rejoin is a new one). */
@@ -476,6 +492,11 @@ export function zeroStoreCounters(
     compressedSlotBytes: 0,
     incompressiblePuts: 0,
     corruptCompressedReads: 0,
+    dedupSlots: 0,
+    dedupedPages: 0,
+    dedupSavedBytes: 0,
+    dedupHits: 0,
+    dedupCollisions: 0,
   };
 }
 
@@ -590,7 +611,7 @@ export type PeerGot = z.infer<typeof PeerGot>;
  * the partition, already holds the handle, saw its object flushed, has no room, or the page is corrupt).
  * `behind`: the receiver has not reached the transition yet, so it took nothing; send again shortly.
  */
-export const HandedOff = z.object({
+export const HandedOff = z.strictObject({
   t: z.literal('handedOff'),
   id: requestId,
   stored: u32,

@@ -205,6 +205,11 @@ const stats: NodeStats = {
   compressedSlotBytes: 6144,
   incompressiblePuts: 1,
   corruptCompressedReads: 0,
+  dedupSlots: 2,
+  dedupedPages: 5,
+  dedupSavedBytes: 5 * (4096 - 128),
+  dedupHits: 6,
+  dedupCollisions: 0,
 };
 
 const pageReplies: PageReply[] = [

@@ -66,7 +66,20 @@ interface Peer {
   /** Leader's clock when it last sent this peer a nonzero grant. */
   lastGrantSentAt: number | null;
   lastResendAt: number;
+  /**
+   * Leader's clock when it committed the state that added the peer: failure detection spares it JOIN_GRACE
+   * failure timeouts from then, while it takes over its partitions (null: a member from before this leader).
+   */
+  joinedAt: number | null;
 }
+
+/**
+ * Failure timeouts a member just added is not suspected for, counted from the commit that added it. A joiner
+ * is busiest right then (the new state, its partitions, copies arriving), and on a loaded machine it missed
+ * acks for one failure timeout and was removed again at once, doubling its rejoin time (netns.test.ts). It was
+ * probed alive just before it was added, so this delays only the removal of one that dies right after.
+ */
+const JOIN_GRACE = 2;
 
 interface Pending {
   change: StateChange;
@@ -226,6 +239,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
         ackedRound: 0,
         lastGrantSentAt: null,
         lastResendAt: -Infinity,
+        joinedAt: null,
       };
       peers.set(key, peer);
     }
@@ -442,6 +456,9 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     if (flight && flight.changeId !== null) {
       out.push({ type: 'changeDone', changeId: flight.changeId, result: flight.result });
     }
+    for (const ref of refsOf(state)) {
+      if (previous !== null && !isMember(previous, ref.id, ref.incarnation)) peerOf(ref).joinedAt = now;
+    }
     // Members removed by this state are no longer heartbeated: tell them whole, so they learn it.
     for (const ref of refsOf(previous)) {
       if (!isMember(state, ref.id, ref.incarnation)) {
@@ -476,6 +493,15 @@ export function createConsensus(options: ConsensusOptions): Consensus {
 
   function suspected(ref: MemberRef, now: number): boolean {
     return now - (peers.get(memberKey(ref))?.lastAckAt ?? electedAt) > failureTimeoutMs;
+  }
+
+  /**
+   * True while a member's join is fresh enough to spare it removal (JOIN_GRACE). Only removal: the quorum
+   * checks keep counting it as what it is, since a configuration whose majority is gone is gone for good.
+   */
+  function inJoinGrace(ref: MemberRef, now: number): boolean {
+    const joinedAt = peers.get(memberKey(ref))?.joinedAt ?? null;
+    return joinedAt !== null && now - joinedAt <= JOIN_GRACE * failureTimeoutMs;
   }
 
   /**
@@ -668,7 +694,7 @@ export function createConsensus(options: ConsensusOptions): Consensus {
     const base = accepted as ClusterState;
     for (const ref of refsOf(committed)) {
       if (!isMember(base, ref.id, ref.incarnation)) continue;
-      if (!suspected(ref, now) || now < leaseSafeAt(ref)) continue;
+      if (!suspected(ref, now) || inJoinGrace(ref, now) || now < leaseSafeAt(ref)) continue;
       const applied = applyChange(base, {
         type: 'removeMember',
         changeId: `auto-remove:${memberKey(ref)}`,

@@ -413,7 +413,13 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
     },
     async drained(deadlineMs) {
       while (pushes.size > 0 && now() < deadlineMs) {
-        await Promise.race([Promise.all([...pushes]), delay(Math.max(1, deadlineMs - now()))]);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(1, deadlineMs - now()));
+        });
+        // The timer goes with the pushes: an embedded node must not be held open by it after they finished.
+        await Promise.race([Promise.all([...pushes]), timeout]);
+        clearTimeout(timer);
       }
     },
     wiped() {
