@@ -275,7 +275,7 @@ export interface FakeNode {
 type Objects = Map<string, Map<number, StoredPage>>;
 
 function zeroStats(nodeId: string): NodeStats {
-  return { nodeId, ...zeroStoreCounters() };
+  return { nodeId, scope: 'node', ...zeroStoreCounters() };
 }
 
 /** Starts a fake node on 127.0.0.1, port 0, and makes it a member of its cluster. */

@@ -60,6 +60,16 @@ function positiveInt(text: string): number {
   return value;
 }
 
+/** Identities of a comma-separated list, appended to those of earlier uses of the flag. */
+function collectIdentities(text: string, previous: string[]): string[] {
+  const identities = text
+    .split(',')
+    .map((identity) => identity.trim())
+    .filter((identity) => identity !== '');
+  if (identities.length === 0) throw new InvalidArgumentError('give at least one identity');
+  return [...previous, ...identities];
+}
+
 function collectUrls(text: string, previous: string[]): string[] {
   const urls = text
     .split(',')
@@ -123,6 +133,7 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   batchReplyParts?: boolean;
   tokensFile?: string;
   open?: boolean;
+  adminIdentities: string[];
   insecurePeers?: boolean;
   metricsPort?: number;
   dedup?: boolean;
@@ -181,6 +192,9 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   }
   const nodeId = options.nodeId ?? randomUUID();
   const clientTokens = clientTokensOf(options);
+  if (clientTokens === undefined && options.adminIdentities.length > 0) {
+    refuseToStart('--admin-identities needs --tokens-file: with --open every client sees node-global stats');
+  }
   const clusterSecret = process.env['TMEM_CLUSTER_SECRET'] || undefined;
   if (clusterSecret === undefined && options.join.length > 0 && options.insecurePeers !== true) {
     refuseToStart(
@@ -215,6 +229,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...handOverFromFlags(options),
     ...(clientTokens === undefined ? {} : { clientTokens }),
     ...(tls === undefined ? {} : { tls }),
+    adminIdentities: options.adminIdentities,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -282,9 +297,12 @@ const DEFAULT_STATUS_SEED = 'ws://127.0.0.1:7401';
 
 async function runStatus(options: StatusCommandOptions): Promise<void> {
   try {
+    // From the environment, not a flag, so the token never shows in `ps`.
+    const token = process.env['TMEM_TOKEN'] || undefined;
     const status = await fetchClusterStatus(options.seed ?? [DEFAULT_STATUS_SEED], {
       timeoutMs: options.timeoutMs,
       ...(options.tlsCa === undefined ? {} : { ca: loadCaFile(options.tlsCa) }),
+      ...(token === undefined ? {} : { token }),
     });
     process.stdout.write(
       options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatClusterStatus(status)}\n`,
@@ -382,8 +400,16 @@ export function buildCli(): Command {
     .option(
       '--open',
       'do not authenticate clients: any client may act as any identity (trusted networks only)',
+    )
+    .option(
+      '--admin-identities <list>',
+      'identities (comma-separated, repeatable; each with a token) whose `stats` are node-global; every other client sees only its own counters (needs --tokens-file)',
+      (text: string, previous: string[]) => collectIdentities(text, previous),
+      [] as string[],
     );
-  addHandOverFlags(addTlsFlags(addLimitFlags(node))).action((options: NodeCommandOptions) => runNode(options));
+  addHandOverFlags(addTlsFlags(addLimitFlags(node))).action((options: NodeCommandOptions) =>
+    runNode(options),
+  );
   program
     .command('token')
     .description(
@@ -405,7 +431,8 @@ export function buildCli(): Command {
   program
     .command('status')
     .description(
-      'show the members of a cluster: role, state version, lease, partitions, pages, memory and hit ratios',
+      'show the members of a cluster: role, state version, lease, partitions, pages, memory and hit ratios; ' +
+        'against nodes with --tokens-file, set TMEM_TOKEN to a token of one of their --admin-identities',
     )
     .option(
       '-s, --seed <url>',

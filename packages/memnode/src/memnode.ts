@@ -9,7 +9,13 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { DEFAULT_MAX_FRAME_BYTES, createCodec, type DecodeBudget } from '@tmem/protocol';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  ErrorCode,
+  TmemError,
+  createCodec,
+  type DecodeBudget,
+} from '@tmem/protocol';
 
 import { checkAdvertisedUrl } from './advertised-url.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -110,6 +116,13 @@ export interface MemnodeOptions {
    * @default open
    */
   clientTokens?: ClientTokens;
+  /**
+   * Client identities that see node-global `stats` (every pool, page and op of the node); every other client
+   * sees only its own counters. Needs clientTokens (an open node gives every client node-global stats), and
+   * each must have a token there. Peers always see node-global stats.
+   * @default none
+   */
+  adminIdentities?: readonly string[];
   /** Connection limits (counts, handshake deadline, idle timeout, reply buffer). @default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
   /**
@@ -172,6 +185,36 @@ export interface Memnode {
 const WS_PAYLOAD_SLACK_BYTES = 64 * 1024;
 
 /**
+ * The admin identities as a set. Throws BAD_ARGUMENT when given without client tokens (an open node shows every
+ * client node-global stats already) or when one of them has no token (nobody could ever use it).
+ */
+function checkAdminIdentities(
+  admins: readonly string[] | undefined,
+  tokens: ClientTokens | undefined,
+): ReadonlySet<string> {
+  const set = new Set(admins ?? []);
+  if (set.size === 0) return set;
+  if (tokens === undefined) {
+    throw new TmemError(
+      ErrorCode.BadArgument,
+      'adminIdentities need client tokens: an open node shows every client node-global stats',
+    );
+  }
+  const known = new Set(tokens.values());
+  const missing = [...set].filter((identity) => !known.has(identity));
+  if (missing.length > 0) {
+    throw new TmemError(
+      ErrorCode.BadArgument,
+      `admin identities without a token in the tokens file: ${missing.join(', ')}; issue one with tmem token <identity>`,
+      {
+        details: { missing },
+      },
+    );
+  }
+  return set;
+}
+
+/**
  * Starts a memory node listening on host:port. Resolves once it accepts connections. Throws BAD_ARGUMENT when
  * the URL it would advertise cannot be dialled by its peers (a wildcard host, or loopback while joining nodes
  * on other hosts): pass `advertiseUrl`.
@@ -184,6 +227,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     join: options.join,
     tls: options.tls !== undefined,
   });
+  const adminIdentities = checkAdminIdentities(options.adminIdentities, options.clientTokens);
   const nodeId = options.nodeId ?? randomUUID();
   const logger = options.logger ?? silentLogger();
   // Every line names its component; the modules below take `logger` and make their own child.
@@ -312,6 +356,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       batchReplyParts: options.batchReplyParts ?? true,
       connections,
       clientTokens: options.clientTokens,
+      adminIdentities,
       metrics: ops,
       peerSockets,
     });

@@ -42,6 +42,7 @@ import {
 import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
+import { createOwnerCounterTable, type OwnerCounters } from './owner-counters.ts';
 import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
@@ -279,6 +280,14 @@ export interface PageStore {
   objectIndexes(pool: number, oid: Uint8Array): number[];
   /** A snapshot of the counters. */
   stats(): StoreStats;
+  /**
+   * A snapshot of the counters of one owner identity's pools (owner-counters.ts): the same counters as stats()
+   * but capacityBytes, counting only its pools, pages and ops; evictions are counted against the owner of the
+   * evicted page. All zero for an owner without pools (its counters are dropped with its last pool). O(1).
+   */
+  ownerStats(owner: string): OwnerCounters;
+  /** The owners that have pools on this store. */
+  owners(): string[];
   /** Bytes the store holds in memory, by kind (for the node's memory report); O(number of page sizes). */
   memory(): StoreMemory;
 }
@@ -322,6 +331,8 @@ interface PoolState {
   readonly codec: PageCodec | undefined;
   /** Longest compressed length kept compressed (maxCompressedBytes of the page size). */
   readonly maxPacked: number;
+  /** The owner's counters, shared by all its pools: incremented beside the global ones, with no lookup. */
+  readonly owned: OwnerCounters;
   /**
    * Pools that may share slots have the same scope: one per (owner, page size, compression), so a page is only
    * ever shared within one identity and one stored form. -1: this pool's pages are never shared.
@@ -397,6 +408,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
   const codecs = options.codecs ?? PAGE_CODECS;
   const counters: StoreStats = zeroStoreCounters(capacityBytes);
+  const ownerCounters = createOwnerCounterTable();
   /** A checksum no page of each size can match: what an undecodable compressed copy is returned with. */
   const unmatchableSums = new Map<number, number>();
   /** Bytes charged for ephemeral pages: how much eviction could free at most. */
@@ -680,18 +692,26 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     return (rFlags[record] as number) & COMPRESSED ? slabClassFor(costOf(record, pool)) : pool.slab;
   }
 
-  /** Counts a compressed page in (+1) or out (-1) of the compression stats. */
-  function countCompressed(sign: 1 | -1, pageSize: number, packed: number, slotSize: number): void {
+  /** Counts a compressed page of `pool` in (+1) or out (-1) of the compression stats. */
+  function countCompressed(sign: 1 | -1, pool: PoolState, packed: number, slotSize: number): void {
+    const pageSize = pool.spec.pageSize;
+    const owned = pool.owned;
     counters.compressedPages += sign;
     counters.compressedPageBytes += sign * pageSize;
     counters.compressedBytes += sign * packed;
     counters.compressedSlotBytes += sign * slotSize;
+    owned.compressedPages += sign;
+    owned.compressedPageBytes += sign * pageSize;
+    owned.compressedBytes += sign * packed;
+    owned.compressedSlotBytes += sign * slotSize;
   }
 
   /** Counts a page sharing a slot of `slotSize` in (+1) or out (-1) of the dedup stats. */
-  function countDeduped(sign: 1 | -1, slotSize: number): void {
+  function countDeduped(sign: 1 | -1, owned: OwnerCounters, slotSize: number): void {
     counters.dedupedPages += sign;
     counters.dedupSavedBytes += sign * (slotSize - PAGE_META_BYTES);
+    owned.dedupedPages += sign;
+    owned.dedupSavedBytes += sign * (slotSize - PAGE_META_BYTES);
   }
 
   /** The slot ref of a slotted record: its own, or its shared slot's. */
@@ -714,18 +734,20 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     const entry = flags & DEDUP ? (rSlot[record] as number) : NO_ENTRY;
     const sharedOn = entry !== NO_ENTRY && dedup.refsOf(entry) > 1;
     const cost = sharedOn ? PAGE_META_BYTES : costOf(record, pool);
-    if (sharedOn) countDeduped(-1, costOf(record, pool));
+    const owned = pool.owned;
+    if (sharedOn) countDeduped(-1, owned, costOf(record, pool));
     if (flags & PERSISTENT) {
       counters.persistentPages--;
+      owned.persistentPages--;
     } else {
       lruUnlink(record);
       counters.ephemeralPages--;
+      owned.ephemeralPages--;
       ephemeralBytes -= cost;
     }
     counters.usedBytes -= cost;
-    if (flags & COMPRESSED && !sharedOn) {
-      countCompressed(-1, pool.spec.pageSize, rPacked[record] as number, cost);
-    }
+    owned.usedBytes -= cost;
+    if (flags & COMPRESSED && !sharedOn) countCompressed(-1, pool, rPacked[record] as number, cost);
 
     const object = rObject[record] as number;
     table.remove(object, rIndex[record] as number);
@@ -741,7 +763,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     // Last: freeing a slot may compact the slab class, which moves other pages and rewrites their rSlot.
     if (entry !== NO_ENTRY) {
       const slot = dedup.slotOf(entry);
-      if (dedup.release(entry) === 0) slabOfRecord(record, pool).free(slot);
+      if (dedup.release(entry) === 0) {
+        slabOfRecord(record, pool).free(slot);
+        owned.dedupSlots--;
+      }
     } else if (!(flags & SAME_FILLED)) {
       slabOfRecord(record, pool).free(rSlot[record] as number);
     }
@@ -759,12 +784,17 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   function makeRoom(cost: number): boolean {
     if (capacityBytes - counters.usedBytes >= cost) return true;
     if (capacityBytes - counters.usedBytes + ephemeralBytes < cost) return false;
-    while (capacityBytes - counters.usedBytes < cost) {
-      const victim = lruHead;
-      removeRecord(victim, poolOfRecord(victim));
-      counters.evictions++;
-    }
+    while (capacityBytes - counters.usedBytes < cost) evictOne();
     return true;
+  }
+
+  /** Evicts the least recently used ephemeral page, counted against its owner. */
+  function evictOne(): void {
+    const victim = lruHead;
+    const pool = poolOfRecord(victim);
+    removeRecord(victim, pool);
+    counters.evictions++;
+    pool.owned.evictions++;
   }
 
   function checkPage(pool: PoolState, page: Uint8Array): void {
@@ -815,6 +845,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     // Undecodable: returned as a page that fails its checksum, so the one corrupt-copy path of each reader
     // (drop and repair from another copy, or a miss for an ephemeral page) handles it like any other.
     counters.corruptCompressedReads++;
+    pool.owned.corruptCompressedReads++;
     return { page: new Uint8Array(pool.spec.pageSize), version, sum: unmatchableSum(pool.spec.pageSize) };
   }
 
@@ -870,12 +901,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     enter();
     const pool = requirePool(poolId);
     const record = findRecord(pool, oid, index);
+    const owned = pool.owned;
     counters.gets++;
+    owned.gets++;
     if (record === NIL) {
       counters.misses++;
+      owned.misses++;
       return null;
     }
     counters.hits++;
+    owned.hits++;
     const stored = copyOut(record, pool);
     // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
     // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
@@ -931,6 +966,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         slab: slabClassFor(pageSize),
         codec: compression === undefined ? undefined : codecs[compression],
         maxPacked: maxCompressedBytes(pageSize),
+        owned: ownerCounters.attachPool(owner),
         dedupScope: dedupOn && kind === 'ephemeral' ? dedup.scopeOf(owner, pageSize, compression) : -1,
       });
       counters.pools = pools.size;
@@ -945,10 +981,13 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const pool = pools.get(id);
       if (pool === undefined) return false;
       counters.flushes++;
+      pool.owned.flushes++;
       // Deleting the current entry while iterating a Map is safe in JS.
       for (const object of pool.objects.values()) removeObject(pool, object);
       pools.delete(id);
       counters.pools = pools.size;
+      // Last: with the owner's last pool its counters go, and every page of it was removed above.
+      ownerCounters.detachPool(pool.spec.owner);
       return settled(true);
     },
 
@@ -961,12 +1000,15 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const version = checkMeta(meta);
       const sum = meta?.sum;
       const key = oidKey(oidBytes);
+      const owned = pool.owned;
       counters.puts++;
+      owned.puts++;
 
       // Put-put-get coherency: the old page goes first, so a refusal below cannot leave it readable.
       const existing = lookup(pool, key, index);
       if (existing !== NIL) {
         counters.duplicatePuts++;
+        owned.duplicatePuts++;
         removeRecord(existing, pool);
       }
 
@@ -989,7 +1031,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         dedupHash < 0
           ? NO_ENTRY
           : dedup.findIdentical(pool.dedupScope, dedupHash, stored, packed?.length ?? 0, slab);
-      if (shared === COLLIDED) counters.dedupCollisions++;
+      if (shared === COLLIDED) {
+        counters.dedupCollisions++;
+        owned.dedupCollisions++;
+      }
       const cost = fill >= 0 ? PAGE_META_BYTES : shared >= 0 ? PAGE_META_BYTES : slab.slotSize;
       if (shared >= 0) {
         // Charged and referenced before any eviction, so evicting the slot's other pages can never free it:
@@ -997,15 +1042,13 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         // the slot is charged already, so evicting every other ephemeral page always makes room.
         dedup.retain(shared);
         counters.usedBytes += cost;
+        owned.usedBytes += cost;
         ephemeralBytes += cost;
-        countDeduped(1, slab.slotSize);
-        while (counters.usedBytes > capacityBytes) {
-          const victim = lruHead;
-          removeRecord(victim, poolOfRecord(victim));
-          counters.evictions++;
-        }
+        countDeduped(1, owned, slab.slotSize);
+        while (counters.usedBytes > capacityBytes) evictOne();
       } else if (!makeRoom(cost)) {
         counters.refusedPuts++;
+        owned.refusedPuts++;
         return settled(REFUSED_FULL);
       }
 
@@ -1046,19 +1089,26 @@ export function createPageStore(options: PageStoreOptions): PageStore {
           const last = dedup.refsOf(shared) === 1;
           const freed = last ? slab.slotSize : PAGE_META_BYTES;
           counters.usedBytes -= freed;
+          owned.usedBytes -= freed;
           ephemeralBytes -= freed;
-          if (!last) countDeduped(-1, slab.slotSize);
-          else if (packed !== undefined) countCompressed(-1, pool.spec.pageSize, packed.length, freed);
+          if (!last) countDeduped(-1, owned, slab.slotSize);
+          else if (packed !== undefined) countCompressed(-1, pool, packed.length, freed);
           const entrySlot = dedup.slotOf(shared);
-          if (dedup.release(shared) === 0) slab.free(entrySlot);
+          if (dedup.release(shared) === 0) {
+            slab.free(entrySlot);
+            owned.dedupSlots--;
+          }
         } else if (entry !== NO_ENTRY) {
           dedup.release(entry);
         }
         if (!(error instanceof RangeError)) throw error;
         counters.refusedPuts++;
+        owned.refusedPuts++;
         return settled(REFUSED_FULL);
       }
       if (fill < 0 && shared < 0) slab.write(entry === NO_ENTRY ? slot : dedup.slotOf(entry), stored);
+      // A new shared slot is its owner's from here on (the global count is the index's size).
+      if (shared < 0 && entry !== NO_ENTRY) owned.dedupSlots++;
 
       rHash[record] = partitionHash(pool.spec.id, oidBytes, index);
       rSlot[record] = slot;
@@ -1080,18 +1130,29 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       oCount[object] = (oCount[object] as number) + 1;
 
       // A page on a shared slot was charged when it took its reference; compression counts slots, not pages.
-      if (shared >= 0) counters.dedupHits++;
-      else counters.usedBytes += cost;
-      if (packed !== undefined && shared < 0) countCompressed(1, pool.spec.pageSize, packed.length, cost);
-      if (packed === undefined && fill < 0 && pool.codec !== undefined) counters.incompressiblePuts++;
+      if (shared >= 0) {
+        counters.dedupHits++;
+        owned.dedupHits++;
+      } else {
+        counters.usedBytes += cost;
+        owned.usedBytes += cost;
+      }
+      if (packed !== undefined && shared < 0) countCompressed(1, pool, packed.length, cost);
+      if (packed === undefined && fill < 0 && pool.codec !== undefined) {
+        counters.incompressiblePuts++;
+        owned.incompressiblePuts++;
+      }
       if (pool.persistent) {
         counters.persistentPages++;
+        owned.persistentPages++;
       } else {
         counters.ephemeralPages++;
+        owned.ephemeralPages++;
         if (shared < 0) ephemeralBytes += cost;
         lruAppend(record); // most recently used
       }
       counters.acceptedPuts++;
+      owned.acceptedPuts++;
       return settled(ACCEPTED);
     },
 
@@ -1119,6 +1180,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const pool = requirePool(poolId);
       const record = findRecord(pool, oid, index);
       counters.flushes++;
+      pool.owned.flushes++;
       if (record === NIL) return false;
       removeRecord(record, pool);
       return settled(true);
@@ -1139,6 +1201,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const oidBytes = toOidBytes(oid);
       if (olderThan !== undefined) checkVersion(olderThan, 'olderThan');
       counters.flushes++;
+      pool.owned.flushes++;
       const object = pool.objects.get(oidKey(oidBytes));
       if (object === undefined) return 0;
       return settled(
@@ -1186,6 +1249,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     stats() {
       counters.dedupSlots = dedup.size;
       return { ...counters };
+    },
+
+    ownerStats(owner) {
+      return ownerCounters.snapshot(owner);
+    },
+
+    owners() {
+      return ownerCounters.owners();
     },
 
     memory() {

@@ -10,6 +10,8 @@ import {
   type ClientFrame,
   type ClusterState,
   type NodeFrame,
+  type NodeStats,
+  type StatsScope,
   type PageOp,
   type PageReply,
 } from '@tmem/protocol';
@@ -27,6 +29,11 @@ export interface RequestContext {
   identity: string;
   /** True for another memory node (it may send coordination frames). */
   isPeer: boolean;
+  /**
+   * Whose counters `stats` answers with: 'node' for peers, admin identities and every client of an open node;
+   * 'identity' (the identity's own) for every other client.
+   */
+  statsScope: StatsScope;
   store: PageStore;
   cluster: ClusterMember;
   /** Copies a persistent pool keeps when the client does not say. */
@@ -35,6 +42,35 @@ export interface RequestContext {
   maxPoolsPerIdentity: number;
   /** The node's op counters (op-metrics.ts): every page op answered here is counted, whatever the outcome. */
   metrics: OpMetrics;
+}
+
+/**
+ * The stats a connection may see (issue 9, finding 9). The node scope counts everything. The identity scope
+ * holds the identity's own page-store counters, the node's capacity and its partition-level facts (version,
+ * role, lease, serving, filling and lost partitions, shared by every identity), its own under-replicated pools,
+ * and leaves out copiedPages and replicationBacklog, which count every identity's pages.
+ */
+export function statsFor(ctx: RequestContext): NodeStats {
+  if (ctx.statsScope === 'node') {
+    return { nodeId: ctx.nodeId, scope: 'node', ...ctx.store.stats(), ...ctx.cluster.describe() };
+  }
+  // An allow-list, so a field added to describe() stays out of this scope until someone decides it may go in.
+  const member = ctx.cluster.describe(ctx.identity);
+  return {
+    nodeId: ctx.nodeId,
+    scope: 'identity',
+    capacityBytes: ctx.store.stats().capacityBytes,
+    ...ctx.store.ownerStats(ctx.identity),
+    stateVersion: member.stateVersion,
+    incarnation: member.incarnation,
+    role: member.role,
+    leaseHeld: member.leaseHeld,
+    servingPartitions: member.servingPartitions,
+    fillingPartitions: member.fillingPartitions,
+    lostPartitions: member.lostPartitions,
+    underReplicated: member.underReplicated,
+    underReplicatedPools: member.underReplicatedPools,
+  };
 }
 
 /**
@@ -260,11 +296,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       return { t: 'ok', id: frame.id };
     }
     case 'stats':
-      return {
-        t: 'stats',
-        id: frame.id,
-        stats: { nodeId: ctx.nodeId, ...ctx.store.stats(), ...ctx.cluster.describe() },
-      };
+      return { t: 'stats', id: frame.id, stats: statsFor(ctx) };
     case 'getState': {
       const state = ctx.cluster.committed();
       if (state === null) throw new TmemError(ErrorCode.NotServing, 'node is joining the cluster');

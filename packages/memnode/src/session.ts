@@ -54,6 +54,8 @@ export interface SessionDeps {
   connections: ConnectionRegistry;
   /** Client tokens; undefined is open mode, where a client is whoever it says it is. */
   clientTokens: ClientTokens | undefined;
+  /** Client identities whose `stats` are node-global (MemnodeOptions.adminIdentities). */
+  adminIdentities: ReadonlySet<string>;
   /** The node's op counters, shared by all its sessions. */
   metrics: OpMetrics;
   /** Sockets whose session is a peer's: a graceful leave drains client sessions only (peers redial seeds). */
@@ -261,6 +263,9 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       nodeId: deps.nodeId,
       identity,
       isPeer,
+      // Open mode authenticates nobody: any client could name an admin identity, so scoping would hide nothing.
+      statsScope:
+        isPeer || deps.clientTokens === undefined || deps.adminIdentities.has(identity) ? 'node' : 'identity',
       store: deps.store,
       cluster: deps.cluster,
       defaultReplication: deps.defaultReplication,

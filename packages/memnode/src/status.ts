@@ -39,12 +39,22 @@ export interface FetchClusterStatusOptions {
    * @default Node's bundled root CAs
    */
   ca?: Buffer;
+  /**
+   * A client token (`tmem token <identity>`) for clusters that authenticate clients; the hello names the
+   * token's identity. Node-global stats need an identity the nodes list in --admin-identities; any other
+   * identity gets its own counters only (`stats.scope` says which). Without a token the tool says it is
+   * `tmem-status`, which only an open node admits.
+   * @default none
+   */
+  token?: string;
 }
 
-/** How each session is dialled: its budget and the CA it verifies wss:// nodes with. */
+/** How each session is dialled: its budget, the CA it verifies wss:// nodes with, and the token it presents. */
 interface SessionDial {
   timeoutMs: number;
   ca: Buffer | undefined;
+  /** The token its hello presents (FetchClusterStatusOptions.token). */
+  token: string | undefined;
 }
 
 /** A member's role in the coordination protocol, as it reports it (NodeStats.role). */
@@ -234,13 +244,21 @@ function openSession(url: string, dial: SessionDial): Session {
   };
 }
 
+/** The identity a token proves: what precedes its last dot (client-auth.ts issueToken). */
+function identityOfToken(token: string): string {
+  const dot = token.lastIndexOf('.');
+  if (dot < 1) throw new TmemError(ErrorCode.BadArgument, 'not a token from `tmem token <identity>`');
+  return token.slice(0, dot);
+}
+
 /** Performs the handshake and resolves with the node id the node answers with. */
-async function hello(session: Session): Promise<string> {
+async function hello(session: Session, token: string | undefined): Promise<string> {
   const reply = await session.request({
     t: 'hello',
     id: 1,
     protocol: PROTOCOL_VERSION,
-    identity: STATUS_IDENTITY,
+    identity: token === undefined ? STATUS_IDENTITY : identityOfToken(token),
+    ...(token === undefined ? {} : { token }),
   });
   if (reply.t === 'welcome') return reply.nodeId;
   throw unexpected(reply, 'welcome');
@@ -263,7 +281,7 @@ async function stateFrom(
 ): Promise<{ state: ClusterState; leaderId: string | null }> {
   const session = openSession(seed, dial);
   sessions.push(session);
-  await hello(session);
+  await hello(session, dial.token);
   const reply = await session.request({ t: 'getState', id: 2, subscribe: false });
   if (reply.t !== 'state') throw unexpected(reply, 'state');
   return { state: reply.state, leaderId: reply.leaderId };
@@ -278,7 +296,7 @@ async function statsOf(
   const session = openSession(member.url, dial);
   sessions.push(session);
   try {
-    const nodeId = await hello(session);
+    const nodeId = await hello(session, dial.token);
     // Another process may listen at the URL now (the member died, something else took the port).
     if (nodeId !== member.id) return { error: `${member.url} answers as node ${nodeId}` };
     const reply = await session.request({ t: 'stats', id: 2 });
@@ -305,7 +323,8 @@ export async function fetchClusterStatus(
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new TmemError(ErrorCode.BadArgument, `timeoutMs must be a positive number, got ${timeoutMs}`);
   }
-  const dial: SessionDial = { timeoutMs, ca: options.ca };
+  if (options.token !== undefined) identityOfToken(options.token);
+  const dial: SessionDial = { timeoutMs, ca: options.ca, token: options.token };
   const sessions: Session[] = [];
   try {
     const failures: { seed: string; message: string }[] = [];
@@ -503,10 +522,19 @@ export function formatClusterStatus(status: ClusterStatus): string {
     summary,
     table.toString(),
     ...reasons,
+    ...scopeLines(status),
     ...compressionLines(status),
     ...dedupLines(status),
     ...underReplicatedLines(status),
   ].join('\n');
+}
+
+/** A note when the counters are one identity's own: the token's identity is not an admin of those nodes. */
+function scopeLines(status: ClusterStatus): string[] {
+  if (!status.members.some((m) => m.stats?.scope === 'identity')) return [];
+  return [
+    "pages, memory and hits are this token's identity's own: list it in the nodes' --admin-identities for the whole node's",
+  ];
 }
 
 /** Compressed pages over the members that answered, once any member holds some. */

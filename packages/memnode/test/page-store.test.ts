@@ -12,6 +12,7 @@ import {
 import type { PoolKind } from '@tmem/protocol';
 import { createPageStore, MAX_CAPACITY_BYTES, PAGE_META_BYTES } from '../src/page-store.ts';
 import type { PageMeta, PageStore, PoolSpec, StoredPage, StoreStats } from '../src/page-store.ts';
+import { zeroOwnerCounters, type OwnerCounters } from '../src/owner-counters.ts';
 
 const utf8 = new TextEncoder();
 const oid = (s: string): Uint8Array => utf8.encode(s);
@@ -1315,6 +1316,10 @@ class Model {
   /** Keys of ephemeral pages, least recently used first. */
   lru: string[] = [];
   readonly stats: StoreStats;
+  /** Each owner's counters, while it has pools (the store drops them with the owner's last pool). */
+  readonly owners = new Map<string, OwnerCounters>();
+  /** The counters of owners dropped so far: with the live owners' they sum to the node's. */
+  readonly dropped = zeroOwnerCounters();
   /**
    * With dedup, ephemeral pages of one owner and page size with equal bytes (not same-filled) share a slot,
    * charged once plus PAGE_META_BYTES for each further page.
@@ -1358,6 +1363,12 @@ class Model {
     return `${pool}/${oid}/${index}`;
   }
 
+  /** Adds `delta` to a counter, the node's and that of the owner of `pool`. */
+  count(pool: number, key: Exclude<keyof OwnerCounters, 'pools'>, delta = 1): void {
+    this.stats[key] += delta;
+    (this.owners.get((this.pools.get(pool) as PoolSpec).owner) as OwnerCounters)[key] += delta;
+  }
+
   /** The slot `p` shares with its twins, or null if it is never shared. */
   group(p: ModelPage): string | null {
     if (!this.dedup || p.persistent || p.sameFilled) return null;
@@ -1387,7 +1398,7 @@ class Model {
     return { bytes, groups };
   }
 
-  /** usedBytes and the dedup gauges, from the pages held. */
+  /** usedBytes and the dedup gauges, the node's and every owner's, from the pages held. */
   recount(): void {
     const { bytes, groups } = this.charge(this.pages.values());
     this.stats.usedBytes = bytes;
@@ -1398,6 +1409,18 @@ class Model {
       this.stats.dedupedPages += members.length - 1;
       this.stats.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
     }
+    for (const [owner, owned] of this.owners) {
+      const mine = [...this.pages.values()].filter((q) => (this.pools.get(q.pool) as PoolSpec).owner === owner);
+      const charged = this.charge(mine);
+      owned.usedBytes = charged.bytes;
+      owned.dedupSlots = charged.groups.size;
+      owned.dedupedPages = 0;
+      owned.dedupSavedBytes = 0;
+      for (const members of charged.groups.values()) {
+        owned.dedupedPages += members.length - 1;
+        owned.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
+      }
+    }
   }
 
   remove(key: string): void {
@@ -1405,9 +1428,9 @@ class Model {
     this.pages.delete(key);
     this.recount();
     if (p.persistent) {
-      this.stats.persistentPages--;
+      this.count(p.pool, 'persistentPages', -1);
     } else {
-      this.stats.ephemeralPages--;
+      this.count(p.pool, 'ephemeralPages', -1);
       this.lru = this.lru.filter((k) => k !== key);
     }
   }
@@ -1415,14 +1438,23 @@ class Model {
   create(spec: PoolSpec): void {
     this.pools.set(spec.id, spec);
     this.stats.pools = this.pools.size;
+    const owned = this.owners.get(spec.owner) ?? zeroOwnerCounters();
+    owned.pools++;
+    this.owners.set(spec.owner, owned);
   }
 
   destroy(pool: number): boolean {
-    if (!this.pools.has(pool)) return false;
-    this.stats.flushes++;
+    const spec = this.pools.get(pool);
+    if (spec === undefined) return false;
+    this.count(pool, 'flushes');
     for (const [key, p] of this.pages) if (p.pool === pool) this.remove(key);
     this.pools.delete(pool);
     this.stats.pools = this.pools.size;
+    const owned = this.owners.get(spec.owner) as OwnerCounters;
+    if (--owned.pools === 0) {
+      this.owners.delete(spec.owner);
+      for (const k of OWNER_KEYS) this.dropped[k] += owned[k];
+    }
     return true;
   }
 
@@ -1435,9 +1467,9 @@ class Model {
   ): 'accepted' | 'refused' {
     const spec = this.pools.get(pool) as PoolSpec;
     const key = Model.key(pool, oid, index);
-    this.stats.puts++;
+    this.count(pool, 'puts');
     if (this.pages.has(key)) {
-      this.stats.duplicatePuts++;
+      this.count(pool, 'duplicatePuts');
       this.remove(key);
     }
     const sameFilled = bytes.every((b) => b === bytes[0]);
@@ -1462,35 +1494,38 @@ class Model {
     const lru = new Set(this.lru);
     const rest = [...this.pages].filter(([k]) => !lru.has(k)).map(([, q]) => q);
     if (this.charge([...rest, p]).bytes > this.stats.capacityBytes) {
-      this.stats.refusedPuts++;
+      this.count(pool, 'refusedPuts');
       return 'refused';
     }
     this.pages.set(key, p);
     this.recount();
     while (this.stats.usedBytes > this.stats.capacityBytes) {
-      this.remove(this.lru[0] as string);
-      this.stats.evictions++;
+      // Counted against the owner of the page evicted, not of the page put.
+      const victim = this.lru[0] as string;
+      const victimPool = (this.pages.get(victim) as ModelPage).pool;
+      this.remove(victim);
+      this.count(victimPool, 'evictions');
     }
-    if (twin) this.stats.dedupHits++;
+    if (twin) this.count(pool, 'dedupHits');
     if (persistent) {
-      this.stats.persistentPages++;
+      this.count(pool, 'persistentPages');
     } else {
-      this.stats.ephemeralPages++;
+      this.count(pool, 'ephemeralPages');
       this.lru.push(key);
     }
-    this.stats.acceptedPuts++;
+    this.count(pool, 'acceptedPuts');
     return 'accepted';
   }
 
   get(pool: number, oid: number, index: number): ModelPage | null {
     const key = Model.key(pool, oid, index);
     const p = this.pages.get(key);
-    this.stats.gets++;
+    this.count(pool, 'gets');
     if (p === undefined) {
-      this.stats.misses++;
+      this.count(pool, 'misses');
       return null;
     }
-    this.stats.hits++;
+    this.count(pool, 'hits');
     if (!p.persistent) this.remove(key);
     return p;
   }
@@ -1528,10 +1563,38 @@ function expectPage(actual: Uint8Array | null, expected: Uint8Array | null): voi
 }
 
 const STAT_KEYS = Object.keys(new Model(0).stats) as (keyof StoreStats)[];
+const OWNER_KEYS = Object.keys(zeroOwnerCounters()) as (keyof OwnerCounters)[];
+/** The owners of SPECS, and 'x', which never gets a pool (its create is refused). */
+const OWNERS = ['alice', 'bob', 'carol', 'x'];
 
 function expectStats(actual: StoreStats, expected: StoreStats): void {
   if (STAT_KEYS.some((k) => actual[k] !== expected[k]) || Object.keys(actual).length !== STAT_KEYS.length) {
     expect(actual).toEqual(expected);
+  }
+}
+
+/** Every owner's counters are the model's, the owners with pools are the model's, and they sum to the node's. */
+function expectOwners(store: PageStore, model: Model): void {
+  const owners = store.owners().sort();
+  if (owners.join() !== [...model.owners.keys()].sort().join()) {
+    expect(owners).toEqual([...model.owners.keys()].sort());
+  }
+  // Counters of dropped owners are gone from the store but still in the node's totals.
+  const sum = { ...model.dropped };
+  for (const owner of OWNERS) {
+    const actual = store.ownerStats(owner);
+    const expected = model.owners.get(owner) ?? zeroOwnerCounters();
+    if (
+      OWNER_KEYS.some((k) => actual[k] !== expected[k]) ||
+      Object.keys(actual).length !== OWNER_KEYS.length
+    ) {
+      expect({ owner, ...actual }).toEqual({ owner, ...expected });
+    }
+    for (const k of OWNER_KEYS) sum[k] += actual[k];
+  }
+  const global = store.stats();
+  if (OWNER_KEYS.some((k) => sum[k] !== global[k])) {
+    expect(sum).toEqual({ ...global, capacityBytes: undefined });
   }
 }
 
@@ -1557,6 +1620,7 @@ function runAgainstModel(
   const check = (): void => {
     const stats = store.stats();
     expectStats(stats, model.stats);
+    expectOwners(store, model);
     if (
       stats.usedBytes > stats.capacityBytes ||
       stats.usedBytes < 0 ||
@@ -1646,7 +1710,7 @@ function runAgainstModel(
         const key = Model.key(op.pool, op.oid, op.index);
         const had = model.pages.has(key);
         if (had) model.remove(key);
-        model.stats.flushes++;
+        model.count(op.pool, 'flushes');
         expect(store.flushPage(op.pool, oidBytes, op.index)).toBe(had);
         break;
       }
@@ -1658,7 +1722,7 @@ function runAgainstModel(
             n++;
           }
         }
-        model.stats.flushes++;
+        model.count(op.pool, 'flushes');
         const olderThan = op.olderThan ?? undefined;
         expect(store.flushObject(op.pool, oidBytes, olderThan)).toBe(n);
         break;
@@ -1723,6 +1787,7 @@ function runAgainstModel(
   for (const id of [...model.pools.keys()]) expect(store.destroyPool(id)).toBe(model.destroy(id));
   check();
   expect(store.stats().usedBytes).toBe(0);
+  expect(store.owners()).toEqual([]);
 }
 
 describe('page store against a model', () => {

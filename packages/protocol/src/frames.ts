@@ -347,9 +347,23 @@ const counter = z.number().int().min(0);
 /** Most under-replicated pools NodeStats names one by one (the count covers all of them). */
 export const MAX_LISTED_UNDER_REPLICATED = 64;
 
-/** Counters and gauges of one node, as the contract lists them. */
+/**
+ * Whose counters a NodeStats holds: 'node' counts every pool, page and op of the node (admin identities,
+ * peers, and every client of an open node); 'identity' only those of the identity that asked (every other
+ * client), whose cluster fields leave out what counts other identities' pages and pools.
+ */
+export const StatsScope = z.enum(['identity', 'node']);
+export type StatsScope = z.infer<typeof StatsScope>;
+
+/**
+ * Counters and gauges of one node, as the contract lists them. In the 'identity' scope the page-store counters
+ * (pools, pages, usedBytes, ops, evictions, compression) are the asking identity's own; capacityBytes and the
+ * partition-level fields stay the node's; copiedPages and replicationBacklog are left out, and
+ * underReplicated(Pools) counts the identity's own pools only.
+ */
 export const NodeStats = z.strictObject({
   nodeId: z.string(),
+  scope: StatsScope,
   capacityBytes: counter,
   usedBytes: counter,
   pools: counter,
@@ -440,6 +454,7 @@ export function zeroStoreCounters(
 ): Omit<
   NodeStats,
   | 'nodeId'
+  | 'scope'
   | 'stateVersion'
   | 'incarnation'
   | 'role'

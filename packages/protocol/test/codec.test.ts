@@ -16,6 +16,7 @@ import {
   ProtocolError,
   U32_MAX,
   createCodec,
+  zeroStoreCounters,
 } from '../src/index.ts';
 import type { ClusterState, NodeStats, PageOp, PageReply } from '../src/index.ts';
 
@@ -182,6 +183,7 @@ const clusterState: ClusterState = {
 
 const stats: NodeStats = {
   nodeId: 'node-a',
+  scope: 'node',
   // Above 2^32 on purpose: counters are not u32 and must survive the 64-bit encoding.
   capacityBytes: 2 ** 40,
   usedBytes: 123_456_789,
@@ -232,6 +234,18 @@ const nodeSamples: NodeFrame[] = [
   { t: 'hit', id: 10, page: new Uint8Array(0) },
   { t: 'miss', id: 11 },
   { t: 'stats', id: 12, stats },
+  {
+    t: 'stats',
+    id: 40,
+    stats: {
+      ...zeroStoreCounters(2 ** 30),
+      nodeId: 'node-b',
+      scope: 'identity',
+      pools: 1,
+      puts: 3,
+      role: 'follower',
+    },
+  },
   { t: 'error', id: 13, code: ErrorCode.BadArgument, message: 'oid too long', details: { length: 300 } },
   { t: 'error', id: 0, code: ErrorCode.Internal, message: 'internal error on the node' },
   { t: 'batch', id: 14, replies: pageReplies },
@@ -856,6 +870,10 @@ describe('schema edges', () => {
     const partial: Record<string, unknown> = { ...stats };
     delete partial.evictions;
     invalidNode({ t: 'stats', id: 1, stats: partial });
+    invalidNode({ t: 'stats', id: 1, stats: { ...stats, scope: 'cluster' } });
+    const unscoped: Record<string, unknown> = { ...stats };
+    delete unscoped.scope;
+    invalidNode({ t: 'stats', id: 1, stats: unscoped });
   });
 
   it('INVALID_FRAME details name the offending path, a few issues at most', () => {

@@ -147,8 +147,11 @@ export interface ClusterMember {
   /** Feeds a coordination message from another node (validated here). */
   /** A consensus message from the authenticated peer `senderId`; one claiming another sender is dropped. */
   receivePeerMessage(message: unknown, senderId: string): void;
-  /** This member's coordination facts for statistics and `tmem status`. */
-  describe(): MemberDescription;
+  /**
+   * This member's coordination facts for statistics and `tmem status`. With `owner`, underReplicated and
+   * underReplicatedPools count only that identity's pools (its 'identity'-scoped stats).
+   */
+  describe(owner?: string): MemberDescription;
   /** How the join of this process is going (all zero and null for a founder). */
   joinStatus(): JoinStatus;
   /** The accepted (possibly not yet committed) state. */
@@ -666,11 +669,12 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       run(consensus.receive(parsed.data.from, parsed.data, now()));
     },
     joinStatus: () => joinStatus,
-    describe() {
+    describe(owner) {
       const committed = consensus.committed;
       const joined = committed !== null && isMember(committed, nodeId, incarnation);
       const t = now();
-      const short = committed === null ? [] : underReplicatedPools(committed);
+      const all = committed === null ? [] : underReplicatedPools(committed);
+      const short = owner === undefined ? all : all.filter((p) => p.owner === owner);
       const readyMembers = committed === null ? 0 : readyMemberCount(committed);
       return {
         stateVersion: committed?.version ?? 0,
