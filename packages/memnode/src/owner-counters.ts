@@ -9,6 +9,7 @@
 // map stays bounded by the owners holding pools, whatever identities come and go. An identity that creates a
 // pool again starts from zero, like a node restart.
 
+import { zeroStoreCounters } from '@tmem/protocol';
 import type { StoreStats } from './page-store.ts';
 
 /** The page-store counters of one owner identity: StoreStats without the node's capacity. */
@@ -16,32 +17,10 @@ export type OwnerCounters = Omit<StoreStats, 'capacityBytes'>;
 
 /** All counters zero: what an owner without pools reports. */
 export function zeroOwnerCounters(): OwnerCounters {
-  return {
-    usedBytes: 0,
-    pools: 0,
-    ephemeralPages: 0,
-    persistentPages: 0,
-    puts: 0,
-    acceptedPuts: 0,
-    refusedPuts: 0,
-    duplicatePuts: 0,
-    gets: 0,
-    hits: 0,
-    misses: 0,
-    flushes: 0,
-    evictions: 0,
-    compressedPages: 0,
-    compressedPageBytes: 0,
-    compressedBytes: 0,
-    compressedSlotBytes: 0,
-    incompressiblePuts: 0,
-    corruptCompressedReads: 0,
-    dedupSlots: 0,
-    dedupedPages: 0,
-    dedupSavedBytes: 0,
-    dedupHits: 0,
-    dedupCollisions: 0,
-  };
+  // The store's own zero counters, less the capacity: one list of counters to keep, in the protocol.
+  const counters: Partial<StoreStats> = zeroStoreCounters();
+  delete counters.capacityBytes;
+  return counters as OwnerCounters;
 }
 
 /** The counters of every owner that has pools; the page store holds one. */
