@@ -1410,7 +1410,9 @@ class Model {
       this.stats.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
     }
     for (const [owner, owned] of this.owners) {
-      const mine = [...this.pages.values()].filter((q) => (this.pools.get(q.pool) as PoolSpec).owner === owner);
+      const mine = [...this.pages.values()].filter(
+        (q) => (this.pools.get(q.pool) as PoolSpec).owner === owner,
+      );
       const charged = this.charge(mine);
       owned.usedBytes = charged.bytes;
       owned.dedupSlots = charged.groups.size;
