@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TmemClient } from '@tmem/client';
 import type { ClusterStatus } from '@tmem/memnode';
-import type { NodeStats } from '@tmem/protocol';
+import { zeroStoreCounters, type NodeStats } from '@tmem/protocol';
 import { killAllNodes, runCli, startNode } from '../harness/index.ts';
 
 // Issue 9, finding 9: `stats` was node-global, so one identity saw another's pools, pages, bytes, gets and
@@ -47,55 +47,29 @@ async function statsOf(c: TmemClient): Promise<NodeStats> {
 /** Pages that are never same-filled and never compressed: each is charged PAGE bytes. */
 const page = (): Uint8Array => randomBytes(PAGE);
 
+/** The page-store counters a workload moves, in the order a failure prints them. */
+const COUNTERS = [
+  'pools',
+  'ephemeralPages',
+  'persistentPages',
+  'usedBytes',
+  'puts',
+  'acceptedPuts',
+  'refusedPuts',
+  'duplicatePuts',
+  'gets',
+  'hits',
+  'misses',
+  'flushes',
+  'evictions',
+] as const;
+
 /** The page-store counters of a NodeStats. */
-function counters(stats: NodeStats): Record<string, number> {
-  const {
-    pools,
-    ephemeralPages,
-    persistentPages,
-    usedBytes,
-    puts,
-    acceptedPuts,
-    refusedPuts,
-    duplicatePuts,
-    gets,
-    hits,
-    misses,
-    flushes,
-    evictions,
-  } = stats;
-  return {
-    pools,
-    ephemeralPages,
-    persistentPages,
-    usedBytes,
-    puts,
-    acceptedPuts,
-    refusedPuts,
-    duplicatePuts,
-    gets,
-    hits,
-    misses,
-    flushes,
-    evictions,
-  };
+function counters(stats: Pick<NodeStats, (typeof COUNTERS)[number]>): Record<string, number> {
+  return Object.fromEntries(COUNTERS.map((key) => [key, stats[key]]));
 }
 
-const ZERO = counters({
-  pools: 0,
-  ephemeralPages: 0,
-  persistentPages: 0,
-  usedBytes: 0,
-  puts: 0,
-  acceptedPuts: 0,
-  refusedPuts: 0,
-  duplicatePuts: 0,
-  gets: 0,
-  hits: 0,
-  misses: 0,
-  flushes: 0,
-  evictions: 0,
-} as NodeStats);
+const ZERO = counters(zeroStoreCounters());
 
 describe('per-identity stats', () => {
   it('shows each identity only its own counters, an admin the whole node, and tmem status an admin token', async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Pool, type TmemClient } from '@tmem/client';
-import { TmemError } from '@tmem/protocol';
 import {
+  TmemError,
   partitionOf,
   partitionTableFor,
   toOidBytes,

@@ -7,6 +7,7 @@ import {
   MAX_HAND_OFF_FRAME_BYTES,
   type EphemeralHandOverOptions,
 } from './cluster/ephemeral-hand-over.ts';
+import { count } from './cli-limits.ts';
 import { formatByteSize } from './cli-sizes.ts';
 import { parseByteSize } from './size.ts';
 
@@ -22,16 +23,6 @@ export interface HandOverFlags {
 
 /** MemnodeOptions.leaveDrainMs's default. */
 const DEFAULT_LEAVE_DRAIN_MS = 2000;
-
-function count(min: number): (text: string) => number {
-  return (text) => {
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) {
-      throw new InvalidArgumentError(`must be an integer of at least ${min}`);
-    }
-    return value;
-  };
-}
 
 function size(max: number): (text: string) => number {
   return (text) => {

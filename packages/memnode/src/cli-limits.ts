@@ -14,7 +14,8 @@ export interface LimitFlags extends ConnectionLimits {
   maxFrameDepth: number;
 }
 
-function count(min: number): (text: string) => number {
+/** A commander parser for an integer flag of at least `min`. */
+export function count(min: number): (text: string) => number {
   return (text) => {
     const value = Number(text);
     if (!Number.isSafeInteger(value) || value < min) {

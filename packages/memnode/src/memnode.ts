@@ -385,20 +385,11 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
     const wssClosed = new Promise<void>((resolve) => wss.close(() => resolve()));
     // ws's close() leaves open sockets alone; close each one ourselves, cutting stragglers after a grace.
-    await Promise.all(
-      [...wss.clients].map(
-        (socket) =>
-          new Promise<void>((resolve) => {
-            if (socket.readyState === socket.CLOSED) return resolve();
-            const timer = setTimeout(() => socket.terminate(), closeGraceMs);
-            socket.once('close', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            socket.close(CloseCode.GoingAway, 'node shutting down');
-          }),
-      ),
-    );
+    const sockets = [...wss.clients];
+    for (const socket of sockets) socket.close(CloseCode.GoingAway, 'node shutting down');
+    await socketsClosed(sockets, closeGraceMs);
+    for (const socket of sockets) if (socket.readyState !== socket.CLOSED) socket.terminate();
+    await socketsClosed(sockets, closeGraceMs);
     // Whatever is left (a half-open upgrade, a plain HTTP request) must not hold the exit.
     http.closeAllConnections();
     await wssClosed;

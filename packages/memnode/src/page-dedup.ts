@@ -17,6 +17,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
+import { grown } from './typed-arrays.ts';
 
 /** No entry: what `find` and `findIdentical` return on a miss. */
 export const NO_ENTRY = NO_RECORD;
@@ -85,14 +86,6 @@ export interface PageDedup {
 export interface SlotBytes {
   /** The first `length` bytes of slot `slot`, valid until the class next changes. */
   view(slot: number, length: number): Uint8Array;
-}
-
-type EntryArray = Int32Array | Uint32Array | Uint16Array;
-
-function grown<T extends EntryArray>(a: T, length: number): T {
-  const b = new (a.constructor as new (n: number) => T)(length);
-  b.set(a);
-  return b;
 }
 
 /** Creates an empty index. */

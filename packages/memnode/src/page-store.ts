@@ -43,6 +43,7 @@ import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
 import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
 import { createOwnerCounterTable, type OwnerCounters } from './owner-counters.ts';
+import { grown } from './typed-arrays.ts';
 import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
@@ -338,15 +339,6 @@ interface PoolState {
    * ever shared within one identity and one stored form. -1: this pool's pages are never shared.
    */
   readonly dedupScope: number;
-}
-
-type TypedArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
-
-/** A copy of `a` with room for `length` elements. */
-function grown<T extends TypedArray>(a: T, length: number): T {
-  const b = new (a.constructor as new (n: number) => T)(length);
-  b.set(a);
-  return b;
 }
 
 /** The byte every position of `page` holds, or -1 if they differ. */

@@ -1792,16 +1792,21 @@ function runAgainstModel(
   expect(store.owners()).toEqual([]);
 }
 
+/** Store shapes of the short model runs: capacities from none to a few pages. */
+const capacityArb = fc.constantFrom(0, 700, 4 * 512 + 3 * PAGE_META_BYTES, 5000, 1 << 13);
+/** Slabs of 1 to 6 small pages, so that slab release and compaction happen in short runs too. */
+const slabBytesArb = fc.constantFrom(512, 1024, 1536, 3072);
+/** Tiny record arrays, so that growing and shrinking them (renumbering live records) happens too. */
+const minRecordsArb = fc.constantFrom(1, 2, 8, 1024);
+
 describe('page store against a model', () => {
   it('agrees with the model on every result and counter, with eviction under pressure', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(0, 700, 4 * 512 + 3 * PAGE_META_BYTES, 5000, 1 << 13),
-        // Slabs of 1 to 6 small pages, so that slab release and compaction happen in short runs too.
-        fc.constantFrom(512, 1024, 1536, 3072),
+        capacityArb,
+        slabBytesArb,
         fc.array(opArb, { maxLength: 150, size: 'max' }),
-        // Tiny record arrays, so that growing and shrinking them (renumbering live records) happens too.
-        fc.constantFrom(1, 2, 8, 1024),
+        minRecordsArb,
         (capacityBytes, slabBytes, ops, minRecords) =>
           runAgainstModel(capacityBytes, slabBytes, ops, minRecords),
       ),
@@ -1812,10 +1817,10 @@ describe('page store against a model', () => {
   it('agrees with the model with dedup: shared slots, their charges and eviction under pressure', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(0, 700, 4 * 512 + 3 * PAGE_META_BYTES, 5000, 1 << 13),
-        fc.constantFrom(512, 1024, 1536, 3072),
+        capacityArb,
+        slabBytesArb,
         fc.array(dedupOpArb, { maxLength: 150, size: 'max' }),
-        fc.constantFrom(1, 2, 8, 1024),
+        minRecordsArb,
         (capacityBytes, slabBytes, ops, minRecords) =>
           runAgainstModel(capacityBytes, slabBytes, ops, minRecords, true),
       ),

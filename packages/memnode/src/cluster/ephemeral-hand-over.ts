@@ -20,7 +20,7 @@ import {
 } from '@tmem/protocol';
 import type { Logger } from '../logger.ts';
 import type { PageStore } from '../page-store.ts';
-import { createHandOffGates, type HandOffGates } from './hand-off-gates.ts';
+import { createHandOffGates, objectKey, type HandOffGates } from './hand-off-gates.ts';
 
 /** The budget of the ephemeral hand-over; each field is a `tmem node` flag. */
 export interface EphemeralHandOverOptions {
@@ -143,10 +143,6 @@ interface Move {
 
 const now = () => performance.now();
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function objectKey(pool: number, oid: Uint8Array): string {
-  return `${pool}:${Buffer.from(oid.buffer, oid.byteOffset, oid.byteLength).toString('base64')}`;
-}
 
 /** Creates a node's ephemeral hand-over. */
 export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralHandOver {

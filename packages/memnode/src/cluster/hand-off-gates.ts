@@ -71,7 +71,8 @@ interface Gate {
   untilMs: number;
 }
 
-function objectKey(pool: number, oid: Uint8Array): string {
+/** The key of an object in the sets both ends of the hand-over keep. */
+export function objectKey(pool: number, oid: Uint8Array): string {
   return `${pool}:${Buffer.from(oid.buffer, oid.byteOffset, oid.byteLength).toString('base64')}`;
 }
 

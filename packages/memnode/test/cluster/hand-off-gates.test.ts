@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  applyChange,
-  initialState,
-  type ClusterState,
-  type MemberInfo,
-  type StateChange,
-} from '../../src/cluster/cluster-state.ts';
+import { initialState, type ClusterState, type MemberInfo } from '../../src/cluster/cluster-state.ts';
 import { createHandOffGates, type HandOffGates } from '../../src/cluster/hand-off-gates.ts';
 import { partitionTableFor } from '../../src/cluster/partition-table.ts';
+import { add, change, member, remove } from './state-chain.ts';
 
 // The receiving rule of the ephemeral hand-over, on hand-made state chains: which partitions wait for whose
 // pages, and that once a gate opened (done, timeout, loss, gap) no handed-over page is taken any more.
@@ -15,23 +10,6 @@ import { partitionTableFor } from '../../src/cluster/partition-table.ts';
 const PARTITIONS = 64;
 const GATE_MS = 1000;
 
-const member = (id: string, incarnation = 1): MemberInfo => ({
-  id,
-  url: `ws://${id}`,
-  incarnation,
-  capacityBytes: 1 << 28,
-});
-
-function change(state: ClusterState, c: StateChange): ClusterState {
-  const applied = applyChange(state, c);
-  expect(applied.result.ok).toBe(true);
-  return applied.state;
-}
-
-const add = (state: ClusterState, m: MemberInfo): ClusterState =>
-  change(state, { type: 'addMember', changeId: `add:${m.id}:${m.incarnation}`, member: m });
-const remove = (state: ClusterState, m: MemberInfo): ClusterState =>
-  change(state, { type: 'removeMember', changeId: `rm:${m.id}`, id: m.id, incarnation: m.incarnation });
 const leaving = (state: ClusterState, m: MemberInfo): ClusterState =>
   change(state, {
     type: 'setPhase',

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  applyChange,
-  initialState,
-  type ClusterState,
-  type MemberInfo,
-  type StateChange,
-} from '../../src/cluster/cluster-state.ts';
+import { initialState, type ClusterState } from '../../src/cluster/cluster-state.ts';
 import {
   createPageRetention,
   dropsPartition,
@@ -14,26 +8,10 @@ import {
   type PageDrop,
 } from '../../src/cluster/page-retention.ts';
 import { partitionTableFor } from '../../src/cluster/partition-table.ts';
+import { add, change, member, remove } from './state-chain.ts';
 
 const PARTITIONS = 64;
 
-const member = (id: string, incarnation = 1): MemberInfo => ({
-  id,
-  url: `ws://${id}`,
-  incarnation,
-  capacityBytes: 1 << 28,
-});
-
-function change(state: ClusterState, c: StateChange): ClusterState {
-  const applied = applyChange(state, c);
-  expect(applied.result.ok).toBe(true);
-  return applied.state;
-}
-
-const add = (state: ClusterState, m: MemberInfo): ClusterState =>
-  change(state, { type: 'addMember', changeId: `add:${m.id}:${m.incarnation}`, member: m });
-const remove = (state: ClusterState, m: MemberInfo): ClusterState =>
-  change(state, { type: 'removeMember', changeId: `rm:${m.id}`, id: m.id, incarnation: m.incarnation });
 /** A change that moves no partition (a pool). */
 const createPool = (state: ClusterState): ClusterState =>
   change(state, {
