@@ -88,6 +88,8 @@ describe('the /metrics endpoint', () => {
     expect(samples.get(key('tmem_pages', { kind: 'ephemeral' }))).toBe(0);
     expect(samples.get(key('tmem_pages', { kind: 'persistent' }))).toBe(3);
     expect(samples.get(key('tmem_used_bytes'))).toBe(3 * PAGE);
+    // Their records: 64 bytes each, and one object ('p', a one-byte oid) charged 96 + 1.
+    expect(samples.get(key('tmem_record_bytes'))).toBe(3 * 64 + 97);
     expect(samples.get(key('tmem_pools'))).toBe(2);
     // A cluster of one: its leader, holding a lease.
     expect(samples.get(key('tmem_role', { role: 'leader' }))).toBe(1);

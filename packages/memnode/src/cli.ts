@@ -11,7 +11,7 @@ import { describeStartupError } from './startup-errors.ts';
 import { formatDuration, parseDuration } from './cli-durations.ts';
 import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import { MAX_DEDUP_CAPACITY_BYTES, type PageStore } from './page-store.ts';
-import { addLimitFlags, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
+import { addLimitFlags, count, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
 import { TLS_CA_HELP, addTlsFlags, tlsFromFlags, type TlsFlags } from './cli-tls.ts';
 import { loadCaFile, type NodeTls } from './tls-files.ts';
 import { addHandOverFlags, handOverFromFlags, type HandOverFlags } from './cli-hand-over.ts';
@@ -137,6 +137,8 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   insecurePeers?: boolean;
   metricsPort?: number;
   dedup?: boolean;
+  identityMaxBytes?: number;
+  identityMaxPages?: number;
 }
 
 /** Exits 1 with one line on stderr: for configuration the node cannot start with. */
@@ -209,6 +211,10 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     port: options.port,
     capacityBytes: options.capacity,
     dedup: options.dedup === true,
+    identityQuota: {
+      ...(options.identityMaxBytes === undefined ? {} : { maxBytes: options.identityMaxBytes }),
+      ...(options.identityMaxPages === undefined ? {} : { maxPages: options.identityMaxPages }),
+    },
     maxFrameBytes: options.maxFrameBytes,
     logger,
     join: options.join,
@@ -334,6 +340,16 @@ export function buildCli(): Command {
       '-c, --capacity <size>',
       `bytes of page data to hold, e.g. 256MiB or 2GiB (${formatByteSize(CAPACITY_RANGE.min)} at least)`,
       byteSize(CAPACITY_RANGE),
+    )
+    .option(
+      '--identity-max-bytes <size>',
+      "bytes one identity's pages may be charged on this node, records and oids included (default: no quota)",
+      byteSize(CAPACITY_RANGE),
+    )
+    .option(
+      '--identity-max-pages <n>',
+      'pages one identity may hold on this node (default: no quota)',
+      count(1),
     )
     .option('--node-id <id>', 'stable node id (default: random)')
     .addOption(

@@ -19,7 +19,7 @@ import {
 
 import { checkAdvertisedUrl } from './advertised-url.ts';
 import { silentLogger, type Logger } from './logger.ts';
-import { createPageStore, type PageStore } from './page-store.ts';
+import { createPageStore, type OwnerQuota, type PageStore } from './page-store.ts';
 import { CloseCode, serveSession } from './session.ts';
 import type { ClientTokens } from './client-auth.ts';
 import { createClusterMember, type ClusterMember, type ClusterTiming } from './cluster/cluster-member.ts';
@@ -43,6 +43,11 @@ export interface MemnodeOptions {
    * store (PageStoreOptions.dedup). Persistent pages are never shared. @default false
    */
   dedup?: boolean;
+  /**
+   * What one identity may hold in this node's store, pages and charged bytes (PageStoreOptions.ownerQuota).
+   * @default {} (no quota: the capacity, shared by eviction from the identity charged most)
+   */
+  identityQuota?: OwnerQuota;
   /** @default '127.0.0.1' */
   host?: string;
   /** 0 picks a free port. @default 0 */
@@ -240,7 +245,11 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   });
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const connections = createConnectionRegistry(limits);
-  const store = createPageStore({ capacityBytes: options.capacityBytes, dedup: options.dedup === true });
+  const store = createPageStore({
+    capacityBytes: options.capacityBytes,
+    dedup: options.dedup === true,
+    ownerQuota: options.identityQuota ?? {},
+  });
   const ops = createOpMetrics();
   let metricsServer: MetricsServer | undefined;
   const closeGraceMs = options.closeGraceMs ?? 2000;

@@ -112,6 +112,11 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     'Bytes charged for the pages held (all pool kinds).',
     () => store.stats().usedBytes,
   );
+  gauge(
+    'tmem_record_bytes',
+    'Bytes charged for page and object records beside the pages (used + record bytes fit the capacity).',
+    () => store.stats().recordBytes,
+  );
   gauge('tmem_capacity_bytes', 'Configured capacity in bytes.', () => store.stats().capacityBytes);
   // Compression: page bytes / slot bytes is the memory saved, page bytes / compressed bytes the codec's ratio.
   gauge('tmem_compressed_pages', 'Pages held compressed.', () => store.stats().compressedPages);

@@ -9,7 +9,10 @@
  *   page, plus 5 to 11 bytes in the handle table (handle-table.ts) that finds a record from (object, index).
  * - An "object" is one (pool, oid): a record in a second struct of arrays holding the list of its pages, so
  *   flush object touches only that object's pages. Each pool maps oid -> object number in a Map.
- * - Ephemeral pages are on one intrusive doubly-linked LRU list (least recent at the head).
+ * - Ephemeral pages are on an intrusive doubly-linked LRU list per owner identity (least recent at the head):
+ *   eviction takes from the owner charged most, a quota from the owner itself (see evictOne, evictFor).
+ * - Capacity counts records too: usedBytes (page bytes) + recordBytes (RECORD_BYTES per page, objectCharge per
+ *   object) never exceeds it.
  *
  * - With `dedup`, identical slotted pages of one identity's ephemeral pools share one slot (page-dedup.ts): such
  *   a record holds the number of its shared-slot entry in rSlot, and the slab's owner of that slot is the
@@ -58,6 +61,25 @@ import type { SlabAllocator } from './slab-allocator.ts';
 export const PAGE_META_BYTES = 128;
 
 /**
+ * What every page is charged beside its bytes, in recordBytes: its record (47 bytes of typed arrays) and its
+ * handle-table entry (5 to 11 bytes), rounded up. Charged so that capacity bounds real memory with small pages
+ * too (issue 9, finding 8): a 512-byte page really costs about 570 bytes.
+ */
+export const RECORD_BYTES = 64;
+
+/**
+ * What every object (one pool, oid) is charged beside the oid's own length, in recordBytes: its 12 bytes of
+ * object arrays, its oid string's header and its entry in the pool's Map, rounded up. Before this, 64 MiB of
+ * capacity held one-page objects with 256-byte oids in 232 MB of RSS.
+ */
+export const OBJECT_BYTES = 96;
+
+/** recordBytes charged for one object with an oid of `oidLength` bytes. */
+export function objectCharge(oidLength: number): number {
+  return OBJECT_BYTES + oidLength;
+}
+
+/**
  * Largest capacity a store accepts: 128 GiB. Record numbers are int32 and a store holds at most one page per
  * PAGE_META_BYTES of capacity, so this keeps every record number in range. Run more nodes for more memory.
  */
@@ -74,7 +96,7 @@ const DEDUP_OWNER_BASE = MAX_DEDUP_ENTRIES;
 
 /** Options of a page store. */
 export interface PageStoreOptions {
-  /** Total bytes of page data this node may hold (usedBytes never exceeds it). At most MAX_CAPACITY_BYTES. */
+  /** Bytes this node may hold, pages and records (usedBytes + recordBytes never exceed it). At most MAX_CAPACITY_BYTES. */
   capacityBytes: number;
   /**
    * Bytes per slab: pages are stored in slots cut from slabs of this size (or one page, if larger).
@@ -102,6 +124,21 @@ export interface PageStoreOptions {
    * @default false
    */
   dedup?: boolean;
+  /**
+   * What one owner identity may hold in this store, pages and charged bytes (usedBytes + recordBytes) alike;
+   * absent fields are unlimited. An owner at its quota makes room by evicting its own ephemeral pages, least
+   * recently used first; a put that would not fit even then is refused with reason 'capped'.
+   * @default {} (no quota)
+   */
+  ownerQuota?: OwnerQuota;
+}
+
+/** A per-owner limit of a page store (PageStoreOptions.ownerQuota). */
+export interface OwnerQuota {
+  /** Most bytes charged to one owner (usedBytes + recordBytes). */
+  maxBytes?: number;
+  /** Most pages one owner holds, ephemeral and persistent together. */
+  maxPages?: number;
 }
 
 /** A pool as the store knows it. */
@@ -148,7 +185,7 @@ export interface StoredPage {
 }
 
 /** Outcome of a put. Refused is an answer, not an error: the caller keeps the page elsewhere. */
-export type PutResult = { status: 'accepted' } | { status: 'refused'; reason: 'full' };
+export type PutResult = { status: 'accepted' } | { status: 'refused'; reason: 'full' | 'capped' };
 
 /** Counters and gauges of a store; reading them is O(1). */
 export interface StoreStats {
@@ -159,6 +196,11 @@ export interface StoreStats {
    * PAGE_META_BYTES per same-filled page; a shared (dedup) slot once, and PAGE_META_BYTES per further page on it.
    */
   usedBytes: number;
+  /**
+   * Bytes charged for records beside the pages: RECORD_BYTES per page and objectCharge(oid length) per object.
+   * usedBytes + recordBytes never exceeds capacityBytes (nor, for one owner, its quota's maxBytes).
+   */
+  recordBytes: number;
   /** Pools that exist. */
   pools: number;
   /** Pages held in ephemeral pools. */
@@ -224,8 +266,10 @@ export interface PageStore {
   destroyPool(id: number): boolean;
   /**
    * Stores a copy of `page` under (pool, oid, index). A page already there is removed first, even if this put
-   * is then refused: a refused put never leaves older data readable. Makes room by evicting ephemeral pages, least
-   * recently used first, and only as many as needed; persistent pages are never evicted. `meta` is stored with
+   * is then refused: a refused put never leaves older data readable. Makes room by evicting ephemeral pages, only
+   * as many as needed: the owner's own while it is over its quota, then the least recently used page of the
+   * owner charged most; persistent pages are never evicted. Refused 'capped' past the owner's quota, 'full' past
+   * the capacity, evicting nothing. `meta` is stored with
    * the page (version 0 and no checksum when absent) and replaces the old page's. Throws UNKNOWN_POOL,
    * BAD_PAGE_SIZE (length differs from the pool's page size) or BAD_ARGUMENT (including a version that is not a
    * safe integer >= 0 or a sum that is not a u32), changing nothing.
@@ -318,6 +362,7 @@ const DEDUP = 32;
 
 const INITIAL_RECORDS = 1024;
 const REFUSED_FULL: PutResult = Object.freeze({ status: 'refused', reason: 'full' });
+const REFUSED_CAPPED: PutResult = Object.freeze({ status: 'refused', reason: 'capped' });
 const ACCEPTED: PutResult = Object.freeze({ status: 'accepted' });
 const POOL_KINDS: ReadonlySet<string> = new Set<PoolKind>(['ephemeral', 'persistent']);
 
@@ -334,11 +379,26 @@ interface PoolState {
   readonly maxPacked: number;
   /** The owner's counters, shared by all its pools: incremented beside the global ones, with no lookup. */
   readonly owned: OwnerCounters;
+  /** The owner's eviction state, shared by all its pools like `owned`. */
+  readonly account: OwnerAccount;
   /**
    * Pools that may share slots have the same scope: one per (owner, page size, compression), so a page is only
    * ever shared within one identity and one stored form. -1: this pool's pages are never shared.
    */
   readonly dedupScope: number;
+}
+
+/**
+ * One owner's ephemeral pages, for eviction: each owner has its own LRU list, so a quota evicts only the
+ * owner's pages, and capacity eviction takes from the owner charged most (see evictOne).
+ */
+interface OwnerAccount {
+  readonly counters: OwnerCounters;
+  /** Least and most recently used of the owner's ephemeral pages (NIL when it has none). */
+  lruHead: number;
+  lruTail: number;
+  /** Bytes charged for the owner's ephemeral pages and objects: what evicting all of them frees. */
+  ephemeralCharge: number;
 }
 
 /** The byte every position of `page` holds, or -1 if they differ. */
@@ -399,6 +459,20 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   }
 
   const codecs = options.codecs ?? PAGE_CODECS;
+  const { maxBytes: quotaBytes = Infinity, maxPages: quotaPages = Infinity } = options.ownerQuota ?? {};
+  for (const [name, value] of [
+    ['maxBytes', quotaBytes],
+    ['maxPages', quotaPages],
+  ] as const) {
+    if (value !== Infinity && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new TmemError(ErrorCode.BadArgument, `ownerQuota.${name} must be an integer >= 0`, {
+        details: { [name]: value },
+      });
+    }
+  }
+  const quotaOn = quotaBytes !== Infinity || quotaPages !== Infinity;
+  /** Eviction state of every owner with pools, in the order they came (evictOne breaks ties by it). */
+  const accounts = new Map<string, OwnerAccount>();
   const counters: StoreStats = zeroStoreCounters(capacityBytes);
   const ownerCounters = createOwnerCounterTable();
   /** A checksum no page of each size can match: what an undecodable compressed copy is returned with. */
@@ -432,8 +506,6 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   let rSum = new Uint32Array(recordCapacity);
   /** Compressed length when COMPRESSED is set (below 64 KiB: only lengths that save a size class are kept). */
   let rPacked = new Uint16Array(recordCapacity);
-  let lruHead = NIL; // least recently used
-  let lruTail = NIL; // most recently used
 
   // ---- objects: one per (pool, oid) holding pages ----
   let objectCapacity = INITIAL_RECORDS;
@@ -545,9 +617,10 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     const prev = (rPrev[to] = rPrev[from] as number);
     const next = (rNext[to] = rNext[from] as number);
     if (!(flags & PERSISTENT)) {
-      if (prev === NIL) lruHead = to;
+      const account = poolOfRecord(to).account;
+      if (prev === NIL) account.lruHead = to;
       else rNext[prev] = to;
-      if (next === NIL) lruTail = to;
+      if (next === NIL) account.lruTail = to;
       else rPrev[next] = to;
     }
     const objPrev = (rObjPrev[to] = rObjPrev[from] as number);
@@ -640,12 +713,15 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     oCount[object] = 0;
     oKey[object] = key;
     pool.objects.set(key, object);
+    chargeRecords(pool, objectCharge(key.length));
     return object;
   }
 
   /** Frees an object with no pages left. */
   function releaseObject(pool: PoolState, object: number): void {
-    pool.objects.delete(oKey[object] as string);
+    const key = oKey[object] as string;
+    pool.objects.delete(key);
+    chargeRecords(pool, -objectCharge(key.length));
     oKey[object] = ''; // drop the string so the oid's memory can be collected
     oHead[object] = freeObject;
     freeObject = object;
@@ -653,21 +729,34 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
   // ---- LRU ----
 
-  function lruAppend(record: number): void {
-    rPrev[record] = lruTail;
+  function lruAppend(record: number, account: OwnerAccount): void {
+    rPrev[record] = account.lruTail;
     rNext[record] = NIL;
-    if (lruTail === NIL) lruHead = record;
-    else rNext[lruTail] = record;
-    lruTail = record;
+    if (account.lruTail === NIL) account.lruHead = record;
+    else rNext[account.lruTail] = record;
+    account.lruTail = record;
   }
 
-  function lruUnlink(record: number): void {
+  function lruUnlink(record: number, account: OwnerAccount): void {
     const prev = rPrev[record] as number;
     const next = rNext[record] as number;
-    if (prev === NIL) lruHead = next;
+    if (prev === NIL) account.lruHead = next;
     else rNext[prev] = next;
-    if (next === NIL) lruTail = prev;
+    if (next === NIL) account.lruTail = prev;
     else rPrev[next] = prev;
+  }
+
+  /** Charges (or with a negative `bytes`, credits) records of `pool`: node, owner, and what eviction may free. */
+  function chargeRecords(pool: PoolState, bytes: number): void {
+    counters.recordBytes += bytes;
+    pool.owned.recordBytes += bytes;
+    if (!pool.persistent) chargeEphemeral(pool, bytes);
+  }
+
+  /** Counts `bytes` of `pool`'s ephemeral charge (page or records) as evictable: node-wide and for its owner. */
+  function chargeEphemeral(pool: PoolState, bytes: number): void {
+    ephemeralBytes += bytes;
+    pool.account.ephemeralCharge += bytes;
   }
 
   // ---- pages ----
@@ -732,13 +821,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       counters.persistentPages--;
       owned.persistentPages--;
     } else {
-      lruUnlink(record);
+      lruUnlink(record, pool.account);
       counters.ephemeralPages--;
       owned.ephemeralPages--;
-      ephemeralBytes -= cost;
+      chargeEphemeral(pool, -cost);
     }
     counters.usedBytes -= cost;
     owned.usedBytes -= cost;
+    chargeRecords(pool, -RECORD_BYTES);
     if (flags & COMPRESSED && !sharedOn) countCompressed(-1, pool, rPacked[record] as number, cost);
 
     const object = rObject[record] as number;
@@ -770,21 +860,80 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   }
 
   /**
-   * Frees at least `cost` bytes of capacity by evicting ephemeral pages, least recently used first, evicting
-   * nothing if even evicting them all would not be enough. False if there is no way to make room.
+   * What a put of a page charged `charge` (its bytes and RECORD_BYTES) into (pool, key) still needs: the
+   * object's charge too while the object does not exist. Evictions may remove the object, so ask again after each.
    */
-  function makeRoom(cost: number): boolean {
-    if (capacityBytes - counters.usedBytes >= cost) return true;
-    if (capacityBytes - counters.usedBytes + ephemeralBytes < cost) return false;
-    while (capacityBytes - counters.usedBytes < cost) evictOne();
+  function putNeed(charge: number, pool: PoolState, key: string): number {
+    return pool.objects.has(key) ? charge : charge + objectCharge(key.length);
+  }
+
+  /**
+   * Why a put of a page charged `charge` (its bytes and RECORD_BYTES) into (pool, key) cannot be stored even
+   * after evicting every page it may evict: the owner's quota ('capped') or the node's capacity ('full'); null if
+   * it can. Evicting an ephemeral pool's pages may remove the object as well, so that worst case counts its charge.
+   */
+  function refusal(charge: number, pool: PoolState, key: string): PutResult | null {
+    const owned = pool.owned;
+    const worst = pool.persistent ? putNeed(charge, pool, key) : charge + objectCharge(key.length);
+    if (quotaOn) {
+      const ownFixed = owned.usedBytes + owned.recordBytes - pool.account.ephemeralCharge;
+      if (ownFixed + worst > quotaBytes || owned.persistentPages + 1 > quotaPages) return REFUSED_CAPPED;
+    }
+    if (capacityBytes - counters.usedBytes - counters.recordBytes + ephemeralBytes < worst)
+      return REFUSED_FULL;
+    return null;
+  }
+
+  /**
+   * Evicts ephemeral pages until a put of `charge` into (pool, key), of which `precharged` bytes are charged
+   * already, fits: the owner's own pages while it is over its quota, then anyone's (evictOne) while the node is
+   * over capacity. Call it only when refusal() said the put fits: then it always ends with room.
+   */
+  function evictFor(charge: number, pool: PoolState, key: string, precharged: number): void {
+    const account = pool.account;
+    const owned = pool.owned;
+    if (quotaOn) {
+      while (
+        (owned.usedBytes + owned.recordBytes + putNeed(charge, pool, key) - precharged > quotaBytes ||
+          owned.ephemeralPages + owned.persistentPages + 1 > quotaPages) &&
+        account.lruHead !== NIL
+      ) {
+        evict(account.lruHead);
+      }
+    }
+    for (;;) {
+      const need = putNeed(charge, pool, key) - precharged;
+      if (counters.usedBytes + counters.recordBytes + need <= capacityBytes) return;
+      if (!evictOne(pool.persistent ? null : account, need)) return;
+    }
+  }
+
+  /**
+   * Evicts one ephemeral page to make room: the least recently used page of the owner charged most for
+   * ephemeral pages (counting the page being put, `pending` bytes of `putter`, as if it were stored), so a heavy
+   * owner cannot push a light one out: the owners' ephemeral shares tend to equal. Ties go to the owner that
+   * came first. False if no page may be evicted.
+   */
+  function evictOne(putter: OwnerAccount | null, pending: number): boolean {
+    let victim: OwnerAccount | null = null;
+    let most = -1;
+    for (const account of accounts.values()) {
+      if (account.lruHead === NIL) continue;
+      const charge = account.ephemeralCharge + (account === putter ? pending : 0);
+      if (charge > most) {
+        most = charge;
+        victim = account;
+      }
+    }
+    if (victim === null) return false;
+    evict(victim.lruHead);
     return true;
   }
 
-  /** Evicts the least recently used ephemeral page, counted against its owner. */
-  function evictOne(): void {
-    const victim = lruHead;
-    const pool = poolOfRecord(victim);
-    removeRecord(victim, pool);
+  /** Evicts one ephemeral page, counted against its owner. */
+  function evict(record: number): void {
+    const pool = poolOfRecord(record);
+    removeRecord(record, pool);
     counters.evictions++;
     pool.owned.evictions++;
   }
@@ -951,6 +1100,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
           details: { pool: id },
         });
       }
+      const owned = ownerCounters.attachPool(owner);
+      let account = accounts.get(owner);
+      if (account === undefined) {
+        account = { counters: owned, lruHead: NIL, lruTail: NIL, ephemeralCharge: 0 };
+        accounts.set(owner, account);
+      }
       pools.set(id, {
         spec: Object.freeze({ id, kind, pageSize, owner, ...(compression ? { compression } : {}) }),
         persistent: kind === 'persistent',
@@ -958,7 +1113,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         slab: slabClassFor(pageSize),
         codec: compression === undefined ? undefined : codecs[compression],
         maxPacked: maxCompressedBytes(pageSize),
-        owned: ownerCounters.attachPool(owner),
+        owned,
+        account,
         dedupScope: dedupOn && kind === 'ephemeral' ? dedup.scopeOf(owner, pageSize, compression) : -1,
       });
       counters.pools = pools.size;
@@ -980,6 +1136,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       counters.pools = pools.size;
       // Last: with the owner's last pool its counters go, and every page of it was removed above.
       ownerCounters.detachPool(pool.spec.owner);
+      if (pool.owned.pools === 0) accounts.delete(pool.spec.owner);
       return settled(true);
     },
 
@@ -1028,20 +1185,25 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         owned.dedupCollisions++;
       }
       const cost = fill >= 0 ? PAGE_META_BYTES : shared >= 0 ? PAGE_META_BYTES : slab.slotSize;
+      // A page sharing a slot fits in the worst case only if it fits holding the slot alone (evicting may take
+      // every other page on it).
+      const refused = refusal((shared >= 0 ? slab.slotSize : cost) + RECORD_BYTES, pool, key);
+      if (refused !== null) {
+        counters.refusedPuts++;
+        owned.refusedPuts++;
+        return settled(refused);
+      }
       if (shared >= 0) {
         // Charged and referenced before any eviction, so evicting the slot's other pages can never free it:
-        // whatever the slot's other pages, the slot stays with this one. This cannot fail for lack of room:
-        // the slot is charged already, so evicting every other ephemeral page always makes room.
+        // whatever the slot's other pages, the slot stays with this one.
         dedup.retain(shared);
         counters.usedBytes += cost;
         owned.usedBytes += cost;
-        ephemeralBytes += cost;
+        chargeEphemeral(pool, cost);
         countDeduped(1, owned, slab.slotSize);
-        while (counters.usedBytes > capacityBytes) evictOne();
-      } else if (!makeRoom(cost)) {
-        counters.refusedPuts++;
-        owned.refusedPuts++;
-        return settled(REFUSED_FULL);
+        evictFor(cost + RECORD_BYTES, pool, key, cost);
+      } else {
+        evictFor(cost + RECORD_BYTES, pool, key, 0);
       }
 
       // Everything that allocates comes first, and is undone if any of it fails: a RangeError here means an
@@ -1082,7 +1244,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
           const freed = last ? slab.slotSize : PAGE_META_BYTES;
           counters.usedBytes -= freed;
           owned.usedBytes -= freed;
-          ephemeralBytes -= freed;
+          chargeEphemeral(pool, -freed);
           if (!last) countDeduped(-1, owned, slab.slotSize);
           else if (packed !== undefined) countCompressed(-1, pool, packed.length, freed);
           const entrySlot = dedup.slotOf(shared);
@@ -1129,6 +1291,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         counters.usedBytes += cost;
         owned.usedBytes += cost;
       }
+      chargeRecords(pool, RECORD_BYTES);
       if (packed !== undefined && shared < 0) countCompressed(1, pool, packed.length, cost);
       if (packed === undefined && fill < 0 && pool.codec !== undefined) {
         counters.incompressiblePuts++;
@@ -1140,8 +1303,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       } else {
         counters.ephemeralPages++;
         owned.ephemeralPages++;
-        if (shared < 0) ephemeralBytes += cost;
-        lruAppend(record); // most recently used
+        if (shared < 0) chargeEphemeral(pool, cost);
+        lruAppend(record, pool.account); // most recently used
       }
       counters.acceptedPuts++;
       owned.acceptedPuts++;

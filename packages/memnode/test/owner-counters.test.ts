@@ -4,10 +4,20 @@
 import { describe, expect, it } from 'vitest';
 import { createOwnerCounterTable, zeroOwnerCounters, type OwnerCounters } from '../src/owner-counters.ts';
 import { lz4Codec } from '../src/page-compression.ts';
-import { createPageStore, PAGE_META_BYTES, type PageStore } from '../src/page-store.ts';
+import {
+  createPageStore,
+  objectCharge,
+  PAGE_META_BYTES,
+  RECORD_BYTES,
+  type PageStore,
+} from '../src/page-store.ts';
 import { maxCompressedBytes, slotSizeFor } from '../src/size-classes.ts';
 
 const PAGE = 512;
+/** What a raw PAGE-byte page, a same-filled page and an object of a one-byte oid are charged. */
+const SLOT = PAGE + RECORD_BYTES;
+const SAME_FILLED = PAGE_META_BYTES + RECORD_BYTES;
+const OBJ = objectCharge(1);
 const oid = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** A page no two seeds share, never same-filled and incompressible enough to stay raw in a plain pool. */
@@ -64,8 +74,8 @@ describe('owner counter table', () => {
 
 describe('per-owner counters of the page store', () => {
   it('counts each owner exactly, evictions against the owner of the evicted page', () => {
-    // Room for 6 raw pages of 512 bytes.
-    const store = createPageStore({ capacityBytes: 6 * PAGE });
+    // Room for alice's pages below and two of bob's (each charged its record, each object its charge).
+    const store = createPageStore({ capacityBytes: 4 * SLOT + SAME_FILLED + 2 * OBJ + 2 * SLOT + OBJ });
     store.createPool({ id: 1, kind: 'ephemeral', pageSize: PAGE, owner: 'alice' });
     store.createPool({ id: 2, kind: 'persistent', pageSize: PAGE, owner: 'alice' });
     store.createPool({ id: 3, kind: 'ephemeral', pageSize: PAGE, owner: 'bob' });
@@ -77,24 +87,33 @@ describe('per-owner counters of the page store', () => {
     store.put(1, oid('a'), 3, new Uint8Array(PAGE).fill(7));
     store.put(2, oid('p'), 0, page(10));
     store.put(2, oid('p'), 0, page(11));
-    // alice holds 3 * 512 + 128 + 512 = 2176 of 3072 bytes. bob puts 3 pages: his second and third each evict
-    // the LRU head, alice's ephemeral pages 0 and 1, so those evictions are alice's.
+    // bob puts 3 pages: the third needs room, and alice is charged more for ephemeral pages (three raw and a
+    // same-filled one against bob's three, his new one counted), so her least recently used page 0 goes: the
+    // eviction is alice's.
     for (let i = 0; i < 3; i++) store.put(3, oid('b'), i, page(20 + i));
-    expect(store.stats().evictions).toBe(2);
+    expect(store.stats().evictions).toBe(1);
     expect(store.ownerStats('alice')).toEqual(
       owned({
         pools: 2,
-        ephemeralPages: 2,
+        ephemeralPages: 3,
         persistentPages: 1,
-        usedBytes: PAGE + PAGE_META_BYTES + PAGE,
+        usedBytes: 2 * PAGE + PAGE_META_BYTES + PAGE,
+        recordBytes: 4 * RECORD_BYTES + 2 * OBJ,
         puts: 6,
         acceptedPuts: 6,
         duplicatePuts: 1,
-        evictions: 2,
+        evictions: 1,
       }),
     );
     expect(store.ownerStats('bob')).toEqual(
-      owned({ pools: 1, ephemeralPages: 3, usedBytes: 3 * PAGE, puts: 3, acceptedPuts: 3 }),
+      owned({
+        pools: 1,
+        ephemeralPages: 3,
+        usedBytes: 3 * PAGE,
+        recordBytes: 3 * RECORD_BYTES + OBJ,
+        puts: 3,
+        acceptedPuts: 3,
+      }),
     );
     expectSums(store);
 
@@ -106,17 +125,18 @@ describe('per-owner counters of the page store', () => {
     expect(store.ownerStats('bob')).toEqual(
       owned({ pools: 1, puts: 3, acceptedPuts: 3, gets: 2, hits: 1, misses: 1, flushes: 2 }),
     );
-    // alice: a persistent get keeps its page. Then persistent puts: the fourth evicts her raw ephemeral page,
-    // the fifth her same-filled one (384 bytes free + 128 is just enough), the sixth finds nothing to evict.
+    // alice: a persistent get keeps its page. Then persistent puts into bob's freed room: the first three fit,
+    // the fourth and fifth each evict one of her raw ephemeral pages, and the sixth is refused evicting nothing
+    // (her same-filled page and its object would not free enough).
     expect(store.get(2, oid('p'), 0)).toEqual(page(11));
     for (let i = 1; i <= 5; i++) expect(store.put(2, oid('p'), i, page(100 + i)).status).toBe('accepted');
     expect(store.put(2, oid('p'), 6, page(106)).status).toBe('refused');
     const alice = store.ownerStats('alice');
     expect(alice).toMatchObject({
-      ephemeralPages: 0,
+      ephemeralPages: 1,
       persistentPages: 6,
-      usedBytes: 6 * PAGE,
-      evictions: 4,
+      usedBytes: 6 * PAGE + PAGE_META_BYTES,
+      evictions: 3,
       refusedPuts: 1,
       gets: 1,
       hits: 1,
@@ -127,7 +147,7 @@ describe('per-owner counters of the page store', () => {
 
     // removePages (hand-over, lost ownership) takes pages off their owner too.
     expect(store.removePages((spec) => spec.id === 2)).toBe(6);
-    expect(store.ownerStats('alice')).toMatchObject({ persistentPages: 0, usedBytes: 0 });
+    expect(store.ownerStats('alice')).toMatchObject({ persistentPages: 0, usedBytes: PAGE_META_BYTES });
     expectSums(store);
 
     // Destroying a pool counts a flush; the owner's last pool drops its counters.
@@ -157,6 +177,7 @@ describe('per-owner counters of the page store', () => {
         pools: 1,
         persistentPages: 1,
         usedBytes: slot,
+        recordBytes: RECORD_BYTES + OBJ,
         puts: 1,
         acceptedPuts: 1,
         compressedPages: 1,
@@ -170,6 +191,7 @@ describe('per-owner counters of the page store', () => {
         pools: 1,
         ephemeralPages: 1,
         usedBytes: size,
+        recordBytes: RECORD_BYTES + OBJ,
         puts: 1,
         acceptedPuts: 1,
         incompressiblePuts: 1,

@@ -5,7 +5,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, TmemError, checksumMatches, pageChecksum } from '@tmem/protocol';
 import { lz4Codec, type PageCodec } from '../src/page-compression.ts';
-import { createPageStore, PAGE_META_BYTES, type PageStore } from '../src/page-store.ts';
+import {
+  createPageStore,
+  objectCharge,
+  PAGE_META_BYTES,
+  RECORD_BYTES,
+  type PageStore,
+} from '../src/page-store.ts';
 import { maxCompressedBytes, slotSizeFor, SIZE_CLASS_STEPS } from '../src/size-classes.ts';
 
 const PAGE = 4096;
@@ -149,7 +155,7 @@ describe('page store with compressed pools', () => {
 
   it('holds more text pages than an uncompressed pool in the same capacity', () => {
     const fill = (pool: number): number => {
-      const store = compressedStore(256 * PAGE);
+      const store = compressedStore(256 * (PAGE + RECORD_BYTES) + objectCharge(1));
       let n = 0;
       while (store.put(pool, oid('f'), n, textPage(n)).status === 'accepted') n++;
       for (let i = 0; i < n; i++) expectSame(store.read(pool, oid('f'), i)?.page, textPage(i));
@@ -162,19 +168,22 @@ describe('page store with compressed pools', () => {
   });
 
   it('evicts compressed ephemeral pages least recently used first, only as many as needed', () => {
-    const store = compressedStore(16 * PAGE);
+    const capacity = 16 * PAGE;
+    const store = compressedStore(capacity);
     const text = textPage(9);
-    const cost = expectedCost(text);
-    const fit = Math.floor((16 * PAGE) / cost);
+    // Each page is charged its slot and its record; each object its charge.
+    const cost = expectedCost(text) + RECORD_BYTES;
+    const fit = Math.floor((capacity - objectCharge(1)) / cost);
     for (let i = 0; i < fit; i++) expect(store.put(2, oid('e'), i, textPage(9)).status).toBe('accepted');
     expect(store.stats().evictions).toBe(0);
-    // A raw page needs PAGE bytes: the fewest oldest text pages go.
+    // A raw page of a new object needs PAGE + RECORD_BYTES + its object's charge: the fewest oldest text pages go.
     store.put(2, oid('r'), 0, new Uint8Array(randomBytes(PAGE)));
     const evicted = store.stats().evictions;
-    expect(evicted).toBe(Math.ceil((PAGE - (16 * PAGE - fit * cost)) / cost));
+    const free = capacity - objectCharge(1) - fit * cost;
+    expect(evicted).toBe(Math.ceil((PAGE + RECORD_BYTES + objectCharge(1) - free) / cost));
     for (let i = 0; i < evicted; i++) expect(store.get(2, oid('e'), i)).toBeNull();
     expectSame(store.get(2, oid('e'), evicted), text);
-    expect(store.stats().usedBytes).toBeLessThanOrEqual(16 * PAGE);
+    expect(store.stats().usedBytes + store.stats().recordBytes).toBeLessThanOrEqual(capacity);
   });
 
   it('keeps pages intact through compaction and record renumbering', () => {

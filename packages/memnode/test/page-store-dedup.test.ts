@@ -9,7 +9,9 @@ import { COLLIDED, createPageDedup, NO_ENTRY } from '../src/page-dedup.ts';
 import {
   createPageStore,
   MAX_DEDUP_CAPACITY_BYTES,
+  objectCharge,
   PAGE_META_BYTES,
+  RECORD_BYTES,
   type PageStore,
   type PageStoreOptions,
 } from '../src/page-store.ts';
@@ -17,6 +19,8 @@ import { slotSizeFor } from '../src/size-classes.ts';
 
 const PAGE = 4096;
 const M = PAGE_META_BYTES;
+/** What an object with a one-byte oid is charged. */
+const OBJ = objectCharge(1);
 const oid = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** A page that is not same-filled and differs for every seed (incompressible enough to stay raw). */
@@ -222,7 +226,8 @@ describe('dedup: one copy goes, the others stay', () => {
 
 describe('dedup: accounting under pressure', () => {
   it('evicting one copy of a shared slot frees only its metadata, so eviction goes on until memory is free', () => {
-    const store = dedupStore(2 * PAGE + 2 * M);
+    // Four pages' records and two objects' charges beside the bytes.
+    const store = dedupStore(2 * PAGE + 2 * M + 4 * RECORD_BYTES + 2 * OBJ);
     const a = page(1);
     for (let i = 0; i < 3; i++) store.put(EPH, oid('a'), i, a);
     store.put(EPH, oid('b'), 0, page(2));
@@ -240,7 +245,7 @@ describe('dedup: accounting under pressure', () => {
   });
 
   it('a copy put when full keeps its slot even when every other copy of it is evicted to make room', () => {
-    const store = dedupStore(PAGE + M);
+    const store = dedupStore(PAGE + M + 2 * RECORD_BYTES + OBJ);
     const a = page(1);
     store.put(EPH, oid('a'), 0, a);
     store.put(EPH, oid('a'), 1, a);
@@ -261,7 +266,8 @@ describe('dedup: accounting under pressure', () => {
   });
 
   it('holds many more duplicate pages than its capacity in slots, and refuses only what cannot fit', () => {
-    const capacity = 8 * PAGE;
+    // Exactly the 100 pages below: two slots, 98 sharers, 100 records and one object.
+    const capacity = 2 * PAGE + 98 * M + 100 * RECORD_BYTES + OBJ;
     const store = dedupStore(capacity);
     let accepted = 0;
     for (let i = 0; i < 100; i++)
@@ -271,9 +277,9 @@ describe('dedup: accounting under pressure', () => {
     // Persistent pages take the room; eviction of shared copies frees it (at the end, the slots themselves).
     let persistent = 0;
     while (store.put(PERS, oid('p'), persistent, page(500 + persistent)).status === 'accepted') persistent++;
-    expect(persistent).toBe(8);
-    expect(store.stats()).toMatchObject({ usedBytes: capacity, ephemeralPages: 0, dedupSlots: 0 });
-    expect(store.stats().usedBytes).toBeLessThanOrEqual(capacity);
+    expect(persistent).toBe(Math.floor((capacity - OBJ) / (PAGE + RECORD_BYTES)));
+    expect(store.stats()).toMatchObject({ usedBytes: persistent * PAGE, ephemeralPages: 0, dedupSlots: 0 });
+    expect(store.stats().usedBytes + store.stats().recordBytes).toBeLessThanOrEqual(capacity);
   });
 });
 

@@ -10,7 +10,13 @@ import {
   partitionHash,
 } from '@tmem/protocol';
 import type { PoolKind } from '@tmem/protocol';
-import { createPageStore, MAX_CAPACITY_BYTES, PAGE_META_BYTES } from '../src/page-store.ts';
+import {
+  createPageStore,
+  MAX_CAPACITY_BYTES,
+  objectCharge,
+  PAGE_META_BYTES,
+  RECORD_BYTES,
+} from '../src/page-store.ts';
 import type { PageMeta, PageStore, PoolSpec, StoredPage, StoreStats } from '../src/page-store.ts';
 import { zeroOwnerCounters, type OwnerCounters } from '../src/owner-counters.ts';
 
@@ -55,6 +61,10 @@ function storeWithPools(capacityBytes: number, slabBytes?: number): PageStore {
 }
 
 const PAGE = 512;
+/** What one PAGE-byte page is charged: its bytes and its record. */
+const SLOT = PAGE + RECORD_BYTES;
+/** What one object with a one-byte oid (every oid('x') here) is charged. */
+const OBJ = objectCharge(1);
 const kinds: { kind: PoolKind; pool: number }[] = [
   { kind: 'ephemeral', pool: EPH },
   { kind: 'persistent', pool: PERS },
@@ -73,6 +83,7 @@ describe('createPageStore', () => {
     expect(stats).toEqual({
       capacityBytes: 4096,
       usedBytes: 0,
+      recordBytes: 0,
       pools: 0,
       ephemeralPages: 0,
       persistentPages: 0,
@@ -264,11 +275,11 @@ describe.each(kinds)('put and get in a $kind pool', ({ kind, pool }) => {
   it('put-put-get: a refused duplicate put removes the old page too', () => {
     // Full of persistent pages, with the handle holding a cheap same-filled page: replacing it by a full page
     // needs more room than removing it frees, and nothing can be evicted.
-    const store = storeWithPools(2 * PAGE + PAGE_META_BYTES);
+    const store = storeWithPools(2 * SLOT + OBJ + PAGE_META_BYTES + RECORD_BYTES + OBJ);
     store.put(PERS, oid('p'), 0, page(PAGE, 1));
     store.put(PERS, oid('p'), 1, page(PAGE, 2));
     expect(store.put(pool, oid('f'), 0, filled(PAGE, 0))).toEqual({ status: 'accepted' });
-    expect(store.stats().usedBytes).toBe(store.stats().capacityBytes);
+    expect(store.stats().usedBytes + store.stats().recordBytes).toBe(store.stats().capacityBytes);
     expect(store.put(pool, oid('f'), 0, page(PAGE, 3))).toEqual({ status: 'refused', reason: 'full' });
     const stats = store.stats();
     expect([stats.duplicatePuts, stats.refusedPuts, stats.evictions]).toEqual([1, 1, 0]);
@@ -371,7 +382,7 @@ describe('capacity and eviction', () => {
   });
 
   it('fills exactly to capacity, then refuses persistent puts', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * SLOT + OBJ);
     for (let i = 0; i < 3; i++) expect(store.put(PERS, oid('f'), i, page(PAGE, i)).status).toBe('accepted');
     expect(store.stats().usedBytes).toBe(3 * PAGE);
     expect(store.put(PERS, oid('f'), 3, page(PAGE, 3))).toEqual({ status: 'refused', reason: 'full' });
@@ -380,7 +391,7 @@ describe('capacity and eviction', () => {
   });
 
   it('evicts the least recently used ephemeral page to make room', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * (SLOT + OBJ));
     for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
     expect(store.put(EPH, oid('d'), 0, page(PAGE, 100)).status).toBe('accepted');
     expect(store.stats().evictions).toBe(1);
@@ -391,7 +402,7 @@ describe('capacity and eviction', () => {
   });
 
   it('a put touches a page: rewriting it makes it the most recently used', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * (SLOT + OBJ));
     for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
     store.put(EPH, oid('a'), 0, page(PAGE, 1));
     store.put(EPH, oid('d'), 0, page(PAGE, 100));
@@ -400,20 +411,42 @@ describe('capacity and eviction', () => {
     expect(store.get(EPH, oid('c'), 0)).toEqual(page(PAGE, 99));
   });
 
-  it('evicts across ephemeral pools and page sizes, in one LRU order', () => {
-    const store = storeWithPools(2048);
-    store.put(EPH_1K, oid('big'), 0, page(1024, 1));
-    store.put(EPH, oid('small'), 0, page(PAGE, 2));
-    store.put(EPH, oid('small'), 1, page(PAGE, 3));
-    store.put(EPH, oid('new'), 0, page(PAGE, 4));
+  it("evicts across an owner's pools and page sizes, in one LRU order", () => {
+    const store = createPageStore({ capacityBytes: 1024 + RECORD_BYTES + 2 * SLOT + 3 * OBJ });
+    store.createPool({ id: EPH, kind: 'ephemeral', pageSize: 512, owner: 'alice' });
+    store.createPool({ id: EPH_1K, kind: 'ephemeral', pageSize: 1024, owner: 'alice' });
+    store.put(EPH_1K, oid('b'), 0, page(1024, 1));
+    store.put(EPH, oid('s'), 0, page(PAGE, 2));
+    store.put(EPH, oid('s'), 1, page(PAGE, 3));
+    store.put(EPH, oid('n'), 0, page(PAGE, 4));
     expect(store.stats().evictions).toBe(1);
     expect(store.stats().usedBytes).toBe(3 * PAGE);
-    expect(store.get(EPH_1K, oid('big'), 0)).toBeNull();
-    expect(store.get(EPH, oid('small'), 0)).toEqual(page(PAGE, 2));
+    expect(store.get(EPH_1K, oid('b'), 0)).toBeNull();
+    expect(store.get(EPH, oid('s'), 0)).toEqual(page(PAGE, 2));
+  });
+
+  it('evicts from the owner charged most, so a heavy owner cannot push a light one out', () => {
+    const store = createPageStore({ capacityBytes: 4 * SLOT + 2 * OBJ });
+    store.createPool({ id: EPH, kind: 'ephemeral', pageSize: PAGE, owner: 'alice' });
+    store.createPool({ id: 7, kind: 'ephemeral', pageSize: PAGE, owner: 'bob' });
+    store.put(7, oid('b'), 0, page(PAGE, 1)); // bob's page is the oldest of all
+    for (let i = 0; i < 3; i++) store.put(EPH, oid('a'), i, page(PAGE, 10 + i));
+    // Full. Bob's second page is charged to bob, who is lighter: alice's oldest page goes, not bob's.
+    expect(store.put(7, oid('b'), 1, page(PAGE, 2)).status).toBe('accepted');
+    expect(store.peek(7, oid('b'), 0)?.page).toEqual(page(PAGE, 1));
+    expect(store.peek(EPH, oid('a'), 0)).toBeNull();
+    // Alice (three pages, the new one counted, against bob's two) is still charged more: she evicts her own.
+    expect(store.put(EPH, oid('a'), 3, page(PAGE, 13)).status).toBe('accepted');
+    expect(store.peek(EPH, oid('a'), 1)).toBeNull();
+    expect(store.peek(EPH, oid('a'), 2)?.page).toEqual(page(PAGE, 12));
+    expect([store.ownerStats('alice').evictions, store.ownerStats('bob').evictions]).toEqual([2, 0]);
+    expect([store.ownerStats('alice').ephemeralPages, store.ownerStats('bob').ephemeralPages]).toEqual([
+      2, 2,
+    ]);
   });
 
   it('evicts no more than needed, even when that takes several pages', () => {
-    const store = storeWithPools(4 * PAGE);
+    const store = storeWithPools(4 * SLOT + 2 * OBJ);
     for (let i = 0; i < 4; i++) store.put(EPH, oid('f'), i, page(PAGE, i));
     expect(store.put(EPH_1K, oid('g'), 0, page(1024, 9)).status).toBe('accepted');
     expect(store.stats().evictions).toBe(2);
@@ -436,7 +469,7 @@ describe('capacity and eviction', () => {
   });
 
   it('evicts ephemeral pages for a persistent put, and never evicts persistent pages', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * SLOT + 2 * OBJ);
     store.put(PERS, oid('p'), 0, page(PAGE, 1));
     store.put(EPH, oid('e'), 0, page(PAGE, 2));
     store.put(PERS, oid('p'), 1, page(PAGE, 3));
@@ -452,7 +485,7 @@ describe('capacity and eviction', () => {
   });
 
   it('refuses without evicting anything when even evicting everything would not make room', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * SLOT + 2 * OBJ);
     store.put(PERS, oid('p'), 0, page(PAGE, 1));
     store.put(PERS, oid('p'), 1, page(PAGE, 2));
     store.put(EPH, oid('e'), 0, page(PAGE, 3));
@@ -463,7 +496,7 @@ describe('capacity and eviction', () => {
   });
 
   it('refuses a page larger than the whole capacity, evicting nothing', () => {
-    const store = storeWithPools(PAGE + 100);
+    const store = storeWithPools(SLOT + OBJ + 100);
     store.put(EPH, oid('e'), 0, page(PAGE, 1));
     expect(store.put(EPH_1K, oid('big'), 0, page(1024, 2))).toEqual({ status: 'refused', reason: 'full' });
     expect(store.get(EPH, oid('e'), 0)).toEqual(page(PAGE, 1));
@@ -510,7 +543,7 @@ describe('capacity and eviction', () => {
 
   it('reuses memory through heavy churn across page sizes without losing or mixing pages', () => {
     // Small slabs so that slab release and compaction run constantly.
-    const store = storeWithPools(16 * 1024, 2048);
+    const store = storeWithPools(16 * 1024 + 40 * RECORD_BYTES + 2 * OBJ, 2048);
     const live = new Map<string, Uint8Array>();
     let seed = 0;
     for (let round = 0; round < 50; round++) {
@@ -762,7 +795,7 @@ describe('bad input changes nothing', () => {
 
 describe('stats', () => {
   it('counts every op, and is a snapshot', () => {
-    const store = storeWithPools(2 * PAGE);
+    const store = storeWithPools(2 * SLOT + 2 * OBJ);
     store.put(EPH, oid('a'), 0, page(PAGE, 1)); // accepted
     store.put(EPH, oid('a'), 0, page(PAGE, 2)); // duplicate, accepted
     store.put(PERS, oid('a'), 0, page(PAGE, 3)); // accepted
@@ -774,8 +807,9 @@ describe('stats', () => {
     store.flushObject(PERS, oid('a'));
     const stats = store.stats();
     expect(stats).toEqual({
-      capacityBytes: 2 * PAGE,
+      capacityBytes: 2 * SLOT + 2 * OBJ,
       usedBytes: 0,
+      recordBytes: 0,
       pools: 4,
       ephemeralPages: 0,
       persistentPages: 0,
@@ -875,7 +909,7 @@ describe('versions and checksums', () => {
   });
 
   it('a refused put with meta leaves no version behind', () => {
-    const store = storeWithPools(PAGE);
+    const store = storeWithPools(SLOT + OBJ);
     store.put(PERS, oid('p'), 0, page(PAGE, 1), { version: 1 });
     expect(store.put(PERS, oid('q'), 0, page(PAGE, 2), { version: 8 }).status).toBe('refused');
     expect(store.versionOf(PERS, oid('q'), 0)).toBe(-1);
@@ -920,7 +954,7 @@ describe('peek', () => {
   });
 
   it('leaves ephemeral pages in the store, and in their LRU place', () => {
-    const store = storeWithPools(3 * PAGE);
+    const store = storeWithPools(3 * (SLOT + OBJ));
     for (const name of ['a', 'b', 'c']) store.put(EPH, oid(name), 0, page(PAGE, name.charCodeAt(0)));
     const before = store.stats();
     for (let i = 0; i < 3; i++) expect(store.peek(EPH, oid('a'), 0)?.page).toEqual(page(PAGE, 97));
@@ -1015,7 +1049,7 @@ describe('flush object older than a version', () => {
   });
 
   it('works in an ephemeral pool too, keeping the LRU consistent', () => {
-    const store = storeWithPools(4 * PAGE);
+    const store = storeWithPools(4 * SLOT + 2 * OBJ);
     for (let i = 0; i < 4; i++) store.put(EPH, oid('a'), i, page(PAGE, i), { version: i % 2 });
     expect(store.flushObject(EPH, oid('a'), 1)).toBe(2);
     // Two pages' room was freed; the third put evicts index 1, the least recently used page left.
@@ -1331,6 +1365,7 @@ class Model {
     this.stats = {
       capacityBytes,
       usedBytes: 0,
+      recordBytes: 0,
       pools: 0,
       ephemeralPages: 0,
       persistentPages: 0,
@@ -1376,11 +1411,22 @@ class Model {
     return `${spec.owner}/${spec.pageSize}/${Buffer.from(p.bytes).toString('hex')}`;
   }
 
-  /** The charge of `pages`, and their shared slots (group -> pages on it). */
-  charge(pages: Iterable<ModelPage>): { bytes: number; groups: Map<string, ModelPage[]> } {
+  /**
+   * The charge of `pages`: their bytes, their records (RECORD_BYTES each, and each object's charge once), and
+   * their shared slots (group -> pages on it).
+   */
+  charge(pages: Iterable<ModelPage>): { bytes: number; records: number; groups: Map<string, ModelPage[]> } {
     let bytes = 0;
+    let records = 0;
+    const objects = new Set<string>();
     const groups = new Map<string, ModelPage[]>();
     for (const p of pages) {
+      records += RECORD_BYTES;
+      const object = `${p.pool}/${p.oid}`;
+      if (!objects.has(object)) {
+        objects.add(object);
+        records += objectCharge((OIDS[p.oid] as Uint8Array).length);
+      }
       const g = this.group(p);
       if (g === null) {
         bytes += p.cost;
@@ -1395,13 +1441,19 @@ class Model {
         bytes += PAGE_META_BYTES;
       }
     }
-    return { bytes, groups };
+    return { bytes, records, groups };
+  }
+
+  /** The pages of `owner`. */
+  pagesOf(owner: string): ModelPage[] {
+    return [...this.pages.values()].filter((q) => (this.pools.get(q.pool) as PoolSpec).owner === owner);
   }
 
   /** usedBytes and the dedup gauges, the node's and every owner's, from the pages held. */
   recount(): void {
-    const { bytes, groups } = this.charge(this.pages.values());
+    const { bytes, records, groups } = this.charge(this.pages.values());
     this.stats.usedBytes = bytes;
+    this.stats.recordBytes = records;
     this.stats.dedupSlots = groups.size;
     this.stats.dedupedPages = 0;
     this.stats.dedupSavedBytes = 0;
@@ -1410,11 +1462,9 @@ class Model {
       this.stats.dedupSavedBytes += (members.length - 1) * ((members[0] as ModelPage).cost - PAGE_META_BYTES);
     }
     for (const [owner, owned] of this.owners) {
-      const mine = [...this.pages.values()].filter(
-        (q) => (this.pools.get(q.pool) as PoolSpec).owner === owner,
-      );
-      const charged = this.charge(mine);
+      const charged = this.charge(this.pagesOf(owner));
       owned.usedBytes = charged.bytes;
+      owned.recordBytes = charged.records;
       owned.dedupSlots = charged.groups.size;
       owned.dedupedPages = 0;
       owned.dedupSavedBytes = 0;
@@ -1495,15 +1545,27 @@ class Model {
     // do, nothing is evicted.
     const lru = new Set(this.lru);
     const rest = [...this.pages].filter(([k]) => !lru.has(k)).map(([, q]) => q);
-    if (this.charge([...rest, p]).bytes > this.stats.capacityBytes) {
+    const worst = this.charge([...rest, p]);
+    if (worst.bytes + worst.records > this.stats.capacityBytes) {
       this.count(pool, 'refusedPuts');
       return 'refused';
     }
     this.pages.set(key, p);
     this.recount();
-    while (this.stats.usedBytes > this.stats.capacityBytes) {
-      // Counted against the owner of the page evicted, not of the page put.
-      const victim = this.lru[0] as string;
+    while (this.stats.usedBytes + this.stats.recordBytes > this.stats.capacityBytes) {
+      // From the owner charged most for ephemeral pages (the new one counted), its least recently used page;
+      // ties go to the owner that came first. Counted against the owner of the page evicted.
+      let victimOwner = '';
+      let most = -1;
+      for (const owner of this.owners.keys()) {
+        if (!this.lru.some((k) => this.ownerOfKey(k) === owner)) continue;
+        const ephemeral = this.charge(this.pagesOf(owner).filter((q) => !q.persistent));
+        if (ephemeral.bytes + ephemeral.records > most) {
+          most = ephemeral.bytes + ephemeral.records;
+          victimOwner = owner;
+        }
+      }
+      const victim = this.lru.find((k) => this.ownerOfKey(k) === victimOwner) as string;
       const victimPool = (this.pages.get(victim) as ModelPage).pool;
       this.remove(victim);
       this.count(victimPool, 'evictions');
@@ -1517,6 +1579,10 @@ class Model {
     }
     this.count(pool, 'acceptedPuts');
     return 'accepted';
+  }
+
+  ownerOfKey(key: string): string {
+    return (this.pools.get((this.pages.get(key) as ModelPage).pool) as PoolSpec).owner;
   }
 
   get(pool: number, oid: number, index: number): ModelPage | null {

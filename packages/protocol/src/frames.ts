@@ -366,6 +366,11 @@ export const NodeStats = z.strictObject({
   scope: StatsScope,
   capacityBytes: counter,
   usedBytes: counter,
+  /**
+   * Bytes charged for page and object records beside usedBytes (RECORD_BYTES per page, OBJECT_BYTES plus the
+   * oid's length per object): usedBytes + recordBytes never exceeds capacityBytes, nor an identity's quota.
+   */
+  recordBytes: counter,
   pools: counter,
   ephemeralPages: counter,
   persistentPages: counter,
@@ -474,6 +479,7 @@ export function zeroStoreCounters(
   return {
     capacityBytes,
     usedBytes: 0,
+    recordBytes: 0,
     pools: 0,
     ephemeralPages: 0,
     persistentPages: 0,

@@ -187,6 +187,7 @@ const stats: NodeStats = {
   // Above 2^32 on purpose: counters are not u32 and must survive the 64-bit encoding.
   capacityBytes: 2 ** 40,
   usedBytes: 123_456_789,
+  recordBytes: 4_567_890,
   pools: 2,
   ephemeralPages: 10,
   persistentPages: 20,

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { pageChecksum, partitionHash, type ReplicaEntry } from '@tmem/protocol';
-import { createPageStore } from '../../src/page-store.ts';
+import { createPageStore, objectCharge, RECORD_BYTES } from '../../src/page-store.ts';
 import { createReplicaStore } from '../../src/replication/replica-store.ts';
 
 const PAGE = 512;
 const oid = Uint8Array.of(1, 2, 3);
 
 function setup(now = { t: 0 }) {
-  const store = createPageStore({ capacityBytes: 64 * PAGE });
+  // Room for exactly 64 pages of one object.
+  const store = createPageStore({ capacityBytes: 64 * (PAGE + RECORD_BYTES) + objectCharge(oid.length) });
   store.createPool({ id: 1, kind: 'persistent', pageSize: PAGE, owner: 'app' });
   store.createPool({ id: 2, kind: 'ephemeral', pageSize: PAGE, owner: 'app' });
   const replicas = createReplicaStore({
