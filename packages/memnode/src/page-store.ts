@@ -44,7 +44,7 @@ import {
 } from '@tmem/protocol';
 import type { Compression, PageHandle, PoolKind } from '@tmem/protocol';
 import { createHandleTable, NO_RECORD } from './handle-table.ts';
-import { PAGE_CODECS, type PageCodec } from './page-compression.ts';
+import { looksIncompressible, PAGE_CODECS, type PageCodec } from './page-compression.ts';
 import { createOwnerCounterTable, type OwnerCounters } from './owner-counters.ts';
 import { grown } from './typed-arrays.ts';
 import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-dedup.ts';
@@ -1165,7 +1165,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       // Same-filled pages stay metadata only; others are compressed when that saves a size class, and go to the
       // slab class of their compressed length. A slotted page costs its slot.
       let packed: Uint8Array | undefined;
-      if (fill < 0 && pool.codec !== undefined) {
+      if (fill < 0 && pool.codec !== undefined && !looksIncompressible(page)) {
         const compressed = pool.codec.compress(page);
         if (compressed.length <= pool.maxPacked) packed = compressed;
       }

@@ -93,6 +93,28 @@ describe('page store with compressed pools', () => {
     expect(store.get(2, oid('e'), 0)).toBeNull();
   });
 
+  it('stores a page that looks random raw without running the codec (early abort)', () => {
+    let calls = 0;
+    const counting = {
+      compress: (page: Uint8Array) => {
+        calls++;
+        return lz4Codec.compress(page);
+      },
+      decompress: (packed: Uint8Array, pageSize: number) => lz4Codec.decompress(packed, pageSize),
+    };
+    const store = compressedStore(1 << 24, { codecs: { lz4: counting } });
+    for (let i = 0; i < 20; i++) store.put(1, oid('r'), i, new Uint8Array(randomBytes(PAGE)));
+    expect(calls).toBe(0);
+    expect(store.stats()).toMatchObject({ incompressiblePuts: 20, compressedPages: 0, usedBytes: 20 * PAGE });
+    // A page with a compressible part still goes through the codec, and is stored compressed.
+    const padded = new Uint8Array(PAGE);
+    padded.set(randomBytes(PAGE / 2));
+    store.put(1, oid('p'), 0, padded);
+    expect(calls).toBe(1);
+    expect(store.stats().compressedPages).toBe(1);
+    expect(store.read(1, oid('p'), 0)?.page).toEqual(padded);
+  });
+
   it('charges a compressed page its size class, a raw one its page size, a same-filled one metadata', () => {
     const store = compressedStore(1 << 24);
     const text = textPage(3);
