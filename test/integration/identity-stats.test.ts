@@ -98,6 +98,7 @@ describe('per-identity stats', () => {
     expect(carolStats.capacityBytes).toBe(64 * 1024 * 1024);
     expect(carolStats).not.toHaveProperty('copiedPages');
     expect(carolStats).not.toHaveProperty('replicationBacklog');
+    expect(carolStats).not.toHaveProperty('identities');
 
     // bob: an ephemeral pool, 2 puts, one exclusive get.
     const asBob = await client(node.url, bob!.token);
@@ -150,6 +151,13 @@ describe('per-identity stats', () => {
       flushes: 1,
     });
     expect(nodeStats).toHaveProperty('copiedPages');
+    // And what each identity holds, charged most first: each page its bytes and a 64-byte record, each object
+    // ('a', 'b': one-byte oids) 96 bytes and its oid. carol and ops hold no pools: not listed.
+    const use = { evictions: 0, refusedPuts: 0 };
+    expect(nodeStats.identities).toEqual([
+      { identity: 'alice', pools: 1, pages: 9, usedBytes: 9 * PAGE, recordBytes: 9 * 64 + 97, ...use },
+      { identity: 'bob', pools: 1, pages: 1, usedBytes: PAGE, recordBytes: 64 + 97, ...use },
+    ]);
 
     // tmem status with the admin's token: the node's counters.
     const status = await runCli(['status', '--seed', node.url, '--json'], {
@@ -159,6 +167,10 @@ describe('per-identity stats', () => {
     const parsed = JSON.parse(status.stdout) as ClusterStatus;
     expect(parsed.members).toHaveLength(1);
     expect(parsed.members[0]!.stats).toMatchObject({ scope: 'node', pools: 2, usedBytes: 10 * PAGE });
+    const asOpsStatus = await runCli(['status', '--seed', node.url], { env: { TMEM_TOKEN: ops!.token } });
+    expect(asOpsStatus.stdout).toContain('identities, charged most first:');
+    expect(asOpsStatus.stdout).toContain('alice: 1 pool, 9 pages, ');
+    expect(asOpsStatus.stdout).toContain('bob: 1 pool, 1 page, ');
     // With bob's: his own, and the table says so.
     const asBobStatus = await runCli(['status', '--seed', node.url], { env: { TMEM_TOKEN: bob!.token } });
     expect(asBobStatus.code, asBobStatus.stderr).toBe(0);

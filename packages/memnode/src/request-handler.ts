@@ -7,6 +7,8 @@ import {
   UnknownPoolError,
   errorToWire,
   partitionHash,
+  MAX_LISTED_IDENTITIES,
+  type IdentityUse,
   type ClientFrame,
   type ClusterState,
   type NodeFrame,
@@ -44,6 +46,25 @@ export interface RequestContext {
   metrics: OpMetrics;
 }
 
+/** The identities charged most in `store`, at most MAX_LISTED_IDENTITIES: what the node's admins see of each. */
+function identitiesOf(store: PageStore): IdentityUse[] {
+  const uses = store.owners().map((identity): IdentityUse => {
+    const o = store.ownerStats(identity);
+    return {
+      identity,
+      pools: o.pools,
+      pages: o.ephemeralPages + o.persistentPages,
+      usedBytes: o.usedBytes,
+      recordBytes: o.recordBytes,
+      evictions: o.evictions,
+      refusedPuts: o.refusedPuts,
+    };
+  });
+  const charged = (u: IdentityUse): number => u.usedBytes + u.recordBytes;
+  uses.sort((a, b) => charged(b) - charged(a) || (a.identity < b.identity ? -1 : 1));
+  return uses.slice(0, MAX_LISTED_IDENTITIES);
+}
+
 /**
  * The stats a connection may see (issue 9, finding 9). The node scope counts everything. The identity scope
  * holds the identity's own page-store counters, the node's capacity and its partition-level facts (version,
@@ -52,7 +73,13 @@ export interface RequestContext {
  */
 export function statsFor(ctx: RequestContext): NodeStats {
   if (ctx.statsScope === 'node') {
-    return { nodeId: ctx.nodeId, scope: 'node', ...ctx.store.stats(), ...ctx.cluster.describe() };
+    return {
+      nodeId: ctx.nodeId,
+      scope: 'node',
+      ...ctx.store.stats(),
+      ...ctx.cluster.describe(),
+      identities: identitiesOf(ctx.store),
+    };
   }
   // An allow-list, so a field added to describe() stays out of this scope until someone decides it may go in.
   const member = ctx.cluster.describe(ctx.identity);

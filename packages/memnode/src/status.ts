@@ -20,6 +20,7 @@ import {
   type NodeFrame,
   type NodeStats,
 } from '@tmem/protocol';
+import { identityLines } from './status-identities.ts';
 
 /** Per-node budget of fetchClusterStatus when none is given, in milliseconds. */
 export const DEFAULT_STATUS_TIMEOUT_MS = 3000;
@@ -525,6 +526,7 @@ export function formatClusterStatus(status: ClusterStatus): string {
     ...scopeLines(status),
     ...compressionLines(status),
     ...dedupLines(status),
+    ...identityLines(status.members),
     ...underReplicatedLines(status),
   ].join('\n');
 }

@@ -346,6 +346,20 @@ const counter = z.number().int().min(0);
 
 /** Most under-replicated pools NodeStats names one by one (the count covers all of them). */
 export const MAX_LISTED_UNDER_REPLICATED = 64;
+/** Most identities NodeStats.identities lists: the ones charged most on the node. */
+export const MAX_LISTED_IDENTITIES = 64;
+
+/** What one identity holds on a node, for the node's admins (NodeStats.identities). */
+export const IdentityUse = z.strictObject({
+  identity: z.string().min(1).max(256),
+  pools: counter,
+  pages: counter,
+  usedBytes: counter,
+  recordBytes: counter,
+  evictions: counter,
+  refusedPuts: counter,
+});
+export type IdentityUse = z.infer<typeof IdentityUse>;
 
 /**
  * Whose counters a NodeStats holds: 'node' counts every pool, page and op of the node (admin identities,
@@ -442,6 +456,11 @@ export const NodeStats = z.strictObject({
     .array(z.strictObject({ pool: u32, replication: u32, readyMembers: u32 }))
     .max(MAX_LISTED_UNDER_REPLICATED)
     .optional(),
+  /**
+   * Node scope only: the MAX_LISTED_IDENTITIES identities charged most on this node (usedBytes + recordBytes,
+   * then by name), with what each holds; `tmem status` sums them over the members.
+   */
+  identities: z.array(IdentityUse).max(MAX_LISTED_IDENTITIES).optional(),
   /** Ephemeral pages this node handed over to new primaries (graceful leave, join) and the receiver stored. */
   handOffSent: counter.optional(),
   /** Ephemeral pages it had copied for a hand-over but dropped (budget of time or bytes, receiver refused). */
@@ -475,6 +494,7 @@ export function zeroStoreCounters(
   | 'handOffDropped'
   | 'handOffStored'
   | 'handOffSkipped'
+  | 'identities'
 > {
   return {
     capacityBytes,
