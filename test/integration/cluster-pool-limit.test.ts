@@ -80,4 +80,36 @@ describe('the cluster-wide pool limit', () => {
     expect(created).not.toContain(fresh.id);
     expect(await fresh.put('o', 0, new Uint8Array(4096).fill(1))).toBe(true);
   });
+
+  it('is lowered to what half of a small --max-frame-bytes holds, so the largest state still reaches a joiner', async () => {
+    // 128 KiB frames, the smallest allowed: half holds 77 pools of the widest encoding.
+    const small = ['--replication', '1', '--max-frame-bytes', '128KiB'];
+    const nodes = await startCluster({ size: 2, args: small });
+    expect(nodes[0]!.stderr()).toContain('maxPools lowered');
+    // Owners of the longest identity (128 characters; the state's schema allows owners of 256, which the bound
+    // assumes), in three-byte characters.
+    const owners = Array.from({ length: 4 }, (_, i) => `${i}`.padEnd(128, '€'));
+    let created = 0;
+    const refusals: unknown[] = [];
+    for (const owner of owners) {
+      const client = await connect({ seeds: [nodes[0]!.url], identity: owner });
+      clients.push(client);
+      for (let j = 0; j < 25; j++) {
+        await client.createPool({ kind: 'ephemeral' }).then(
+          () => created++,
+          (error: unknown) => refusals.push(error),
+        );
+      }
+    }
+    expect(created).toBe(77);
+    expect(refusals).toHaveLength(100 - 77);
+    for (const refusal of refusals) {
+      expect(refusal).toMatchObject({ code: ErrorCode.LimitExceeded, details: { limit: 'maxPools' } });
+    }
+    const joiner = await startNode({
+      until: 'ready',
+      args: [...TEST_TIMING_ARGS, ...small, '--node-id', 'n2', '--join', nodes[0]!.url],
+    });
+    await waitForReadyMembers([...nodes, joiner]);
+  });
 });
