@@ -250,7 +250,8 @@ function changeError(error: string): TmemError {
         { details: { limit: 'maxPools' } },
       );
     case 'no-pool-ids':
-      return new TmemError(ErrorCode.LimitExceeded, 'the cluster has used every pool id', {
+      // Every u32 id given out, or a state without a pool-id key (founded by a node that predates it).
+      return new TmemError(ErrorCode.LimitExceeded, 'the cluster has no pool ids left to give', {
         details: { limit: 'poolIds' },
       });
     default:
