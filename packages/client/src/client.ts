@@ -251,6 +251,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
           pageSize: reply.pageSize,
           ...(reply.compression === undefined ? {} : { compression: reply.compression }),
           ...(clusterId === undefined ? {} : { clusterId }),
+          ...(reply.version === undefined ? {} : { createdVersion: reply.version }),
         },
         router.execute,
         runMany,

@@ -1,7 +1,7 @@
-// Pools belong to one cluster. A whole-cluster restart makes a new cluster (a new random id) whose pool ids
-// and state versions begin again at 1, so an old pool id could name another pool there, and a persistent page
-// accepted by the old cluster would read as a silent miss. Every op of a pool therefore checks that the
-// cluster the client routes by, and the node it talks to, is still the pool's.
+// Pools belong to one cluster. A whole-cluster restart makes a new cluster (a new random id) whose pool ids are
+// numbered afresh and whose state versions begin again at 1, so an old pool id could name another pool there,
+// and a persistent page accepted by the old cluster would read as a silent miss. Every op of a pool therefore
+// checks that the cluster the client routes by, and the node it talks to, is still the pool's.
 import { ClusterChangedError } from '@tmem/protocol';
 
 /**

@@ -78,8 +78,16 @@ export interface ViewTracker {
    * owners among the ready members (see tableForPool). The array is shared by every op of the partition until
    * the state changes: read it, do not change it. Empty when no member owns it. Undefined when the
    * persistent pool is newer than the current state (its replication is not known yet): refresh and ask again.
+   * `createdVersion` is the version of the state that created the pool (from the createPool reply): pool ids
+   * are unordered, so only it tells a pool newer than the view from one that is gone.
    */
-  ownersFor(pool: number, kind: PoolKind, oid: Uint8Array, index: number): readonly MemberInfo[] | undefined;
+  ownersFor(
+    pool: number,
+    kind: PoolKind,
+    oid: Uint8Array,
+    index: number,
+    createdVersion?: number,
+  ): readonly MemberInfo[] | undefined;
   /** The member with this id in the current state. */
   memberById(id: string): MemberInfo | undefined;
   /** True when this incarnation of the member is in the current state. */
@@ -122,13 +130,23 @@ export function sameState(a: ClusterState, b: ClusterState): boolean {
 
 /**
  * The table a pool's pages are placed by in `current`. A persistent pool missing from the state is either newer
- * than it (undefined: the caller refreshes) or, when its id is below nextPoolId, gone: destroyed, or never this
- * identity's. Then any member answers UNKNOWN_POOL, so the ephemeral table serves to get that answer.
+ * than it (the state predates `createdVersion`, the version that created the pool: undefined, the caller
+ * refreshes) or gone: destroyed, or never this identity's. Then any member answers UNKNOWN_POOL, so the
+ * ephemeral table serves to get that answer. Without a creation version (a node that predates it) the pool is
+ * taken as gone: the member asked answers by its own state, STALE_STATE if it is newer, and the client
+ * refreshes then.
  */
-function tableFor(current: Current, pool: number, kind: PoolKind): PartitionTable | undefined {
+function tableFor(
+  current: Current,
+  pool: number,
+  kind: PoolKind,
+  createdVersion: number | undefined,
+): PartitionTable | undefined {
   const info = current.pools.get(pool);
   if (info !== undefined) return tableForPool(current.state, info);
-  if (kind === 'persistent' && pool >= current.state.nextPoolId) return undefined;
+  if (kind === 'persistent' && createdVersion !== undefined && current.state.version < createdVersion) {
+    return undefined;
+  }
   return current.table;
 }
 
@@ -196,9 +214,9 @@ export function createViewTracker(onListenerError: (error: unknown) => void): Vi
       events.emit('view', view());
       return true;
     },
-    ownersFor(pool, kind, oid, index) {
+    ownersFor(pool, kind, oid, index, createdVersion) {
       if (current === undefined) return undefined;
-      const table = tableFor(current, pool, kind);
+      const table = tableFor(current, pool, kind, createdVersion);
       if (table === undefined) return undefined;
       const partition = partitionOf(pool, oid, index, current.state.partitionCount);
       let route = current.routes.get(table);

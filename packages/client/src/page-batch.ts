@@ -205,7 +205,7 @@ export function createPageBatch(options: PageBatchOptions): RunMany {
       for (let i = 0; i < requests.length && !call.settled; i++) {
         const request = requests[i] as R;
         const primary = known
-          ? tracker.ownersFor(request.pool, kind, request.oid, request.index)?.[0]
+          ? tracker.ownersFor(request.pool, kind, request.oid, request.index, how.createdVersion)?.[0]
           : undefined;
         const connection = primary === undefined ? undefined : pool.peek(primary);
         if (

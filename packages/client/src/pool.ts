@@ -86,6 +86,8 @@ export interface PoolInfo {
   compression?: Compression;
   /** The cluster that created the pool; its ops fail with ClusterChangedError in any other. */
   clusterId?: string;
+  /** Version of the cluster state that created the pool (PoolCreated.version); absent from older nodes. */
+  createdVersion?: number;
 }
 
 /** How an op is run by the client. */
@@ -113,6 +115,11 @@ export interface ExecuteOptions {
    * another owner's copy when the primary cannot be reached or its copy is corrupt. Absent: ephemeral.
    */
   kind?: PoolKind;
+  /**
+   * Version of the cluster state that created the op's pool: a view older than it does not show the pool yet
+   * (the client refreshes), a view at least as new that lacks it means the pool is gone.
+   */
+  createdVersion?: number;
 }
 
 /** Runs one request on the member(s) that serve it, with the client's timeout and retry policy. */
@@ -158,9 +165,15 @@ export function createPoolHandle(
   /** Told once the pool was destroyed through this handle (the client stops tracking it). */
   onDestroyed: () => void = () => undefined,
 ): Pool {
-  const { id, kind, pageSize, clusterId, compression } = info;
+  const { id, kind, pageSize, clusterId, compression, createdVersion } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
-  const pageOp: ExecuteOptions = { retry: true, pageSize, kind, ...inCluster };
+  const pageOp: ExecuteOptions = {
+    retry: true,
+    pageSize,
+    kind,
+    ...inCluster,
+    ...(createdVersion === undefined ? {} : { createdVersion }),
+  };
   const writeOp: ExecuteOptions = { ...pageOp, onlyUnsent: true };
 
   function ownedPage(page: unknown): Uint8Array<ArrayBuffer> {

@@ -327,7 +327,7 @@ export function createRouter(options: RouterOptions): Router {
   function ownersOf(request: OnePageRequest, how: ExecuteOptions): readonly MemberInfo[] {
     if (tracker.state === undefined) throw noOwner();
     const kind = how.kind ?? 'ephemeral';
-    const owners = tracker.ownersFor(request.pool, kind, request.oid, request.index);
+    const owners = tracker.ownersFor(request.pool, kind, request.oid, request.index, how.createdVersion);
     if (owners === undefined) throw poolNotInView(request.pool, tracker.version);
     if (owners.length === 0) throw noOwner();
     return owners;

@@ -18,9 +18,9 @@ const member = (id: string, incarnation = 1): MemberInfo => ({
   capacityBytes: 64 << 20,
 });
 
+/** A state as a node shows it to a client: without the pool counter and the pool-id key. */
 function state(version: number, members: MemberInfo[], term = 1, pools: PoolInfo[] = []): State {
-  const nextPoolId = Math.max(0, ...pools.map((p) => p.id)) + 1;
-  return ClusterState.parse({ version, term, members, pools, nextPoolId, partitionCount: 256 });
+  return ClusterState.parse({ version, term, members, pools, partitionCount: 256 });
 }
 
 const pool = (id: number, kind: PoolInfo['kind'], replication: number): PoolInfo => ({
@@ -128,17 +128,29 @@ describe('view tracker', () => {
 
   it('has no owners for a persistent pool newer than its state; a destroyed one goes anywhere', () => {
     const { tracker } = tracked();
+    // A client's view has neither the pool counter nor the id key: only creation versions order pools.
+    const view = state(4, [member('a'), member('b')], 1, [
+      pool(0x9e3779b9, 'ephemeral', 1),
+      pool(0x1234567, 'persistent', 2),
+    ]);
+    tracker.offer(view, 'a');
+    const oid = Uint8Array.of(9);
+    // Created by version 5, after this view: its replication is not known yet, so the client refreshes. Its id
+    // is below every id in the view, which says nothing either way.
+    expect(tracker.ownersFor(7, 'persistent', oid, 0, 5)).toBeUndefined();
+    // Created by version 3 and missing from version 4: gone. Any member answers UNKNOWN_POOL, so one owner is as
+    // good as another; the same for a pool whose creation version is unknown (a node that predates it).
+    expect(tracker.ownersFor(0xffffff00, 'persistent', oid, 0, 3)).toHaveLength(1);
+    expect(tracker.ownersFor(0xffffff00, 'persistent', oid, 0, 4)).toHaveLength(1);
+    expect(tracker.ownersFor(0xffffff00, 'persistent', oid, 0)).toHaveLength(1);
+    // Once the view reaches the creating version, the pool is placed by its own table.
     tracker.offer(
-      state(4, [member('a'), member('b')], 1, [pool(1, 'ephemeral', 1), pool(3, 'persistent', 2)]),
+      state(5, [member('a'), member('b')], 1, [pool(0x1234567, 'persistent', 2), pool(7, 'persistent', 2)]),
       'a',
     );
-    const oid = Uint8Array.of(9);
-    // Pool 4 was created after this state: its replication is not known yet.
-    expect(tracker.ownersFor(4, 'persistent', oid, 0)).toBeUndefined();
-    // Pool 2 is gone (below nextPoolId): any member answers UNKNOWN_POOL, so one owner is as good as another.
-    expect(tracker.ownersFor(2, 'persistent', oid, 0)).toHaveLength(1);
+    expect(tracker.ownersFor(7, 'persistent', oid, 0, 5)).toHaveLength(2);
     // An ephemeral pool needs nothing from the state.
-    expect(tracker.ownersFor(4, 'ephemeral', oid, 0)).toHaveLength(1);
+    expect(tracker.ownersFor(4, 'ephemeral', oid, 0, 9)).toHaveLength(1);
   });
 
   it('reports a throwing listener and still calls the others', () => {

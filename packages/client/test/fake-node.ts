@@ -91,6 +91,13 @@ export interface FakeClusterOptions {
   partitionCount?: number;
 }
 
+/** The state as a real node shows it to a client: without the pool counter (it would tell the pool count). */
+function clientView(state: ClusterState): ClusterState {
+  const shown = { ...state };
+  delete shown.nextPoolId;
+  return shown;
+}
+
 /** Creates an empty fake cluster (version 1, no members); nodes join it when they start. */
 export function createFakeCluster(options: FakeClusterOptions = {}): FakeCluster {
   const nodes = new Map<string, ClusterNode>();
@@ -415,7 +422,10 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return error(frame.id, ErrorCode.InvalidFrame, 'handshake already done');
       case 'newPool': {
         // Committed before the reply, as a real node answers only after the commit.
-        const pool = cluster.state.nextPoolId;
+        // Unordered ids, as a real node gives (an odd multiplier is a bijection of u32 that never gives 0), so no
+        // client test can pass by reading an order into them.
+        const counter = cluster.state.nextPoolId ?? 1;
+        const pool = Math.imul(counter, 0x9e3779b1) >>> 0;
         cluster.commit((draft) => {
           draft.pools.push({
             id: pool,
@@ -425,7 +435,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
             replication: frame.kind === 'ephemeral' ? 1 : (frame.replication ?? 1),
             ...(frame.compression === undefined ? {} : { compression: frame.compression }),
           });
-          draft.nextPoolId = pool + 1;
+          draft.nextPoolId = counter + 1;
         });
         return {
           t: 'pool',
@@ -433,6 +443,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
           pool,
           kind: frame.kind,
           pageSize: frame.pageSize,
+          version: cluster.state.version,
           ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         };
       }
@@ -448,7 +459,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return { t: 'batch', id: frame.id, replies: frame.ops.map((op) => answerPageOp(op, frame.sv)) };
       case 'getState':
         if (frame.subscribe) subscribed.add(socket);
-        return { t: 'state', id: frame.id, state: cluster.state, leaderId: cluster.leaderId };
+        return { t: 'state', id: frame.id, state: clientView(cluster.state), leaderId: cluster.leaderId };
       case 'peer':
       case 'peerAuth':
       case 'propose':
@@ -627,7 +638,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       // A destroyed pool's pages go from every node.
       for (const id of pages.keys()) if (!state.pools.some((p) => p.id === id)) pages.delete(id);
       if (!cluster.pushes || closed !== undefined) return;
-      const push = codec.encode({ t: 'state', id: 0, state, leaderId: cluster.leaderId });
+      const push = codec.encode({ t: 'state', id: 0, state: clientView(state), leaderId: cluster.leaderId });
       for (const socket of subscribed) if (socket.readyState === socket.OPEN) socket.send(push);
     },
     applyReplica(change) {

@@ -78,6 +78,12 @@ export function addLimitFlags(command: Command): Command {
       d.maxPoolsPerIdentity,
     )
     .option(
+      '--max-pools <n>',
+      'pools the whole cluster may hold (lowered to what half of --max-frame-bytes carries)',
+      count(1),
+      d.maxPools,
+    )
+    .option(
       '--max-frame-elements <n>',
       'msgpack values in one client frame',
       count(1),

@@ -3,6 +3,7 @@
 // frame size until the handshake is done, an idle timeout, and a bound on replies buffered for a slow reader.
 
 import { ErrorCode, TmemError } from '@tmem/protocol';
+import { DEFAULT_MAX_POOLS } from './cluster/state-bound.ts';
 
 /**
  * Limits on what one connection or identity may cost a node. Each is a node option and a CLI flag
@@ -36,6 +37,12 @@ export interface ConnectionLimits {
    * the cluster state that every commit carries, so this also bounds what one identity adds to it.
    */
   maxPoolsPerIdentity: number;
+  /**
+   * Pools the whole cluster may hold, whoever owns them; one more is refused with LIMIT_EXCEEDED (details
+   * `{limit: 'maxPools'}`). Bounds the cluster state that every commit carries and a joiner must receive in one
+   * frame; a node lowers it to what half of its --max-frame-bytes holds (state-bound.ts has the arithmetic).
+   */
+  maxPools: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -46,6 +53,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   idleTimeoutMs: 300_000,
   maxBufferedReplyBytes: 64 * 1024 * 1024,
   maxPoolsPerIdentity: 1024,
+  maxPools: DEFAULT_MAX_POOLS,
 };
 
 /** Close codes of the limits, from RFC 6455 and the IANA registry. */

@@ -28,6 +28,7 @@ import {
   createConnectionRegistry,
   type ConnectionLimits,
 } from './connection-limits.ts';
+import { effectiveMaxPools } from './cluster/state-bound.ts';
 import type { PeerLinkTiming } from './cluster/peer-links.ts';
 import type { EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts';
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
@@ -243,7 +244,18 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     ...(options.decodeBudgets?.client === undefined ? {} : { clientBudget: options.decodeBudgets.client }),
     ...(options.decodeBudgets?.peer === undefined ? {} : { peerBudget: options.decodeBudgets.peer }),
   });
-  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const configured: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  // The cluster state must fit this node's frames, or a joiner could never receive it (state-bound.ts).
+  const limits: ConnectionLimits = {
+    ...configured,
+    maxPools: effectiveMaxPools(configured.maxPools, maxFrameBytes),
+  };
+  if (limits.maxPools < configured.maxPools) {
+    log.warn(
+      { maxPools: configured.maxPools, applied: limits.maxPools, maxFrameBytes },
+      'maxPools lowered to what half of a frame holds; raise --max-frame-bytes for more',
+    );
+  }
   const connections = createConnectionRegistry(limits);
   const store = createPageStore({
     capacityBytes: options.capacityBytes,

@@ -42,6 +42,8 @@ export interface RequestContext {
   defaultReplication: number;
   /** Most pools one identity may have (ConnectionLimits.maxPoolsPerIdentity). */
   maxPoolsPerIdentity: number;
+  /** Most pools the cluster may hold: ConnectionLimits.maxPools, lowered to what the node's frames carry. */
+  maxPools: number;
   /** The node's op counters (op-metrics.ts): every page op answered here is counted, whatever the outcome. */
   metrics: OpMetrics;
 }
@@ -268,6 +270,17 @@ function changeError(error: string): TmemError {
         'this identity has as many pools as a node allows; destroy some first',
         { details: { limit: 'maxPoolsPerIdentity' } },
       );
+    case 'cluster-pool-limit':
+      return new TmemError(
+        ErrorCode.LimitExceeded,
+        'the cluster holds as many pools as it allows; destroy some first',
+        { details: { limit: 'maxPools' } },
+      );
+    case 'no-pool-ids':
+      // Every u32 id given out, or a state without a pool-id key (founded by a node that predates it).
+      return new TmemError(ErrorCode.LimitExceeded, 'the cluster has no pool ids left to give', {
+        details: { limit: 'poolIds' },
+      });
     default:
       return new TmemError(ErrorCode.NoCoordinator, `change refused: ${error}`);
   }
@@ -275,10 +288,15 @@ function changeError(error: string): TmemError {
 
 /**
  * The state as a connection may see it: peers see everything; a client sees only its own pools, so it can
- * never learn of another identity's pools (the contract's isolation rule).
+ * never learn of another identity's pools (the contract's isolation rule), and neither the pool-id key (which
+ * would let it undo the permutation of ids) nor `nextPoolId` (which counts every pool ever created).
  */
 export function visibleState(state: ClusterState, identity: string, isPeer: boolean): ClusterState {
-  return isPeer ? state : { ...state, pools: state.pools.filter((pool) => pool.owner === identity) };
+  if (isPeer) return state;
+  const shown: ClusterState = { ...state, pools: state.pools.filter((pool) => pool.owner === identity) };
+  delete shown.poolIdKey;
+  delete shown.nextPoolId;
+  return shown;
 }
 
 function requirePeer(ctx: RequestContext, frame: ClientFrame): void {
@@ -302,6 +320,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         replication,
         ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
+        maxPools: ctx.maxPools,
       });
       if (!result.ok || result.poolId === undefined)
         throw changeError(result.ok ? 'no-pool-id' : result.error);
@@ -314,6 +333,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         pageSize: frame.pageSize,
         ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         ...(clusterId === undefined ? {} : { clusterId }),
+        ...(result.version === undefined ? {} : { version: result.version }),
       };
     }
     case 'destroyPool': {

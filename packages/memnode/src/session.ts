@@ -270,6 +270,7 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       cluster: deps.cluster,
       defaultReplication: deps.defaultReplication,
       maxPoolsPerIdentity: limits.maxPoolsPerIdentity,
+      maxPools: limits.maxPools,
       metrics: deps.metrics,
     };
     ctx = served;

@@ -3,10 +3,13 @@
 // Invariants every ClusterState keeps (checked by the schema on the wire, kept by applyChange):
 // - `members` is sorted by id and ids are unique (one incarnation per id at a time);
 // - `version` grows by exactly 1 per applied change, `term` is the coordinator term that proposed it;
-// - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
-//   pool can never hit a newer pool with the same id).
+// - pool ids are unique u32s other than 0, never reused (so a stale request for a destroyed pool can never hit a
+//   newer pool with the same id): the n-th pool created gets id = permutation(poolIdKey, n) with n counted by
+//   `nextPoolId`, a keyed bijection (memnode's pool-ids.ts), so an id says nothing of how many pools exist;
+// - `poolIdKey` and `nextPoolId` are present in every state a member holds and absent in the state a client
+//   sees (the node strips them: the key would let a client undo the permutation, the counter tells the count).
 import { z } from 'zod';
-import { COMPRESSIONS, MAX_REPLICATION, isValidPageSize } from './constants.ts';
+import { COMPRESSIONS, MAX_REPLICATION, U32_MAX, isValidPageSize } from './constants.ts';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -35,7 +38,8 @@ export type MemberInfo = z.infer<typeof MemberInfo>;
 
 /** One pool, cluster-wide: the same id means the same pool on every node. */
 export const PoolInfo = z.strictObject({
-  id: count,
+  /** A u32 on the wire; 0 is never a pool id. Unordered: see poolIdKey. */
+  id: z.number().int().min(1).max(U32_MAX),
   kind: z.enum(['ephemeral', 'persistent']),
   pageSize: count.refine(isValidPageSize, { message: 'page size must be a power of two from 512 to 65536' }),
   /** Client identity that created the pool. */
@@ -48,12 +52,18 @@ export const PoolInfo = z.strictObject({
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;
 
-/** The whole replicated state. Small on purpose: it travels whole in every proposal. */
+/** The key of the pool-id permutation: 16 random bytes as 32 lowercase hex digits. */
+export const PoolIdKey = z.string().regex(/^[0-9a-f]{32}$/);
+
+/**
+ * The whole replicated state. Small on purpose: it travels whole in every proposal, so the pools in it are
+ * bounded cluster-wide (a node's `maxPools`, memnode's state-bound.ts) whatever clients do.
+ */
 export const ClusterState = z
   .strictObject({
     /**
      * The cluster's identity, drawn at random by the founding node and kept by every later state. Versions and
-     * pool ids start again in a new cluster, so they only mean something together with this id: a node never
+     * pool ids are numbered afresh in a new cluster, so they only mean something together with this id: a node never
      * joins, and a client never keeps using pools of, a cluster with another id. Absent only in states built
      * by hand (tests) or by nodes that predate it.
      */
@@ -65,7 +75,16 @@ export const ClusterState = z
     /** Sorted by id, ids unique. */
     members: z.array(MemberInfo).max(1024),
     pools: z.array(PoolInfo),
-    nextPoolId: count,
+    /**
+     * How many pools were ever created, plus 1: the input of the next pool's id. Never decreases, so ids are
+     * never reused. Absent in a client's view only (it tells how many pools exist).
+     */
+    nextPoolId: count.optional(),
+    /**
+     * Key of the permutation that turns `nextPoolId` into pool ids (128 bits, hex), drawn at random by the
+     * founding node like clusterId and kept by every later state. Absent in a client's view only.
+     */
+    poolIdKey: PoolIdKey.optional(),
     /** Fixed when the cluster is created. */
     partitionCount: z
       .number()
@@ -76,6 +95,8 @@ export const ClusterState = z
   .refine((s) => s.members.every((m, i) => i === 0 || (s.members[i - 1] as MemberInfo).id < m.id), {
     message: 'members must be sorted by id without duplicates',
   })
-  .refine((s) => s.pools.every((p) => p.id < s.nextPoolId), { message: 'pool ids must be below nextPoolId' });
+  .refine((s) => new Set(s.pools.map((p) => p.id)).size === s.pools.length, {
+    message: 'pool ids must be unique',
+  });
 /** The whole replicated state. Treat values as immutable: applyChange returns new objects. */
 export type ClusterState = z.infer<typeof ClusterState>;

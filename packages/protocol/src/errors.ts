@@ -158,7 +158,7 @@ export class ChecksumError extends TmemError {
 
 /**
  * The cluster a pool or peer belongs to is gone: the nodes now serve another cluster (a whole-cluster restart
- * draws a new cluster id, and pool ids start again at 1). Never a silent miss: the pool's pages are lost.
+ * draws a new cluster id, a new pool-id key and starts its pool count again). Never a silent miss: the pool's pages are lost.
  */
 export class ClusterChangedError extends TmemError {
   /** The cluster id the pool or peer belongs to, if known. */

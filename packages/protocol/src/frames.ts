@@ -317,8 +317,14 @@ export const PoolCreated = z.strictObject({
   pageSize: u32,
   /** The pool's compression, as the cluster state holds it (absent: none). */
   compression: z.enum(COMPRESSIONS).optional(),
-  /** The cluster the pool belongs to: its id means nothing in another cluster (ids start again at 1). */
+  /** The cluster the pool belongs to: its id means nothing in another cluster (ids are numbered afresh). */
   clusterId: z.string().min(1).max(128).optional(),
+  /**
+   * Version of the cluster state that created the pool: a client whose view is older does not see the pool
+   * yet (and refreshes), one whose view is as new or newer and lacks it knows the pool is gone. Pool ids are
+   * unordered, so only this tells the two apart. Absent from nodes that predate it.
+   */
+  version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type PoolCreated = z.infer<typeof PoolCreated>;
 
@@ -576,6 +582,8 @@ export const ChangeResult = z.strictObject({
   id: requestId,
   ok: z.boolean(),
   poolId: u32.optional(),
+  /** With poolId: the version of the state that created the pool (PoolCreated.version). */
+  version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   error: z.string().optional(),
 });
 export type ChangeResult = z.infer<typeof ChangeResult>;

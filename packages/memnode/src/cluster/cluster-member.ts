@@ -17,6 +17,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { PageStore } from '../page-store.ts';
 import { StateChange, isMember, type ChangeResult } from './cluster-state.ts';
+import { newPoolIdKey } from './pool-ids.ts';
 import { ConsensusMessage } from './consensus-messages.ts';
 import { createConsensus, type Consensus, type ConsensusOutput } from './consensus.ts';
 import type { ConsensusOptions } from './consensus-options.ts';
@@ -310,6 +311,8 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           members: [self],
           pools: [],
           nextPoolId: 1,
+          // Drawn once, like the cluster id: it keeps every later pool id unguessable (pool-ids.ts).
+          poolIdKey: newPoolIdKey(),
           partitionCount: options.partitionCount ?? 1024,
           clusterId: randomUUID(),
         }
@@ -503,7 +506,13 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
         const leaderUrl = attempt.leaderId === null ? undefined : addresses.get(attempt.leaderId);
         if (relay && leaderUrl !== undefined && attempt.leaderId !== nodeId) {
           const reply = await links.propose(leaderUrl, change, remaining, true);
-          if (reply.ok) return reply.poolId === undefined ? { ok: true } : { ok: true, poolId: reply.poolId };
+          if (reply.ok) {
+            return {
+              ok: true,
+              ...(reply.poolId === undefined ? {} : { poolId: reply.poolId }),
+              ...(reply.version === undefined ? {} : { version: reply.version }),
+            };
+          }
           if (reply.error !== undefined && reply.error !== ErrorCode.NoCoordinator) {
             return { ok: false, error: reply.error as Extract<ChangeResult, { ok: false }>['error'] };
           }
@@ -632,7 +641,12 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       try {
         const result = await commitChange(parsed.data, !forwarded, now() + changeTimeoutMs);
         return result.ok
-          ? { t: 'changeResult', ok: true, ...(result.poolId === undefined ? {} : { poolId: result.poolId }) }
+          ? {
+              t: 'changeResult',
+              ok: true,
+              ...(result.poolId === undefined ? {} : { poolId: result.poolId }),
+              ...(result.version === undefined ? {} : { version: result.version }),
+            }
           : { t: 'changeResult', ok: false, error: result.error };
       } catch {
         return { t: 'changeResult', ok: false, error: ErrorCode.NoCoordinator };

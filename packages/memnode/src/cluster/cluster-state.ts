@@ -3,17 +3,21 @@
 // Invariants every ClusterState keeps (checked by the schema on the wire, kept by applyChange):
 // - `members` is sorted by id and ids are unique (one incarnation per id at a time);
 // - `version` grows by exactly 1 per applied change, `term` is the coordinator term that proposed it;
-// - pool ids are unique and all below `nextPoolId` (ids are never reused, so a stale request for a destroyed
-//   pool can never hit a newer pool with the same id).
+// - pool ids are unique and never reused (so a stale request for a destroyed pool can never hit a newer pool
+//   with the same id): the pool created when `nextPoolId` is n gets poolIdFor(poolIdKey, n) (pool-ids.ts), a
+//   keyed permutation, and `nextPoolId` only grows. Ids are unordered: nothing may compare them;
+// - at most `maxPools` pools, as the proposing node's change says (state-bound.ts), so the state fits a frame.
 import { z } from 'zod';
 import {
   ClusterState,
   MAX_REPLICATION,
   MemberInfo,
   PoolInfo,
+  U32_MAX,
   isCompression,
   isValidPageSize,
 } from '@tmem/protocol';
+import { newPoolIdKey, poolIdFor } from './pool-ids.ts';
 
 // The state schemas live in @tmem/protocol (clients validate and route by the same state); re-exported here
 // so the cluster modules have one import for the state and the changes to it.
@@ -50,6 +54,11 @@ export const StateChange = z.discriminatedUnion('type', [
      * exceed it together.
      */
     maxPoolsOfOwner: count.optional(),
+    /**
+     * Most pools the cluster may hold, as configured on the proposing node (state-bound.ts): it travels in the
+     * change for the same reason, so that no number of identities can grow the state past a frame.
+     */
+    maxPools: count.optional(),
   }),
   z.strictObject({ type: z.literal('destroyPool'), changeId, poolId: count }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
@@ -93,22 +102,38 @@ export type ChangeError =
   | 'bad-compression'
   /** createPool: the owner already has maxPoolsOfOwner pools. */
   | 'pool-limit'
+  /** createPool: the cluster already has maxPools pools. */
+  | 'cluster-pool-limit'
+  /** createPool: every u32 pool id was used, or the state has no pool-id key (a client's view, a test's). */
+  | 'no-pool-ids'
   /** destroyPool: no such pool. */
   | 'unknown-pool'
   /** setPhase: the state moved on since the version the change was made for; decide again. */
   | 'stale-version';
 
-/** Outcome of one change: success (with the new pool id for createPool) or a refusal that changed nothing. */
-export type ChangeResult = { ok: true; poolId?: number } | { ok: false; error: ChangeError };
+/**
+ * Outcome of one change: success (for createPool with the new pool id and the version of the state that
+ * created it) or a refusal that changed nothing.
+ */
+export type ChangeResult =
+  { ok: true; poolId?: number; version?: number } | { ok: false; error: ChangeError };
 
-/** The state of a brand-new cluster: version 1, term 0, `self` its only member, no pools. */
-export function initialState(self: MemberInfo, partitionCount: number): ClusterState {
+/**
+ * The state of a brand-new cluster: version 1, term 0, `self` its only member, no pools, and the key of its
+ * pool ids (random unless given, e.g. by a test that wants the same ids every run).
+ */
+export function initialState(
+  self: MemberInfo,
+  partitionCount: number,
+  poolIdKey: string = newPoolIdKey(),
+): ClusterState {
   return {
     version: 1,
     term: 0,
     members: [{ ...self }],
     pools: [],
     nextPoolId: 1,
+    poolIdKey,
     partitionCount,
   };
 }
@@ -178,18 +203,23 @@ export function applyChange(
       ) {
         return refuse(state, 'pool-limit');
       }
+      if (change.maxPools !== undefined && state.pools.length >= change.maxPools) {
+        return refuse(state, 'cluster-pool-limit');
+      }
+      const counter = state.nextPoolId;
+      if (state.poolIdKey === undefined || counter === undefined || counter > U32_MAX) {
+        return refuse(state, 'no-pool-ids');
+      }
       const pool: PoolInfo = {
-        id: state.nextPoolId,
+        id: poolIdFor(state.poolIdKey, counter),
         kind: change.kind,
         pageSize: change.pageSize,
         owner: change.owner,
         replication: change.replication,
         ...(change.compression === undefined ? {} : { compression: change.compression }),
       };
-      return {
-        state: bump(state, { pools: [...state.pools, pool], nextPoolId: state.nextPoolId + 1 }),
-        result: { ok: true, poolId: pool.id },
-      };
+      const next = bump(state, { pools: [...state.pools, pool], nextPoolId: counter + 1 });
+      return { state: next, result: { ok: true, poolId: pool.id, version: next.version } };
     }
     case 'destroyPool': {
       const pools = state.pools.filter((p) => p.id !== change.poolId);

@@ -8,6 +8,10 @@ import {
   isVoterChange,
   type MemberInfo,
 } from '../../src/cluster/cluster-state.ts';
+import { poolIdFor } from '../../src/cluster/pool-ids.ts';
+
+/** A fixed pool-id key, so the ids these tests expect are the same every run. */
+const KEY = '00112233445566778899aabbccddeeff';
 
 const member = (id: string, incarnation = 1): MemberInfo => ({
   id,
@@ -18,16 +22,19 @@ const member = (id: string, incarnation = 1): MemberInfo => ({
 
 describe('cluster state', () => {
   it('starts at version 1, term 0, with only the founder', () => {
-    const s = initialState(member('m'), 1024);
+    const s = initialState(member('m'), 1024, KEY);
     expect(s).toEqual({
       version: 1,
       term: 0,
       members: [member('m')],
       pools: [],
       nextPoolId: 1,
+      poolIdKey: KEY,
       partitionCount: 1024,
     });
     expect(ClusterState.parse(s)).toEqual(s);
+    // Every new cluster draws its own key.
+    expect(initialState(member('m'), 1024).poolIdKey).not.toBe(initialState(member('m'), 1024).poolIdKey);
   });
 
   it('adds members sorted by id, one version per change, and refuses duplicates and swaps', () => {
@@ -107,27 +114,83 @@ describe('cluster state', () => {
     );
   });
 
-  it('creates pools with fresh ids (never reused) and validates them', () => {
-    let s = initialState(member('m'), 64);
+  it('creates pools with fresh ids (never reused, unordered) and validates them', () => {
+    let s = initialState(member('m'), 64, KEY);
     const create = (replication: number, pageSize = 4096, kind: 'ephemeral' | 'persistent' = 'persistent') =>
       applyChange(s, { type: 'createPool', changeId: 'c', kind, pageSize, owner: 'app', replication });
     const first = create(2);
-    expect(first.result).toEqual({ ok: true, poolId: 1 });
+    expect(first.result).toEqual({ ok: true, poolId: poolIdFor(KEY, 1), version: 2 });
     s = first.state;
-    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: 1 }).state;
-    expect(create(1).result).toEqual({ ok: true, poolId: 2 });
+    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: poolIdFor(KEY, 1) }).state;
+    const second = create(1);
+    expect(second.result).toEqual({ ok: true, poolId: poolIdFor(KEY, 2), version: 4 });
+    expect(second.state.nextPoolId).toBe(3);
+    // Consecutive pools do not get consecutive, or even ordered, ids: they tell nothing of the pool count.
+    expect(Math.abs(poolIdFor(KEY, 2) - poolIdFor(KEY, 1))).toBeGreaterThan(1);
     expect(create(1, 1000).result).toEqual({ ok: false, error: 'bad-page-size' });
     expect(create(2, 4096, 'ephemeral').result).toEqual({ ok: false, error: 'bad-replication' });
     expect(create(0).result).toEqual({ ok: false, error: 'bad-replication' });
-    expect(applyChange(s, { type: 'destroyPool', changeId: 'e', poolId: 1 }).result).toEqual({
+    expect(applyChange(s, { type: 'destroyPool', changeId: 'e', poolId: poolIdFor(KEY, 1) }).result).toEqual({
       ok: false,
       error: 'unknown-pool',
     });
     expect(ClusterState.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
   });
 
+  it('numbers pools only in a state with a pool-id key, and only while u32 ids are left', () => {
+    const base = {
+      type: 'createPool',
+      changeId: 'c',
+      kind: 'ephemeral',
+      pageSize: 4096,
+      owner: 'app',
+    } as const;
+    // A client's view of the state: without the key and the counter.
+    const view = initialState(member('m'), 64, KEY);
+    delete view.poolIdKey;
+    delete view.nextPoolId;
+    const keyless = applyChange(view, { ...base, replication: 1 });
+    expect(keyless).toEqual({ state: view, result: { ok: false, error: 'no-pool-ids' } });
+    const spent = { ...initialState(member('m'), 64, KEY), nextPoolId: 2 ** 32 };
+    expect(applyChange(spent, { ...base, replication: 1 }).result).toEqual({
+      ok: false,
+      error: 'no-pool-ids',
+    });
+    const last = applyChange({ ...spent, nextPoolId: 2 ** 32 - 1 }, { ...base, replication: 1 });
+    expect(last.result).toMatchObject({ ok: true, poolId: poolIdFor(KEY, 2 ** 32 - 1) });
+  });
+
+  it('refuses a pool past the cluster-wide maxPools, whoever asks, and leaves the state unchanged', () => {
+    let s = initialState(member('m'), 64, KEY);
+    const create = (owner: string) =>
+      applyChange(s, {
+        type: 'createPool',
+        changeId: 'c',
+        kind: 'ephemeral',
+        pageSize: 4096,
+        owner,
+        replication: 1,
+        maxPoolsOfOwner: 10,
+        maxPools: 3,
+      });
+    for (const owner of ['a', 'b', 'c']) {
+      const made = create(owner);
+      expect(made.result.ok).toBe(true);
+      s = made.state;
+    }
+    const refused = create('d');
+    expect(refused).toEqual({ state: s, result: { ok: false, error: 'cluster-pool-limit' } });
+    expect(refused.state).toBe(s);
+    // A destroyed pool makes room again; its id is not given out a second time.
+    const gone = s.pools[0]?.id as number;
+    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: gone }).state;
+    const again = create('d');
+    expect(again.result).toMatchObject({ ok: true, poolId: poolIdFor(KEY, 4) });
+    expect(again.state.pools.map((p) => p.id)).not.toContain(gone);
+  });
+
   it("keeps a pool's compression in the state and refuses an unknown one", () => {
-    const s = initialState(member('m'), 64);
+    const s = initialState(member('m'), 64, KEY);
     const base = {
       type: 'createPool',
       changeId: 'c',
@@ -136,8 +199,8 @@ describe('cluster state', () => {
       owner: 'app',
     } as const;
     const made = applyChange(s, { ...base, replication: 2, compression: 'lz4' });
-    expect(made.result).toEqual({ ok: true, poolId: 1 });
-    expect(made.state.pools[0]).toMatchObject({ id: 1, compression: 'lz4' });
+    expect(made.result).toEqual({ ok: true, poolId: poolIdFor(KEY, 1), version: 2 });
+    expect(made.state.pools[0]).toMatchObject({ id: poolIdFor(KEY, 1), compression: 'lz4' });
     expect(ClusterState.parse(JSON.parse(JSON.stringify(made.state)))).toEqual(made.state);
     // Without one the pool has no compression field at all (states stay as they were).
     expect(applyChange(s, { ...base, replication: 2 }).state.pools[0]).not.toHaveProperty('compression');
@@ -147,7 +210,7 @@ describe('cluster state', () => {
   });
 
   it("refuses a pool over its owner's limit, counting only that owner's pools", () => {
-    let s = initialState(member('m'), 64);
+    let s = initialState(member('m'), 64, KEY);
     const create = (owner: string) =>
       applyChange(s, {
         type: 'createPool',
@@ -165,7 +228,7 @@ describe('cluster state', () => {
     }
     expect(create('greedy')).toEqual({ state: s, result: { ok: false, error: 'pool-limit' } });
     expect(create('other').result.ok).toBe(true);
-    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: 1 }).state;
+    s = applyChange(s, { type: 'destroyPool', changeId: 'd', poolId: poolIdFor(KEY, 1) }).state;
     expect(create('greedy').result.ok).toBe(true);
   });
 

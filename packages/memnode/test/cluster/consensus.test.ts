@@ -4,7 +4,8 @@ import { ConsensusMessage, type Heartbeat } from '../../src/cluster/consensus-me
 import { applyChange, initialState, type ClusterState } from '../../src/cluster/cluster-state.ts';
 import { partitionTableFor } from '../../src/cluster/partition-table.ts';
 import { createRandom } from './sim.ts';
-import { createTestCluster, startCluster, type TestCluster } from './test-cluster.ts';
+import { poolIdFor } from '../../src/cluster/pool-ids.ts';
+import { TEST_POOL_ID_KEY, createTestCluster, startCluster, type TestCluster } from './test-cluster.ts';
 
 const LEASE = 1000;
 const MARGIN = 200;
@@ -353,12 +354,17 @@ describe('consensus: changes', () => {
       owner: 'app',
       replication: 2,
     });
-    const r2 = cluster.propose('a', { type: 'destroyPool', changeId: 'p2', poolId: 1 });
+    const pool = poolIdFor(TEST_POOL_ID_KEY, 1);
+    const r2 = cluster.propose('a', { type: 'destroyPool', changeId: 'p2', poolId: pool });
     const r3 = cluster.propose('a', { type: 'destroyPool', changeId: 'p3', poolId: 99 });
     expect([r1.ok, r2.ok, r3.ok]).toEqual([true, true, true]);
     cluster.run(300);
     expect(cluster.outputsOf('a', 'changeDone')).toEqual([
-      { type: 'changeDone', changeId: 'p1', result: { ok: true, poolId: 1 } },
+      {
+        type: 'changeDone',
+        changeId: 'p1',
+        result: { ok: true, poolId: pool, version: expect.any(Number) as number },
+      },
       { type: 'changeDone', changeId: 'p2', result: { ok: true } },
       { type: 'changeDone', changeId: 'p3', result: { ok: false, error: 'unknown-pool' } },
     ]);

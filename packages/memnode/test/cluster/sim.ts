@@ -37,6 +37,8 @@ import {
 } from '../../src/cluster/cluster-state.ts';
 import { partitionTableFor } from '../../src/cluster/partition-table.ts';
 
+const SIM_POOL_ID_KEY = 'a5a5a5a55a5a5a5a0123456789abcdef';
+
 /** sfc32 seeded through splitmix32: small, fast, and good enough to drive a simulation. */
 export function createRandom(seed: number): () => number {
   let s = seed >>> 0;
@@ -354,7 +356,8 @@ export function runSimulation(options: SimOptions): SimReport {
   function boot(n: SimNode, bootstrap: boolean): void {
     n.c = createConsensus({
       self: { id: n.id, incarnation: n.incarnation },
-      initialState: bootstrap ? initialState(memberInfo(n), PARTITIONS) : undefined,
+      // A fixed pool-id key: a seed replays the same run, pool ids included.
+      initialState: bootstrap ? initialState(memberInfo(n), PARTITIONS, SIM_POOL_ID_KEY) : undefined,
       random: createRandom(Math.floor(rnd() * 2 ** 32)),
       ...timing,
     });

@@ -10,6 +10,9 @@ import {
 import { initialState, type MemberInfo, type StateChange } from '../../src/cluster/cluster-state.ts';
 import { createRandom } from './sim.ts';
 
+/** The pool-id key of every test cluster, so its runs, and the pool ids they give, repeat exactly. */
+export const TEST_POOL_ID_KEY = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+
 /** One message in flight. */
 export interface Envelope {
   /** Virtual time it was sent. */
@@ -83,7 +86,7 @@ export function createTestCluster(options: Partial<ConsensusOptions> = {}, parti
       const c = createConsensus({
         ...options,
         self: { id, incarnation: 1 },
-        initialState: initialState(member(id, 1), partitionCount),
+        initialState: initialState(member(id, 1), partitionCount, TEST_POOL_ID_KEY),
         random,
       });
       nodes.set(id, c);
