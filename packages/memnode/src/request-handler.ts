@@ -21,6 +21,7 @@ import type { ClusterMember } from './cluster/cluster-member.ts';
 import type { EphemeralHandOver } from './cluster/ephemeral-hand-over.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
 import { Verdict, verdictWire } from './serving-view.ts';
+import { newPoolIdKey } from './cluster/pool-ids.ts';
 import { collectBatch } from './batch-replies.ts';
 import type { OpMetrics } from './op-metrics.ts';
 
@@ -321,6 +322,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         ...(frame.compression === undefined ? {} : { compression: frame.compression }),
         maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
         maxPools: ctx.maxPools,
+        poolIdKey: newPoolIdKey(),
       });
       if (!result.ok || result.poolId === undefined)
         throw changeError(result.ok ? 'no-pool-id' : result.error);

@@ -12,6 +12,7 @@ import {
   ClusterState,
   MAX_REPLICATION,
   MemberInfo,
+  PoolIdKey,
   PoolInfo,
   U32_MAX,
   isCompression,
@@ -59,6 +60,11 @@ export const StateChange = z.discriminatedUnion('type', [
      * change for the same reason, so that no number of identities can grow the state past a frame.
      */
     maxPools: count.optional(),
+    /**
+     * A key the proposing node drew, taken only by a state that has none: one founded before pool ids were
+     * keyed, so that a cluster upgraded in place keys its ids at its first create (see applyChange).
+     */
+    poolIdKey: PoolIdKey.optional(),
   }),
   z.strictObject({ type: z.literal('destroyPool'), changeId, poolId: count }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
@@ -206,19 +212,23 @@ export function applyChange(
       if (change.maxPools !== undefined && state.pools.length >= change.maxPools) {
         return refuse(state, 'cluster-pool-limit');
       }
-      const counter = state.nextPoolId;
-      if (state.poolIdKey === undefined || counter === undefined || counter > U32_MAX) {
-        return refuse(state, 'no-pool-ids');
-      }
+      // A state founded before pool ids were keyed takes the proposer's key; its sequential ids stay, so the
+      // counter walks past any permuted id they already hold (at most one step per existing pool).
+      const key = state.poolIdKey ?? change.poolIdKey;
+      let counter = state.nextPoolId;
+      if (key === undefined || counter === undefined) return refuse(state, 'no-pool-ids');
+      const taken = new Set(state.pools.map((p) => p.id));
+      while (counter <= U32_MAX && taken.has(poolIdFor(key, counter))) counter++;
+      if (counter > U32_MAX) return refuse(state, 'no-pool-ids');
       const pool: PoolInfo = {
-        id: poolIdFor(state.poolIdKey, counter),
+        id: poolIdFor(key, counter),
         kind: change.kind,
         pageSize: change.pageSize,
         owner: change.owner,
         replication: change.replication,
         ...(change.compression === undefined ? {} : { compression: change.compression }),
       };
-      const next = bump(state, { pools: [...state.pools, pool], nextPoolId: counter + 1 });
+      const next = bump(state, { pools: [...state.pools, pool], nextPoolId: counter + 1, poolIdKey: key });
       return { state: next, result: { ok: true, poolId: pool.id, version: next.version } };
     }
     case 'destroyPool': {

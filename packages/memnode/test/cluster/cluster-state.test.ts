@@ -160,6 +160,34 @@ describe('cluster state', () => {
     expect(last.result).toMatchObject({ ok: true, poolId: poolIdFor(KEY, 2 ** 32 - 1) });
   });
 
+  it("keys a state founded before pool ids were keyed with the proposer's key, past its sequential ids", () => {
+    const base = {
+      type: 'createPool',
+      changeId: 'c',
+      kind: 'ephemeral',
+      pageSize: 4096,
+      owner: 'app',
+    } as const;
+    // An old state: sequential ids 1..n, no key. Pick the ids so that the key's first id is one of them.
+    const old = initialState(member('m'), 64, KEY);
+    delete old.poolIdKey;
+    const firstId = poolIdFor(KEY, 3);
+    const pools = [1, 2, firstId].map(
+      (id) => ({ id, kind: 'ephemeral', pageSize: 4096, owner: 'old', replication: 1 }) as const,
+    );
+    const before = { ...old, pools, nextPoolId: 3 };
+    const created = applyChange(before, { ...base, replication: 1, poolIdKey: KEY });
+    // The counter walks past the id already held; the state keeps the key from now on.
+    expect(created.result).toMatchObject({ ok: true, poolId: poolIdFor(KEY, 4) });
+    expect(created.state).toMatchObject({ poolIdKey: KEY, nextPoolId: 5 });
+    expect(ClusterState.parse(JSON.parse(JSON.stringify(created.state)))).toEqual(created.state);
+    // A later change's key is ignored: the state's stays.
+    const other = 'f'.repeat(32);
+    const again = applyChange(created.state, { ...base, replication: 1, poolIdKey: other });
+    expect(again.result).toMatchObject({ ok: true, poolId: poolIdFor(KEY, 5) });
+    expect(again.state.poolIdKey).toBe(KEY);
+  });
+
   it('refuses a pool past the cluster-wide maxPools, whoever asks, and leaves the state unchanged', () => {
     let s = initialState(member('m'), 64, KEY);
     const create = (owner: string) =>
