@@ -1,7 +1,8 @@
 // The primary's writes of persistent pages (docs/architecture.md, "Writes"): stamp a version, store the page
 // here, forward it to every other target through the replica streams, and answer `accepted` only when every
 // target holds it. A write that cannot reach every target in time is refused, and the handle is flushed
-// everywhere with a newer version, so no copy keeps the page or an older one (put-put-get coherency). A pool
+// everywhere with a newer version, so no copy keeps the page or an older one (put-put-get coherency). A write
+// whose partition the cluster took from this node while it travelled is in doubt (TIMEOUT). A pool
 // that asks for more copies than there are ready members is refused before anything is stored.
 import {
   ChecksumError,
@@ -33,8 +34,11 @@ import {
   type ReplicationContext,
 } from './replication-context.ts';
 
-/** The worst outcome of delivering one write to its targets. */
-export type WriteOutcome = 'ok' | 'full' | 'corrupt' | 'timeout';
+/**
+ * The worst outcome of delivering one write to its targets. 'in-doubt': a target left the state while the
+ * write travelled, and this node no longer owns the partition to hand the write on (see `replicateToAll`).
+ */
+export type WriteOutcome = 'ok' | 'full' | 'corrupt' | 'timeout' | 'in-doubt';
 
 /** The primary's side of persistent writes. */
 export interface PrimaryWrites {
@@ -56,14 +60,14 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
 
   /**
    * Delivers `entry` to `target` until it holds it, it is no longer an owner of the partition, or the deadline
-   * passes. Resolves 'ok' (held or no longer needed), 'full', 'corrupt' or 'timeout'.
+   * passes. Resolves 'ok' (held), 'left' (no longer a target), 'full', 'corrupt' or 'timeout'.
    */
   async function replicateTo(
     target: MemberRef,
     entry: ReplicaEntry,
     partition: number,
     deadline: number,
-  ): Promise<WriteOutcome> {
+  ): Promise<WriteOutcome | 'left'> {
     for (;;) {
       const remaining = deadline - now();
       if (remaining <= 0) return 'timeout';
@@ -75,24 +79,59 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
         }),
       ]);
       clearTimeout(timer);
-      if (result === 'ok' || result === 'gone') return 'ok';
+      if (result === 'ok') return 'ok';
+      if (result === 'gone') return 'left';
       if (result === 'full' || result === 'corrupt' || result === 'timeout') return result;
       // 'not-owner' / 'unknown-pool': the target's state and ours differ; one of them catches up.
-      if (!stillTarget(target, entry.pool, partition)) return 'ok';
+      if (!stillTarget(target, entry.pool, partition)) return 'left';
       await delay(Math.min(50, Math.max(0, deadline - now())));
     }
   }
 
-  /** Sends `entry` to every other owner; the worst outcome of them. */
+  /**
+   * Sends `entry`, which `writer` (this node's incarnation when it stored it) holds, to every other owner; the
+   * worst outcome of them. A target that left the state meanwhile is not waited for: its replacement copies
+   * the partition from its owners. That makes the write safe only while this node is one of them, in the
+   * same incarnation and under a lease: a primary removed while the write travelled (cut off, rejoining
+   * empty) may be the only node that ever held it, so the write is 'in-doubt', never accepted or done.
+   */
   async function replicateToAll(
     targets: readonly MemberRef[],
     entry: ReplicaEntry,
     partition: number,
     deadline: number,
+    writer: MemberRef,
   ): Promise<WriteOutcome> {
     const results = await Promise.all(targets.map((t) => replicateTo(t, entry, partition, deadline)));
     for (const worst of ['full', 'corrupt', 'timeout'] as const) if (results.includes(worst)) return worst;
+    if (results.includes('left') && !ownsStill(writer, entry.pool, partition)) return 'in-doubt';
     return 'ok';
+  }
+
+  /** True while `writer` is this node's incarnation, holds a lease and is an owner of the partition. */
+  function ownsStill(writer: MemberRef, pool: number, partition: number): boolean {
+    if (!sameMember(ctx.self, writer)) return false;
+    try {
+      cluster.checkLease(undefined);
+    } catch {
+      return false;
+    }
+    return stillTarget(writer, pool, partition);
+  }
+
+  /** The answer to a write that may or may not be held: the client must not send it again. */
+  function inDoubt(message: string, details: Record<string, number>): TmemError {
+    return new TmemError(ErrorCode.Timeout, message, { details });
+  }
+
+  /** The in-doubt answer of a flush that did not reach every owner ('timeout' or 'in-doubt'). */
+  function flushInDoubt(outcome: WriteOutcome, details: Record<string, number>): TmemError {
+    return inDoubt(
+      outcome === 'in-doubt'
+        ? 'the cluster took the partition from this node while the flush travelled; it may not reach every owner'
+        : 'not every owner confirmed the flush in time; it will reach them',
+      details,
+    );
   }
 
   /** Flushes one handle here and on every other owner, with a new version; waits until `deadline`. */
@@ -110,8 +149,9 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       index,
       version: ctx.clock.stamp(partition, state.version),
     };
+    const writer = ctx.self;
     replicas.apply(tombstone);
-    return replicateToAll(otherTargets(ctx, state, pool, partition), tombstone, partition, deadline);
+    return replicateToAll(otherTargets(ctx, state, pool, partition), tombstone, partition, deadline, writer);
   }
 
   /**
@@ -169,6 +209,7 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
     const deadline = now() + ctx.replicationTimeoutMs;
     if (!hasAllReplicas(state, pool.replication)) return refuseShort(op, state, pool, partition, deadline);
     const version = ctx.clock.stamp(partition, state.version);
+    const writer = ctx.self;
     // A drop of this node's copies (a wipe, an unseen state) while the write travels takes the page stored
     // here; the copy then made from the others may predate this write (see below).
     const epoch = ctx.copyEpoch;
@@ -199,7 +240,14 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       entry,
       partition,
       deadline,
+      writer,
     );
+    if (outcome === 'in-doubt') {
+      throw inDoubt(
+        'the cluster took the partition from this node while the put travelled; it may not be held',
+        { pool: op.pool, partition },
+      );
+    }
     if (outcome === 'ok') {
       // The copy made after a drop may have been taken from a replica before this write reached it, and
       // would then miss it or hold an older page: store it again (newest wins), while this node still owns
@@ -234,14 +282,8 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       partition,
       now() + ctx.replicationTimeoutMs,
     );
-    if (outcome === 'timeout') {
-      throw new TmemError(
-        ErrorCode.Timeout,
-        'not every owner confirmed the flush in time; it will reach them',
-        {
-          details: { pool: op.pool, partition },
-        },
-      );
+    if (outcome === 'timeout' || outcome === 'in-doubt') {
+      throw flushInDoubt(outcome, { pool: op.pool, partition });
     }
     return { t: 'ok', id: op.id };
   }
@@ -284,15 +326,8 @@ export function createPrimaryWrites(ctx: ReplicationContext): PrimaryWrites {
       pending.push(flushEverywhere(state, pool, op.oid, index, partition, deadline));
     }
     const outcomes = await Promise.all(pending);
-    if (outcomes.includes('timeout')) {
-      throw new TmemError(
-        ErrorCode.Timeout,
-        'not every owner confirmed the flush in time; it will reach them',
-        {
-          details: { pool: op.pool },
-        },
-      );
-    }
+    const worst = outcomes.find((o) => o === 'in-doubt') ?? outcomes.find((o) => o === 'timeout');
+    if (worst !== undefined) throw flushInDoubt(worst, { pool: op.pool });
     return { t: 'ok', id: op.id };
   }
 
