@@ -20,6 +20,15 @@ const member = (id: string, incarnation = 1): MemberInfo => ({
   capacityBytes: 1 << 28,
 });
 
+/** A createPool change of an ephemeral 4 KiB pool, less its owner. */
+const EPHEMERAL_POOL = {
+  type: 'createPool',
+  changeId: 'c',
+  kind: 'ephemeral',
+  pageSize: 4096,
+  replication: 1,
+} as const;
+
 describe('cluster state', () => {
   it('starts at version 1, term 0, with only the founder', () => {
     const s = initialState(member('m'), 1024, KEY);
@@ -191,16 +200,7 @@ describe('cluster state', () => {
   it('refuses a pool past the cluster-wide maxPools, whoever asks, and leaves the state unchanged', () => {
     let s = initialState(member('m'), 64, KEY);
     const create = (owner: string) =>
-      applyChange(s, {
-        type: 'createPool',
-        changeId: 'c',
-        kind: 'ephemeral',
-        pageSize: 4096,
-        owner,
-        replication: 1,
-        maxPoolsOfOwner: 10,
-        maxPools: 3,
-      });
+      applyChange(s, { ...EPHEMERAL_POOL, owner, maxPoolsOfOwner: 10, maxPools: 3 });
     for (const owner of ['a', 'b', 'c']) {
       const made = create(owner);
       expect(made.result.ok).toBe(true);
@@ -239,16 +239,7 @@ describe('cluster state', () => {
 
   it("refuses a pool over its owner's limit, counting only that owner's pools", () => {
     let s = initialState(member('m'), 64, KEY);
-    const create = (owner: string) =>
-      applyChange(s, {
-        type: 'createPool',
-        changeId: 'c',
-        kind: 'ephemeral',
-        pageSize: 4096,
-        owner,
-        replication: 1,
-        maxPoolsOfOwner: 2,
-      });
+    const create = (owner: string) => applyChange(s, { ...EPHEMERAL_POOL, owner, maxPoolsOfOwner: 2 });
     for (let i = 0; i < 2; i++) {
       const made = create('greedy');
       expect(made.result.ok).toBe(true);
