@@ -393,7 +393,6 @@ interface PoolState {
  * owner's pages, and capacity eviction takes from the owner charged most (see evictOne).
  */
 interface OwnerAccount {
-  readonly counters: OwnerCounters;
   /** Least and most recently used of the owner's ephemeral pages (NIL when it has none). */
   lruHead: number;
   lruTail: number;
@@ -1103,7 +1102,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       const owned = ownerCounters.attachPool(owner);
       let account = accounts.get(owner);
       if (account === undefined) {
-        account = { counters: owned, lruHead: NIL, lruTail: NIL, ephemeralCharge: 0 };
+        account = { lruHead: NIL, lruTail: NIL, ephemeralCharge: 0 };
         accounts.set(owner, account);
       }
       pools.set(id, {
