@@ -8,6 +8,7 @@ import {
   errorToWire,
   partitionHash,
   MAX_LISTED_IDENTITIES,
+  byChargedBytes,
   type IdentityUse,
   type ClientFrame,
   type ClusterState,
@@ -63,9 +64,7 @@ function identitiesOf(store: PageStore): IdentityUse[] {
       refusedPuts: o.refusedPuts,
     };
   });
-  const charged = (u: IdentityUse): number => u.usedBytes + u.recordBytes;
-  uses.sort((a, b) => charged(b) - charged(a) || (a.identity < b.identity ? -1 : 1));
-  return uses.slice(0, MAX_LISTED_IDENTITIES);
+  return uses.sort(byChargedBytes).slice(0, MAX_LISTED_IDENTITIES);
 }
 
 /**

@@ -1,7 +1,7 @@
 // The per-identity lines of `tmem status`: what each identity holds over the cluster, from the node-scope stats
 // of the members that answered (admins, peers; an identity's own token shows only its own counters, and no list).
 
-import type { IdentityUse, NodeStats } from '@tmem/protocol';
+import { byChargedBytes, type IdentityUse, type NodeStats } from '@tmem/protocol';
 import { formatByteSize } from './cli-sizes.ts';
 
 /** Identities `tmem status` prints, charged most first; --json carries every member's full list. */
@@ -28,8 +28,7 @@ export function identityTotals(members: readonly { stats?: NodeStats }[]): Ident
       total.refusedPuts += use.refusedPuts;
     }
   }
-  const charged = (u: IdentityUse): number => u.usedBytes + u.recordBytes;
-  return [...totals.values()].sort((a, b) => charged(b) - charged(a) || (a.identity < b.identity ? -1 : 1));
+  return [...totals.values()].sort(byChargedBytes);
 }
 
 /** The status lines: one per identity, charged most first, or none when no member listed identities. */

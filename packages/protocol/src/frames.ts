@@ -367,6 +367,11 @@ export const IdentityUse = z.strictObject({
 });
 export type IdentityUse = z.infer<typeof IdentityUse>;
 
+/** The order identities are listed in: charged most first (usedBytes + recordBytes), then by name. */
+export function byChargedBytes(a: IdentityUse, b: IdentityUse): number {
+  return b.usedBytes + b.recordBytes - (a.usedBytes + a.recordBytes) || (a.identity < b.identity ? -1 : 1);
+}
+
 /**
  * Whose counters a NodeStats holds: 'node' counts every pool, page and op of the node (admin identities,
  * peers, and every client of an open node); 'identity' only those of the identity that asked (every other

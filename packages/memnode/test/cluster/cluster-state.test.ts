@@ -147,13 +147,7 @@ describe('cluster state', () => {
   });
 
   it('numbers pools only in a state with a pool-id key, and only while u32 ids are left', () => {
-    const base = {
-      type: 'createPool',
-      changeId: 'c',
-      kind: 'ephemeral',
-      pageSize: 4096,
-      owner: 'app',
-    } as const;
+    const base = { ...EPHEMERAL_POOL, owner: 'app' };
     // A client's view of the state: without the key and the counter.
     const view = initialState(member('m'), 64, KEY);
     delete view.poolIdKey;
@@ -170,13 +164,7 @@ describe('cluster state', () => {
   });
 
   it("keys a state founded before pool ids were keyed with the proposer's key, past its sequential ids", () => {
-    const base = {
-      type: 'createPool',
-      changeId: 'c',
-      kind: 'ephemeral',
-      pageSize: 4096,
-      owner: 'app',
-    } as const;
+    const base = { ...EPHEMERAL_POOL, owner: 'app' };
     // An old state: sequential ids 1..n, no key. Pick the ids so that the key's first id is one of them.
     const old = initialState(member('m'), 64, KEY);
     delete old.poolIdKey;
