@@ -98,7 +98,8 @@ const RETURN_CHECK_MS = 2000;
 const GARBAGE_ARRAY_BUFFER_BYTES = 64 * 1024 * 1024;
 
 /**
- * Gives freed page memory back after mass flushes. Released slabs are ArrayBuffers the JS heap does not
+ * Gives freed page memory back after mass flushes: first the spare slabs that stayed idle (spare-slabs.ts),
+ * then the garbage they and other released slabs leave. Released slabs are ArrayBuffers the JS heap does not
  * weigh: V8 collects them only when its own heap or new external allocations call for a GC, so on a node that
  * goes quiet after a flush their memory would stay resident until traffic resumes. Every RETURN_CHECK_MS, if
  * ArrayBuffer memory exceeds what the store holds by more than GARBAGE_ARRAY_BUFFER_BYTES, one full GC runs
@@ -109,8 +110,10 @@ function returnFreedMemory(store: PageStore): void {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   setInterval(() => {
-    const { slabBytes, metadataBytes } = store.memory();
-    if (process.memoryUsage().arrayBuffers - slabBytes - metadataBytes > GARBAGE_ARRAY_BUFFER_BYTES) gc();
+    store.releaseIdleSlabs();
+    const { slabBytes, spareSlabBytes, metadataBytes } = store.memory();
+    const held = slabBytes + spareSlabBytes + metadataBytes;
+    if (process.memoryUsage().arrayBuffers - held > GARBAGE_ARRAY_BUFFER_BYTES) gc();
   }, RETURN_CHECK_MS).unref();
 }
 

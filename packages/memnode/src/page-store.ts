@@ -51,6 +51,7 @@ import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-d
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
+import { createSpareSlabs, DEFAULT_SPARE_SLAB_IDLE_MS, DEFAULT_SPARE_SLAB_MAX_BYTES } from './spare-slabs.ts';
 
 /**
  * What a same-filled page (every byte equal) costs against capacity: it is kept as metadata only (the fill
@@ -104,6 +105,17 @@ export interface PageStoreOptions {
    * @default 33619968 (DEFAULT_SLAB_BYTES, 32 MiB + 64 KiB)
    */
   slabBytes?: number;
+  /**
+   * Most bytes of emptied slabs kept mapped for reuse (spare-slabs.ts): writing into memory already touched
+   * costs no page faults. 0 releases every emptied slab at once.
+   * @default min(capacityBytes / 4, 256 MiB)
+   */
+  spareSlabMaxBytes?: number;
+  /**
+   * Milliseconds an emptied slab is kept for reuse before it is released.
+   * @default 10000 (DEFAULT_SPARE_SLAB_IDLE_MS, as jemalloc's dirty decay)
+   */
+  spareSlabIdleMs?: number;
   /**
    * Page records the metadata arrays start with and never shrink below. They double when full and halve when
    * at most a quarter is in use, so metadata tracks the pages held, not the capacity. Small values make tests
@@ -335,6 +347,8 @@ export interface PageStore {
   owners(): string[];
   /** Bytes the store holds in memory, by kind (for the node's memory report); O(number of page sizes). */
   memory(): StoreMemory;
+  /** Releases the spare slabs that stayed unused for `spareSlabIdleMs`; returns the bytes released. */
+  releaseIdleSlabs(): number;
 }
 
 /** What a store holds in memory. */
@@ -343,6 +357,8 @@ export interface StoreMemory {
   slabBytes: number;
   /** Free slots within those slabs, in bytes (slab memory held for pages not stored). */
   freeSlotBytes: number;
+  /** Emptied slabs kept mapped for reuse (spare-slabs.ts), not counted in slabBytes. */
+  spareSlabBytes: number;
   /** Page and object records and the handle table: the typed arrays, at their allocated sizes. */
   metadataBytes: number;
 }
@@ -450,6 +466,12 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     });
   }
 
+  const spares = createSpareSlabs({
+    maxBytes:
+      options.spareSlabMaxBytes ?? Math.min(Math.floor(capacityBytes / 4), DEFAULT_SPARE_SLAB_MAX_BYTES),
+    idleMs: options.spareSlabIdleMs ?? DEFAULT_SPARE_SLAB_IDLE_MS,
+  });
+
   const minRecords = options.minRecords ?? INITIAL_RECORDS;
   if (!Number.isSafeInteger(minRecords) || minRecords < 1 || minRecords > 2 ** 30) {
     throw new TmemError(ErrorCode.BadArgument, 'minRecords must be an integer 1..2^30', {
@@ -541,6 +563,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       slab = createSlabAllocator({
         slotSize: pageSize,
         slabBytes,
+        spares,
         // Compaction moved a page: its record (or its shared slot's entry) follows it.
         onMove: (owner, to) => {
           if (dedupOn && owner >= DEDUP_OWNER_BASE) dedup.setSlot(owner - DEDUP_OWNER_BASE, to);
@@ -1436,7 +1459,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       ];
       let metadata = table.capacity * Int32Array.BYTES_PER_ELEMENT + dedup.memoryBytes();
       for (const a of [...records, oPool, oHead, oCount]) metadata += a.byteLength;
-      return { slabBytes: slab, freeSlotBytes: free, metadataBytes: metadata };
+      return {
+        slabBytes: slab,
+        freeSlotBytes: free,
+        spareSlabBytes: spares.heldBytes,
+        metadataBytes: metadata,
+      };
+    },
+
+    releaseIdleSlabs() {
+      return spares.releaseIdle();
     },
   };
 }
