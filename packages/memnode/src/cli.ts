@@ -140,6 +140,7 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   insecurePeers?: boolean;
   metricsPort?: number;
   dedup?: boolean;
+  spareSlabBytes?: number;
   identityMaxBytes?: number;
   identityMaxPages?: number;
 }
@@ -214,6 +215,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     port: options.port,
     capacityBytes: options.capacity,
     dedup: options.dedup === true,
+    ...(options.spareSlabBytes === undefined ? {} : { spareSlabBytes: options.spareSlabBytes }),
     identityQuota: {
       ...(options.identityMaxBytes === undefined ? {} : { maxBytes: options.identityMaxBytes }),
       ...(options.identityMaxPages === undefined ? {} : { maxPages: options.identityMaxPages }),
@@ -343,6 +345,11 @@ export function buildCli(): Command {
       '-c, --capacity <size>',
       `bytes of page data to hold, e.g. 256MiB or 2GiB (${formatByteSize(CAPACITY_RANGE.min)} at least)`,
       byteSize(CAPACITY_RANGE),
+    )
+    .option(
+      '--spare-slab-bytes <size>',
+      'emptied slab memory kept mapped for reuse by later puts, each slab for 10 s (default: capacity / 4, at most 1GiB; 0: none)',
+      byteSize({ min: 0, max: CAPACITY_RANGE.max }),
     )
     .option(
       '--identity-max-bytes <size>',

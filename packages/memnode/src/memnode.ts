@@ -45,6 +45,11 @@ export interface MemnodeOptions {
    */
   dedup?: boolean;
   /**
+   * Most bytes of emptied slabs the store keeps mapped for reuse, each for 10 s (PageStoreOptions.spareSlabMaxBytes).
+   * @default min(capacityBytes / 4, 1 GiB)
+   */
+  spareSlabBytes?: number;
+  /**
    * What one identity may hold in this node's store, pages and charged bytes (PageStoreOptions.ownerQuota).
    * @default {} (no quota: the capacity, shared by eviction from the identity charged most)
    */
@@ -260,6 +265,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
   const store = createPageStore({
     capacityBytes: options.capacityBytes,
     dedup: options.dedup === true,
+    ...(options.spareSlabBytes === undefined ? {} : { spareSlabMaxBytes: options.spareSlabBytes }),
     ownerQuota: options.identityQuota ?? {},
   });
   const ops = createOpMetrics();

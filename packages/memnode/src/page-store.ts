@@ -108,7 +108,7 @@ export interface PageStoreOptions {
   /**
    * Most bytes of emptied slabs kept mapped for reuse (spare-slabs.ts): writing into memory already touched
    * costs no page faults. 0 releases every emptied slab at once.
-   * @default min(capacityBytes / 4, 256 MiB)
+   * @default min(capacityBytes / 4, 1 GiB)
    */
   spareSlabMaxBytes?: number;
   /**

@@ -18,8 +18,8 @@
  * the store's own allocators, which overwrite a slot before any read of it.
  */
 
-/** Default bound of spare slab memory: at most a quarter of the node's capacity, and at most 256 MiB. */
-export const DEFAULT_SPARE_SLAB_MAX_BYTES = 256 * 1024 * 1024;
+/** Default bound of spare slab memory: at most a quarter of the node's capacity, and at most 1 GiB. */
+export const DEFAULT_SPARE_SLAB_MAX_BYTES = 1024 * 1024 * 1024;
 
 /** Default time an emptied slab is kept for reuse before it is released: jemalloc's dirty decay, 10 s. */
 export const DEFAULT_SPARE_SLAB_IDLE_MS = 10_000;
