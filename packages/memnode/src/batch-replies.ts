@@ -4,11 +4,20 @@
 // first part, and the rest in later parts as they finish, coalesced: every op that finished during one turn of
 // the event loop goes out in one part per batch, on the next setImmediate (an incoming `replicated` frame
 // settles many puts at once; a microtask flush would cut them into many small frames). Every part but the
-// last says `more: true`; each op is answered exactly once over the parts.
+// last says `more: true`; each op is answered exactly once over the parts. The first part's pages come from
+// the arena (page-arena.ts), reset once that part is encoded.
 import type { Batch, BatchReply, PageOp, PageReply } from '@tmem/protocol';
+import type { PageArena } from './page-arena.ts';
 
-/** Serves one page op of a batch: the reply itself when it completes synchronously, else its promise. */
-export type RunPageOp = (op: PageOp, stateVersion: number | undefined) => PageReply | Promise<PageReply>;
+/**
+ * Serves one page op of a batch: the reply itself when it completes synchronously, else its promise. A
+ * synchronous hit's page comes from `arena` when given.
+ */
+export type RunPageOp = (
+  op: PageOp,
+  stateVersion: number | undefined,
+  arena?: PageArena,
+) => PageReply | Promise<PageReply>;
 
 /** Options of a connection's batch answers. */
 export interface BatchRepliesOptions {
@@ -19,8 +28,13 @@ export interface BatchRepliesOptions {
   parts: boolean;
   /** Serves one op (request-handler's handlePageOp for this connection). */
   run: RunPageOp;
-  /** Sends one reply frame on the connection. */
+  /** Sends one reply frame on the connection, encoding it before it returns. */
   send(frame: BatchReply): void;
+  /**
+   * Scratch memory for the pages of the first part, which is encoded before `answer` returns (parts only: a
+   * batch answered in one frame may hold its synchronous replies until a slow op finishes).
+   */
+  arena?: PageArena;
 }
 
 /** The batch answers of one connection. */
@@ -42,7 +56,7 @@ interface OpenBatch {
 
 /** Creates the batch answers of one connection. */
 export function createBatchReplies(options: BatchRepliesOptions): BatchReplies {
-  const { run, parts } = options;
+  const { run, parts, arena } = options;
   const send = (frame: BatchReply): void => options.send(frame);
   /** Batches with replies to send on the next flush; each at most once. */
   let dirty: OpenBatch[] = [];
@@ -77,7 +91,7 @@ export function createBatchReplies(options: BatchRepliesOptions): BatchReplies {
     const first: PageReply[] = [];
     let open: OpenBatch | null = null;
     for (const op of batch.ops) {
-      const reply = run(op, batch.sv);
+      const reply = run(op, batch.sv, arena);
       if (!(reply instanceof Promise)) {
         first.push(reply);
         continue;
@@ -90,6 +104,7 @@ export function createBatchReplies(options: BatchRepliesOptions): BatchReplies {
     // No empty first part when every op waits: the first part is simply the first to finish.
     if (open === null || first.length > 0)
       send({ t: 'batch', id: batch.id, replies: first, more: open !== null });
+    arena?.reset();
   }
 
   function answerInOneFrame(batch: Batch): void {

@@ -51,6 +51,7 @@ import { COLLIDED, createPageDedup, MAX_DEDUP_ENTRIES, NO_ENTRY } from './page-d
 import { maxCompressedBytes, slotSizeFor } from './size-classes.ts';
 import { createSlabAllocator, DEFAULT_SLAB_BYTES } from './slab-allocator.ts';
 import type { SlabAllocator } from './slab-allocator.ts';
+import type { PageArena } from './page-arena.ts';
 import { createSpareSlabs, DEFAULT_SPARE_SLAB_IDLE_MS, DEFAULT_SPARE_SLAB_MAX_BYTES } from './spare-slabs.ts';
 
 /**
@@ -293,8 +294,12 @@ export interface PageStore {
    * be sent or transferred as is. Throws UNKNOWN_POOL or BAD_ARGUMENT.
    */
   get(pool: number, oid: Uint8Array, index: number): Uint8Array<ArrayBuffer> | null;
-  /** Exactly get (same counters, same exclusive-get removal), returning the page's version and checksum too. */
-  read(pool: number, oid: Uint8Array, index: number): StoredPage | null;
+  /**
+   * Exactly get (same counters, same exclusive-get removal), returning the page's version and checksum too.
+   * With `arena`, the copy is taken from it (page-arena.ts: valid until the arena's next reset, not a whole
+   * ArrayBuffer of its own) rather than freshly allocated.
+   */
+  read(pool: number, oid: Uint8Array, index: number, arena?: PageArena): StoredPage | null;
   /**
    * A copy of the page with its metadata, or null, changing nothing: no counters, no LRU move, and an ephemeral
    * page stays (this is the node copying a page to a peer, not a client taking it). Throws UNKNOWN_POOL or
@@ -993,15 +998,23 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     return lookup(pool, oidKey(oidBytes), index);
   }
 
-  /** A copy of a live record's page and metadata. */
-  function copyOut(record: number, pool: PoolState): StoredPage {
+  /** A copy of a live record's page and metadata, in `arena` if given (decompressed pages are fresh anyway). */
+  function copyOut(record: number, pool: PoolState, arena?: PageArena): StoredPage {
     const flags = rFlags[record] as number;
     const version = rVersion[record] as number;
     const sum = flags & HAS_SUM ? rSum[record] : undefined;
+    const pageSize = pool.spec.pageSize;
     if (flags & SAME_FILLED) {
-      return { page: new Uint8Array(pool.spec.pageSize).fill(rSlot[record] as number), version, sum };
+      const page = arena === undefined ? new Uint8Array(pageSize) : arena.take(pageSize);
+      return { page: page.fill(rSlot[record] as number), version, sum };
     }
-    if (!(flags & COMPRESSED)) return { page: pool.slab.read(slotOfRecord(record)), version, sum };
+    if (!(flags & COMPRESSED)) {
+      const slot = slotOfRecord(record);
+      if (arena === undefined) return { page: pool.slab.read(slot), version, sum };
+      const page = arena.take(pageSize);
+      page.set(pool.slab.view(slot, pageSize));
+      return { page, version, sum };
+    }
     const packed = slabOfRecord(record, pool).view(slotOfRecord(record), rPacked[record] as number);
     const page = (pool.codec as PageCodec).decompress(packed, pool.spec.pageSize);
     if (page !== null) return { page, version, sum };
@@ -1060,7 +1073,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   }
 
   /** PageStore.read; a named function so get can wrap it without depending on `this`. */
-  function read(poolId: number, oid: Uint8Array, index: number): StoredPage | null {
+  function read(poolId: number, oid: Uint8Array, index: number, arena?: PageArena): StoredPage | null {
     enter();
     const pool = requirePool(poolId);
     const record = findRecord(pool, oid, index);
@@ -1074,7 +1087,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     }
     counters.hits++;
     owned.hits++;
-    const stored = copyOut(record, pool);
+    const stored = copyOut(record, pool, arena);
     // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
     // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
     if (!pool.persistent) removeRecord(record, pool);

@@ -21,6 +21,7 @@ import {
 import type { ClusterMember } from './cluster/cluster-member.ts';
 import type { EphemeralHandOver } from './cluster/ephemeral-hand-over.ts';
 import type { PageStore, PoolSpec } from './page-store.ts';
+import type { PageArena } from './page-arena.ts';
 import { Verdict, verdictWire } from './serving-view.ts';
 import { newPoolIdKey } from './cluster/pool-ids.ts';
 import { collectBatch } from './batch-replies.ts';
@@ -153,8 +154,16 @@ function persistentOp(ctx: RequestContext, op: PageOp, stateVersion: number | un
   return reply.catch((error: unknown) => errorReply(op.id, error));
 }
 
-/** An ephemeral page op this node serves: one copy, so it completes here and now. Throws on bad input. */
-function ephemeralOp(store: PageStore, handOver: EphemeralHandOver, op: PageOp): PageReply {
+/**
+ * An ephemeral page op this node serves: one copy, so it completes here and now. A hit's page comes from
+ * `arena` when given. Throws on bad input.
+ */
+function ephemeralOp(
+  store: PageStore,
+  handOver: EphemeralHandOver,
+  op: PageOp,
+  arena?: PageArena,
+): PageReply {
   switch (op.t) {
     case 'put': {
       if (!checksumMatches(op.page, op.sum)) {
@@ -167,7 +176,7 @@ function ephemeralOp(store: PageStore, handOver: EphemeralHandOver, op: PageOp):
         : { t: 'refused', id: op.id, reason: result.reason };
     }
     case 'get': {
-      const stored = store.read(op.pool, op.oid, op.index);
+      const stored = store.read(op.pool, op.oid, op.index, arena);
       if (stored === null) return { t: 'miss', id: op.id };
       return stored.sum === undefined
         ? { t: 'hit', id: op.id, page: stored.page }
@@ -201,7 +210,8 @@ function gatedReply(id: number, version: number): PageReply {
  * and accepted states, or for a replica read of a persistent pool an owner). Each op gets exactly one serving
  * check and one partition hash. Ephemeral ops complete synchronously and return the reply itself (no
  * promise); persistent ones return a promise that settles when the other copies answered. Never throws or
- * rejects: failures become error replies for that op alone.
+ * rejects: failures become error replies for that op alone. With `arena`, a synchronous reply's page is in
+ * it (page-arena.ts): the caller encodes that reply before it resets the arena.
  */
 export function handlePageOp(
   ctx: RequestContext,
@@ -209,8 +219,9 @@ export function handlePageOp(
   stateVersion: number | undefined,
   /** When the op started, for its latency; the ops of one batch share their batch's (one clock read). */
   startMs = performance.now(),
+  arena?: PageArena,
 ): PageReply | Promise<PageReply> {
-  const reply = answerPageOp(ctx, op, stateVersion);
+  const reply = answerPageOp(ctx, op, stateVersion, arena);
   if (reply instanceof Promise) {
     return reply.then((settled) => {
       ctx.metrics.record(op, settled, startMs);
@@ -225,6 +236,7 @@ function answerPageOp(
   ctx: RequestContext,
   op: PageOp,
   stateVersion: number | undefined,
+  arena: PageArena | undefined,
 ): PageReply | Promise<PageReply> {
   const spec = ctx.store.getPool(op.pool);
   const owned = spec !== undefined && spec.owner === ctx.identity;
@@ -245,7 +257,7 @@ function answerPageOp(
   if (partition >= 0 && handOver.gated(partition)) return gatedReply(op.id, view.version);
   if (!owned) return errorReply(op.id, unknownPool(op.pool));
   try {
-    return ephemeralOp(ctx.store, handOver, op);
+    return ephemeralOp(ctx.store, handOver, op, arena);
   } catch (error) {
     return errorReply(op.id, error);
   }

@@ -17,6 +17,7 @@ import type { Logger } from './logger.ts';
 import type { OpMetrics } from './op-metrics.ts';
 import { handleFrame, handlePageOp, visibleState, type RequestContext } from './request-handler.ts';
 import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
+import { createPageArena } from './page-arena.ts';
 import type { PageStore } from './page-store.ts';
 import type { ClusterMember } from './cluster/cluster-member.ts';
 import { createReplyFlow } from './reply-flow.ts';
@@ -85,6 +86,12 @@ function checkHello(frame: ClientFrame): Hello {
 
 /** At most one refused-peer warning per this interval, per process (see warnRefusedPeer). */
 const REFUSED_PEER_WARNING_INTERVAL_MS = 10_000;
+
+/**
+ * Scratch memory for the pages of replies encoded as soon as they are built (page-arena.ts), shared by every
+ * session of the process: each use takes pages, encodes their reply and resets, all in one synchronous run.
+ */
+const replyPages = createPageArena();
 let lastRefusedPeerWarningMs = -Infinity;
 
 /**
@@ -276,7 +283,8 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     ctx = served;
     batches = createBatchReplies({
       parts: deps.batchReplyParts,
-      run: (op, stateVersion) => handlePageOp(served, op, stateVersion, batchStartMs),
+      run: (op, stateVersion, arena) => handlePageOp(served, op, stateVersion, batchStartMs, arena),
+      arena: replyPages,
       send: (part) => {
         send(part);
         flow.answered(part.replies.length);
@@ -334,9 +342,10 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       case 'flushPage':
       case 'flushObject': {
         flow.dispatched(1);
-        const reply = handlePageOp(ctx, frame, undefined);
+        const reply = handlePageOp(ctx, frame, undefined, undefined, replyPages);
         if (reply instanceof Promise) void reply.then(sendOpReply);
         else sendOpReply(reply);
+        replyPages.reset();
         return;
       }
     }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Batch, BatchReply, PageOp, PageReply } from '@tmem/protocol';
 import { collectBatch, createBatchReplies } from '../src/batch-replies.ts';
+import { createPageArena, type PageArena } from '../src/page-arena.ts';
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -129,5 +130,60 @@ describe('batch replies in one frame', () => {
     const answer = collectBatch(s.batch, s.run);
     s.settle(1);
     expect(idsOf(await answer)).toEqual([1, 2]);
+  });
+});
+
+describe('batch replies with a page arena', () => {
+  /** Hits whose pages come from the arena the batch passes, filled with the op id. */
+  const hits = (op: PageOp, _sv: number | undefined, arena?: PageArena): PageReply => {
+    const page = arena === undefined ? new Uint8Array(4) : arena.take(4);
+    return { t: 'hit', id: op.id, page: page.fill(op.id) };
+  };
+  const batchOf = (id: number, ids: number[]): Batch => ({
+    t: 'batch',
+    id,
+    ops: ids.map((opId) => ({ t: 'get', id: opId, pool: 1, oid: new Uint8Array([1]), index: 0 })),
+  });
+  const pagesOf = (frame: BatchReply) => frame.replies.map((r) => (r.t === 'hit' ? [...r.page] : null));
+
+  it('hands the first part its pages intact, then reuses their memory for the next batch', () => {
+    const seen: (number[] | null)[][] = [];
+    const buffers: ArrayBufferLike[] = [];
+    const replies = createBatchReplies({
+      parts: true,
+      run: hits,
+      arena: createPageArena(64),
+      send: (f) => {
+        // What the encoder would see, copied at send time as the encoder copies.
+        seen.push(pagesOf(f));
+        for (const r of f.replies) if (r.t === 'hit') buffers.push(r.page.buffer);
+      },
+    });
+    replies.answer(batchOf(1, [1, 2]));
+    replies.answer(batchOf(2, [3, 4]));
+    expect(seen).toEqual([
+      [
+        [1, 1, 1, 1],
+        [2, 2, 2, 2],
+      ],
+      [
+        [3, 3, 3, 3],
+        [4, 4, 4, 4],
+      ],
+    ]);
+    // One chunk served both batches: reset after each first part.
+    expect(new Set(buffers).size).toBe(1);
+  });
+
+  it('gives no arena to a batch answered in one frame, whose replies may wait for a slow op', () => {
+    const arenas: (PageArena | undefined)[] = [];
+    const run = (op: PageOp, sv: number | undefined, arena?: PageArena) => {
+      arenas.push(arena);
+      return hits(op, sv, arena);
+    };
+    createBatchReplies({ parts: false, run, arena: createPageArena(64), send: () => {} }).answer(
+      batchOf(1, [1]),
+    );
+    expect(arenas).toEqual([undefined]);
   });
 });
