@@ -6,6 +6,7 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   TmemError,
+  createFrameBuffers,
   errorToWire,
   type ClientFrame,
   type Codec,
@@ -87,11 +88,16 @@ function checkHello(frame: ClientFrame): Hello {
 /** At most one refused-peer warning per this interval, per process (see warnRefusedPeer). */
 const REFUSED_PEER_WARNING_INTERVAL_MS = 10_000;
 
+const BINARY = { binary: true } as const;
+
 /**
  * Scratch memory for the pages of replies encoded as soon as they are built (page-arena.ts), shared by every
  * session of the process: each use takes pages, encodes their reply and resets, all in one synchronous run.
  */
 const replyPages = createPageArena();
+
+/** Buffers of encoded replies, back for reuse once their socket wrote them (protocol's frame-buffers.ts). */
+const replyFrames = createFrameBuffers();
 let lastRefusedPeerWarningMs = -Infinity;
 
 /**
@@ -170,13 +176,15 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     }
     let bytes: Uint8Array;
     try {
-      bytes = deps.codec.encode(frame);
+      bytes = deps.codec.encode(frame, replyFrames);
     } catch (error) {
       // A reply over the frame limit (a batch of large hits): answer with the error instead of crashing.
       log.error({ err: error, t: frame.t }, 'reply could not be encoded');
       bytes = deps.codec.encode({ t: 'error', id: frame.id, ...errorToWire(error) });
     }
-    socket.send(bytes, { binary: true });
+    // The callback runs once the socket wrote the frame, or failed to: either way ws is done with the bytes.
+    if (replyFrames.owns(bytes)) socket.send(bytes, BINARY, () => replyFrames.release(bytes));
+    else socket.send(bytes, BINARY);
   }
 
   function sendOpReply(reply: NodeFrame): void {

@@ -4,6 +4,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from './constants.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
 import { createFastDecoder } from './fast-decode.ts';
 import { createFastEncoder } from './fast-encode.ts';
+import type { FrameBuffers } from './frame-buffers.ts';
 import { ClientFrame, ErrorReply, NodeFrame } from './frames.ts';
 import { unsupported } from './msgpack-reader.ts';
 import {
@@ -50,8 +51,11 @@ export interface Codec {
   readonly maxFrameBytes: number;
   readonly clientBudget: DecodeBudget;
   readonly peerBudget: DecodeBudget;
-  /** Packs a frame. Throws FRAME_TOO_LARGE when the result exceeds maxFrameBytes. */
-  encode(frame: ClientFrame | NodeFrame): Uint8Array;
+  /**
+   * Packs a frame. Throws FRAME_TOO_LARGE when the result exceeds maxFrameBytes. With `buffers`, a data frame
+   * may be encoded into one of its buffers (`buffers.owns(result)`), which the sender releases once written.
+   */
+  encode(frame: ClientFrame | NodeFrame, buffers?: FrameBuffers): Uint8Array;
   /**
    * Unpacks and validates a frame sent by a client (or, with `codec.peerBudget`, by an authenticated peer).
    * Binary fields are views into `data`. @param budget default: the client budget
@@ -188,9 +192,10 @@ export function createCodec(options: CodecOptions = {}): Codec {
     maxFrameBytes,
     clientBudget,
     peerBudget,
-    encode(frame) {
-      const data = fast?.encode(frame) ?? packr.pack(frame);
+    encode(frame, buffers) {
+      const data = fast?.encode(frame, buffers) ?? packr.pack(frame);
       if (data.length > maxFrameBytes) {
+        buffers?.release(data);
         throw new ProtocolError(
           ErrorCode.FrameTooLarge,
           `encoded frame of ${data.length} bytes exceeds the limit of ${maxFrameBytes}`,

@@ -27,12 +27,13 @@ import {
   writeUint,
 } from './msgpack-writer.ts';
 import type { Writer } from './msgpack-writer.ts';
+import type { FrameBuffers } from './frame-buffers.ts';
 
 /** Packs a value with msgpackr (for free-form `details` and non-ASCII strings), as the reference would. */
 export type ValuePacker = (value: unknown) => Uint8Array;
 
 /** Encodes data frames; returns undefined for any frame it leaves to msgpackr. */
-export type FastEncoder = (frame: unknown) => Buffer | undefined;
+export type FastEncoder = (frame: unknown, buffers?: FrameBuffers) => Buffer | undefined;
 
 /** A frame or op as the encoder sees it: any object, its fields checked one by one. */
 type Obj = Record<string, unknown>;
@@ -538,7 +539,7 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
     }
   }
 
-  return (frame) => {
+  return (frame, buffers) => {
     if (typeof frame !== 'object' || frame === null) return undefined;
     packed = [];
     next = 0;
@@ -547,9 +548,9 @@ export function createFastEncoder(pack: ValuePacker): FastEncoder {
       packed = [];
       return undefined;
     }
-    // allocUnsafe: every byte is written below. Small frames come from Node's shared pool, large ones are
-    // allocated on their own.
-    const w: Writer = { data: Buffer.allocUnsafe(size), pos: 0 };
+    // Unsafe (uninitialised): every byte is written below. Small frames come from Node's shared pool, large
+    // ones from `buffers` when given (frame-buffers.ts), else are allocated on their own.
+    const w: Writer = { data: buffers?.acquire(size) ?? Buffer.allocUnsafe(size), pos: 0 };
     writeFrame(w, frame as Obj);
     packed = [];
     return w.data;

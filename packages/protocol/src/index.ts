@@ -11,3 +11,4 @@ export * from './checksum.ts';
 export * from './peer-auth.ts';
 export * from './liveness.ts';
 export * from './tls-errors.ts';
+export * from './frame-buffers.ts';
