@@ -7,6 +7,7 @@ import {
   TimeoutError,
   TmemError,
   certificateRejection,
+  createFrameBuffers,
   errorFromWire,
   watchLiveness,
   type ClientFrame,
@@ -26,6 +27,13 @@ import type { Logger } from './options.ts';
 import type { ResolvedTls } from './tls-options.ts';
 import { createRequestIds } from './request-ids.ts';
 import { isExpectedReply, type ReplyTo, type Request } from './requests.ts';
+
+/**
+ * Buffers of encoded request frames, shared by the process's connections and back for reuse once ws is done
+ * with them: a client putting 32-page batches otherwise allocates a fresh 128 KiB buffer per frame, which V8
+ * answers with full collections (protocol's frame-buffers.ts).
+ */
+const sendFrames = createFrameBuffers();
 
 /** WebSocket close codes the client sends, from RFC 6455. */
 const CloseCode = { Normal: 1000, ProtocolViolation: 1002 } as const;
@@ -493,9 +501,9 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       pending.set(id, first);
       frame = { ...first.request, id };
     }
-    let data: Uint8Array;
+    let data: Uint8Array | undefined;
     try {
-      data = codec.encode(frame);
+      data = codec.encode(frame, sendFrames);
       // Only an op too big for any batch gets here (a frame holds at least one op): the node would close the
       // connection on it, taking every other op in flight along.
       if (nodeMaxFrameBytes !== undefined && data.length > nodeMaxFrameBytes) {
@@ -507,12 +515,16 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
       }
     } catch (error) {
       // Only a frame over the codec's or the node's limit gets here; it fails its own ops and takes no slot.
+      if (data !== undefined) sendFrames.release(data);
       frames.delete(id);
       for (const op of ops) failOp(op, error, false);
       return;
     }
-    // msgpackr never reuses the bytes it returned, so the socket may hold on to `data` while it drains.
-    ws.send(data);
+    // ws may hold on to `data` until it is written (it copies it to mask it, but not while it queues): a
+    // pooled buffer goes back on the send callback. msgpackr never reuses the bytes it returned.
+    const bytes = data;
+    if (sendFrames.owns(bytes)) ws.send(bytes, () => sendFrames.release(bytes));
+    else ws.send(bytes);
   }
 
   /**
