@@ -453,6 +453,9 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
           draft.pools = draft.pools.filter((p) => p.id !== frame.pool);
         });
         return { t: 'ok', id: frame.id };
+      case 'endSession':
+        // The fake node keeps no sessions: a close's end of its session is answered like a real node's.
+        return { t: 'ok', id: frame.id };
       case 'stats':
         return { t: 'stats', id: frame.id, stats: zeroStats(nodeId) };
       case 'batch':
@@ -467,6 +470,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       case 'fetch':
       case 'peerGet':
       case 'handOff':
+      case 'sessionsQuery':
         return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
         return answerPageOp(frame, undefined);

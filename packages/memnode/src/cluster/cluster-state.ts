@@ -83,7 +83,10 @@ export const StateChange = z.discriminatedUnion('type', [
      * The session's pools as the sweep saw them. With it the change applies only if the session has no other
      * pool: one created since means its client is back, and the sweep decides again (session-sweep.ts).
      */
-    pools: z.array(count).max(1 << 16).optional(),
+    pools: z
+      .array(count)
+      .max(1 << 16)
+      .optional(),
   }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
   z.strictObject({

@@ -244,8 +244,13 @@ describe('cluster state', () => {
     const S2 = 'b'.repeat(32);
     let s = initialState(member('m'), 64, KEY);
     const create = (owner: string, session?: string) => {
-      const made = applyChange(s, { ...EPHEMERAL_POOL, owner, ...(session === undefined ? {} : { session }) });
+      const made = applyChange(s, {
+        ...EPHEMERAL_POOL,
+        owner,
+        ...(session === undefined ? {} : { session }),
+      });
       s = made.state;
+      if (!made.result.ok) throw new Error(made.result.error);
       return made.result.poolId as number;
     };
     const [a1, a2, a3, b1, bare] = [
