@@ -162,8 +162,6 @@ export function createPoolHandle(
   info: PoolInfo,
   execute: Execute,
   runMany: RunMany,
-  /** Told once the pool was destroyed through this handle (the client stops tracking it). */
-  onDestroyed: () => void = () => undefined,
 ): Pool {
   const { id, kind, pageSize, clusterId, compression, createdVersion } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
@@ -259,7 +257,6 @@ export function createPoolHandle(
       // Not retried after a lost connection: had the first attempt destroyed the pool, the retry would fail
       // with UNKNOWN_POOL.
       await execute({ t: 'destroyPool', pool: id }, { retry: false, ...inCluster });
-      onDestroyed();
     },
   };
 }
