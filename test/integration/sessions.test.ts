@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type TmemClient } from '@tmem/client';
-import { PROTOCOL_VERSION, type NodeStats, type PoolInfo } from '@tmem/protocol';
+import { PROTOCOL_VERSION, type PoolInfo } from '@tmem/protocol';
 import {
   closeAllRawPeers,
   killAllNodes,
@@ -65,7 +65,7 @@ async function heldAt(
   try {
     const reply = await raw.request({ t: 'stats', id: ++requestId });
     if (reply.t !== 'stats') throw new Error(`no stats: ${reply.t}`);
-    const use = (reply.stats as NodeStats).identities?.find((i) => i.identity === identity);
+    const use = reply.stats.identities?.find((i) => i.identity === identity);
     return { pools: use?.pools ?? 0, pages: use?.pages ?? 0, usedBytes: use?.usedBytes ?? 0 };
   } finally {
     raw.close();

@@ -158,11 +158,7 @@ function isAccepted(reply: Accepted | Refused): boolean {
 }
 
 /** Creates the Pool handle for a pool the cluster created; `runMany` carries putMany and getMany. */
-export function createPoolHandle(
-  info: PoolInfo,
-  execute: Execute,
-  runMany: RunMany,
-): Pool {
+export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunMany): Pool {
   const { id, kind, pageSize, clusterId, compression, createdVersion } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
   const pageOp: ExecuteOptions = {

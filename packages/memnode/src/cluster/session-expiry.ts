@@ -44,7 +44,7 @@ export function startSessionExpiry(options: SessionExpiryOptions): SessionExpiry
     const answers = await Promise.all(
       state.members.map((m) =>
         m.id === member.nodeId
-          ? keys.map((k) => liveness.isLive(k.owner, k.session))
+          ? Promise.resolve(keys.map((k) => liveness.isLive(k.owner, k.session)))
           : member
               .callMember(
                 m.id,
