@@ -17,7 +17,8 @@ import {
 } from '@tmem/protocol';
 import { createViewTracker, type ClientEvents, type ClusterView } from './cluster-view.ts';
 import { createConnectionPool } from './connection-pool.ts';
-import { openNodeConnection, type NodeConnection } from './node-connection.ts';
+import { openNodeConnection, type NodeConnection, type NodeConnectionOptions } from './node-connection.ts';
+import { endSession } from './session-end.ts';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.ts';
 import { createPageBatch } from './page-batch.ts';
 import { createPoolHandle, type Pool } from './pool.ts';
@@ -154,8 +155,8 @@ function createClient(
   const tracker = createViewTracker((error) =>
     log.error({ error: error instanceof Error ? error.message : String(error) }, 'a view listener threw'),
   );
-  // Connections report closes and pushed states to the pool and the sync, made below: none opens before.
-  function open(url: string): Promise<NodeConnection> {
+  /** A connection to `url` with the client's identity, token and session, on its own (no close hooks). */
+  function dial(url: string, extra: Partial<NodeConnectionOptions> = {}): Promise<NodeConnection> {
     return openNodeConnection({
       url,
       identity: options.identity,
@@ -172,6 +173,12 @@ function createClient(
       maxFramesInFlight: options.maxFramesInFlight,
       localAddress: options.localAddress,
       tls: options.tls,
+      ...extra,
+    });
+  }
+  // Connections report closes and pushed states to the pool and the sync, made below: none opens before.
+  function open(url: string): Promise<NodeConnection> {
+    return dial(url, {
       signal: closer.signal,
       onClose: (connection) => {
         pool.forget(connection);
@@ -322,20 +329,19 @@ function createClient(
 
     close(closeOptions = {}) {
       closing ??= (async () => {
-        if (closeOptions.keepPools !== true && sessionUsed) {
-          // Ending a session twice is harmless (the node answers ok), so it is retried like a read.
-          try {
-            await router.execute({ t: 'endSession', session: options.session }, { retry: true });
-          } catch (error) {
-            log.warn(
-              { error: error instanceof Error ? error.message : String(error) },
-              "session not ended: its pools go after the nodes' session grace period",
-            );
-          }
-        }
         const error = clientClosed();
         closer.abort(error);
         await Promise.all([sync.close(error), pool.close(error)]);
+        if (closeOptions.keepPools !== true && sessionUsed) {
+          await endSession({
+            session: options.session,
+            urls: [...tracker.view().members.map((m) => m.url), ...options.seeds],
+            open: (url, connectTimeoutMs) =>
+              dial(url, { connectTimeoutMs: Math.min(connectTimeoutMs, options.connectTimeoutMs) }),
+            timeoutMs,
+            logger: log,
+          });
+        }
         log.debug({ identity: options.identity }, 'client closed');
       })();
       return closing;

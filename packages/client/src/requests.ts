@@ -25,8 +25,11 @@ export type PageRequest = WithoutId<PageOp>;
 export type ControlRequest = WithoutId<NewPool | DestroyPool | EndSession | StatsRequest | GetState>;
 /** Anything a client asks a node after the handshake. */
 export type Request = PageRequest | ControlRequest;
-/** What the pool layer asks the router for: every request but the state sync's own getState. */
-export type RoutedRequest = Exclude<Request, { t: 'getState' }>;
+/**
+ * What the pool layer asks the router for: every request but the state sync's own getState and the close's
+ * endSession (session-end.ts).
+ */
+export type RoutedRequest = Exclude<Request, { t: 'getState' | 'endSession' }>;
 
 /** The successful replies each request may get; error replies become rejections instead. */
 export interface ReplyMap {

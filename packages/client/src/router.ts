@@ -383,7 +383,6 @@ export function createRouter(options: RouterOptions): Router {
         return broadcast(request, how, deadline, false).then((replies) => replies[0]);
       case 'newPool':
       case 'destroyPool':
-      case 'endSession':
         return toCoordinator(request, how, deadline);
     }
   }

@@ -544,8 +544,8 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return;
       }
       const frameReply = answer(frame, socket);
-      // State replies are the sync's business: never held, not counted as outstanding ops.
-      if (frame.t === 'getState') {
+      // State replies are the sync's business, a session's end the close's: never held, not counted as ops.
+      if (frame.t === 'getState' || frame.t === 'endSession') {
         socket.send(encodeReply(frameReply));
         return;
       }

@@ -360,7 +360,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
     ...(options.ephemeralHandOver === undefined ? {} : { ephemeralHandOver: options.ephemeralHandOver }),
   });
   const sessions = createSessionLiveness({ graceMs: options.sessionGraceMs ?? DEFAULT_SESSION_GRACE_MS });
-  const expiry = startSessionExpiry({ member, liveness: sessions, logger });
+  const expiry = startSessionExpiry({ member, liveness: sessions, logger, maxFrameBytes });
   if (options.clientTokens === undefined) {
     log.warn('open mode: clients are not authenticated, any client may act as any identity');
   }

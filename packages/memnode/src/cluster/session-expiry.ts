@@ -5,7 +5,9 @@
 import type { Logger } from '../logger.ts';
 import type { SessionLiveness } from '../session-liveness.ts';
 import type { ClusterMember } from './cluster-member.ts';
+import { MAX_QUERIED_SESSIONS } from '@tmem/protocol';
 import { sessionCandidates, sessionsToEnd } from './session-sweep.ts';
+import { poolsThatFit } from './state-bound.ts';
 
 /** Options of the sweep. */
 export interface SessionExpiryOptions {
@@ -15,11 +17,17 @@ export interface SessionExpiryOptions {
   logger: Logger;
   /** How long the sweep waits for a member's answer; without it, that sweep ends nothing. @default 2000 */
   queryTimeoutMs?: number;
+  /**
+   * The node's frame limit: a query names at most as many sessions as half a frame holds pools (a session key
+   * encodes smaller than a pool), so it always fits, and a state with more sessions is covered over sweeps.
+   * @default DEFAULT_MAX_FRAME_BYTES
+   */
+  maxFrameBytes?: number;
 }
 
 /** A running sweep. */
 export interface SessionExpiry {
-  /** Runs one sweep now (if this node is the coordinator); resolves when it is done. For tests. */
+  /** Runs one sweep now (if this node is the coordinator; none if one is running); resolves when done. */
   sweep(): Promise<void>;
   close(): void;
 }
@@ -29,6 +37,10 @@ export function startSessionExpiry(options: SessionExpiryOptions): SessionExpiry
   const { member, liveness } = options;
   const log = options.logger.child({ component: 'sessions' });
   const queryTimeoutMs = options.queryTimeoutMs ?? Math.min(2000, liveness.graceMs);
+  const perQuery = Math.min(
+    MAX_QUERIED_SESSIONS,
+    options.maxFrameBytes === undefined ? MAX_QUERIED_SESSIONS : poolsThatFit(options.maxFrameBytes),
+  );
   let closed = false;
   let running: Promise<void> | undefined;
   /** Where the next sweep's window of sessions starts, when the state holds more than one query carries. */
@@ -37,7 +49,7 @@ export function startSessionExpiry(options: SessionExpiryOptions): SessionExpiry
   async function sweepOnce(): Promise<void> {
     const state = member.committed();
     if (closed || state === null || member.leaderId() !== member.nodeId) return;
-    const candidates = sessionCandidates(state, cursor);
+    const candidates = sessionCandidates(state, cursor, perQuery);
     if (candidates.length === 0) return;
     cursor += candidates.length;
     const keys = candidates.map(({ owner, session }) => ({ owner, session }));
