@@ -17,7 +17,8 @@ import {
 } from '@tmem/protocol';
 import { createViewTracker, type ClientEvents, type ClusterView } from './cluster-view.ts';
 import { createConnectionPool } from './connection-pool.ts';
-import { openNodeConnection, type NodeConnection } from './node-connection.ts';
+import { openNodeConnection, type NodeConnection, type NodeConnectionOptions } from './node-connection.ts';
+import { endSession } from './session-end.ts';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.ts';
 import { createPageBatch } from './page-batch.ts';
 import { createPoolHandle, type Pool } from './pool.ts';
@@ -55,11 +56,23 @@ export interface TmemClient {
   /** The identity that owns this client's private pools. */
   readonly identity: string;
   /**
+   * The client's session (32 hex digits): the pools it creates belong to it and are destroyed when it ends,
+   * by `close()` or after the nodes' grace period without any connection. Pass it to `connect({ session })`
+   * to continue the session from another client of the same identity.
+   */
+  readonly session: string;
+  /**
    * Creates a private pool. Rejects with BadPageSizeError, before anything is sent, when pageSize is not
    * allowed. Retried while no coordinator can commit it (NO_COORDINATOR) within the timeout, but not after a
    * lost connection, because the cluster may have created the pool already.
    */
   createPool(options: CreatePoolOptions): Promise<Pool>;
+  /**
+   * Handles to the pools of this client's session in its current view of the cluster: after
+   * `connect({ session })` continued an earlier client's session, that client's pools (within the grace period
+   * after it went away), and those this client created. Pools of other sessions are not listed.
+   */
+  sessionPools(): Pool[];
   /**
    * Statistics of every member of the cluster, one entry per member, in the order of `view().members`. Rejects
    * like any op when a member cannot be reached within the retries and the timeout.
@@ -79,22 +92,25 @@ export interface TmemClient {
   /** Removes a listener added with `on`. */
   off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
   /**
-   * Closes every connection; with `destroyPools: true` it first destroys the pools this client created and did
-   * not destroy. Without it they stay in the cluster (and count against the identity's pool limit) until
-   * destroyed: nothing in this version can reach them after the close, since a pool is used through the
-   * handle `createPool` returned, so an application that is done with its pools should pass it. (A session
-   * grace period for reattaching comes with the tenancy issue.) Ops still waiting reject with TmemError
-   * CLIENT_CLOSED, and so does every later call. Resolves once the sockets are closed; calling it again
-   * returns the same promise. A pool that cannot be destroyed within the op timeout is left behind, and the
-   * close goes on.
+   * Ends the client's session, destroying every pool created in it cluster-wide, then closes every
+   * connection. With `keepPools: true` it only closes: the pools stay for the nodes' session grace period
+   * (`--session-grace-ms`, 30 s by default), in which a client connected with the same identity and `session`
+   * keeps them, and go after it. Ops still waiting reject with TmemError CLIENT_CLOSED, and so does every later
+   * call. Resolves once the sockets are closed; calling it again returns the same promise. A session that cannot
+   * be ended within the op timeout (no node reachable) is left to expire after the grace period, and the close
+   * goes on.
    */
   close(options?: CloseOptions): Promise<void>;
 }
 
 /** How a client closes. */
 export interface CloseOptions {
-  /** Destroy the pools this client created (and did not destroy) before closing. @default false */
-  destroyPools?: boolean;
+  /**
+   * Leave the session's pools to the nodes' session grace period instead of destroying them now, so that a
+   * client that connects with the same identity and `session` (a restarted process, say) keeps them.
+   * @default false
+   */
+  keepPools?: boolean;
 }
 
 function clientClosed(): TmemError {
@@ -108,17 +124,23 @@ function clientClosed(): TmemError {
  * bad option.
  */
 export async function connect(options: ConnectOptions): Promise<TmemClient> {
-  const { client, ready } = createClient(resolveOptions(options));
+  // A session the caller names may hold pools already (an earlier client's): close() ends it even when this
+  // client created none. A fresh one holds pools only once this client created some.
+  const { client, ready } = createClient(resolveOptions(options), options.session !== undefined);
   try {
     await ready;
   } catch (error) {
-    await client.close();
+    // Nothing was created through a client that never connected; a named session's pools wait for their grace.
+    await client.close({ keepPools: true });
     throw error;
   }
   return client;
 }
 
-function createClient(options: ResolvedOptions): { client: TmemClient; ready: Promise<void> } {
+function createClient(
+  options: ResolvedOptions,
+  continuesSession: boolean,
+): { client: TmemClient; ready: Promise<void> } {
   const { logger: log, timeoutMs } = options;
   const codec = createCodec();
   // Aborted by close(): stops connecting, backoff pauses and retries, with CLIENT_CLOSED as the reason.
@@ -127,18 +149,19 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
   // thousands at once is normal under load, not a leak.
   setMaxListeners(0, closer.signal);
   let closing: Promise<void> | undefined;
-  /** Pools created through this client and not destroyed, for close({ destroyPools: true }). */
-  const openPools = new Set<Pool>();
+  /** Whether the session may hold pools, so that close() has a session to end. */
+  let sessionUsed = continuesSession;
 
   const tracker = createViewTracker((error) =>
     log.error({ error: error instanceof Error ? error.message : String(error) }, 'a view listener threw'),
   );
-  // Connections report closes and pushed states to the pool and the sync, made below: none opens before.
-  function open(url: string): Promise<NodeConnection> {
+  /** A connection to `url` with the client's identity, token and session, on its own (no close hooks). */
+  function dial(url: string, extra: Partial<NodeConnectionOptions> = {}): Promise<NodeConnection> {
     return openNodeConnection({
       url,
       identity: options.identity,
       token: options.token,
+      session: options.session,
       codec,
       logger: log,
       connectTimeoutMs: options.connectTimeoutMs,
@@ -150,6 +173,12 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
       maxFramesInFlight: options.maxFramesInFlight,
       localAddress: options.localAddress,
       tls: options.tls,
+      ...extra,
+    });
+  }
+  // Connections report closes and pushed states to the pool and the sync, made below: none opens before.
+  function open(url: string): Promise<NodeConnection> {
+    return dial(url, {
       signal: closer.signal,
       onClose: (connection) => {
         pool.forget(connection);
@@ -194,6 +223,7 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
 
   const client: TmemClient = {
     identity: options.identity,
+    session: options.session,
 
     async createPool(poolOptions) {
       // An option this client does not know (a shared pool, say) is refused, never dropped: the caller would
@@ -239,12 +269,14 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
         ...(replication === undefined ? {} : { replication }),
         ...(compression === undefined ? {} : { compression }),
       };
+      // Before the request: a create whose answer is lost may still have made a pool in the session.
+      sessionUsed = true;
       const reply = await router.execute(request, { retry: false });
       // The handle knows the pool's kind; its replication the router reads from the cluster state, which holds
       // the pool from the version that created it on.
       // The pool belongs to the cluster that created it: after a whole-cluster restart its id means nothing.
       const clusterId = reply.clusterId ?? tracker.state?.clusterId;
-      const handle: Pool = createPoolHandle(
+      return createPoolHandle(
         {
           id: reply.pool,
           kind: reply.kind,
@@ -255,10 +287,30 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
         },
         router.execute,
         runMany,
-        () => openPools.delete(handle),
       );
-      openPools.add(handle);
-      return handle;
+    },
+
+    sessionPools() {
+      const state = tracker.state;
+      if (closer.signal.aborted) throw clientClosed();
+      if (state === undefined) return [];
+      return state.pools
+        .filter((pool) => pool.session === options.session)
+        .map((pool) =>
+          createPoolHandle(
+            {
+              id: pool.id,
+              kind: pool.kind,
+              pageSize: pool.pageSize,
+              ...(pool.compression === undefined ? {} : { compression: pool.compression }),
+              ...(state.clusterId === undefined ? {} : { clusterId: state.clusterId }),
+              // The view holds the pool, so it was created at this version or before.
+              createdVersion: state.version,
+            },
+            router.execute,
+            runMany,
+          ),
+        );
     },
 
     stats: () => router.stats(),
@@ -277,15 +329,19 @@ function createClient(options: ResolvedOptions): { client: TmemClient; ready: Pr
 
     close(closeOptions = {}) {
       closing ??= (async () => {
-        if (closeOptions.destroyPools === true) {
-          // Each destroy is bounded by the op timeout; one that fails leaves its pool, and the close goes on.
-          const results = await Promise.allSettled([...openPools].map((pool) => pool.destroy()));
-          const left = results.filter((r) => r.status === 'rejected').length;
-          if (left > 0) log.warn({ pools: left }, 'pools left behind: they could not be destroyed');
-        }
         const error = clientClosed();
         closer.abort(error);
         await Promise.all([sync.close(error), pool.close(error)]);
+        if (closeOptions.keepPools !== true && sessionUsed) {
+          await endSession({
+            session: options.session,
+            urls: [...tracker.view().members.map((m) => m.url), ...options.seeds],
+            open: (url, connectTimeoutMs) =>
+              dial(url, { connectTimeoutMs: Math.min(connectTimeoutMs, options.connectTimeoutMs) }),
+            timeoutMs,
+            logger: log,
+          });
+        }
         log.debug({ identity: options.identity }, 'client closed');
       })();
       return closing;

@@ -49,6 +49,8 @@ export interface NodeConnectionOptions {
   identity: string;
   /** Token proving it, for nodes that authenticate clients. */
   token?: string | undefined;
+  /** The client session sent in the handshake: the pools created over this connection belong to it. */
+  session?: string | undefined;
   codec: Codec;
   logger: Logger;
   /** Time to open the socket and complete the handshake, in milliseconds. */
@@ -242,6 +244,7 @@ export function openNodeConnection(options: NodeConnectionOptions): Promise<Node
         protocol: PROTOCOL_VERSION,
         identity: options.identity,
         ...(options.token === undefined ? {} : { token: options.token }),
+        ...(options.session === undefined ? {} : { session: options.session }),
       }),
     );
   });

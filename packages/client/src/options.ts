@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
   MAX_BATCH_OPS,
   MAX_IDENTITY_LENGTH,
+  SessionId,
   TmemError,
 } from '@tmem/protocol';
 import { resolveTlsOptions, type ClientTlsOptions, type ResolvedTls } from './tls-options.ts';
@@ -36,6 +37,15 @@ export interface ConnectOptions {
    * @default none
    */
   token?: string;
+  /**
+   * The client session (32 lowercase hex digits) the pools this client creates belong to. It is sent on every
+   * (re)connection: the nodes keep the session's pools while a client of it is connected and for their session
+   * grace period (`--session-grace-ms`, 30 s by default) after it went away, then destroy them; `close()` ends it
+   * at once. Pass the `session` of an earlier client of the same identity to continue its session, e.g. from a
+   * restarted process within the grace period.
+   * @default 16 random bytes, drawn at connect
+   */
+  session?: string;
   /**
    * Time each operation may take, in milliseconds, counted from the call: queueing, reconnecting and retries
    * all spend from it. An op that runs out rejects with TimeoutError (code TIMEOUT) and is never retried.
@@ -115,6 +125,7 @@ export interface ResolvedOptions {
   seeds: readonly string[];
   identity: string;
   token: string | undefined;
+  session: string;
   timeoutMs: number;
   connectTimeoutMs: number;
   pingIntervalMs: number;
@@ -181,6 +192,10 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
   if (tokenIdentity !== undefined && identity !== tokenIdentity) {
     throw badOption('identity', `the identity of the token ("${tokenIdentity}")`, identity);
   }
+  const session: unknown = options.session ?? randomBytes(16).toString('hex');
+  if (!SessionId.safeParse(session).success) {
+    throw badOption('session', 'a session id of 32 lowercase hex digits (client.session)', session);
+  }
   const localAddress: unknown = options.localAddress;
   // Checked here rather than left to the socket: a bad address would fail every connection, one by one.
   if (localAddress !== undefined && (typeof localAddress !== 'string' || isIP(localAddress) === 0)) {
@@ -190,6 +205,7 @@ export function resolveOptions(options: ConnectOptions): ResolvedOptions {
     seeds: [...(seeds as string[])],
     identity,
     token,
+    session: session as string,
     timeoutMs: integerIn('timeoutMs', options.timeoutMs ?? 5000, 1, MAX_TIMER_MS),
     connectTimeoutMs: integerIn('connectTimeoutMs', options.connectTimeoutMs ?? 5000, 1, MAX_TIMER_MS),
     pingIntervalMs: integerIn('pingIntervalMs', options.pingIntervalMs ?? 1000, 1, MAX_TIMER_MS),

@@ -158,13 +158,7 @@ function isAccepted(reply: Accepted | Refused): boolean {
 }
 
 /** Creates the Pool handle for a pool the cluster created; `runMany` carries putMany and getMany. */
-export function createPoolHandle(
-  info: PoolInfo,
-  execute: Execute,
-  runMany: RunMany,
-  /** Told once the pool was destroyed through this handle (the client stops tracking it). */
-  onDestroyed: () => void = () => undefined,
-): Pool {
+export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunMany): Pool {
   const { id, kind, pageSize, clusterId, compression, createdVersion } = info;
   const inCluster = clusterId === undefined ? {} : { clusterId };
   const pageOp: ExecuteOptions = {
@@ -259,7 +253,6 @@ export function createPoolHandle(
       // Not retried after a lost connection: had the first attempt destroyed the pool, the retry would fail
       // with UNKNOWN_POOL.
       await execute({ t: 'destroyPool', pool: id }, { retry: false, ...inCluster });
-      onDestroyed();
     },
   };
 }

@@ -1,6 +1,7 @@
 import type {
   Accepted,
   DestroyPool,
+  EndSession,
   Hit,
   Miss,
   NewPool,
@@ -21,11 +22,14 @@ type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 /** A page op as the pool layer issues it; these are coalesced into batch frames. */
 export type PageRequest = WithoutId<PageOp>;
 /** A pool or node op; each travels in a frame of its own. */
-export type ControlRequest = WithoutId<NewPool | DestroyPool | StatsRequest | GetState>;
+export type ControlRequest = WithoutId<NewPool | DestroyPool | EndSession | StatsRequest | GetState>;
 /** Anything a client asks a node after the handshake. */
 export type Request = PageRequest | ControlRequest;
-/** What the pool layer asks the router for: every request but the state sync's own getState. */
-export type RoutedRequest = Exclude<Request, { t: 'getState' }>;
+/**
+ * What the pool layer asks the router for: every request but the state sync's own getState and the close's
+ * endSession (session-end.ts).
+ */
+export type RoutedRequest = Exclude<Request, { t: 'getState' | 'endSession' }>;
 
 /** The successful replies each request may get; error replies become rejections instead. */
 export interface ReplyMap {
@@ -35,6 +39,7 @@ export interface ReplyMap {
   flushObject: Ok;
   newPool: PoolCreated;
   destroyPool: Ok;
+  endSession: Ok;
   stats: StatsReply;
   getState: StateReply;
 }
@@ -49,6 +54,7 @@ const EXPECTED: { readonly [K in Request['t']]: ReadonlySet<NodeFrame['t']> } = 
   flushObject: new Set(['ok']),
   newPool: new Set(['pool']),
   destroyPool: new Set(['ok']),
+  endSession: new Set(['ok']),
   stats: new Set(['stats']),
   getState: new Set(['state']),
 };

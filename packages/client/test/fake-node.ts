@@ -453,6 +453,9 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
           draft.pools = draft.pools.filter((p) => p.id !== frame.pool);
         });
         return { t: 'ok', id: frame.id };
+      case 'endSession':
+        // The fake node keeps no sessions: a close's end of its session is answered like a real node's.
+        return { t: 'ok', id: frame.id };
       case 'stats':
         return { t: 'stats', id: frame.id, stats: zeroStats(nodeId) };
       case 'batch':
@@ -467,6 +470,7 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
       case 'fetch':
       case 'peerGet':
       case 'handOff':
+      case 'sessionsQuery':
         return error(frame.id, ErrorCode.InvalidFrame, `${frame.t} is not served by the fake node`);
       default:
         return answerPageOp(frame, undefined);
@@ -540,8 +544,8 @@ export async function startFakeNode(options: FakeNodeOptions = {}): Promise<Fake
         return;
       }
       const frameReply = answer(frame, socket);
-      // State replies are the sync's business: never held, not counted as outstanding ops.
-      if (frame.t === 'getState') {
+      // State replies are the sync's business, a session's end the close's: never held, not counted as ops.
+      if (frame.t === 'getState' || frame.t === 'endSession') {
         socket.send(encodeReply(frameReply));
         return;
       }

@@ -24,6 +24,22 @@ describe('resolveOptions', () => {
     expect(resolveOptions({ seeds }).identity).not.toBe(options.identity);
   });
 
+  it('draws a fresh session per client, keeps a given one, and refuses one that is not 32 hex digits', () => {
+    const drawn = resolveOptions({ seeds }).session;
+    expect(drawn).toMatch(/^[0-9a-f]{32}$/);
+    expect(resolveOptions({ seeds }).session).not.toBe(drawn);
+    expect(resolveOptions({ seeds, session: drawn }).session).toBe(drawn);
+    for (const session of ['', 'A'.repeat(32), 'a'.repeat(31), 42]) {
+      let thrown: unknown;
+      try {
+        resolveOptions({ seeds, session } as ConnectOptions);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({ code: ErrorCode.BadArgument, details: { option: 'session' } });
+    }
+  });
+
   it('takes an IPv4 or IPv6 localAddress as it is', () => {
     expect(resolveOptions({ seeds, localAddress: '127.0.0.2' }).localAddress).toBe('127.0.0.2');
     expect(resolveOptions({ seeds, localAddress: '::1' }).localAddress).toBe('::1');

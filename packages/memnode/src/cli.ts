@@ -9,6 +9,7 @@ import { createNodeLogger } from './logger.ts';
 import { createMemnode } from './memnode.ts';
 import { describeStartupError } from './startup-errors.ts';
 import { formatDuration, parseDuration } from './cli-durations.ts';
+import { DEFAULT_SESSION_GRACE_MS } from './session-liveness.ts';
 import { DEFAULT_JOIN_TIMEOUT_MS, waitUntilServing } from './join-watch.ts';
 import { MAX_DEDUP_CAPACITY_BYTES, type PageStore } from './page-store.ts';
 import { addLimitFlags, count, limitsFromFlags, type LimitFlags } from './cli-limits.ts';
@@ -131,6 +132,7 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   leaseMs?: number;
   electionTimeoutMs?: number;
   failureTimeoutMs?: number;
+  sessionGraceMs: number;
   advertiseUrl?: string;
   sourceAddress?: string;
   batchReplyParts?: boolean;
@@ -241,6 +243,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(clientTokens === undefined ? {} : { clientTokens }),
     ...(tls === undefined ? {} : { tls }),
     adminIdentities: options.adminIdentities,
+    sessionGraceMs: options.sessionGraceMs,
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -399,6 +402,12 @@ export function buildCli(): Command {
       '--failure-timeout-ms <ms>',
       'silence after which a member is suspected (default 800)',
       positiveInt,
+    )
+    .option(
+      '--session-grace-ms <ms>',
+      "how long a disconnected client's session keeps its pools before they are destroyed cluster-wide (the same on every node)",
+      positiveInt,
+      DEFAULT_SESSION_GRACE_MS,
     )
     .option(
       '--advertise-url <url>',

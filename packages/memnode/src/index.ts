@@ -30,6 +30,7 @@ export {
   type ClientTokens,
 } from './client-auth.ts';
 export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.ts';
+export { DEFAULT_SESSION_GRACE_MS } from './session-liveness.ts';
 export { DEFAULT_PEER_LINK_TIMING, type PeerLinkTiming } from './cluster/peer-links.ts';
 export { advertisedUrlProblem, checkAdvertisedUrl, type AdvertisedUrlInput } from './advertised-url.ts';
 export { loadCaFile, loadNodeTls, type NodeTls, type TlsFiles } from './tls-files.ts';

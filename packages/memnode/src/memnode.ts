@@ -34,6 +34,8 @@ import type { EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts'
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
 import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
 import type { NodeTls } from './tls-files.ts';
+import { createSessionLiveness, DEFAULT_SESSION_GRACE_MS } from './session-liveness.ts';
+import { startSessionExpiry } from './cluster/session-expiry.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -160,6 +162,12 @@ export interface MemnodeOptions {
    * @default DEFAULT_EPHEMERAL_HAND_OVER
    */
   ephemeralHandOver?: EphemeralHandOverOptions;
+  /**
+   * How long the pools of a client session outlive its last connection (`--session-grace-ms`): a client that
+   * reconnects within it keeps them; after it, the coordinator destroys them cluster-wide. Every node of a
+   * cluster should have the same. @default DEFAULT_SESSION_GRACE_MS (30000)
+   */
+  sessionGraceMs?: number;
 }
 
 /** How a node stops. */
@@ -357,6 +365,8 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       : { testCorruptOidPrefix: options.testCorruptOidPrefix }),
     ...(options.ephemeralHandOver === undefined ? {} : { ephemeralHandOver: options.ephemeralHandOver }),
   });
+  const sessions = createSessionLiveness({ graceMs: options.sessionGraceMs ?? DEFAULT_SESSION_GRACE_MS });
+  const expiry = startSessionExpiry({ member, liveness: sessions, logger, maxFrameBytes });
   if (options.clientTokens === undefined) {
     log.warn('open mode: clients are not authenticated, any client may act as any identity');
   }
@@ -386,6 +396,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       adminIdentities,
       metrics: ops,
       peerSockets,
+      sessions,
     });
   });
   log.info({ url, capacityBytes: options.capacityBytes, tls: options.tls !== undefined }, 'listening');
@@ -404,6 +415,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       const clients = [...wss.clients].filter((socket) => !peerSockets.has(socket));
       await socketsClosed(clients, leaveDrainMs);
     }
+    expiry.close();
     member.close();
     connections.close();
     await metricsServer?.close();

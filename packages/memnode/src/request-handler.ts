@@ -1,7 +1,6 @@
 import {
   ChecksumError,
   ErrorCode,
-  COMPRESSIONS,
   checksumMatches,
   TmemError,
   UnknownPoolError,
@@ -26,6 +25,8 @@ import { Verdict, verdictWire } from './serving-view.ts';
 import { newPoolIdKey } from './cluster/pool-ids.ts';
 import { collectBatch } from './batch-replies.ts';
 import type { OpMetrics } from './op-metrics.ts';
+import { changeError } from './change-errors.ts';
+import type { SessionLiveness } from './session-liveness.ts';
 
 /** What a request needs to know about its connection and node. */
 export interface RequestContext {
@@ -49,6 +50,10 @@ export interface RequestContext {
   maxPools: number;
   /** The node's op counters (op-metrics.ts): every page op answered here is counted, whatever the outcome. */
   metrics: OpMetrics;
+  /** The client session from the connection's hello: the pools it creates belong to it. */
+  session: string | undefined;
+  /** The node's connected sessions, which the coordinator's sweep asks about (sessionsQuery). */
+  sessions: SessionLiveness;
 }
 
 /** The identities charged most in `store`, at most MAX_LISTED_IDENTITIES: what the node's admins see of each. */
@@ -263,41 +268,6 @@ function answerPageOp(
   }
 }
 
-function changeError(error: string): TmemError {
-  switch (error) {
-    case 'unknown-pool':
-      return new UnknownPoolError('pool does not exist');
-    case 'bad-page-size':
-      return new TmemError(ErrorCode.BadPageSize, 'page size must be a power of two from 512 to 65536');
-    case 'bad-replication':
-      return new TmemError(
-        ErrorCode.BadArgument,
-        'replication must be 1 for ephemeral pools, 1..16 otherwise',
-      );
-    case 'bad-compression':
-      return new TmemError(ErrorCode.BadArgument, `compression must be one of ${COMPRESSIONS.join(', ')}`);
-    case 'pool-limit':
-      return new TmemError(
-        ErrorCode.LimitExceeded,
-        'this identity has as many pools as a node allows; destroy some first',
-        { details: { limit: 'maxPoolsPerIdentity' } },
-      );
-    case 'cluster-pool-limit':
-      return new TmemError(
-        ErrorCode.LimitExceeded,
-        'the cluster holds as many pools as it allows; destroy some first',
-        { details: { limit: 'maxPools' } },
-      );
-    case 'no-pool-ids':
-      // Every u32 id given out, or a state without a pool-id key (founded by a node that predates it).
-      return new TmemError(ErrorCode.LimitExceeded, 'the cluster has no pool ids left to give', {
-        details: { limit: 'poolIds' },
-      });
-    default:
-      return new TmemError(ErrorCode.NoCoordinator, `change refused: ${error}`);
-  }
-}
-
 /**
  * The state as a connection may see it: peers see everything; a client sees only its own pools, so it can
  * never learn of another identity's pools (the contract's isolation rule), and neither the pool-id key (which
@@ -334,6 +304,7 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
         maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
         maxPools: ctx.maxPools,
         poolIdKey: newPoolIdKey(),
+        ...(ctx.session === undefined ? {} : { session: ctx.session }),
       });
       if (!result.ok || result.poolId === undefined)
         throw changeError(result.ok ? 'no-pool-id' : result.error);
@@ -355,6 +326,23 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       if (!result.ok && result.error !== 'unknown-pool') throw changeError(result.error);
       return { t: 'ok', id: frame.id };
     }
+    case 'endSession': {
+      // Only the identity's own sessions: the owner is the connection's, whatever session it names.
+      const result = await ctx.cluster.propose({
+        type: 'endSession',
+        owner: ctx.identity,
+        session: frame.session,
+      });
+      if (!result.ok && result.error !== 'unknown-session') throw changeError(result.error);
+      return { t: 'ok', id: frame.id };
+    }
+    case 'sessionsQuery':
+      requirePeer(ctx, frame);
+      return {
+        t: 'sessionsLive',
+        id: frame.id,
+        live: frame.sessions.map((key) => ctx.sessions.isLive(key.owner, key.session)),
+      };
     case 'stats':
       return { t: 'stats', id: frame.id, stats: statsFor(ctx) };
     case 'getState': {

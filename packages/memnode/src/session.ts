@@ -25,6 +25,7 @@ import { createReplyFlow } from './reply-flow.ts';
 import { checkBatchReplyBound } from './batch-reply-bound.ts';
 import { authenticateClient, type ClientTokens } from './client-auth.ts';
 import { LimitCloseCode, type ConnectionRegistry, type TrackedConnection } from './connection-limits.ts';
+import type { SessionLiveness } from './session-liveness.ts';
 
 /** WebSocket close codes the node uses, from RFC 6455. */
 export const CloseCode = {
@@ -62,6 +63,8 @@ export interface SessionDeps {
   metrics: OpMetrics;
   /** Sockets whose session is a peer's: a graceful leave drains client sessions only (peers redial seeds). */
   peerSockets: WeakSet<WebSocket>;
+  /** The node's connected client sessions (hello.session): a session is live while one of its clients is here. */
+  sessions: SessionLiveness;
 }
 
 /** ws keeps its per-socket payload limit on the receiver; not typed API, so reached through a guard. */
@@ -156,6 +159,8 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   /** Set with ctx: this connection's batch answers. */
   let batches: BatchReplies | undefined;
   let unsubscribe: (() => void) | undefined;
+  /** Set by a client hello with a session: marks the session disconnected here when the socket closes. */
+  let releaseSession: (() => void) | undefined;
   const log = deps.logger.child({ component: 'session' });
   // The TCP socket under ws (not part of ws's typed API, hence the guard). Replies are written synchronously
   // now, each as its own writev; corking until the microtask checkpoint after the current read puts every
@@ -250,7 +255,9 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       }
       if (deps.clientTokens !== undefined) authenticateClient(deps.clientTokens, hello.identity, hello.token);
       connections.claimIdentity(tracked, hello.identity);
-      startSession(hello.identity, false, undefined);
+      startSession(hello.identity, false, undefined, hello.session);
+      if (hello.session !== undefined)
+        releaseSession = deps.sessions.connected(hello.identity, hello.session);
       send(welcome);
     } catch (error) {
       const code = error instanceof TmemError ? error.code : ErrorCode.Internal;
@@ -266,7 +273,12 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
   }
 
   /** The handshake is done: who is on the other end, from now on. */
-  function startSession(identity: string, isPeer: boolean, peerUrl: string | undefined): void {
+  function startSession(
+    identity: string,
+    isPeer: boolean,
+    peerUrl: string | undefined,
+    clientSession?: string,
+  ): void {
     peerChallenge = undefined;
     clearTimeout(handshakeTimer);
     if (receiver !== undefined && maxPayload !== undefined) receiver._maxPayload = maxPayload;
@@ -287,6 +299,8 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       maxPoolsPerIdentity: limits.maxPoolsPerIdentity,
       maxPools: limits.maxPools,
       metrics: deps.metrics,
+      session: clientSession,
+      sessions: deps.sessions,
     };
     ctx = served;
     batches = createBatchReplies({
@@ -389,5 +403,6 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
     connections.release(tracked);
     flow.clear();
     unsubscribe?.();
+    releaseSession?.();
   });
 }

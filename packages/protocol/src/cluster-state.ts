@@ -36,6 +36,15 @@ export const MemberInfo = z.strictObject({
 /** One member of the cluster. */
 export type MemberInfo = z.infer<typeof MemberInfo>;
 
+/**
+ * A client session: 16 random bytes as 32 lowercase hex digits, drawn by the client at connect and kept across
+ * its reconnects. Pools created in a session are destroyed cluster-wide when it ends (the client closes, or it
+ * stays disconnected for the nodes' session grace period).
+ */
+export const SessionId = z.string().regex(/^[0-9a-f]{32}$/);
+/** A client session id. */
+export type SessionId = z.infer<typeof SessionId>;
+
 /** One pool, cluster-wide: the same id means the same pool on every node. */
 export const PoolInfo = z.strictObject({
   /** A u32 on the wire; 0 is never a pool id. Unordered: see poolIdKey. */
@@ -48,6 +57,11 @@ export const PoolInfo = z.strictObject({
   replication: z.number().int().min(1).max(MAX_REPLICATION),
   /** How every owner stores the pool's pages (absent: as written); replicas compress what they receive. */
   compression: z.enum(COMPRESSIONS).optional(),
+  /**
+   * The client session that created the pool: the pool goes when that session ends. Absent for pools created
+   * without a session (older clients, raw frames), which live until destroyed.
+   */
+  session: SessionId.optional(),
 });
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;

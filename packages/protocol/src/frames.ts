@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClusterState } from './cluster-state.ts';
+import { ClusterState, PoolInfo, SessionId } from './cluster-state.ts';
 import {
   COMPRESSIONS,
   MAX_BATCH_OPS,
@@ -51,6 +51,11 @@ export const Hello = z.strictObject({
    * answers CLUSTER_CHANGED, so two clusters never exchange coordination messages or pages.
    */
   clusterId: z.string().min(1).max(128).optional(),
+  /**
+   * A client's session (SessionId), drawn at connect and sent again on every reconnect: the pools it creates
+   * belong to it and go when it ends. Without one, the client's pools never expire.
+   */
+  session: SessionId.optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -76,6 +81,34 @@ export const NewPool = z.strictObject({
   compression: z.enum(COMPRESSIONS).optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
+
+/**
+ * Ends a session of the connection's identity: every pool it created is destroyed cluster-wide. Ok also when
+ * the session has no pools (ended already, or never created one).
+ */
+export const EndSession = z.strictObject({ t: z.literal('endSession'), id: requestId, session: SessionId });
+export type EndSession = z.infer<typeof EndSession>;
+
+/** Most sessions one SessionsQuery names. */
+export const MAX_QUERIED_SESSIONS = 4096;
+
+/** One session a SessionsQuery asks about: its owner identity and its id. */
+export const SessionKey = z.strictObject({
+  owner: PoolInfo.shape.owner,
+  session: SessionId,
+});
+export type SessionKey = z.infer<typeof SessionKey>;
+
+/**
+ * Node to node: the coordinator asks which of these sessions are live on the receiver (a client of it is
+ * connected in the session, or disconnected less than the session grace period ago). Answered SessionsLive.
+ */
+export const SessionsQuery = z.strictObject({
+  t: z.literal('sessionsQuery'),
+  id: requestId,
+  sessions: z.array(SessionKey).max(MAX_QUERIED_SESSIONS),
+});
+export type SessionsQuery = z.infer<typeof SessionsQuery>;
 
 /** Destroys a pool and every page in it. */
 export const DestroyPool = z.strictObject({ t: z.literal('destroyPool'), id: requestId, pool: u32 });
@@ -282,6 +315,8 @@ export const ClientFrame = z.discriminatedUnion('t', [
   Fetch,
   PeerGet,
   HandOff,
+  EndSession,
+  SessionsQuery,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
@@ -659,6 +694,14 @@ export const HandedOff = z.strictObject({
 });
 export type HandedOff = z.infer<typeof HandedOff>;
 
+/** Answer to SessionsQuery: for each session asked about, in order, whether it is live on the sender. */
+export const SessionsLive = z.strictObject({
+  t: z.literal('sessionsLive'),
+  id: requestId,
+  live: z.array(z.boolean()).max(MAX_QUERIED_SESSIONS),
+});
+export type SessionsLive = z.infer<typeof SessionsLive>;
+
 /** Every frame a node may send to a client. */
 export const NodeFrame = z.discriminatedUnion('t', [
   Welcome,
@@ -677,5 +720,6 @@ export const NodeFrame = z.discriminatedUnion('t', [
   Fetched,
   PeerGot,
   HandedOff,
+  SessionsLive,
 ]);
 export type NodeFrame = z.infer<typeof NodeFrame>;

@@ -139,6 +139,15 @@ const clientSamples: ClientFrame[] = [
   { t: 'batch', id: 17, ops: [get], sv: 42 },
   { t: 'hello', id: 18, protocol: PROTOCOL_VERSION, identity: 'node-b', role: 'peer', nonce: 'n'.repeat(43) },
   { t: 'hello', id: 18, protocol: PROTOCOL_VERSION, identity: 'alice', token: 'alice.token' },
+  {
+    t: 'hello',
+    id: 18,
+    protocol: PROTOCOL_VERSION,
+    identity: 'alice',
+    session: '0123456789abcdef'.repeat(2),
+  },
+  { t: 'endSession', id: 30, session: 'f'.repeat(32) },
+  { t: 'sessionsQuery', id: 31, sessions: [{ owner: 'alice', session: 'e'.repeat(32) }] },
   { t: 'peerAuth', id: 0, proof: 'p'.repeat(43) },
   { t: 'newPool', id: 19, kind: 'persistent', pageSize: DEFAULT_PAGE_SIZE, replication: 3 },
   { t: 'getState', id: 20, subscribe: true },
@@ -176,7 +185,10 @@ const clusterState: ClusterState = {
     { id: 'a', url: 'ws://127.0.0.1:1', incarnation: 1, capacityBytes: 2 ** 33 },
     { id: 'b', url: 'ws://127.0.0.1:2', incarnation: 5, capacityBytes: 1024 },
   ],
-  pools: [{ id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2, compression: 'lz4' }],
+  pools: [
+    { id: 3, kind: 'persistent', pageSize: 4096, owner: 'vm-17', replication: 2, compression: 'lz4' },
+    { id: 9, kind: 'ephemeral', pageSize: 4096, owner: 'vm-17', replication: 1, session: 'a'.repeat(32) },
+  ],
   nextPoolId: 4,
   partitionCount: 1024,
 };
@@ -263,6 +275,7 @@ const nodeSamples: NodeFrame[] = [
   { t: 'peerGot', id: 24, complete: false, lost: true, entry: { pool: 3, oid, version: 5 } },
   { t: 'handedOff', id: 25, stored: 3, skipped: 1 },
   { t: 'handedOff', id: 26, stored: 0, skipped: 0, behind: true },
+  { t: 'sessionsLive', id: 27, live: [true, false] },
 ];
 
 type Side = 'client' | 'node';

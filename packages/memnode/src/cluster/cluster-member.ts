@@ -10,7 +10,9 @@ import {
   readyMemberCount,
   underReplicatedPools,
   type ChangeResult as ChangeResultFrame,
+  type ClientFrame,
   type ClusterState,
+  type NodeFrame,
   type Codec,
   type MemberInfo,
 } from '@tmem/protocol';
@@ -141,6 +143,16 @@ export interface ClusterMember {
   readonly serving: ServingRule;
   /** Gets a change committed (forwarding to the coordinator as needed) within the change timeout. */
   propose(change: ChangeRequest): Promise<ChangeResult>;
+  /**
+   * Sends another member the request `build(id)` over this node's peer link to it and resolves with its reply of
+   * type `expect` (an error reply rejects); CONNECTION_LOST when the member's address is unknown.
+   */
+  callMember<K extends NodeFrame['t']>(
+    memberId: string,
+    build: (id: number) => ClientFrame,
+    expect: K,
+    timeoutMs: number,
+  ): Promise<Extract<NodeFrame, { t: K }>>;
   /** Answers a `propose` frame from another node; `forwarded` ones are not relayed again. */
   handleProposeFrame(change: unknown, forwarded: boolean): Promise<Omit<ChangeResultFrame, 'id'>>;
   /** Records where a peer that connected to us listens (from its handshake). */
@@ -258,16 +270,24 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
       accepted: () => consensus.accepted,
       checkLease: (stateVersion) => serving.checkLease(stateVersion),
       servingView: () => serving.view(),
-      call(memberId, build, expect, timeoutMs) {
-        const url = addresses.get(memberId);
-        if (url === undefined) {
-          return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
-        }
-        return links.call(url, build, expect, timeoutMs);
-      },
+      call: callMember,
       setPhase,
     },
   });
+
+  /** A request to another member, by id (PeerLinks.call); CONNECTION_LOST when its address is unknown. */
+  function callMember<K extends NodeFrame['t']>(
+    memberId: string,
+    build: (id: number) => ClientFrame,
+    expect: K,
+    timeoutMs: number,
+  ): Promise<Extract<NodeFrame, { t: K }>> {
+    const url = addresses.get(memberId);
+    if (url === undefined) {
+      return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
+    }
+    return links.call(url, build, expect, timeoutMs);
+  }
 
   /** Gets this member's phase committed (`ifVersion`: only if the state is still at that version). */
   async function setPhase(phase: 'ready' | 'leaving', ifVersion?: number): Promise<void> {
@@ -289,13 +309,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     store,
     logger,
     ...(options.ephemeralHandOver === undefined ? {} : { options: options.ephemeralHandOver }),
-    call(memberId, build, timeoutMs) {
-      const url = addresses.get(memberId);
-      if (url === undefined) {
-        return Promise.reject(new TmemError(ErrorCode.ConnectionLost, `no address for member ${memberId}`));
-      }
-      return links.call(url, build, 'handedOff', timeoutMs);
-    },
+    call: (memberId, build, timeoutMs) => callMember(memberId, build, 'handedOff', timeoutMs),
   });
 
   function selfInfo(): MemberInfo {
@@ -632,6 +646,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     clusterId: () => servedClusterId,
     serving,
     propose,
+    callMember,
     accepted: () => consensus.accepted,
     replication,
     handOver,

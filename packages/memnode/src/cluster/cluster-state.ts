@@ -14,6 +14,7 @@ import {
   MemberInfo,
   PoolIdKey,
   PoolInfo,
+  SessionId,
   U32_MAX,
   isCompression,
   isValidPageSize,
@@ -65,8 +66,28 @@ export const StateChange = z.discriminatedUnion('type', [
      * keyed, so that a cluster upgraded in place keys its ids at its first create (see applyChange).
      */
     poolIdKey: PoolIdKey.optional(),
+    /** The client session creating the pool (PoolInfo.session): the pool goes when the session ends. */
+    session: SessionId.optional(),
   }),
   z.strictObject({ type: z.literal('destroyPool'), changeId, poolId: count }),
+  /**
+   * Ends a client session: destroys every pool of `owner` created in `session`. Proposed by the node of a client
+   * that closes, and by the coordinator's sweep for a session no member saw live within the grace period.
+   */
+  z.strictObject({
+    type: z.literal('endSession'),
+    changeId,
+    owner: PoolInfo.shape.owner,
+    session: SessionId,
+    /**
+     * The session's pools as the sweep saw them. With it the change applies only if the session has no other
+     * pool: one created since means its client is back, and the sweep decides again (session-sweep.ts).
+     */
+    pools: z
+      .array(count)
+      .max(1 << 16)
+      .optional(),
+  }),
   /** A member moves through its persistent-placement phases: filling -> ready, or ready -> leaving. */
   z.strictObject({
     type: z.literal('setPhase'),
@@ -114,6 +135,10 @@ export type ChangeError =
   | 'no-pool-ids'
   /** destroyPool: no such pool. */
   | 'unknown-pool'
+  /** endSession: the owner has no pool in that session (it ended already, or never created one). */
+  | 'unknown-session'
+  /** endSession with `pools`: the session has a pool the sweep did not see, so its client is back. */
+  | 'session-changed'
   /** setPhase: the state moved on since the version the change was made for; decide again. */
   | 'stale-version';
 
@@ -227,6 +252,7 @@ export function applyChange(
         owner: change.owner,
         replication: change.replication,
         ...(change.compression === undefined ? {} : { compression: change.compression }),
+        ...(change.session === undefined ? {} : { session: change.session }),
       };
       const next = bump(state, { pools: [...state.pools, pool], nextPoolId: counter + 1, poolIdKey: key });
       return { state: next, result: { ok: true, poolId: pool.id, version: next.version } };
@@ -234,6 +260,16 @@ export function applyChange(
     case 'destroyPool': {
       const pools = state.pools.filter((p) => p.id !== change.poolId);
       if (pools.length === state.pools.length) return refuse(state, 'unknown-pool');
+      return { state: bump(state, { pools }), result: { ok: true } };
+    }
+    case 'endSession': {
+      const ended = (p: PoolInfo) => p.owner === change.owner && p.session === change.session;
+      const pools = state.pools.filter((p) => !ended(p));
+      if (pools.length === state.pools.length) return refuse(state, 'unknown-session');
+      if (change.pools !== undefined) {
+        const seen = new Set(change.pools);
+        if (state.pools.some((p) => ended(p) && !seen.has(p.id))) return refuse(state, 'session-changed');
+      }
       return { state: bump(state, { pools }), result: { ok: true } };
     }
     case 'setPhase': {

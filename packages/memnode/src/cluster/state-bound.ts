@@ -13,7 +13,8 @@
 //           "owner" 6 + str16 header 3 + 256 * 3  = 777
 //           "replication" 12 + fixint 1           =  13
 //           "compression" 12 + "lz4" 4            =  16
-//                                           total   847 bytes
+//           "session" 8 + str8 header 2 + 32      =  42
+//                                           total   889 bytes
 //   member: map header 3
 //           "id" 3 + 3 + 128 * 3                  =  390
 //           "url" 4 + 3 + 2048 * 3                = 6151
@@ -23,20 +24,20 @@
 //                                           total   6602 bytes; 1024 members (the schema's most): 6,760,448
 //
 // A node gives pools half of its frame and leaves the other half to members and the envelope. With the default
-// 16 MiB frame, half is 8,388,608 bytes: 9,903 pools of 847 bytes. The default is 8192 pools: 6,938,624 bytes,
-// which with 1024 of the largest members and the commit's envelope (under 1 KiB) comes to at most 13,700,096
+// 16 MiB frame, half is 8,388,608 bytes: 9,436 pools of 889 bytes. The default is 8192 pools: 7,282,688 bytes,
+// which with 1024 of the largest members and the commit's envelope (under 1 KiB) comes to at most 14,044,160
 // bytes, below 16 MiB (16,777,216); state-bound.test.ts encodes that state to check. Real pools (owners of tens of
 // ASCII characters) take about 100 bytes, so the default state is nearer 1 MB. A node with a smaller frame
-// lowers its own bound to what half of its frame holds (`poolsThatFit`): at the smallest frame, 128 KiB, 77.
+// lowers its own bound to what half of its frame holds (`poolsThatFit`): at the smallest frame, 128 KiB, 73.
 import { DEFAULT_MAX_FRAME_BYTES } from '@tmem/protocol';
 
 /** Most bytes one pool adds to the encoded state (see the arithmetic above). */
-export const MAX_POOL_ENCODED_BYTES = 847;
+export const MAX_POOL_ENCODED_BYTES = 889;
 
 /** Most bytes one member adds to the encoded state (see the arithmetic above). */
 export const MAX_MEMBER_ENCODED_BYTES = 6602;
 
-/** Default cluster-wide pool bound (`--max-pools`): 8192 worst-case pools fill 41% of a default frame. */
+/** Default cluster-wide pool bound (`--max-pools`): 8192 worst-case pools fill 43% of a default frame. */
 export const DEFAULT_MAX_POOLS = 8192;
 
 /**

@@ -239,6 +239,53 @@ describe('cluster state', () => {
     expect(create('greedy').result.ok).toBe(true);
   });
 
+  it('ends a session: destroys exactly the pools of that owner and session, or refuses and changes nothing', () => {
+    const S1 = 'a'.repeat(32);
+    const S2 = 'b'.repeat(32);
+    let s = initialState(member('m'), 64, KEY);
+    const create = (owner: string, session?: string) => {
+      const made = applyChange(s, {
+        ...EPHEMERAL_POOL,
+        owner,
+        ...(session === undefined ? {} : { session }),
+      });
+      s = made.state;
+      if (!made.result.ok) throw new Error(made.result.error);
+      return made.result.poolId as number;
+    };
+    const [a1, a2, a3, b1, bare] = [
+      create('app', S1),
+      create('app', S1),
+      create('app', S2),
+      create('other', S1),
+      create('app'),
+    ];
+    expect(s.pools.find((p) => p.id === a1)?.session).toBe(S1);
+    // A pool created without a session has no session field (it never expires).
+    expect(s.pools.find((p) => p.id === bare)).not.toHaveProperty('session');
+    expect(ClusterState.parse(JSON.parse(JSON.stringify(s)))).toEqual(s);
+
+    const end = { type: 'endSession', changeId: 'e', owner: 'app', session: S1 } as const;
+    // The sweep's form: a session with a pool it did not see (created since) is left alone.
+    const changed = applyChange(s, { ...end, pools: [a1] });
+    expect(changed).toEqual({ state: s, result: { ok: false, error: 'session-changed' } });
+    const ended = applyChange(s, { ...end, pools: [a1, a2] });
+    expect(ended.result).toEqual({ ok: true });
+    expect(ended.state.version).toBe(s.version + 1);
+    // Another session of the owner, the same session id of another owner, and sessionless pools stay.
+    expect(ended.state.pools.map((p) => p.id)).toEqual([a3, b1, bare]);
+    // Once ended, there is nothing left to end.
+    expect(applyChange(ended.state, end)).toEqual({
+      state: ended.state,
+      result: { ok: false, error: 'unknown-session' },
+    });
+    // The close's form (no pools) ends whatever the session holds.
+    expect(applyChange(s, end).state.pools.map((p) => p.id)).toEqual([a3, b1, bare]);
+    // Session ids are 32 lowercase hex digits, on the wire.
+    expect(() => StateChange.parse({ ...end, session: 'A'.repeat(32) })).toThrow();
+    expect(() => StateChange.parse({ ...EPHEMERAL_POOL, owner: 'x', session: 'short' })).toThrow();
+  });
+
   it('tells voter changes apart and validates changes and states from the wire', () => {
     expect(isVoterChange({ type: 'addMember', changeId: 'a', member: member('x') })).toBe(true);
     expect(isVoterChange({ type: 'removeMember', changeId: 'a', id: 'x', incarnation: 1 })).toBe(true);
