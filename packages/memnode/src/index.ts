@@ -33,3 +33,9 @@ export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-l
 export { DEFAULT_PEER_LINK_TIMING, type PeerLinkTiming } from './cluster/peer-links.ts';
 export { advertisedUrlProblem, checkAdvertisedUrl, type AdvertisedUrlInput } from './advertised-url.ts';
 export { loadCaFile, loadNodeTls, type NodeTls, type TlsFiles } from './tls-files.ts';
+export {
+  loadSharedPoolAccess,
+  mayJoinSharedPool,
+  parseSharedPoolAccess,
+  type SharedPoolAccess,
+} from './shared-pool-access.ts';

@@ -34,6 +34,7 @@ import type { EphemeralHandOverOptions } from './cluster/ephemeral-hand-over.ts'
 import { createOpMetrics, type OpMetrics } from './op-metrics.ts';
 import { createMetricsRegistry, startMetricsServer, type MetricsServer } from './metrics-server.ts';
 import type { NodeTls } from './tls-files.ts';
+import type { SharedPoolAccess } from './shared-pool-access.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -129,6 +130,13 @@ export interface MemnodeOptions {
    * @default none
    */
   adminIdentities?: readonly string[];
+  /**
+   * Which identities may join which shared pools (shared-pool-access.ts, `--shared-pools FILE`): a UUID's
+   * listed identities only. Without it, an open node (no clientTokens) lets anyone join any shared pool and an
+   * authenticating node nobody.
+   * @default none
+   */
+  sharedPools?: SharedPoolAccess;
   /** Connection limits (counts, handshake deadline, idle timeout, reply buffer). @default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
   /**
@@ -378,6 +386,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       connections,
       clientTokens: options.clientTokens,
       adminIdentities,
+      sharedPoolAccess: options.sharedPools,
       metrics: ops,
       peerSockets,
     });
