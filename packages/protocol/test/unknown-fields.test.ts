@@ -74,7 +74,7 @@ describe('client frames refuse unknown fields', () => {
       expect(codeOf(reference, valid)).toBeUndefined();
       for (const extra of [{ later: 1 }, { shared: 'x' }, { owner: 'other' }]) {
         // `shared` is newPool's own field: on newPool the extra is an invalid value instead, refused the same.
-        const data = reference.encode({ ...frame, ...extra } as ClientFrame);
+        const data = reference.encode({ ...frame, ...extra });
         expect(codeOf(fast, data)).toBe(ErrorCode.InvalidFrame);
         expect(codeOf(reference, data)).toBe(ErrorCode.InvalidFrame);
       }

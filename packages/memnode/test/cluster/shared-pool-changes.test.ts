@@ -67,7 +67,9 @@ describe('shared pools in the cluster state', () => {
   });
 
   it('a leave removes only that sharer; the last one removes the pool; ids are never reused', () => {
-    let { state, poolId } = applied(initialState(member, 64, KEY), join('alice'));
+    const created = applied(initialState(member, 64, KEY), join('alice'));
+    const poolId = created.poolId;
+    let state = created.state;
     state = applied(state, join('bob')).state;
     state = applied(state, leave(poolId, 'alice')).state;
     expect(state.pools[0]?.sharers).toEqual(['bob']);
