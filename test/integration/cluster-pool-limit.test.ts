@@ -82,7 +82,7 @@ describe('the cluster-wide pool limit', () => {
   });
 
   it('is lowered to what half of a small --max-frame-bytes holds, so the largest state still reaches a joiner', async () => {
-    // 128 KiB frames, the smallest allowed: half holds 73 pools of the widest encoding.
+    // 128 KiB frames, the smallest allowed: half holds 69 entries of the widest encoding.
     const small = ['--replication', '1', '--max-frame-bytes', '128KiB'];
     const nodes = await startCluster({ size: 2, args: small });
     expect(nodes[0]!.stderr()).toContain('maxPools lowered');
@@ -101,8 +101,8 @@ describe('the cluster-wide pool limit', () => {
         );
       }
     }
-    expect(created).toBe(73);
-    expect(refusals).toHaveLength(100 - 73);
+    expect(created).toBe(69);
+    expect(refusals).toHaveLength(100 - 69);
     for (const refusal of refusals) {
       expect(refusal).toMatchObject({ code: ErrorCode.LimitExceeded, details: { limit: 'maxPools' } });
     }

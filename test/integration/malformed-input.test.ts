@@ -88,10 +88,9 @@ describe('well-formed but wrong frames get an error and the connection stays usa
     expect(raw.closed).toBeUndefined();
   });
 
-  it('an unknown field is refused, never ignored: a shared pool request creates no private pool', async () => {
+  it('an unknown field is refused, never ignored: a pool request with one creates no private pool', async () => {
     const raw = await openRawPeer(node.url, 'sharer');
-    const shared = '6f1c2b7e-8a44-4f0e-9d3b-2f5d7c1a9e40';
-    raw.sendBytes(encode({ t: 'newPool', id: 30, kind: 'ephemeral', pageSize: 4096, shared }));
+    raw.sendBytes(encode({ t: 'newPool', id: 30, kind: 'ephemeral', pageSize: 4096, weight: 2 }));
     expect(await raw.next()).toMatchObject({ t: 'error', id: 30, code: ErrorCode.InvalidFrame });
     // A data frame on the fast path too: a put with a field no put has stores nothing.
     const oid = new TextEncoder().encode('kept');

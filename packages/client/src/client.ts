@@ -11,6 +11,7 @@ import {
   createCodec,
   isCompression,
   isValidPageSize,
+  SharedPoolUuid,
   type Compression,
   type NodeStats,
   type PoolKind,
@@ -27,7 +28,13 @@ import { createStateSync } from './state-sync.ts';
 
 /** Options of `createPool`. */
 /** The keys of CreatePoolOptions, checked at run time for callers without types. */
-const POOL_OPTIONS: ReadonlySet<string> = new Set(['kind', 'pageSize', 'replication', 'compression']);
+const POOL_OPTIONS: ReadonlySet<string> = new Set([
+  'kind',
+  'pageSize',
+  'replication',
+  'compression',
+  'shared',
+]);
 
 export interface CreatePoolOptions {
   /** Ephemeral (a cache: pages may vanish) or persistent (puts may be refused, accepted pages stay). */
@@ -49,6 +56,36 @@ export interface CreatePoolOptions {
    * @default undefined (pages stored as written)
    */
   compression?: Compression;
+  /**
+   * Join the shared pool of this UUID (any case; sent lowercase) instead of creating a private pool; the first
+   * sharer's join creates it, with this page size and compression, which later joins must match. Ephemeral
+   * only (a persistent one is BAD_ARGUMENT, nothing sent). An identity the node does not authorise for the
+   * UUID gets UnauthorizedError; never a private pool. Gets leave the page for the other sharers;
+   * `destroy()` leaves the pool, flushing the objects this identity put to last, and the last sharer's leave
+   * destroys it.
+   * @default undefined (a private pool)
+   */
+  shared?: string;
+}
+
+/**
+ * The canonical (lowercase) UUID of a `shared` option, or undefined for a private pool. Throws BAD_ARGUMENT for
+ * anything but a UUID, or a shared persistent pool: nothing is sent.
+ */
+function sharedUuidOf(shared: unknown, kind: PoolKind): string | undefined {
+  if (shared === undefined) return undefined;
+  const uuid = typeof shared === 'string' ? shared.toLowerCase() : undefined;
+  if (uuid === undefined || !SharedPoolUuid.safeParse(uuid).success) {
+    throw new TmemError(ErrorCode.BadArgument, 'shared must be a UUID (8-4-4-4-12 hex digits)', {
+      details: { shared },
+    });
+  }
+  if (kind !== 'ephemeral') {
+    throw new TmemError(ErrorCode.BadArgument, 'only ephemeral pools can be shared', {
+      details: { reason: 'shared-persistent', kind },
+    });
+  }
+  return uuid;
 }
 
 /** A connection to a tmem cluster, made by `connect`. */
@@ -62,7 +99,7 @@ export interface TmemClient {
    */
   readonly session: string;
   /**
-   * Creates a private pool. Rejects with BadPageSizeError, before anything is sent, when pageSize is not
+   * Creates a private pool, or with `shared` joins a shared one. Rejects with BadPageSizeError, before anything is sent, when pageSize is not
    * allowed. Retried while no coordinator can commit it (NO_COORDINATOR) within the timeout, but not after a
    * lost connection, because the cluster may have created the pool already.
    */
@@ -236,6 +273,7 @@ function createClient(
         }
       }
       const { kind, pageSize = DEFAULT_PAGE_SIZE, replication, compression } = poolOptions;
+      const shared = sharedUuidOf(poolOptions.shared, kind);
       if (kind !== 'ephemeral' && kind !== 'persistent') {
         throw new TmemError(ErrorCode.BadArgument, "pool kind must be 'ephemeral' or 'persistent'", {
           details: { kind },
@@ -268,6 +306,7 @@ function createClient(
         pageSize,
         ...(replication === undefined ? {} : { replication }),
         ...(compression === undefined ? {} : { compression }),
+        ...(shared === undefined ? {} : { shared }),
       };
       // Before the request: a create whose answer is lost may still have made a pool in the session.
       sessionUsed = true;
@@ -282,6 +321,7 @@ function createClient(
           kind: reply.kind,
           pageSize: reply.pageSize,
           ...(reply.compression === undefined ? {} : { compression: reply.compression }),
+          ...(reply.shared === undefined ? {} : { shared: reply.shared }),
           ...(clusterId === undefined ? {} : { clusterId }),
           ...(reply.version === undefined ? {} : { createdVersion: reply.version }),
         },

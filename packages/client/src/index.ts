@@ -20,6 +20,7 @@ export {
   ProtocolError,
   TimeoutError,
   TmemError,
+  UnauthorizedError,
   UnknownPoolError,
   COMPRESSIONS,
   isValidPageSize,

@@ -43,6 +43,8 @@ export interface Pool {
   readonly pageSize: number;
   /** How the nodes store its pages ('lz4'), or undefined: as written. Pages read back are the same either way. */
   readonly compression: Compression | undefined;
+  /** The UUID of the shared pool this handle joined, or undefined for a private pool. */
+  readonly shared: string | undefined;
   /**
    * Stores a copy of `page` (exactly pageSize bytes; the caller may reuse its buffer at once). Resolves true
    * when accepted, false when refused (the node is full; for a persistent page also when not enough owners
@@ -73,7 +75,8 @@ export interface Pool {
   flushObject(oid: ObjectId): Promise<void>;
   /**
    * Destroys the pool and its pages on every member; later ops on it reject with UnknownPoolError. Retried while
-   * no coordinator can commit it, but not after a lost connection.
+   * no coordinator can commit it, but not after a lost connection. For a shared pool: leaves it (the objects
+   * this identity put to last are flushed on every member; the pool is destroyed when its last sharer leaves).
    */
   destroy(): Promise<void>;
 }
@@ -84,6 +87,8 @@ export interface PoolInfo {
   kind: PoolKind;
   pageSize: number;
   compression?: Compression;
+  /** A shared pool's UUID (absent: private). */
+  shared?: string;
   /** The cluster that created the pool; its ops fail with ClusterChangedError in any other. */
   clusterId?: string;
   /** Version of the cluster state that created the pool (PoolCreated.version); absent from older nodes. */
@@ -201,6 +206,7 @@ export function createPoolHandle(info: PoolInfo, execute: Execute, runMany: RunM
     kind,
     pageSize,
     compression,
+    shared: info.shared,
     async put(oid, index, page) {
       const owned = ownedPage(page);
       // Computed at the call: nodes check it on every copy and return it with every hit, so corruption anywhere

@@ -65,10 +65,14 @@ describe('arguments checked before anything is sent', () => {
     }
     await expectCode(client.createPool({ kind: 'shared' as 'ephemeral' }), ErrorCode.BadArgument);
     // An option the client does not know is refused, not dropped (it never becomes a private pool).
-    const shared = { kind: 'ephemeral', shared: '6f1c2b7e-8a44-4f0e-9d3b-2f5d7c1a9e40' } as {
-      kind: 'ephemeral';
-    };
-    await expectCode(client.createPool(shared), ErrorCode.BadArgument);
+    const unknown = { kind: 'ephemeral', weight: 2 } as { kind: 'ephemeral' };
+    await expectCode(client.createPool(unknown), ErrorCode.BadArgument);
+    // A shared pool is ephemeral and named by a UUID: anything else is refused before anything is sent.
+    const uuid = '6f1c2b7e-8a44-4f0e-9d3b-2f5d7c1a9e40';
+    await expectCode(client.createPool({ kind: 'persistent', shared: uuid }), ErrorCode.BadArgument);
+    for (const shared of ['', 'pool-1', uuid.replaceAll('-', ''), 42 as unknown as string]) {
+      await expectCode(client.createPool({ kind: 'ephemeral', shared }), ErrorCode.BadArgument);
+    }
     for (const bad of [new Uint8Array(PAGE_SIZE - 1), new Uint8Array(PAGE_SIZE + 1), new Uint8Array(0)]) {
       await expectCode(pool.put('o', 0, bad), ErrorCode.BadPageSize, BadPageSizeError);
     }

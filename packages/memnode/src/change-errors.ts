@@ -1,5 +1,5 @@
 // The refusals of state changes a client asked for, as the typed errors its request is answered with.
-import { COMPRESSIONS, ErrorCode, TmemError, UnknownPoolError } from '@tmem/protocol';
+import { COMPRESSIONS, ErrorCode, MAX_SHARERS_PER_POOL, TmemError, UnknownPoolError } from '@tmem/protocol';
 
 /** The error a client's request is answered with when the cluster refused its change (a ChangeError). */
 export function changeError(error: string): TmemError {
@@ -26,6 +26,18 @@ export function changeError(error: string): TmemError {
         ErrorCode.LimitExceeded,
         'the cluster holds as many pools as it allows; destroy some first',
         { details: { limit: 'maxPools' } },
+      );
+    case 'shared-mismatch':
+      return new TmemError(
+        ErrorCode.BadArgument,
+        'the shared pool exists with another page size or compression; join it with the ones it has',
+        { details: { reason: 'shared-mismatch' } },
+      );
+    case 'sharer-limit':
+      return new TmemError(
+        ErrorCode.LimitExceeded,
+        `the shared pool has ${MAX_SHARERS_PER_POOL} sharers, as many as a pool may; one must leave first`,
+        { details: { limit: 'maxSharersPerPool' } },
       );
     case 'no-pool-ids':
       // Every u32 id given out, or a state without a pool-id key (founded by a node that predates it).

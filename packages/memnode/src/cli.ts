@@ -17,6 +17,7 @@ import { TLS_CA_HELP, addTlsFlags, tlsFromFlags, type TlsFlags } from './cli-tls
 import { loadCaFile, type NodeTls } from './tls-files.ts';
 import { addHandOverFlags, handOverFromFlags, type HandOverFlags } from './cli-hand-over.ts';
 import { issueToken, loadTokens, type ClientTokens } from './client-auth.ts';
+import { loadSharedPoolAccess, type SharedPoolAccess } from './shared-pool-access.ts';
 import {
   CAPACITY_RANGE,
   FRAME_SIZE_RANGE,
@@ -138,6 +139,7 @@ interface NodeCommandOptions extends LimitFlags, TlsFlags, HandOverFlags {
   batchReplyParts?: boolean;
   tokensFile?: string;
   open?: boolean;
+  sharedPools?: string;
   adminIdentities: string[];
   insecurePeers?: boolean;
   metricsPort?: number;
@@ -166,6 +168,16 @@ function clientTokensOf(options: NodeCommandOptions): ClientTokens | undefined {
   }
   try {
     return loadTokens(options.tokensFile);
+  } catch (error) {
+    refuseToStart((error as Error).message);
+  }
+}
+
+/** The shared-pool access of --shared-pools, or undefined without it. */
+function sharedPoolsOf(options: NodeCommandOptions): SharedPoolAccess | undefined {
+  if (options.sharedPools === undefined) return undefined;
+  try {
+    return loadSharedPoolAccess(options.sharedPools);
   } catch (error) {
     refuseToStart((error as Error).message);
   }
@@ -200,6 +212,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   }
   const nodeId = options.nodeId ?? randomUUID();
   const clientTokens = clientTokensOf(options);
+  const sharedPools = sharedPoolsOf(options);
   if (clientTokens === undefined && options.adminIdentities.length > 0) {
     refuseToStart('--admin-identities needs --tokens-file: with --open every client sees node-global stats');
   }
@@ -244,6 +257,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     ...(tls === undefined ? {} : { tls }),
     adminIdentities: options.adminIdentities,
     sessionGraceMs: options.sessionGraceMs,
+    ...(sharedPools === undefined ? {} : { sharedPools }),
     timing: {
       ...(options.heartbeatMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatMs }),
       ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -441,6 +455,10 @@ export function buildCli(): Command {
       'identities (comma-separated, repeatable; each with a token) whose `stats` are node-global; every other client sees only its own counters (needs --tokens-file)',
       (text: string, previous: string[]) => collectIdentities(text, previous),
       [] as string[],
+    )
+    .option(
+      '--shared-pools <path>',
+      'who may join which shared pool: "<uuid> <identity>[,<identity>...]" lines; without it an --open node lets anyone join any shared pool and an authenticating node nobody',
     );
   addHandOverFlags(addTlsFlags(addLimitFlags(node))).action((options: NodeCommandOptions) =>
     runNode(options),

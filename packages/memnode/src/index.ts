@@ -34,3 +34,9 @@ export { DEFAULT_SESSION_GRACE_MS } from './session-liveness.ts';
 export { DEFAULT_PEER_LINK_TIMING, type PeerLinkTiming } from './cluster/peer-links.ts';
 export { advertisedUrlProblem, checkAdvertisedUrl, type AdvertisedUrlInput } from './advertised-url.ts';
 export { loadCaFile, loadNodeTls, type NodeTls, type TlsFiles } from './tls-files.ts';
+export {
+  loadSharedPoolAccess,
+  mayJoinSharedPool,
+  parseSharedPoolAccess,
+  type SharedPoolAccess,
+} from './shared-pool-access.ts';

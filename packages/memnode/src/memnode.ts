@@ -36,6 +36,7 @@ import { createMetricsRegistry, startMetricsServer, type MetricsServer } from '.
 import type { NodeTls } from './tls-files.ts';
 import { createSessionLiveness, DEFAULT_SESSION_GRACE_MS } from './session-liveness.ts';
 import { startSessionExpiry } from './cluster/session-expiry.ts';
+import type { SharedPoolAccess } from './shared-pool-access.ts';
 
 /** Options of one memory node. */
 export interface MemnodeOptions {
@@ -136,6 +137,13 @@ export interface MemnodeOptions {
    * @default none
    */
   adminIdentities?: readonly string[];
+  /**
+   * Which identities may join which shared pools (shared-pool-access.ts, `--shared-pools FILE`): a UUID's
+   * listed identities only. Without it, an open node (no clientTokens) lets anyone join any shared pool and an
+   * authenticating node nobody.
+   * @default none
+   */
+  sharedPools?: SharedPoolAccess;
   /** Connection limits (counts, handshake deadline, idle timeout, reply buffer). @default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
   /**
@@ -394,6 +402,7 @@ export async function createMemnode(options: MemnodeOptions): Promise<Memnode> {
       connections,
       clientTokens: options.clientTokens,
       adminIdentities,
+      sharedPoolAccess: options.sharedPools,
       metrics: ops,
       peerSockets,
       sessions,

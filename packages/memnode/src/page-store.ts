@@ -169,6 +169,13 @@ export interface PoolSpec {
    * page a get returns, and its checksum, are always the page as it was put.
    */
   compression?: Compression;
+  /**
+   * A shared pool (ephemeral only): a get leaves the page and makes it the most recently used, and each object
+   * remembers the identity that put to it last (PageMeta.putter), so that a sharer's departure can flush the
+   * objects it touched last (flushObjectsPutBy).
+   * @default false
+   */
+  shared?: boolean;
 }
 
 /** Replication metadata stored with a page (see PageStore.put). */
@@ -185,6 +192,8 @@ export interface PageMeta {
    * always compares the bytes).
    */
   sum?: number;
+  /** The identity putting the page: in a shared pool it becomes the object's last putter. Ignored elsewhere. */
+  putter?: string;
 }
 
 /** A copy of a stored page with its metadata. */
@@ -289,11 +298,18 @@ export interface PageStore {
    */
   put(pool: number, oid: Uint8Array, index: number, page: Uint8Array, meta?: PageMeta): PutResult;
   /**
-   * A fresh copy of the page, or null on a miss. A get from an ephemeral pool removes the page (exclusive get:
-   * the caller now holds the only copy); a persistent page stays. The copy owns its whole ArrayBuffer, so it can
+   * A fresh copy of the page, or null on a miss. A get from a private ephemeral pool removes the page
+   * (exclusive get: the caller now holds the only copy); a persistent page stays, and so does a shared pool's,
+   * which becomes the most recently used. The copy owns its whole ArrayBuffer, so it can
    * be sent or transferred as is. Throws UNKNOWN_POOL or BAD_ARGUMENT.
    */
   get(pool: number, oid: Uint8Array, index: number): Uint8Array<ArrayBuffer> | null;
+  /**
+   * Removes every object of the shared pool `pool` whose last put came from `identity` (the departure of a
+   * sharer) and returns how many pages went. Counts no flush: no client asked for it. Throws UNKNOWN_POOL;
+   * BAD_ARGUMENT for a pool that is not shared.
+   */
+  flushObjectsPutBy(pool: number, identity: string): number;
   /**
    * Exactly get (same counters, same exclusive-get removal), returning the page's version and checksum too.
    * With `arena`, the copy is taken from it (page-arena.ts: valid until the arena's next reset, not a whole
@@ -390,6 +406,8 @@ const POOL_KINDS: ReadonlySet<string> = new Set<PoolKind>(['ephemeral', 'persist
 interface PoolState {
   readonly spec: PoolSpec;
   readonly persistent: boolean;
+  /** A shared pool (PoolSpec.shared): gets leave the page, and each object remembers its last putter. */
+  readonly shared: boolean;
   /** oid key (latin1 string of the oid bytes) -> object number. */
   readonly objects: Map<string, number>;
   /** The slab class of raw pages. */
@@ -541,6 +559,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
   let oHead = new Int32Array(objectCapacity);
   let oCount = new Int32Array(objectCapacity);
   const oKey: string[] = [];
+  /** Objects of shared pools: the identity that put to the object last (PageMeta.putter); else undefined. */
+  const oPutter: (string | undefined)[] = [];
 
   const table = createHandleTable({
     objectOf: (record) => rObject[record] as number,
@@ -750,6 +770,7 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     pool.objects.delete(key);
     chargeRecords(pool, -objectCharge(key.length));
     oKey[object] = ''; // drop the string so the oid's memory can be collected
+    oPutter[object] = undefined;
     oHead[object] = freeObject;
     freeObject = object;
   }
@@ -1088,9 +1109,14 @@ export function createPageStore(options: PageStoreOptions): PageStore {
     counters.hits++;
     owned.hits++;
     const stored = copyOut(record, pool, arena);
-    // Exclusive get: every ephemeral pool is private for now, so the caller takes the only copy. (A shared or
-    // non-exclusive ephemeral pool would instead move the page to the LRU tail here.)
-    if (!pool.persistent) removeRecord(record, pool);
+    // Exclusive get from a private ephemeral pool: the caller takes the only copy. A shared pool's page stays
+    // for the other sharers, and the hit makes it the most recently used of its owner's LRU list.
+    if (pool.shared) {
+      lruUnlink(record, pool.account);
+      lruAppend(record, pool.account);
+    } else if (!pool.persistent) {
+      removeRecord(record, pool);
+    }
     return settled(stored);
   }
 
@@ -1119,6 +1145,11 @@ export function createPageStore(options: PageStoreOptions): PageStore {
       if (typeof owner !== 'string') {
         throw new TmemError(ErrorCode.BadArgument, 'pool owner must be a string');
       }
+      if (spec.shared === true && kind !== 'ephemeral') {
+        throw new TmemError(ErrorCode.BadArgument, 'only ephemeral pools can be shared', {
+          details: { kind },
+        });
+      }
       const { compression } = spec;
       if (compression !== undefined && !isCompression(compression)) {
         throw new TmemError(ErrorCode.BadArgument, 'pool compression must be "lz4" or absent', {
@@ -1142,8 +1173,16 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         accounts.set(owner, account);
       }
       pools.set(id, {
-        spec: Object.freeze({ id, kind, pageSize, owner, ...(compression ? { compression } : {}) }),
+        spec: Object.freeze({
+          id,
+          kind,
+          pageSize,
+          owner,
+          ...(compression ? { compression } : {}),
+          ...(spec.shared === true ? { shared: true } : {}),
+        }),
         persistent: kind === 'persistent',
+        shared: spec.shared === true,
         objects: new Map(),
         slab: slabClassFor(pageSize),
         codec: compression === undefined ? undefined : codecs[compression],
@@ -1340,6 +1379,8 @@ export function createPageStore(options: PageStoreOptions): PageStore {
         owned.ephemeralPages++;
         if (shared < 0) chargeEphemeral(pool, cost);
         lruAppend(record, pool.account); // most recently used
+        // Who touched the object last decides whose departure flushes it (flushObjectsPutBy).
+        if (pool.shared) oPutter[object] = meta?.putter;
       }
       counters.acceptedPuts++;
       owned.acceptedPuts++;
@@ -1348,6 +1389,22 @@ export function createPageStore(options: PageStoreOptions): PageStore {
 
     get(poolId, oid, index) {
       return read(poolId, oid, index)?.page ?? null;
+    },
+
+    flushObjectsPutBy(poolId, identity) {
+      enter();
+      const pool = requirePool(poolId);
+      if (!pool.shared) {
+        throw new TmemError(ErrorCode.BadArgument, `pool ${poolId} is not shared`, {
+          details: { pool: poolId },
+        });
+      }
+      let removed = 0;
+      // Deleting the current entry while iterating a Map is safe in JS.
+      for (const object of pool.objects.values()) {
+        if (oPutter[object] === identity) removed += removeObject(pool, object);
+      }
+      return settled(removed);
     },
 
     read,

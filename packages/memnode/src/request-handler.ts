@@ -3,8 +3,12 @@ import {
   ErrorCode,
   checksumMatches,
   TmemError,
+  UnauthorizedError,
   UnknownPoolError,
+  SHARED_POOL_OWNER_PREFIX,
   errorToWire,
+  poolHeldBy,
+  type NewPool,
   partitionHash,
   MAX_LISTED_IDENTITIES,
   byChargedBytes,
@@ -54,6 +58,8 @@ export interface RequestContext {
   session: string | undefined;
   /** The node's connected sessions, which the coordinator's sweep asks about (sessionsQuery). */
   sessions: SessionLiveness;
+  /** True when this connection's identity may join the shared pool of `uuid` (shared-pool-access.ts). */
+  mayJoinSharedPool(uuid: string): boolean;
 }
 
 /** The identities charged most in `store`, at most MAX_LISTED_IDENTITIES: what the node's admins see of each. */
@@ -73,6 +79,9 @@ function identitiesOf(store: PageStore): IdentityUse[] {
   return uses.sort(byChargedBytes).slice(0, MAX_LISTED_IDENTITIES);
 }
 
+/** An owner that never holds pools: its counters are all zero. */
+const EMPTY_OWNER = '';
+
 /**
  * The stats a connection may see (issue 9, finding 9). The node scope counts everything. The identity scope
  * holds the identity's own page-store counters, the node's capacity and its partition-level facts (version,
@@ -91,11 +100,13 @@ export function statsFor(ctx: RequestContext): NodeStats {
   }
   // An allow-list, so a field added to describe() stays out of this scope until someone decides it may go in.
   const member = ctx.cluster.describe(ctx.identity);
+  // A shared pool's accounting name is no identity's: one named so sees no counters (it can hold no pools).
+  const own = ctx.identity.startsWith(SHARED_POOL_OWNER_PREFIX) ? EMPTY_OWNER : ctx.identity;
   return {
     nodeId: ctx.nodeId,
     scope: 'identity',
     capacityBytes: ctx.store.stats().capacityBytes,
-    ...ctx.store.ownerStats(ctx.identity),
+    ...ctx.store.ownerStats(own),
     stateVersion: member.stateVersion,
     incarnation: member.incarnation,
     role: member.role,
@@ -114,8 +125,13 @@ export function statsFor(ctx: RequestContext): NodeStats {
  */
 function ownedPool(ctx: RequestContext, poolId: number): PoolSpec {
   const pool = ctx.store.getPool(poolId);
-  if (pool === undefined || pool.owner !== ctx.identity) throw unknownPool(poolId);
+  if (pool === undefined || !holds(ctx, pool)) throw unknownPool(poolId);
   return pool;
+}
+
+/** True when the connection's identity may use the pool: its owner, or for a shared pool one of its sharers. */
+function holds(ctx: RequestContext, pool: PoolSpec): boolean {
+  return pool.shared === true ? ctx.cluster.sharers.has(pool.id, ctx.identity) : pool.owner === ctx.identity;
 }
 
 function unknownPool(poolId: number): UnknownPoolError {
@@ -128,8 +144,11 @@ function errorReply(id: number, error: unknown): PageReply {
   return { t: 'error', id, code: wire.code, message: wire.message, details: wire.details };
 }
 
-/** Scratch meta for ephemeral puts: the store reads it during the call and keeps nothing, so one object serves. */
-const putMeta: { sum?: number } = {};
+/**
+ * Scratch meta for ephemeral puts: the store reads it during the call and keeps nothing but the putter's name
+ * (a string), so one object serves.
+ */
+const putMeta: { sum?: number; putter?: string } = {};
 
 /**
  * A page op of a persistent pool: replicated (see replication/replication.ts), whose serving check
@@ -160,13 +179,15 @@ function persistentOp(ctx: RequestContext, op: PageOp, stateVersion: number | un
 }
 
 /**
- * An ephemeral page op this node serves: one copy, so it completes here and now. A hit's page comes from
- * `arena` when given. Throws on bad input.
+ * An ephemeral page op this node serves: one copy, so it completes here and now. A put records `identity` as
+ * the object's last putter (a shared pool's departures go by it); a hit's page comes from `arena` when given.
+ * Throws on bad input.
  */
 function ephemeralOp(
   store: PageStore,
   handOver: EphemeralHandOver,
   op: PageOp,
+  identity: string,
   arena?: PageArena,
 ): PageReply {
   switch (op.t) {
@@ -175,6 +196,8 @@ function ephemeralOp(
         throw new ChecksumError('the page does not match its checksum; it was corrupted on the way');
       }
       putMeta.sum = op.sum;
+      // In a shared pool the putter becomes the object's last putter (its departure flushes the object).
+      putMeta.putter = identity;
       const result = store.put(op.pool, op.oid, op.index, op.page, putMeta);
       return result.status === 'accepted'
         ? { t: 'accepted', id: op.id }
@@ -244,7 +267,7 @@ function answerPageOp(
   arena: PageArena | undefined,
 ): PageReply | Promise<PageReply> {
   const spec = ctx.store.getPool(op.pool);
-  const owned = spec !== undefined && spec.owner === ctx.identity;
+  const owned = spec !== undefined && holds(ctx, spec);
   if (owned && spec.kind === 'persistent') return persistentOp(ctx, op, stateVersion);
   // A node behind the client's state may not know the pool yet: that is STALE_STATE (refresh, retry), not
   // UNKNOWN_POOL, so the rule runs before the pool is judged. flushObject reaches every member (an object
@@ -262,7 +285,7 @@ function answerPageOp(
   if (partition >= 0 && handOver.gated(partition)) return gatedReply(op.id, view.version);
   if (!owned) return errorReply(op.id, unknownPool(op.pool));
   try {
-    return ephemeralOp(ctx.store, handOver, op, arena);
+    return ephemeralOp(ctx.store, handOver, op, ctx.identity, arena);
   } catch (error) {
     return errorReply(op.id, error);
   }
@@ -275,10 +298,59 @@ function answerPageOp(
  */
 export function visibleState(state: ClusterState, identity: string, isPeer: boolean): ClusterState {
   if (isPeer) return state;
-  const shown: ClusterState = { ...state, pools: state.pools.filter((pool) => pool.owner === identity) };
+  // A shared pool shows its sharers as this identity alone: who else shares it is none of a client's business.
+  const pools = state.pools
+    .filter((pool) => poolHeldBy(pool, identity))
+    .map((pool) => (pool.sharers === undefined ? pool : { ...pool, sharers: [identity] }));
+  const shown: ClusterState = { ...state, pools };
   delete shown.poolIdKey;
   delete shown.nextPoolId;
   return shown;
+}
+
+/**
+ * `newPool` with `shared`: join (or create) the shared pool of that UUID. Ephemeral only; an identity the node
+ * does not authorise for the UUID is UNAUTHORIZED, and nothing else is ever made in its place.
+ */
+async function joinSharedPool(ctx: RequestContext, frame: NewPool, shared: string): Promise<NodeFrame> {
+  if (frame.kind !== 'ephemeral') {
+    throw new TmemError(
+      ErrorCode.BadArgument,
+      'only ephemeral pools can be shared; drop `shared` or the kind',
+      {
+        details: { reason: 'shared-persistent', kind: frame.kind },
+      },
+    );
+  }
+  if (!ctx.mayJoinSharedPool(shared)) {
+    throw new UnauthorizedError(
+      'this identity is not authorised to join that shared pool; ask the operator (tmem node --shared-pools)',
+      { details: { shared: shared } },
+    );
+  }
+  const result = await ctx.cluster.propose({
+    type: 'joinSharedPool',
+    shared: shared,
+    identity: ctx.identity,
+    pageSize: frame.pageSize,
+    ...(frame.compression === undefined ? {} : { compression: frame.compression }),
+    maxPoolsOfOwner: ctx.maxPoolsPerIdentity,
+    maxPools: ctx.maxPools,
+    poolIdKey: newPoolIdKey(),
+  });
+  if (!result.ok || result.poolId === undefined) throw changeError(result.ok ? 'no-pool-id' : result.error);
+  const clusterId = ctx.cluster.clusterId();
+  return {
+    t: 'pool',
+    id: frame.id,
+    pool: result.poolId,
+    kind: 'ephemeral',
+    pageSize: frame.pageSize,
+    ...(frame.compression === undefined ? {} : { compression: frame.compression }),
+    shared: shared,
+    ...(clusterId === undefined ? {} : { clusterId }),
+    ...(result.version === undefined ? {} : { version: result.version }),
+  };
 }
 
 function requirePeer(ctx: RequestContext, frame: ClientFrame): void {
@@ -293,6 +365,15 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
     case 'peerAuth':
       throw new TmemError(ErrorCode.InvalidFrame, 'handshake already done on this connection');
     case 'newPool': {
+      if (frame.shared !== undefined) return joinSharedPool(ctx, frame, frame.shared);
+      // The accounting names of shared pools are no identity's: one named so would share their counters.
+      if (ctx.identity.startsWith(SHARED_POOL_OWNER_PREFIX)) {
+        throw new TmemError(
+          ErrorCode.BadArgument,
+          `identities beginning "${SHARED_POOL_OWNER_PREFIX}" are reserved for shared pools; use another identity`,
+          { details: { identity: ctx.identity } },
+        );
+      }
       const replication = frame.kind === 'ephemeral' ? 1 : (frame.replication ?? ctx.defaultReplication);
       const result = await ctx.cluster.propose({
         type: 'createPool',
@@ -321,7 +402,17 @@ async function answer(ctx: RequestContext, frame: ClientFrame): Promise<NodeFram
       };
     }
     case 'destroyPool': {
-      ownedPool(ctx, frame.pool);
+      const pool = ownedPool(ctx, frame.pool);
+      if (pool.shared === true) {
+        // Destroying one's handle on a shared pool is leaving it; the pool goes with its last sharer.
+        const left = await ctx.cluster.propose({
+          type: 'leaveSharedPool',
+          poolId: frame.pool,
+          identity: ctx.identity,
+        });
+        if (!left.ok && left.error !== 'unknown-pool') throw changeError(left.error);
+        return { t: 'ok', id: frame.id };
+      }
       const result = await ctx.cluster.propose({ type: 'destroyPool', poolId: frame.pool });
       if (!result.ok && result.error !== 'unknown-pool') throw changeError(result.error);
       return { t: 'ok', id: frame.id };

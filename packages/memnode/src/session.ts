@@ -17,6 +17,7 @@ import { answerPeerHello, verifyPeerAuth, type PeerChallenge } from './peer-hand
 import type { Logger } from './logger.ts';
 import type { OpMetrics } from './op-metrics.ts';
 import { handleFrame, handlePageOp, visibleState, type RequestContext } from './request-handler.ts';
+import { mayJoinSharedPool, type SharedPoolAccess } from './shared-pool-access.ts';
 import { createBatchReplies, type BatchReplies } from './batch-replies.ts';
 import { createPageArena } from './page-arena.ts';
 import type { PageStore } from './page-store.ts';
@@ -59,6 +60,8 @@ export interface SessionDeps {
   clientTokens: ClientTokens | undefined;
   /** Client identities whose `stats` are node-global (MemnodeOptions.adminIdentities). */
   adminIdentities: ReadonlySet<string>;
+  /** Who may join which shared pool (MemnodeOptions.sharedPools); undefined: see mayJoinSharedPool. */
+  sharedPoolAccess: SharedPoolAccess | undefined;
   /** The node's op counters, shared by all its sessions. */
   metrics: OpMetrics;
   /** Sockets whose session is a peer's: a graceful leave drains client sessions only (peers redial seeds). */
@@ -301,6 +304,8 @@ export function serveSession(socket: WebSocket, deps: SessionDeps): void {
       metrics: deps.metrics,
       session: clientSession,
       sessions: deps.sessions,
+      mayJoinSharedPool: (uuid) =>
+        mayJoinSharedPool(deps.sharedPoolAccess, deps.clientTokens === undefined, uuid, identity),
     };
     ctx = served;
     batches = createBatchReplies({

@@ -10,6 +10,7 @@
 //   sees (the node strips them: the key would let a client undo the permutation, the counter tells the count).
 import { z } from 'zod';
 import { COMPRESSIONS, MAX_REPLICATION, U32_MAX, isValidPageSize } from './constants.ts';
+import { MAX_SHARERS_PER_POOL, SharedPoolUuid, SharerIdentity } from './shared-pools.ts';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -62,6 +63,13 @@ export const PoolInfo = z.strictObject({
    * without a session (older clients, raw frames), which live until destroyed.
    */
   session: SessionId.optional(),
+  /**
+   * A shared pool's UUID (ephemeral pools only; absent: a private pool). Its `owner` is then
+   * sharedPoolOwner(uuid), the name its pages are accounted under, and only its `sharers` may use it.
+   */
+  shared: SharedPoolUuid.optional(),
+  /** The identities that joined the shared pool and have not left, in join order; present iff `shared`. */
+  sharers: z.array(SharerIdentity).min(1).max(MAX_SHARERS_PER_POOL).optional(),
 });
 /** One pool, cluster-wide. */
 export type PoolInfo = z.infer<typeof PoolInfo>;
@@ -111,6 +119,9 @@ export const ClusterState = z
   })
   .refine((s) => new Set(s.pools.map((p) => p.id)).size === s.pools.length, {
     message: 'pool ids must be unique',
+  })
+  .refine((s) => s.pools.every((p) => (p.shared === undefined) === (p.sharers === undefined)), {
+    message: 'a pool has sharers exactly when it is shared',
   });
 /** The whole replicated state. Treat values as immutable: applyChange returns new objects. */
 export type ClusterState = z.infer<typeof ClusterState>;

@@ -14,7 +14,10 @@ export const ErrorCode = {
   InvalidFrame: 'INVALID_FRAME',
   /** The peer speaks another protocol version. */
   VersionMismatch: 'VERSION_MISMATCH',
-  /** A peer handshake without the right cluster secret. */
+  /**
+   * A peer handshake without the right cluster secret, or a client joining a shared pool its identity is not
+   * authorised for (UnauthorizedError).
+   */
   Unauthorized: 'UNAUTHORIZED',
   /**
    * The node's TLS certificate could not be verified (signed by a CA this side does not trust, issued for
@@ -174,6 +177,18 @@ export class ClusterChangedError extends TmemError {
   }
 }
 
+/**
+ * UNAUTHORIZED: the identity may not do this. A peer handshake without the cluster secret, or a client joining
+ * a shared pool the node does not authorise it for (`details.shared` names the UUID). A ProtocolError, as
+ * before this class existed, so callers that branched on that still do.
+ */
+export class UnauthorizedError extends ProtocolError {
+  constructor(message: string, options: TmemErrorOptions = {}) {
+    super(ErrorCode.Unauthorized, message, options);
+    this.name = 'UnauthorizedError';
+  }
+}
+
 /** The wire shape of an error reply. */
 export interface WireError {
   code: string;
@@ -204,6 +219,7 @@ const PROTOCOL_CODES = new Set<string>([
 export function errorFromWire(wire: WireError): TmemError {
   const options = { details: { ...wire.details, remote: true } };
   const code = isErrorCode(wire.code) ? wire.code : ErrorCode.Internal;
+  if (code === ErrorCode.Unauthorized) return new UnauthorizedError(wire.message, options);
   if (PROTOCOL_CODES.has(code)) return new ProtocolError(code, wire.message, options);
   switch (code) {
     case ErrorCode.UnknownPool:

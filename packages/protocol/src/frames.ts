@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ClusterState, PoolInfo, SessionId } from './cluster-state.ts';
+import { SharedPoolUuid } from './shared-pools.ts';
 import {
   COMPRESSIONS,
   MAX_BATCH_OPS,
@@ -79,6 +80,11 @@ export const NewPool = z.strictObject({
   replication: z.number().int().min(1).max(MAX_REPLICATION).optional(),
   /** How the nodes store the pool's pages (absent: as written). An unknown value is INVALID_FRAME. */
   compression: z.enum(COMPRESSIONS).optional(),
+  /**
+   * Join the shared pool of this UUID instead, creating it if no sharer holds it (ephemeral only: a persistent
+   * one is BAD_ARGUMENT). An identity the node does not authorise for it gets UNAUTHORIZED, never a private pool.
+   */
+  shared: SharedPoolUuid.optional(),
 });
 export type NewPool = z.infer<typeof NewPool>;
 
@@ -352,6 +358,8 @@ export const PoolCreated = z.strictObject({
   pageSize: u32,
   /** The pool's compression, as the cluster state holds it (absent: none). */
   compression: z.enum(COMPRESSIONS).optional(),
+  /** The UUID of the shared pool joined (absent: a private pool). */
+  shared: SharedPoolUuid.optional(),
   /** The cluster the pool belongs to: its id means nothing in another cluster (ids are numbered afresh). */
   clusterId: z.string().min(1).max(128).optional(),
   /**

@@ -6,6 +6,7 @@ export * from './codec.ts';
 export * from './msgpack-budget.ts';
 export * from './handle.ts';
 export * from './cluster-state.ts';
+export * from './shared-pools.ts';
 export * from './partition-table.ts';
 export * from './checksum.ts';
 export * from './peer-auth.ts';

@@ -15,6 +15,7 @@ import {
   isErrorCode,
   ChecksumError,
   ClusterChangedError,
+  UnauthorizedError,
 } from '../src/index.ts';
 import type { WireError } from '../src/index.ts';
 
@@ -29,7 +30,7 @@ const expectedClass: Record<ErrorCode, ErrorClass> = {
   INVALID_FRAME: ProtocolError,
   VERSION_MISMATCH: ProtocolError,
   HANDSHAKE_REQUIRED: ProtocolError,
-  UNAUTHORIZED: ProtocolError,
+  UNAUTHORIZED: UnauthorizedError,
   UNKNOWN_POOL: UnknownPoolError,
   CHECKSUM_MISMATCH: ChecksumError,
   BAD_PAGE_SIZE: BadPageSizeError,
@@ -66,6 +67,8 @@ function localError(code: ErrorCode, options: { details?: Record<string, unknown
       return new TimeoutError(250, options);
     case ErrorCode.ClusterChanged:
       return new ClusterChangedError('cluster restarted', options);
+    case ErrorCode.Unauthorized:
+      return new UnauthorizedError('not authorised', options);
     default:
       return expectedClass[code] === ProtocolError
         ? new ProtocolError(code, 'bad frame', options)
@@ -84,6 +87,16 @@ describe('error codes', () => {
     for (const code of ['', 'internal', 'Internal', 'NOPE', 'MalformedFrame', 'toString', '__proto__']) {
       expect(isErrorCode(code)).toBe(false);
     }
+  });
+});
+
+describe('UnauthorizedError', () => {
+  it('is still a ProtocolError, so callers that branched on that class still do', () => {
+    const error = errorFromWire({ code: ErrorCode.Unauthorized, message: 'no', details: { shared: 'u' } });
+    expect(error).toBeInstanceOf(UnauthorizedError);
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error.code).toBe(ErrorCode.Unauthorized);
+    expect(error.details['shared']).toBe('u');
   });
 });
 

@@ -20,6 +20,7 @@ import type { Logger } from '../logger.ts';
 import type { PageStore } from '../page-store.ts';
 import { StateChange, isMember, type ChangeResult } from './cluster-state.ts';
 import { newPoolIdKey } from './pool-ids.ts';
+import { createSharers, type Sharers } from './sharers.ts';
 import { ConsensusMessage } from './consensus-messages.ts';
 import { createConsensus, type Consensus, type ConsensusOutput } from './consensus.ts';
 import type { ConsensusOptions } from './consensus-options.ts';
@@ -173,6 +174,8 @@ export interface ClusterMember {
   readonly replication: Replication;
   /** Ephemeral pools: the hand-over of pages to new primaries, and the gates of partitions waiting for them. */
   readonly handOver: EphemeralHandOver;
+  /** Shared pools: who shares each one, as the node's latest applied state says (sharers.ts). */
+  readonly sharers: Pick<Sharers, 'has'>;
   /** Calls `listener` with every newly committed state; returns the unsubscribe function. */
   onCommitted(listener: (state: ClusterState, leaderId: string | null) => void): () => void;
   /**
@@ -232,6 +235,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
   });
   /** Pools this member created in the store (from states), so destroyed ones can be found. */
   const poolsInStore = new Set<number>();
+  const sharers = createSharers();
   // The one serving rule (serving-view.ts): its view follows the consensus core's states (a new core after a
   // rejoin included), so nothing here has to invalidate it.
   const serving: ServingRule = createServingRule({
@@ -378,9 +382,17 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
           pageSize: pool.pageSize,
           owner: pool.owner,
           ...(pool.compression === undefined ? {} : { compression: pool.compression }),
+          ...(pool.shared === undefined ? {} : { shared: true }),
         });
         poolsInStore.add(pool.id);
       }
+    }
+    // A sharer that left takes the objects it put to last with it, on every node, as each applies the state
+    // (an accepted one too, before its ack: by commit no member still holds them).
+    for (const { pool, identity } of sharers.update(state)) {
+      if (store.getPool(pool)?.shared !== true) continue;
+      const flushed = store.flushObjectsPutBy(pool, identity);
+      log.info({ pool, identity, flushed }, 'sharer left; flushed the objects it put to last');
     }
     if (!destroy) return;
     for (const id of poolsInStore) {
@@ -650,6 +662,7 @@ export function createClusterMember(options: ClusterMemberOptions): ClusterMembe
     accepted: () => consensus.accepted,
     replication,
     handOver,
+    sharers,
     async handleProposeFrame(raw, forwarded) {
       const parsed = StateChange.safeParse(raw);
       if (!parsed.success) return { t: 'changeResult', ok: false, error: ErrorCode.InvalidFrame };

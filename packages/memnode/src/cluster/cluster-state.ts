@@ -18,8 +18,17 @@ import {
   U32_MAX,
   isCompression,
   isValidPageSize,
+  poolHeldBy,
 } from '@tmem/protocol';
 import { newPoolIdKey, poolIdFor } from './pool-ids.ts';
+import {
+  JoinSharedPool,
+  LeaveSharedPool,
+  applyJoin,
+  applyLeave,
+  type SharedPoolOutcome,
+} from './shared-pool-changes.ts';
+import { stateEntries } from './state-bound.ts';
 
 // The state schemas live in @tmem/protocol (clients validate and route by the same state); re-exported here
 // so the cluster modules have one import for the state and the changes to it.
@@ -102,6 +111,9 @@ export const StateChange = z.discriminatedUnion('type', [
     ifVersion: count.optional(),
   }),
   z.strictObject({ type: z.literal('noop'), changeId }),
+  // Shared pools (shared-pool-changes.ts).
+  JoinSharedPool,
+  LeaveSharedPool,
 ]);
 /** One change to the state. */
 export type StateChange = z.infer<typeof StateChange>;
@@ -127,18 +139,22 @@ export type ChangeError =
   | 'bad-replication'
   /** createPool: compression is not one of COMPRESSIONS. */
   | 'bad-compression'
-  /** createPool: the owner already has maxPoolsOfOwner pools. */
+  /** createPool, joinSharedPool: the identity already holds maxPoolsOfOwner pools (its own and those it shares). */
   | 'pool-limit'
-  /** createPool: the cluster already has maxPools pools. */
+  /** createPool, joinSharedPool: the cluster already holds maxPools entries (pools and sharers, state-bound.ts). */
   | 'cluster-pool-limit'
   /** createPool: every u32 pool id was used, or the state has no pool-id key (a client's view, a test's). */
   | 'no-pool-ids'
-  /** destroyPool: no such pool. */
+  /** destroyPool, leaveSharedPool: no such pool (or, for a leave, the identity is no sharer of it). */
   | 'unknown-pool'
   /** endSession: the owner has no pool in that session (it ended already, or never created one). */
   | 'unknown-session'
   /** endSession with `pools`: the session has a pool the sweep did not see, so its client is back. */
   | 'session-changed'
+  /** joinSharedPool: the pool of that UUID exists with another page size or compression. */
+  | 'shared-mismatch'
+  /** joinSharedPool: the pool already has MAX_SHARERS_PER_POOL sharers. */
+  | 'sharer-limit'
   /** setPhase: the state moved on since the version the change was made for; decide again. */
   | 'stale-version';
 
@@ -180,6 +196,37 @@ function bump(state: ClusterState, patch: Partial<ClusterState>): ClusterState {
 
 function refuse(state: ClusterState, error: ChangeError): { state: ClusterState; result: ChangeResult } {
   return { state, result: { ok: false, error } };
+}
+
+/**
+ * The id the next pool gets, or null when there is none: every u32 used, or no key. A state founded before
+ * pool ids were keyed takes the proposer's key; its sequential ids stay, so the counter walks past any permuted
+ * id they already hold (at most one step per existing pool).
+ */
+function allocatePoolId(
+  state: ClusterState,
+  proposedKey: string | undefined,
+): { id: number; nextPoolId: number; poolIdKey: string } | null {
+  const key = state.poolIdKey ?? proposedKey;
+  let counter = state.nextPoolId;
+  if (key === undefined || counter === undefined) return null;
+  const taken = new Set(state.pools.map((p) => p.id));
+  while (counter <= U32_MAX && taken.has(poolIdFor(key, counter))) counter++;
+  if (counter > U32_MAX) return null;
+  return { id: poolIdFor(key, counter), nextPoolId: counter + 1, poolIdKey: key };
+}
+
+function sharedPoolResult(
+  state: ClusterState,
+  outcome: SharedPoolOutcome,
+): { state: ClusterState; result: ChangeResult } {
+  if (!outcome.ok) return refuse(state, outcome.error);
+  const next = bump(state, {
+    pools: outcome.pools,
+    ...(outcome.nextPoolId === undefined ? {} : { nextPoolId: outcome.nextPoolId }),
+    ...(outcome.poolIdKey === undefined ? {} : { poolIdKey: outcome.poolIdKey }),
+  });
+  return { state: next, result: { ok: true, poolId: outcome.poolId, version: next.version } };
 }
 
 /**
@@ -230,23 +277,17 @@ export function applyChange(
       }
       if (
         change.maxPoolsOfOwner !== undefined &&
-        state.pools.filter((p) => p.owner === change.owner).length >= change.maxPoolsOfOwner
+        state.pools.filter((p) => poolHeldBy(p, change.owner)).length >= change.maxPoolsOfOwner
       ) {
         return refuse(state, 'pool-limit');
       }
-      if (change.maxPools !== undefined && state.pools.length >= change.maxPools) {
+      if (change.maxPools !== undefined && stateEntries(state) >= change.maxPools) {
         return refuse(state, 'cluster-pool-limit');
       }
-      // A state founded before pool ids were keyed takes the proposer's key; its sequential ids stay, so the
-      // counter walks past any permuted id they already hold (at most one step per existing pool).
-      const key = state.poolIdKey ?? change.poolIdKey;
-      let counter = state.nextPoolId;
-      if (key === undefined || counter === undefined) return refuse(state, 'no-pool-ids');
-      const taken = new Set(state.pools.map((p) => p.id));
-      while (counter <= U32_MAX && taken.has(poolIdFor(key, counter))) counter++;
-      if (counter > U32_MAX) return refuse(state, 'no-pool-ids');
+      const id = allocatePoolId(state, change.poolIdKey);
+      if (id === null) return refuse(state, 'no-pool-ids');
       const pool: PoolInfo = {
-        id: poolIdFor(key, counter),
+        id: id.id,
         kind: change.kind,
         pageSize: change.pageSize,
         owner: change.owner,
@@ -254,7 +295,11 @@ export function applyChange(
         ...(change.compression === undefined ? {} : { compression: change.compression }),
         ...(change.session === undefined ? {} : { session: change.session }),
       };
-      const next = bump(state, { pools: [...state.pools, pool], nextPoolId: counter + 1, poolIdKey: key });
+      const next = bump(state, {
+        pools: [...state.pools, pool],
+        nextPoolId: id.nextPoolId,
+        poolIdKey: id.poolIdKey,
+      });
       return { state: next, result: { ok: true, poolId: pool.id, version: next.version } };
     }
     case 'destroyPool': {
@@ -272,6 +317,10 @@ export function applyChange(
       }
       return { state: bump(state, { pools }), result: { ok: true } };
     }
+    case 'joinSharedPool':
+      return sharedPoolResult(state, applyJoin(state, change, allocatePoolId));
+    case 'leaveSharedPool':
+      return sharedPoolResult(state, applyLeave(state, change));
     case 'setPhase': {
       const index = state.members.findIndex(
         (m) => m.id === change.id && m.incarnation === change.incarnation,

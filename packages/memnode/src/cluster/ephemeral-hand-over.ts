@@ -202,8 +202,11 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
     let bytes = 0;
     let dropped = 0;
     if (copy && budget.timeoutMs > 0) {
+      // Shared pools' pages stay behind (dropped with the partition): a handed-over page would arrive without
+      // its object's last putter, and a departure must flush every object its sharer put to last.
       const handles = store.handlesWhere(
-        (pool, hash) => pool.kind === 'ephemeral' && lost[hash % state.partitionCount] === 1,
+        (pool, hash) =>
+          pool.kind === 'ephemeral' && pool.shared !== true && lost[hash % state.partitionCount] === 1,
       );
       for (const h of handles) {
         // Past the byte budget the rest is dropped uncopied (the copies live in memory until sent).
@@ -358,6 +361,7 @@ export function createEphemeralHandOver(deps: EphemeralHandOverDeps): EphemeralH
         const { capacityBytes, usedBytes } = store.stats();
         if (
           spec?.kind === 'ephemeral' &&
+          spec.shared !== true &&
           e.page.length === spec.pageSize &&
           gates.accepts(from, frame.transition, partition, t) &&
           !gates.flushedObject(e.pool, e.oid) &&
